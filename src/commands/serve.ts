@@ -1,0 +1,49 @@
+// Builds the object graph of the node driver, starts it, and stops it on SIGTERM.
+import type { ServeConfig } from '../config.js';
+import { CsiServer } from '../driver/csi-server.js';
+import { Publisher } from '../driver/publisher.js';
+import { loadKubeConfig } from '../kube/client.js';
+import { SpcpsWriter } from '../kube/spcps-writer.js';
+import { KubeView } from '../kube/view.js';
+import { createLogger } from '../log.js';
+import { version } from '../package-info.js';
+import { CsmsClient } from '../provider/csms-client.js';
+import { defaultCredentialProvider, MetadataCredentials } from '../provider/credentials.js';
+import { CsmsSecretSource } from '../provider/source.js';
+
+export async function serve(config: ServeConfig): Promise<void> {
+  const log = createLogger({ verbosity: config.verbosity, json: config.logJson });
+  log.info('Initializing Secrets Store CSI Driver', { driver: 'secrets-store.csi.k8s.io', version, node: config.nodeId, csmsEndpoint: config.csmsEndpoint });
+  process.on('unhandledRejection', (err) => log.error('Unhandled rejection', { error: (err as Error)?.message ?? String(err) }));
+
+  const metadata = new MetadataCredentials({ endpoint: config.metadataEndpoint });
+  const projectId = config.projectId ?? (await metadata.projectId());
+  const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log);
+  const publisher = new Publisher({
+    kube,
+    spcps: new SpcpsWriter(kube.custom, kube.spcps),
+    source: new CsmsSecretSource(new CsmsClient({ endpoint: config.csmsEndpoint, projectId, timeoutMs: config.csmsTimeoutMs })),
+    credentials: defaultCredentialProvider(metadata),
+    log,
+  });
+  const server = new CsiServer({
+    endpoint: config.endpoint, nodeId: config.nodeId, publisher, log,
+    ready: () => kube.synced, maxReceiveMessageBytes: config.maxCallRecvMsgSize,
+  });
+
+  // Listen first so kubelet's registration and Probe work while the caches fill.
+  await server.start();
+  void kube.start().then(() => log.info('Kubernetes caches synced'));
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('Shutting down', { signal });
+    await server.stop();
+    await kube.stop();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}

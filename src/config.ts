@@ -1,0 +1,112 @@
+// Every flag and environment variable of `serve`, parsed once into a frozen,
+// validated object; a bad value stops start-up with the flag and the allowed form.
+import { parseArgs } from 'node:util';
+import { csmsEndpointForRegion } from './provider/csms-client.js';
+import { DEFAULT_METADATA_ENDPOINT } from './provider/credentials.js';
+
+export interface ServeConfig {
+  endpoint: string;
+  nodeId: string;
+  kubeconfig?: string;
+  csmsEndpoint: string;
+  projectId?: string;
+  metadataEndpoint: string;
+  verbosity: number;
+  logJson: boolean;
+  maxCallRecvMsgSize: number;
+  csmsTimeoutMs: number;
+}
+
+export class ConfigError extends Error {}
+
+export const SERVE_HELP = `Usage: cce-secrets-manager serve [flags]
+
+Serves the Secrets Store CSI node driver (secrets-store.csi.k8s.io) with the
+built-in Huawei Cloud DEW/CSMS provider (provider: cce).
+
+Flags:
+  --endpoint URL               CSI socket (default unix:///csi/csi.sock)
+  --nodeid NAME                this node's name (default $NODE_NAME; required)
+  --kubeconfig PATH            kubeconfig file (default: in-cluster ServiceAccount)
+  --region REGION              Huawei Cloud region, e.g. cn-north-4 (default $HUAWEICLOUD_SDK_REGION)
+  --csms-endpoint URL          CSMS endpoint; overrides --region (VPC endpoints, tests)
+  --project-id ID              project id (default $HUAWEICLOUD_SDK_PROJECT_ID, else ECS metadata)
+  --metadata-endpoint URL      ECS metadata service (default ${DEFAULT_METADATA_ENDPOINT})
+  --csms-timeout DURATION      per-request CSMS timeout, e.g. 5s (default 5s)
+  --max-call-recv-msg-size N   largest gRPC message accepted, bytes (default 4194304)
+  -v, --v N                    log verbosity (default 0)
+  --log-format-json            JSON log lines instead of klog text
+  -h, --help                   this help
+
+Credentials for CSMS, first found wins: the volume's nodePublishSecretRef
+(access_key, secret_key, security_token), HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK
+(/HUAWEICLOUD_SDK_SECURITY_TOKEN), then the node's IAM agency.
+`;
+
+/** `30s`, `2m`, `1h`, `1500ms` → milliseconds. */
+export function parseDuration(flag: string, value: string): number {
+  const m = /^(\d+)(ms|s|m|h)$/.exec(value.trim());
+  if (!m) throw new ConfigError(`${flag} "${value}" is not a duration; use e.g. 500ms, 30s, 2m or 1h`);
+  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+}
+
+function nonNegativeInt(flag: string, value: string): number {
+  if (!/^\d+$/.test(value)) throw new ConfigError(`${flag} "${value}" must be a whole number`);
+  return Number(value);
+}
+
+export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | 'help' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        endpoint: { type: 'string', default: 'unix:///csi/csi.sock' },
+        nodeid: { type: 'string' },
+        kubeconfig: { type: 'string' },
+        region: { type: 'string' },
+        'csms-endpoint': { type: 'string' },
+        'project-id': { type: 'string' },
+        'metadata-endpoint': { type: 'string', default: DEFAULT_METADATA_ENDPOINT },
+        'csms-timeout': { type: 'string', default: '5s' },
+        'max-call-recv-msg-size': { type: 'string', default: String(4 * 1024 * 1024) },
+        v: { type: 'string', short: 'v', default: '0' },
+        'log-format-json': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}; see 'cce-secrets-manager serve --help'`);
+  }
+  const o = parsed.values;
+  if (o.help) return 'help';
+  const nodeId = o.nodeid ?? env.NODE_NAME;
+  if (!nodeId) throw new ConfigError('--nodeid is required (or set NODE_NAME from the downward API spec.nodeName)');
+  if (!/^unix:\/\/\/.+/.test(o.endpoint!)) throw new ConfigError(`--endpoint "${o.endpoint}" must look like unix:///csi/csi.sock`);
+  const region = o.region ?? env.HUAWEICLOUD_SDK_REGION;
+  let csmsEndpoint = o['csms-endpoint'];
+  if (!csmsEndpoint) {
+    if (!region) throw new ConfigError('set --region (e.g. cn-north-4) or --csms-endpoint so the driver knows where CSMS is');
+    if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region)) throw new ConfigError(`--region "${region}" does not look like a Huawei Cloud region such as cn-north-4`);
+    csmsEndpoint = csmsEndpointForRegion(region);
+  }
+  for (const [flag, url] of [['--csms-endpoint', csmsEndpoint], ['--metadata-endpoint', o['metadata-endpoint']!]] as const) {
+    if (!/^https?:\/\/[^/]+/.test(url)) throw new ConfigError(`${flag} "${url}" must be an http(s) URL`);
+  }
+  const projectId = o['project-id'] ?? env.HUAWEICLOUD_SDK_PROJECT_ID;
+  if (projectId !== undefined && !/^[0-9a-zA-Z]{1,64}$/.test(projectId)) throw new ConfigError(`--project-id "${projectId}" must be the project's id (32 hex characters)`);
+  return Object.freeze({
+    endpoint: o.endpoint!,
+    nodeId,
+    kubeconfig: o.kubeconfig,
+    csmsEndpoint,
+    projectId,
+    metadataEndpoint: o['metadata-endpoint']!,
+    verbosity: nonNegativeInt('-v', o.v!),
+    logJson: o['log-format-json']!,
+    maxCallRecvMsgSize: nonNegativeInt('--max-call-recv-msg-size', o['max-call-recv-msg-size']!),
+    csmsTimeoutMs: parseDuration('--csms-timeout', o['csms-timeout']!),
+  });
+}

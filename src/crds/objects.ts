@@ -1,0 +1,148 @@
+// Parses `spec.parameters.objects` of a SecretProviderClass into validated value
+// objects, once, enforcing every rule of the user documentation. The same parser
+// serves mount time, the one-shot CLI and (later) admission, so the messages match.
+import jmespath from 'jmespath';
+import { parse as parseYaml } from 'yaml';
+import { InvalidSpcError } from '../errors.js';
+
+export interface JmesPathEntry {
+  path: string;
+  objectAlias: string;
+}
+
+export interface SecretObject {
+  objectName: string;
+  /** File name in the volume (objectAlias, else objectName). */
+  fileName: string;
+  objectVersion: string;
+  objectType: 'csms';
+  jmesPath: JmesPathEntry[];
+}
+
+const SECRET_NAME = /^[a-zA-Z0-9._-]{1,64}$/;
+const VERSION = /^(v[1-9][0-9]{0,8}|latest)$/;
+const KNOWN_KEYS = new Set(['objectName', 'objectAlias', 'objectVersion', 'objectType', 'jmesPath']);
+
+/** `spcRef` is `namespace/name`, used to make every message point at the object. */
+export function parseSecretObjects(spcRef: string, objectsYaml: string | undefined): SecretObject[] {
+  const fail = (what: string) => new InvalidSpcError(`SecretProviderClass ${spcRef}: ${what}`);
+  if (objectsYaml === undefined || objectsYaml.trim() === '') {
+    throw fail('spec.parameters.objects is empty; list at least one object, e.g. "- objectName: my_secret"');
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(objectsYaml);
+  } catch (err) {
+    const first = String((err as Error).message).split('\n')[0];
+    throw fail(`spec.parameters.objects is not valid YAML (${first}); it must be a YAML list of objects`);
+  }
+  if (!Array.isArray(doc) || doc.length === 0) {
+    throw fail('spec.parameters.objects must be a non-empty YAML list, each item starting with "- objectName: ..."');
+  }
+  const objects = doc.map((item, i) => parseOne(item, i, fail));
+  checkUniqueness(objects, fail);
+  return objects;
+}
+
+function parseOne(item: unknown, index: number, fail: (w: string) => InvalidSpcError): SecretObject {
+  const where = `spec.parameters.objects[${index}]`;
+  if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+    throw fail(`${where} must be a mapping with objectName, objectType and objectVersion`);
+  }
+  const o = item as Record<string, unknown>;
+  for (const key of Object.keys(o)) {
+    if (!KNOWN_KEYS.has(key)) throw fail(`${where} has unknown field "${key}"; allowed: ${[...KNOWN_KEYS].join(', ')}`);
+  }
+  const name = o.objectName;
+  if (typeof name !== 'string' || name === '') throw fail(`${where}.objectName is required (the CSMS secret name)`);
+  if (!SECRET_NAME.test(name)) {
+    throw fail(`object "${name}": objectName must be a CSMS secret name (1-64 of letters, digits, "." "_" "-")`);
+  }
+  const at = (field: string) => `object "${name}": ${field}`;
+  if (o.objectType !== 'csms') {
+    throw fail(`${at('objectType')} must be "csms" (the only type this provider serves), got ${describe(o.objectType)}`);
+  }
+  if (typeof o.objectVersion !== 'string' || !VERSION.test(o.objectVersion)) {
+    throw fail(`${at('objectVersion')} must be "v1", "v2", ... or "latest", got ${describe(o.objectVersion)}`);
+  }
+  let fileName = name;
+  if (o.objectAlias !== undefined) {
+    if (typeof o.objectAlias !== 'string' || o.objectAlias === '') throw fail(`${at('objectAlias')} must be a non-empty string`);
+    if (o.objectAlias === name) throw fail(`${at('objectAlias')} must differ from its own objectName; omit it to use "${name}"`);
+    checkFileName(o.objectAlias, at('objectAlias'), fail);
+    fileName = o.objectAlias;
+  }
+  return { objectName: name, fileName, objectVersion: o.objectVersion, objectType: 'csms', jmesPath: parseJmesPath(o.jmesPath, at, fail) };
+}
+
+function parseJmesPath(raw: unknown, at: (f: string) => string, fail: (w: string) => InvalidSpcError): JmesPathEntry[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) throw fail(`${at('jmesPath')} must be a list of {path, objectAlias}`);
+  return raw.map((entry, i) => {
+    const field = at(`jmesPath[${i}]`);
+    const e = (entry ?? {}) as Record<string, unknown>;
+    if (typeof e.path !== 'string' || e.path === '') throw fail(`${field}.path is required (a key of the secret's JSON value)`);
+    if (e.path.includes('\\')) throw fail(`${field}.path "${e.path}" must not contain a backslash`);
+    if (typeof e.objectAlias !== 'string' || e.objectAlias === '') throw fail(`${field}.objectAlias is required (the file name)`);
+    checkFileName(e.objectAlias, `${field}.objectAlias`, fail);
+    return { path: e.path, objectAlias: e.objectAlias };
+  });
+}
+
+/** File names are flat: nothing may escape the volume or clash with the writer's `..` entries. */
+function checkFileName(value: string, field: string, fail: (w: string) => InvalidSpcError): void {
+  if (value.includes('/') || value.includes('\0') || value.startsWith('..') || value === '.' || value.length > 255) {
+    throw fail(`${field} "${value}" is not a plain file name (no "/", no leading "..", at most 255 characters)`);
+  }
+}
+
+function checkUniqueness(objects: SecretObject[], fail: (w: string) => InvalidSpcError): void {
+  const names = new Set<string>();
+  for (const o of objects) {
+    if (names.has(o.objectName)) throw fail(`objectName "${o.objectName}" appears twice; each object must be listed once`);
+    names.add(o.objectName);
+  }
+  // A file name may not repeat, and an alias may not take another object's name.
+  const files = new Map<string, string>();
+  const claim = (file: string, owner: string) => {
+    const other = files.get(file);
+    if (other !== undefined) throw fail(`${owner} writes file "${file}", which ${other} already writes; choose another objectAlias`);
+    files.set(file, owner);
+  };
+  for (const o of objects) {
+    if (o.fileName !== o.objectName && names.has(o.fileName)) {
+      throw fail(`object "${o.objectName}": objectAlias "${o.fileName}" equals the objectName of another object`);
+    }
+    claim(o.fileName, `object "${o.objectName}"`);
+    for (const j of o.jmesPath) claim(j.objectAlias, `object "${o.objectName}" jmesPath "${j.path}"`);
+  }
+}
+
+/** Extracts one jmesPath entry from a secret's JSON value. Exact top-level keys win, so
+ *  keys with characters JMESPath would read as operators (+ - {} ()) work as written. */
+export function extractJmesPath(objectName: string, entry: JmesPathEntry, value: Buffer): Buffer {
+  let json: unknown;
+  try {
+    json = JSON.parse(value.toString('utf8'));
+  } catch {
+    throw new InvalidSpcError(`object "${objectName}": jmesPath "${entry.path}" needs a JSON secret value, but the value is not JSON`);
+  }
+  let result: unknown;
+  if (json !== null && typeof json === 'object' && !Array.isArray(json) && Object.hasOwn(json, entry.path)) {
+    result = (json as Record<string, unknown>)[entry.path];
+  } else {
+    try {
+      result = jmespath.search(json as object, entry.path);
+    } catch {
+      result = null;
+    }
+  }
+  if (result === null || result === undefined) {
+    throw new InvalidSpcError(`object "${objectName}": jmesPath "${entry.path}" selects nothing in the secret's JSON value; check the key`);
+  }
+  return Buffer.from(typeof result === 'string' ? result : JSON.stringify(result), 'utf8');
+}
+
+function describe(v: unknown): string {
+  return v === undefined ? 'nothing' : JSON.stringify(v);
+}

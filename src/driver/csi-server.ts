@@ -1,0 +1,132 @@
+// The CSI gRPC server kubelet talks to: Identity and Node on a unix socket.
+import { connect } from 'node:net';
+import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { DRIVER_NAME } from '../crds/types.js';
+import type { Logger } from '../log.js';
+import { packageRoot, version } from '../package-info.js';
+import { grpcCodeName, toServiceError } from './grpc-status.js';
+import type { Publisher } from './publisher.js';
+import { parsePublishRequest, parseUnpublishRequest } from './volume-request.js';
+
+export interface CsiServerOptions {
+  /** `unix:///path/csi.sock` */
+  endpoint: string;
+  nodeId: string;
+  publisher: Publisher;
+  ready: () => boolean;
+  log: Logger;
+  maxReceiveMessageBytes?: number;
+}
+
+type Handler = (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => void;
+
+export function loadCsiProto(): grpc.GrpcObject {
+  const def = protoLoader.loadSync(join(packageRoot, 'csi-proto/csi.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  return grpc.loadPackageDefinition(def);
+}
+
+export function socketPath(endpoint: string): string {
+  const m = /^unix:\/\/(\/.+)$/.exec(endpoint);
+  if (!m) throw new Error(`--endpoint "${endpoint}" must look like unix:///csi/csi.sock`);
+  return m[1];
+}
+
+/** Wraps an async handler: product errors become gRPC statuses, once, here. */
+function unary<Req, Res>(rpc: string, log: Logger, fn: (req: Req) => Promise<Res>): Handler {
+  return (call, cb) => {
+    fn(call.request as Req).then(
+      (res) => cb(null, res),
+      (err) => {
+        const status = toServiceError(err);
+        log.error(`${rpc} failed`, { code: grpcCodeName(status.code!), error: status.details });
+        cb(status as grpc.ServiceError);
+      },
+    );
+  };
+}
+
+export class CsiServer {
+  private readonly server: grpc.Server;
+  private readonly path: string;
+
+  constructor(private readonly opts: CsiServerOptions) {
+    this.path = socketPath(opts.endpoint);
+    this.server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? 4 * 1024 * 1024 });
+    const csi = (loadCsiProto().csi as grpc.GrpcObject).v1 as grpc.GrpcObject;
+    this.server.addService((csi.Identity as grpc.ServiceClientConstructor).service, this.identity());
+    this.server.addService((csi.Node as grpc.ServiceClientConstructor).service, this.node());
+  }
+
+  private identity(): grpc.UntypedServiceImplementation {
+    const { log, ready } = this.opts;
+    return {
+      GetPluginInfo: unary('GetPluginInfo', log, async () => ({ name: DRIVER_NAME, vendor_version: version })),
+      GetPluginCapabilities: unary('GetPluginCapabilities', log, async () => ({ capabilities: [] })),
+      Probe: unary('Probe', log, async () => ({ ready: { value: ready() } })),
+    };
+  }
+
+  private node(): grpc.UntypedServiceImplementation {
+    const { log, publisher, nodeId } = this.opts;
+    const unimplemented: Handler = (call, cb) => cb({ code: grpc.status.UNIMPLEMENTED, details: `${call.getPath()} is not implemented: secrets-store volumes are ephemeral and node-published only` });
+    return {
+      NodePublishVolume: unary('NodePublishVolume', log, async (raw) => {
+        await publisher.publish(parsePublishRequest(raw as object));
+        return {};
+      }),
+      NodeUnpublishVolume: unary('NodeUnpublishVolume', log, async (raw) => {
+        await publisher.unpublish(parseUnpublishRequest(raw as object).targetPath);
+        return {};
+      }),
+      NodeGetCapabilities: unary('NodeGetCapabilities', log, async () => ({ capabilities: [] })),
+      NodeGetInfo: unary('NodeGetInfo', log, async () => ({ node_id: nodeId, max_volumes_per_node: '0' })),
+      NodeStageVolume: unimplemented,
+      NodeUnstageVolume: unimplemented,
+      NodeGetVolumeStats: unimplemented,
+      NodeExpandVolume: unimplemented,
+    };
+  }
+
+  async start(): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true });
+    await removeStaleSocket(this.path);
+    // Created owner-only: whoever can write to this socket can ask for any pod's secrets.
+    const oldUmask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) =>
+        this.server.bindAsync(`unix:${this.path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+    } finally {
+      process.umask(oldUmask);
+    }
+    await chmod(this.path, 0o600);
+    this.opts.log.info('Listening for connections', { address: this.path });
+  }
+
+  /** Stops accepting, lets in-flight calls finish (up to `graceMs`), removes the socket. */
+  async stop(graceMs = 10_000): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => { this.server.forceShutdown(); resolve(); }, graceMs);
+      this.server.tryShutdown(() => { clearTimeout(timer); resolve(); });
+    });
+    await unlink(this.path).catch(() => undefined);
+  }
+}
+
+/** A socket file left by a crashed run is removed; a live one means another driver runs. */
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    await lstat(path);
+  } catch {
+    return;
+  }
+  const alive = await new Promise<boolean>((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`another process is serving ${path}; stop it first`);
+  await unlink(path);
+}

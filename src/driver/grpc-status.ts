@@ -1,0 +1,23 @@
+// The one place where product errors become gRPC statuses that kubelet shows users.
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { ProductError, type ErrorKind } from '../errors.js';
+
+const CODES: Record<ErrorKind, status> = {
+  'invalid-argument': status.INVALID_ARGUMENT,
+  'failed-precondition': status.FAILED_PRECONDITION,
+  'not-found': status.NOT_FOUND,
+  'permission-denied': status.PERMISSION_DENIED,
+  unauthenticated: status.UNAUTHENTICATED,
+  unavailable: status.UNAVAILABLE,
+  'deadline-exceeded': status.DEADLINE_EXCEEDED,
+  internal: status.INTERNAL,
+};
+
+export function toServiceError(err: unknown): Partial<ServiceError> {
+  if (err instanceof ProductError) return { code: CODES[err.kind], details: err.message };
+  return { code: status.INTERNAL, details: `internal error: ${(err as Error)?.message ?? String(err)}` };
+}
+
+export function grpcCodeName(code: status): string {
+  return status[code] ?? String(code);
+}

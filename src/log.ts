@@ -1,0 +1,69 @@
+// One logger for the process: klog-shaped lines by default (what operators of the
+// upstream driver grep for), JSON on request, klog-style verbosity levels.
+import { basename } from 'node:path';
+import winston from 'winston';
+
+export type Fields = Record<string, string | number | boolean | undefined>;
+
+export interface Logger {
+  info(msg: string, fields?: Fields): void;
+  warn(msg: string, fields?: Fields): void;
+  error(msg: string, fields?: Fields): void;
+  /** Messages only shown at `-v level` or above. */
+  v(level: number): { info(msg: string, fields?: Fields): void };
+}
+
+export interface LogOptions {
+  verbosity: number;
+  json: boolean;
+  /** Defaults to stderr, as klog. */
+  stream?: NodeJS.WritableStream;
+}
+
+const SEVERITY: Record<string, string> = { error: 'E', warn: 'W', info: 'I' };
+
+function klogTime(d: Date): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  return `${p(d.getMonth() + 1)}${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}000`;
+}
+
+function quote(v: unknown): string {
+  return typeof v === 'string' ? JSON.stringify(v) : String(v);
+}
+
+const klogFormat = winston.format.printf((info) => {
+  const { level, message, caller, fields } = info as unknown as { level: string; message: string; caller: string; fields?: Fields };
+  const head = `${SEVERITY[level] ?? 'I'}${klogTime(new Date())} ${String(process.pid).padStart(7)} ${caller}]`;
+  const entries = Object.entries(fields ?? {}).filter(([, v]) => v !== undefined);
+  if (entries.length === 0) return `${head} ${message}`;
+  return `${head} ${quote(message)} ${entries.map(([k, v]) => `${k}=${quote(v)}`).join(' ')}`;
+});
+
+const jsonFormat = winston.format.printf((info) => {
+  const { level, message, caller, fields } = info as unknown as { level: string; message: string; caller: string; fields?: Fields };
+  return JSON.stringify({ ts: new Date().toISOString(), level, caller, msg: message, ...fields });
+});
+
+/** file:line of the code that called the logger, as klog prints it. */
+function callerOf(depth: number): string {
+  const line = new Error().stack?.split('\n')[depth] ?? '';
+  const m = /\(?([^\s()]+):(\d+):\d+\)?$/.exec(line);
+  return m ? `${basename(m[1]).replace(/\.js$/, '.ts')}:${m[2]}` : 'unknown:0';
+}
+
+export function createLogger(opts: LogOptions): Logger {
+  const w = winston.createLogger({
+    level: 'info',
+    format: opts.json ? jsonFormat : klogFormat,
+    transports: [new winston.transports.Stream({ stream: opts.stream ?? process.stderr })],
+  });
+  const emit = (level: string) => (msg: string, fields?: Fields) => w.log({ level, message: msg, caller: callerOf(3), fields });
+  const silent = { info: () => undefined };
+  const logger: Logger = {
+    info: emit('info'),
+    warn: emit('warn'),
+    error: emit('error'),
+    v: (level) => (level <= opts.verbosity ? { info: emit('info') } : silent),
+  };
+  return logger;
+}

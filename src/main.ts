@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// Entry point: dispatches to a sub-command.
+import { ConfigError, parseServeArgs, SERVE_HELP } from './config.js';
+import { csmsEmulator } from './commands/csms-emulator.js';
+import { serve } from './commands/serve.js';
+import { version } from './package-info.js';
+
+const HELP = `Usage: cce-secrets-manager <command> [flags]
+
+Commands:
+  serve          run the CSI node driver with the built-in CSMS provider
+  csms-emulator  run a local CSMS emulator
+  --version      print the version
+
+Run 'cce-secrets-manager <command> --help' for a command's flags.
+`;
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve': {
+      const config = parseServeArgs(rest);
+      if (config === 'help') process.stdout.write(SERVE_HELP);
+      else await serve(config);
+      return;
+    }
+    case 'csms-emulator':
+      return csmsEmulator(rest);
+    case '--version':
+    case 'version':
+      process.stdout.write(`cce-secrets-manager ${version}\n`);
+      return;
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(HELP);
+      return;
+    default:
+      throw new ConfigError(`unknown command "${command}"; run 'cce-secrets-manager --help'`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err) => {
+  process.stderr.write(`cce-secrets-manager: ${err instanceof ConfigError ? '' : 'fatal: '}${(err as Error).message}\n`);
+  process.exit(2);
+});

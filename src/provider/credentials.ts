@@ -1,0 +1,112 @@
+// Where CSMS credentials come from, in order: the volume's nodePublishSecretRef,
+// the process environment, then the node's IAM agency via the ECS metadata service.
+import { UnauthenticatedError } from '../errors.js';
+import type { Credentials } from './signer.js';
+
+export interface CredentialProvider {
+  credentials(): Promise<Credentials>;
+}
+
+export const DEFAULT_METADATA_ENDPOINT = 'http://169.254.169.254';
+
+/** From `nodePublishSecretRef` data: access_key, secret_key, optional security_token. */
+export function credentialsFromSecretRef(secrets: Record<string, string>): Credentials | undefined {
+  const accessKey = secrets.access_key?.trim();
+  const secretKey = secrets.secret_key?.trim();
+  if (!accessKey && !secretKey) return undefined;
+  if (!accessKey || !secretKey) {
+    throw new UnauthenticatedError('nodePublishSecretRef must hold both access_key and secret_key (security_token is optional)');
+  }
+  const securityToken = secrets.security_token?.trim() || undefined;
+  return { accessKey, secretKey, securityToken };
+}
+
+export function credentialsFromEnv(env: NodeJS.ProcessEnv = process.env): Credentials | undefined {
+  const accessKey = env.HUAWEICLOUD_SDK_AK;
+  const secretKey = env.HUAWEICLOUD_SDK_SK;
+  if (!accessKey || !secretKey) return undefined;
+  return { accessKey, secretKey, securityToken: env.HUAWEICLOUD_SDK_SECURITY_TOKEN || undefined };
+}
+
+export interface MetadataOptions {
+  endpoint?: string;
+  timeoutMs?: number;
+  /** Refresh this long before expires_at. */
+  refreshAheadMs?: number;
+}
+
+/** Temporary keys of the node's agency, cached and refreshed ahead of expiry. */
+export class MetadataCredentials implements CredentialProvider {
+  private cached?: { creds: Credentials; expiresAt: number };
+  private inflight?: Promise<Credentials>;
+  private readonly endpoint: string;
+  private readonly timeoutMs: number;
+  private readonly refreshAheadMs: number;
+
+  constructor(opts: MetadataOptions = {}) {
+    this.endpoint = (opts.endpoint ?? DEFAULT_METADATA_ENDPOINT).replace(/\/+$/, '');
+    this.timeoutMs = opts.timeoutMs ?? 3000;
+    this.refreshAheadMs = opts.refreshAheadMs ?? 10 * 60_000;
+  }
+
+  credentials(): Promise<Credentials> {
+    if (this.cached && Date.now() < this.cached.expiresAt - this.refreshAheadMs) return Promise.resolve(this.cached.creds);
+    this.inflight ??= this.fetchKeys().finally(() => { this.inflight = undefined; });
+    return this.inflight;
+  }
+
+  async projectId(): Promise<string> {
+    const res = await this.get('/openstack/latest/meta_data.json', await this.sessionToken());
+    const body = (await res.json()) as { project_id?: string };
+    if (!body.project_id) throw new UnauthenticatedError(`the ECS metadata service at ${this.endpoint} returned no project_id; set --project-id`);
+    return body.project_id;
+  }
+
+  private async fetchKeys(): Promise<Credentials> {
+    const res = await this.get('/openstack/latest/securitykey', await this.sessionToken());
+    if (res.status === 401 || res.status === 404) {
+      throw new UnauthenticatedError(`the node has no IAM agency (metadata service answered HTTP ${res.status}); bind an agency with CSMS read access to the node, or use nodePublishSecretRef / HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK`);
+    }
+    if (!res.ok) throw new UnauthenticatedError(`the ECS metadata service answered HTTP ${res.status} for the node agency keys`);
+    const body = (await res.json()) as { credential?: { access?: string; secret?: string; securitytoken?: string; expires_at?: string } };
+    const c = body.credential;
+    if (!c?.access || !c.secret) throw new UnauthenticatedError('the ECS metadata service returned no agency keys');
+    const creds = { accessKey: c.access, secretKey: c.secret, securityToken: c.securitytoken };
+    const expiresAt = c.expires_at ? Date.parse(c.expires_at) : Date.now() + 15 * 60_000;
+    this.cached = { creds, expiresAt };
+    return creds;
+  }
+
+  /** The optional session token; services without it answer 404/405. */
+  private async sessionToken(): Promise<string | undefined> {
+    try {
+      const res = await fetch(`${this.endpoint}/meta-data/latest/api/token`, {
+        method: 'PUT', headers: { 'X-Metadata-Token-Ttl-Seconds': '21600' }, signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      return res.ok ? (await res.text()).trim() : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async get(path: string, token?: string): Promise<Response> {
+    try {
+      return await fetch(this.endpoint + path, {
+        headers: token ? { 'X-Metadata-Token': token } : {}, signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      throw new UnauthenticatedError(`the ECS metadata service at ${this.endpoint} is unreachable (${(err as Error).message}); configure credentials another way`);
+    }
+  }
+}
+
+/** Picks the credentials for one mount: its secret ref, else the process default. */
+export async function resolveCredentials(secrets: Record<string, string>, fallback: CredentialProvider): Promise<Credentials> {
+  return credentialsFromSecretRef(secrets) ?? fallback.credentials();
+}
+
+/** The process default: environment keys if set, else the node agency. */
+export function defaultCredentialProvider(metadata: MetadataCredentials, env: NodeJS.ProcessEnv = process.env): CredentialProvider {
+  const fromEnv = credentialsFromEnv(env);
+  return fromEnv ? { credentials: () => Promise.resolve(fromEnv) } : metadata;
+}

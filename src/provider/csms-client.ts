@@ -1,0 +1,135 @@
+// Reads secret versions from Huawei Cloud CSMS. Knows nothing of Kubernetes: given
+// credentials, a secret name and a version, it returns bytes and the version id.
+import { NotAllowedError, NotFoundError, PreconditionError, ProductError, StoreUnavailableError, UnauthenticatedError } from '../errors.js';
+import { signRequest, type Credentials } from './signer.js';
+
+export interface CsmsClientOptions {
+  /** e.g. https://kms.cn-north-4.myhuaweicloud.com */
+  endpoint: string;
+  projectId: string;
+  timeoutMs?: number;
+  /** Attempts for throttling, 5xx and network errors, the first included. */
+  maxAttempts?: number;
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+}
+
+export interface SecretVersion {
+  name: string;
+  /** The concrete version id, e.g. "v3" also when "latest" was asked for. */
+  versionId: string;
+  value: Buffer;
+}
+
+interface CsmsErrorBody {
+  code?: string;
+  message?: string;
+}
+
+const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
+const NOT_FOUND_CODES = new Set(['CSMS.0005', 'CSMS.0106']);
+const PENDING_DELETE_CODES = new Set(['CSMS.0103', 'CSMS.0107']);
+
+export function csmsEndpointForRegion(region: string): string {
+  const domain = region === 'eu-west-101' ? 'myhuaweicloud.eu' : 'myhuaweicloud.com';
+  return `https://kms.${region}.${domain}`;
+}
+
+export class CsmsClient {
+  private readonly opts: Required<CsmsClientOptions>;
+  /** Counts outbound HTTP requests, retries included (metrics and benchmarks read it). */
+  requests = 0;
+
+  constructor(options: CsmsClientOptions) {
+    this.opts = { timeoutMs: 5000, maxAttempts: 4, backoffBaseMs: 200, backoffCapMs: 3000, ...options };
+    this.opts.endpoint = this.opts.endpoint.replace(/\/+$/, '');
+  }
+
+  async getVersion(name: string, version: string, creds: Credentials): Promise<SecretVersion> {
+    const path = `/v1/${encodeURIComponent(this.opts.projectId)}/secrets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`;
+    const what = `secret "${name}" version "${version}"`;
+    let lastProblem = '';
+    for (let attempt = 1; attempt <= this.opts.maxAttempts; attempt++) {
+      if (attempt > 1) await sleep(this.backoff(attempt));
+      let res: Response;
+      try {
+        res = await this.send(path, creds);
+      } catch (err) {
+        lastProblem = (err as Error).name === 'TimeoutError' ? `timed out after ${this.opts.timeoutMs} ms` : `request failed (${(err as Error).message})`;
+        continue;
+      }
+      const text = await res.text();
+      if (res.ok) return parseVersion(name, version, text);
+      const body = parseErrorBody(text);
+      if (RETRYABLE_STATUS.has(res.status)) {
+        lastProblem = `HTTP ${res.status}${body.code ? ` ${body.code}` : ''}`;
+        continue;
+      }
+      throw this.classify(res.status, body, what);
+    }
+    throw new StoreUnavailableError(`CSMS at ${this.opts.endpoint} did not serve ${what} after ${this.opts.maxAttempts} attempts: ${lastProblem}; it is retried on the next mount or rotation`);
+  }
+
+  private send(path: string, creds: Credentials): Promise<Response> {
+    const url = new URL(this.opts.endpoint + path);
+    const headers: Record<string, string> = { 'X-Project-Id': this.opts.projectId, 'Content-Type': 'application/json' };
+    const signed = signRequest({ method: 'GET', url, headers }, creds);
+    delete signed.host; // fetch derives Host from the URL; the signature already covers it
+    this.requests++;
+    return fetch(url, { headers: { ...headers, ...signed }, signal: AbortSignal.timeout(this.opts.timeoutMs) });
+  }
+
+  private backoff(attempt: number): number {
+    const exp = Math.min(this.opts.backoffCapMs, this.opts.backoffBaseMs * 2 ** (attempt - 2));
+    return exp / 2 + Math.random() * (exp / 2);
+  }
+
+  private classify(status: number, body: CsmsErrorBody, what: string): ProductError {
+    const detail = body.code ? ` (${body.code}${body.message ? `: ${body.message}` : ''})` : ` (HTTP ${status})`;
+    if (status === 404 || (body.code && NOT_FOUND_CODES.has(body.code))) {
+      return new NotFoundError(`${what} does not exist in CSMS project ${this.opts.projectId}${detail}; create it in DEW or fix objectName/objectVersion`);
+    }
+    if (body.code && PENDING_DELETE_CODES.has(body.code)) {
+      return new PreconditionError(`${what} is pending deletion in CSMS${detail}; cancel the deletion or reference another secret`);
+    }
+    if (status === 401) {
+      const hint = body.code === 'APIGW.0303' ? 'the node clock is more than 15 minutes off' : 'check the access key, secret key and security token';
+      return new UnauthenticatedError(`CSMS refused the credentials used for ${what}${detail}; ${hint}`);
+    }
+    if (status === 403) {
+      return new NotAllowedError(`CSMS denied access to ${what}${detail}; grant csms:secret:getVersion and kms:cmk:decryptDataKey to the credentials in use`);
+    }
+    return new PreconditionError(`CSMS rejected the request for ${what}${detail}`);
+  }
+}
+
+function parseVersion(name: string, version: string, text: string): SecretVersion {
+  let body: { version?: { version_metadata?: { id?: string }; secret_string?: string; secret_binary?: string } };
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new StoreUnavailableError(`CSMS answered secret "${name}" version "${version}" with a body that is not JSON`);
+  }
+  const v = body.version;
+  const versionId = v?.version_metadata?.id ?? version;
+  if (typeof v?.secret_string === 'string') return { name, versionId, value: Buffer.from(v.secret_string, 'utf8') };
+  if (typeof v?.secret_binary === 'string') return { name, versionId, value: Buffer.from(v.secret_binary, 'base64') };
+  throw new StoreUnavailableError(`CSMS answered secret "${name}" version "${version}" without secret_string or secret_binary`);
+}
+
+/** Accepts the three documented shapes: flat CSMS, API gateway, and KMS-nested. */
+export function parseErrorBody(text: string): CsmsErrorBody {
+  try {
+    const b = JSON.parse(text) as Record<string, unknown>;
+    const inner = (b.error && typeof b.error === 'object' ? b.error : b) as Record<string, unknown>;
+    const code = typeof inner.error_code === 'string' ? inner.error_code : undefined;
+    const message = typeof inner.error_msg === 'string' ? inner.error_msg.slice(0, 300) : undefined;
+    return { code, message };
+  } catch {
+    return {};
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,35 @@
+// The seam between the driver and a secret store: given credentials and a list of
+// (name, version) it returns bytes and concrete versions. The built-in CSMS source
+// shares identical in-flight requests, so a burst of mounts asks CSMS once.
+import type { CsmsClient, SecretVersion } from './csms-client.js';
+import type { Credentials } from './signer.js';
+
+export interface ObjectRequest {
+  name: string;
+  version: string;
+}
+
+export interface SecretSource {
+  fetch(objects: ObjectRequest[], creds: Credentials): Promise<SecretVersion[]>;
+}
+
+export class CsmsSecretSource implements SecretSource {
+  private readonly inflight = new Map<string, Promise<SecretVersion>>();
+
+  constructor(private readonly client: CsmsClient) {}
+
+  fetch(objects: ObjectRequest[], creds: Credentials): Promise<SecretVersion[]> {
+    return Promise.all(objects.map((o) => this.fetchOne(o, creds)));
+  }
+
+  private fetchOne(o: ObjectRequest, creds: Credentials): Promise<SecretVersion> {
+    // The secret key is part of the key so that different identities never share a read.
+    const key = `${creds.accessKey}\0${creds.secretKey}\0${creds.securityToken ?? ''}\0${o.name}\0${o.version}`;
+    let p = this.inflight.get(key);
+    if (!p) {
+      p = this.client.getVersion(o.name, o.version, creds).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+}

@@ -1,0 +1,148 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { get as httpGet } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort, logTail, startProcess, stopProcess, waitFor, type Managed } from './processes.js';
+
+const run = promisify(execFile);
+const repoRoot = resolve(import.meta.dirname, '../../..');
+export const crdDir = join(repoRoot, 'charts/cce-secrets-manager/files/crds');
+
+/** A real etcd + kube-apiserver + kube-controller-manager on loopback. */
+export interface ControlPlane {
+  binDir: string;
+  kubeconfig: string;
+  server: string;
+  stop(): Promise<void>;
+}
+
+/** Builds (first run) or finds (cached) the Kubernetes binaries; returns their folder. */
+export function installTools(): string {
+  const script = join(repoRoot, 'test/cluster/install-tools.sh');
+  return execFileSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+}
+
+export async function startControlPlane(binDir: string): Promise<ControlPlane> {
+  const dir = mkdtempSync(join(tmpdir(), 'cce-control-plane-'));
+  const procs: Managed[] = [];
+  const stop = async () => {
+    for (const p of procs.reverse()) await stopProcess(p);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const etcdUrl = await startEtcd(binDir, dir, procs);
+    const { server, token } = await startApiServer(binDir, dir, etcdUrl, procs);
+    const kubeconfig = writeKubeconfig(dir, server, token);
+    procs.push(
+      startProcess('kube-controller-manager', join(binDir, 'kube-controller-manager'), [
+        `--kubeconfig=${kubeconfig}`,
+        // Garbage collection (SPCPS and synced Secrets follow their Pod), namespace
+        // deletion, and default ServiceAccounts; nothing else is needed by the tests.
+        '--controllers=garbagecollector,namespace,serviceaccount',
+        '--leader-elect=false',
+        '--secure-port=0',
+      ], join(dir, 'kube-controller-manager.log')),
+    );
+    await installCrds(binDir, kubeconfig);
+    return { binDir, kubeconfig, server, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function startEtcd(binDir: string, dir: string, procs: Managed[]): Promise<string> {
+  const [clientPort, peerPort] = [await freePort(), await freePort()];
+  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const peerUrl = `http://127.0.0.1:${peerPort}`;
+  const etcd = startProcess('etcd', join(binDir, 'etcd'), [
+    `--data-dir=${join(dir, 'etcd')}`,
+    `--listen-client-urls=${clientUrl}`,
+    `--advertise-client-urls=${clientUrl}`,
+    `--listen-peer-urls=${peerUrl}`,
+    `--initial-advertise-peer-urls=${peerUrl}`,
+    `--initial-cluster=default=${peerUrl}`,
+    // Test data is thrown away: skipping fsync makes the suite several times faster.
+    '--unsafe-no-fsync',
+    '--log-level=warn',
+  ], join(dir, 'etcd.log'));
+  procs.push(etcd);
+  await waitFor('etcd /health', () => httpOk(`${clientUrl}/health`), 30_000, () => logTail(etcd));
+  return clientUrl;
+}
+
+async function startApiServer(binDir: string, dir: string, etcdUrl: string, procs: Managed[]) {
+  const port = await freePort();
+  const token = randomBytes(24).toString('hex');
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
+  writeFileSync(join(dir, 'sa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  writeFileSync(join(dir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`, { mode: 0o600 });
+  const apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), [
+    `--etcd-servers=${etcdUrl}`,
+    `--secure-port=${port}`,
+    '--bind-address=127.0.0.1',
+    '--advertise-address=127.0.0.1',
+    `--cert-dir=${join(dir, 'certs')}`,
+    `--token-auth-file=${join(dir, 'tokens.csv')}`,
+    '--service-account-issuer=https://kubernetes.default.svc',
+    `--service-account-key-file=${join(dir, 'sa.pub')}`,
+    `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
+    '--authorization-mode=RBAC',
+    '--service-cluster-ip-range=10.0.0.0/24',
+    '--allow-privileged=true',
+    '--disable-admission-plugins=ServiceAccount',
+  ], join(dir, 'kube-apiserver.log'));
+  procs.push(apiserver);
+  const server = `https://127.0.0.1:${port}`;
+  await waitFor('kube-apiserver /readyz', () => httpsOk(`${server}/readyz`, token), 60_000, () => logTail(apiserver));
+  return { server, token };
+}
+
+function writeKubeconfig(dir: string, server: string, token: string): string {
+  const path = join(dir, 'kubeconfig');
+  // The serving certificate is self-signed by kube-apiserver for this run only.
+  writeFileSync(path, [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    `- name: test\n  cluster:\n    server: ${server}\n    insecure-skip-tls-verify: true`,
+    'users:',
+    `- name: admin\n  user:\n    token: ${token}`,
+    'contexts:',
+    '- name: test\n  context:\n    cluster: test\n    user: admin',
+    'current-context: test',
+    '',
+  ].join('\n'), { mode: 0o600 });
+  return path;
+}
+
+async function installCrds(binDir: string, kubeconfig: string): Promise<void> {
+  const kubectl = join(binDir, 'kubectl');
+  const files = readdirSync(crdDir).filter((f) => f.endsWith('.yaml')).map((f) => join(crdDir, f));
+  await run(kubectl, ['--kubeconfig', kubeconfig, 'apply', '--server-side', ...files.flatMap((f) => ['-f', f])]);
+  await run(kubectl, ['--kubeconfig', kubeconfig, 'wait', '--for=condition=Established', '--timeout=60s',
+    'crd/secretproviderclasses.secrets-store.csi.x-k8s.io',
+    'crd/secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io']);
+}
+
+function httpOk(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    httpGet(url, (res) => { res.resume(); resolve(res.statusCode === 200); }).on('error', () => resolve(false));
+  });
+}
+
+function httpsOk(url: string, token: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request(url, { headers: { Authorization: `Bearer ${token}` }, rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds the real Kubernetes tools the tests run against (kube-apiserver,
+# kube-controller-manager, etcd, helm) from Go modules, once, into a cache
+# outside the repository keyed by version. Prints the bin folder on stdout;
+# progress goes to stderr. A warm cache returns in well under a second.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-v1.33.13}"
+HELM_VERSION="${HELM_VERSION:-v3.18.6}"
+CACHE_ROOT="${CCE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cce-secrets-manager}"
+BIN="$CACHE_ROOT/k8s-$K8S_VERSION-helm-$HELM_VERSION/bin"
+
+say() { echo "install-tools: $*" >&2; }
+die() { echo "install-tools: ERROR: $*" >&2; exit 1; }
+
+have_all() {
+  [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] &&
+    [ -x "$BIN/etcd" ] && [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ]
+}
+
+if have_all; then echo "$BIN"; exit 0; fi
+
+command -v go >/dev/null 2>&1 ||
+  die "Go is required to build kube-apiserver and etcd (install Go 1.24+ from your distribution, e.g. 'apt-get install golang', and put 'go' on PATH)"
+
+minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+patch="${K8S_VERSION##*.}"
+STAGING_VERSION="v0.$minor.$patch"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$BIN"
+export CGO_ENABLED=0 GOFLAGS=-mod=mod
+
+say "building Kubernetes $K8S_VERSION tools into $BIN (first run only: several minutes)"
+say "downloading k8s.io/kubernetes@$K8S_VERSION module"
+modfile="$(cd "$work" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+[ -f "$modfile" ] || die "could not download k8s.io/kubernetes@$K8S_VERSION through the Go module proxy (check GOPROXY)"
+
+# The staging modules are replaced by ./staging paths upstream; point each to its release.
+staging="$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$modfile")"
+[ -n "$staging" ] || die "found no staging replace block in $modfile"
+godebug="$(grep -E '^godebug' "$modfile" || true)"
+etcd_version="$(sed -n 's#^[[:space:]]*go.etcd.io/etcd/client/v3 \(v[^ ]*\).*#\1#p' "$modfile" | head -n1)"
+[ -n "$etcd_version" ] || die "could not read the etcd client version Kubernetes pins"
+
+{
+  echo "module cce-secrets-manager/k8s-tools"
+  echo "go 1.24"
+  [ -n "$godebug" ] && echo "$godebug"
+  echo "require ("
+  echo "  k8s.io/kubernetes $K8S_VERSION"
+  echo "  go.etcd.io/etcd/server/v3 $etcd_version"
+  echo ")"
+  echo "replace ("
+  for m in $staging; do echo "  $m => $m $STAGING_VERSION"; done
+  echo ")"
+} > "$work/go.mod"
+cat > "$work/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+
+say "resolving module graph (go mod tidy)"
+(cd "$work" && go mod tidy >&2) || die "go mod tidy failed for the wrapper module"
+
+ver_flags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ver_flags="$ver_flags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  ver_flags="$ver_flags -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+
+start=$(date +%s)
+say "building kube-apiserver, kube-controller-manager, kubectl"
+(cd "$work" && go build -trimpath -ldflags "-s -w $ver_flags" -o "$BIN/" \
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kubectl >&2) || die "building Kubernetes $K8S_VERSION failed"
+say "building etcd $etcd_version"
+(cd "$work" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3 >&2) ||
+  die "building etcd $etcd_version failed"
+say "building helm $HELM_VERSION"
+GOFLAGS= GOBIN="$BIN" go install -trimpath \
+  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+  "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2 || die "building helm $HELM_VERSION failed"
+say "built in $(( $(date +%s) - start ))s"
+
+have_all || die "build finished but a binary is missing in $BIN"
+echo "$BIN"

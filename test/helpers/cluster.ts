@@ -1,0 +1,76 @@
+// Access to the real control plane that test/run.ts started for this run.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import * as k8s from '@kubernetes/client-node';
+
+const run = promisify(execFile);
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests through 'npm test', which starts the control plane`);
+  return value;
+}
+
+export const kubeconfigPath = required('CCE_TEST_KUBECONFIG');
+export const binDir = required('CCE_TEST_BIN');
+
+export const kc = new k8s.KubeConfig();
+kc.loadFromFile(kubeconfigPath);
+export const core = kc.makeApiClient(k8s.CoreV1Api);
+export const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+
+export const GROUP = 'secrets-store.csi.x-k8s.io';
+
+/** Runs the built kubectl against the test cluster; rejects with its stderr on failure. */
+export async function kubectl(...args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run(join(binDir, 'kubectl'), ['--kubeconfig', kubeconfigPath, ...args]);
+    return stdout;
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`kubectl ${args.join(' ')}: ${e.stderr || e.message}`);
+  }
+}
+
+/** A fresh namespace per test keeps tests independent on the shared control plane. */
+export async function createNamespace(prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(4).toString('hex')}`;
+  await core.createNamespace({ body: { metadata: { name } } });
+  return name;
+}
+
+export async function deleteNamespace(name: string): Promise<void> {
+  await core.deleteNamespace({ name }).catch(() => undefined);
+}
+
+/** A Pod bound to `nodeName`; nothing runs it, but its API object is as kubelet would see it. */
+export async function createPod(namespace: string, name: string, opts: { nodeName?: string; serviceAccountName?: string } = {}) {
+  return core.createNamespacedPod({
+    namespace,
+    body: {
+      metadata: { name },
+      spec: {
+        nodeName: opts.nodeName ?? 'node-1',
+        serviceAccountName: opts.serviceAccountName,
+        containers: [{ name: 'app', image: 'registry.invalid/app:1' }],
+      },
+    },
+  });
+}
+
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
