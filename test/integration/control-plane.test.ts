@@ -54,16 +54,17 @@ describe('control plane', () => {
 
   it('delivers an SPC update to a watch', async () => {
     await custom.createNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: 'secretproviderclasses', body: spc('watched') });
+    let stopWatch: AbortController | undefined;
     const seen = new Promise<string>((resolve, reject) => {
-      const watch = new k8s.Watch(kc);
-      void watch.watch(`/apis/${GROUP}/v1/namespaces/${ns}/secretproviderclasses`, {},
+      void new k8s.Watch(kc).watch(`/apis/${GROUP}/v1/namespaces/${ns}/secretproviderclasses`, {},
         (type, obj: { metadata: { name: string }; spec: { parameters: { objects: string } } }) => {
           if (type === 'MODIFIED' && obj.metadata.name === 'watched') resolve(obj.spec.parameters.objects);
-        }, (err) => err && reject(err)).then((req) => setTimeout(() => req.abort(), 20_000));
+        }, (err) => err && reject(err)).then((req) => { stopWatch = req; });
     });
-    await new Promise((r) => setTimeout(r, 200));
+    await eventually('the watch to open', async () => stopWatch);
     await kubectl('patch', 'spc', 'watched', '-n', ns, '--type=merge', '-p', JSON.stringify({ spec: { parameters: { objects: 'changed' } } }));
     assert.equal(await seen, 'changed');
+    stopWatch!.abort();
   });
 
   it('garbage-collects an SPCPS after its owner Pod is deleted', async () => {
