@@ -59,7 +59,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      // klog spells it -v=2; parseArgs only knows --v=2 and -v 2.
+      args: argv.map((a) => a.replace(/^-v=/, '--v=')),
       strict: true,
       allowPositionals: false,
       options: {

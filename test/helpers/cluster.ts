@@ -74,3 +74,25 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+export async function createServiceAccount(namespace: string, name: string, allowed?: string[] | string) {
+  const annotations = allowed === undefined ? undefined
+    : { 'cce.io/dew-resource': typeof allowed === 'string' ? allowed : JSON.stringify(allowed) };
+  return core.createNamespacedServiceAccount({ namespace, body: { metadata: { name, annotations } } });
+}
+
+export async function createSpc(namespace: string, name: string, objects: string, spec: Record<string, unknown> = {}) {
+  return custom.createNamespacedCustomObject({
+    group: GROUP, version: 'v1', namespace, plural: 'secretproviderclasses',
+    body: { apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClass', metadata: { name }, spec: { provider: 'cce', parameters: { objects }, ...spec } },
+  });
+}
+
+export async function getSpcps(namespace: string, name: string): Promise<Record<string, any> | undefined> {
+  try {
+    return await custom.getNamespacedCustomObject({ group: GROUP, version: 'v1', namespace, plural: 'secretproviderclasspodstatuses', name });
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}

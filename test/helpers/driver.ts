@@ -1,0 +1,106 @@
+// Runs the real driver binary (`serve`) as a child process and plays kubelet
+// against it over its unix socket with a real gRPC client.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type * as k8s from '@kubernetes/client-node';
+import { loadCsiProto } from '../../src/driver/csi-server.js';
+import { eventually, kubeconfigPath } from './cluster.js';
+
+const mainJs = resolve(import.meta.dirname, '../../src/main.js');
+
+export interface DriverOptions {
+  nodeId: string;
+  csmsEndpoint: string;
+  projectId: string;
+  env?: Record<string, string>;
+  extraArgs?: string[];
+  socketDir?: string;
+}
+
+export class DriverProcess {
+  readonly socket: string;
+  private output = '';
+  private child?: ChildProcess;
+  readonly kubelet: Kubelet;
+
+  constructor(readonly opts: DriverOptions) {
+    this.socket = join(opts.socketDir ?? mkdtempSync(join(tmpdir(), 'cce-csi-')), 'csi.sock');
+    this.kubelet = new Kubelet(this.socket);
+  }
+
+  /** Everything the driver logged so far. */
+  get logs(): string {
+    return this.output;
+  }
+
+  async start(): Promise<void> {
+    const args = [mainJs, 'serve', `--endpoint=unix://${this.socket}`, `--nodeid=${this.opts.nodeId}`, `--kubeconfig=${kubeconfigPath}`,
+      `--csms-endpoint=${this.opts.csmsEndpoint}`, `--project-id=${this.opts.projectId}`, '-v=2', ...(this.opts.extraArgs ?? [])];
+    this.child = spawn(process.execPath, args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
+    this.child.stderr!.on('data', (d: Buffer) => { this.output += d.toString(); });
+    await eventually('the driver to report ready on Probe', async () => {
+      if (this.child!.exitCode !== null) throw new Error(`driver exited ${this.child!.exitCode}:\n${this.output}`);
+      const res = await this.kubelet.call<{ ready?: { value: boolean } }>('Identity', 'Probe', {}).catch(() => undefined);
+      return res?.ready?.value ? true : undefined;
+    }, 30_000);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    this.kubelet.close();
+    const child = this.child;
+    if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill(signal);
+    return exited;
+  }
+}
+
+type Client = grpc.Client & Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
+
+/** A CSI client as kubelet is one: unary calls over the driver's socket. */
+export class Kubelet {
+  private clients = new Map<string, Client>();
+
+  constructor(private readonly socket: string) {}
+
+  call<T = unknown>(service: 'Identity' | 'Node', method: string, req: unknown): Promise<T> {
+    let client = this.clients.get(service);
+    if (!client) {
+      const csi = (loadCsiProto().csi as grpc.GrpcObject).v1 as grpc.GrpcObject;
+      const Ctor = csi[service] as grpc.ServiceClientConstructor;
+      client = new Ctor(`unix://${this.socket}`, grpc.credentials.createInsecure()) as unknown as Client;
+      this.clients.set(service, client);
+    }
+    return new Promise((resolve, reject) => client![method](req, (err, res) => (err ? reject(err) : resolve(res as T))));
+  }
+
+  close(): void {
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+}
+
+/** The request kubelet sends for a pod's inline secrets-store volume. */
+export function publishRequest(pod: k8s.V1Pod, spc: string, kubeletRoot: string, opts: { volume?: string; secrets?: Record<string, string> } = {}) {
+  const uid = pod.metadata!.uid!;
+  const volume = opts.volume ?? 'secrets-store-inline';
+  return {
+    volume_id: `csi-${uid}-${volume}`,
+    target_path: join(kubeletRoot, 'pods', uid, 'volumes', 'kubernetes.io~csi', volume, 'mount'),
+    volume_capability: { mount: { fs_type: '', mount_flags: [] }, access_mode: { mode: 'SINGLE_NODE_READER_ONLY' } },
+    readonly: true,
+    secrets: opts.secrets ?? {},
+    volume_context: {
+      secretProviderClass: spc,
+      'csi.storage.k8s.io/pod.name': pod.metadata!.name!,
+      'csi.storage.k8s.io/pod.namespace': pod.metadata!.namespace!,
+      'csi.storage.k8s.io/pod.uid': uid,
+      'csi.storage.k8s.io/serviceAccount.name': pod.spec!.serviceAccountName ?? 'default',
+      'csi.storage.k8s.io/ephemeral': 'true',
+    },
+  };
+}
