@@ -1,6 +1,7 @@
 // Builds the object graph of the node driver, starts it, and stops it on SIGTERM.
 import type { ServeConfig } from '../config.js';
 import { CsiServer } from '../driver/csi-server.js';
+import { startMountHelper } from '../driver/mounter.js';
 import { Publisher } from '../driver/publisher.js';
 import { loadKubeConfig } from '../kube/client.js';
 import { SpcpsWriter } from '../kube/spcps-writer.js';
@@ -12,6 +13,7 @@ import { defaultCredentialProvider, MetadataCredentials } from '../provider/cred
 import { CsmsSecretSource } from '../provider/source.js';
 
 export async function serve(config: ServeConfig): Promise<void> {
+  startMountHelper();
   const log = createLogger({ verbosity: config.verbosity, json: config.logJson });
   log.info('Initializing Secrets Store CSI Driver', { driver: 'secrets-store.csi.k8s.io', version, node: config.nodeId, csmsEndpoint: config.csmsEndpoint });
   process.on('unhandledRejection', (err) => log.error('Unhandled rejection', { error: (err as Error)?.message ?? String(err) }));

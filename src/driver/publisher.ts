@@ -13,7 +13,7 @@ import type { KubeView } from '../kube/view.js';
 import type { SpcpsWriter } from '../kube/spcps-writer.js';
 import { checkAllowList } from './allow-list.js';
 import { writeAtomically } from './atomic-writer.js';
-import { buildVolumeContent } from './files.js';
+import { buildVolumeContent, type VolumeContent } from './files.js';
 import { KeyedLock } from './keyed-lock.js';
 import { isMountPoint, mountTmpfs, unmountAndRemove } from './mounter.js';
 import type { PublishRequest } from './volume-request.js';
@@ -52,28 +52,48 @@ export class Publisher {
     const { log } = this.deps;
     log.info('Servicing mount request', { Pod: req.podName, Namespace: req.podNamespace, ServiceAccount: req.serviceAccount, SecretProviderClass: req.spcName });
     const plan = await this.plan(req);
+    const mounted = await isMountPoint(req.targetPath);
     const known = this.volumes.get(req.targetPath);
-    if (known?.fingerprint === plan.fingerprint && (await isMountPoint(req.targetPath))) {
+    if (mounted && known?.fingerprint === plan.fingerprint) {
       for (const v of known.versions) log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
       return;
     }
-    const creds = await resolveCredentials(req.secrets, this.deps.credentials);
-    const values = await this.deps.source.fetch(plan.objects.map((o) => ({ name: o.objectName, version: o.objectVersion })), creds);
-    for (const v of values) log.info('Get secret successfully', { name: v.name, version: v.versionId });
-    const content = buildVolumeContent(plan.objects, values);
-
-    const mountedNow = !(await isMountPoint(req.targetPath));
-    try {
-      if (mountedNow) await mountTmpfs(req.targetPath);
-      const changed = await writeAtomically(req.targetPath, content.files);
-      log.v(2).info(changed ? 'Write secret files finished' : 'Secret files unchanged', { target: req.targetPath, files: content.files.size });
-      const name = spcpsName(req.podName, req.podNamespace, req.spcName);
+    const name = spcpsName(req.podName, req.podNamespace, req.spcName);
+    const fetching = this.fetchContent(req, plan);
+    if (mounted) {
+      // A re-publish over live files: keep them unless everything new is in hand.
+      const content = await fetching;
+      await this.write(req, content);
       await this.deps.spcps.upsert(this.desiredSpcps(req, plan.pod, name, content.versions));
       this.volumes.set({ request: req, spcpsName: name, fingerprint: plan.fingerprint, versions: content.versions });
+      return;
+    }
+    // A fresh volume: mount while fetching, then write files and record the SPCPS
+    // together. Any failure takes all of it back, so nothing is left half-done.
+    const mounting = mountTmpfs(req.targetPath);
+    let recorded: Promise<unknown> | undefined;
+    try {
+      const [content] = await settleAll([fetching, mounting] as const);
+      recorded = this.deps.spcps.upsert(this.desiredSpcps(req, plan.pod, name, content.versions));
+      await settleAll([this.write(req, content), recorded]);
+      this.volumes.set({ request: req, spcpsName: name, fingerprint: plan.fingerprint, versions: content.versions });
     } catch (err) {
-      if (mountedNow) await unmountAndRemove(req.targetPath).catch((e) => log.error('Cleanup after a failed mount failed', { target: req.targetPath, error: (e as Error).message }));
+      await unmountAndRemove(req.targetPath).catch((e) => log.error('Cleanup after a failed mount failed', { target: req.targetPath, error: (e as Error).message }));
+      if (recorded) await this.deps.spcps.delete(req.podNamespace, name).catch(() => undefined);
       throw err;
     }
+  }
+
+  private async fetchContent(req: PublishRequest, plan: VolumePlan): Promise<VolumeContent> {
+    const creds = await resolveCredentials(req.secrets, this.deps.credentials);
+    const values = await this.deps.source.fetch(plan.objects.map((o) => ({ name: o.objectName, version: o.objectVersion })), creds);
+    for (const v of values) this.deps.log.info('Get secret successfully', { name: v.name, version: v.versionId });
+    return buildVolumeContent(plan.objects, values);
+  }
+
+  private async write(req: PublishRequest, content: VolumeContent): Promise<void> {
+    const changed = await writeAtomically(req.targetPath, content.files);
+    this.deps.log.v(2).info(changed ? 'Write secret files finished' : 'Secret files unchanged', { target: req.targetPath, files: content.files.size });
   }
 
   private async plan(req: PublishRequest): Promise<VolumePlan> {
@@ -127,4 +147,12 @@ export class Publisher {
     }
     log.info('Unmounted volume', { target: targetPath });
   }
+}
+
+/** Like Promise.all, but waits for every promise to settle before failing. */
+async function settleAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }

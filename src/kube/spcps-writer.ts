@@ -70,8 +70,10 @@ export class SpcpsWriter {
   }
 
   private remember(obj: unknown, outcome: WriteOutcome): WriteOutcome {
-    const o = obj as Spcps;
-    this.written.set(key(o.metadata.namespace!, o.metadata.name), o);
+    const { apiVersion, kind, metadata: m, status } = obj as Spcps;
+    // Only what comparison and a later replace need; managedFields and the rest stay out.
+    const metadata = { name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion, labels: m.labels, ownerReferences: m.ownerReferences };
+    this.written.set(key(m.namespace!, m.name), { apiVersion, kind, metadata, status });
     return outcome;
   }
 }

@@ -31,15 +31,20 @@ export class DriverProcess {
     this.kubelet = new Kubelet(this.socket);
   }
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   /** Everything the driver logged so far. */
   get logs(): string {
     return this.output;
   }
 
   async start(): Promise<void> {
-    const args = [mainJs, 'serve', `--endpoint=unix://${this.socket}`, `--nodeid=${this.opts.nodeId}`, `--kubeconfig=${kubeconfigPath}`,
+    const args = ['serve', `--endpoint=unix://${this.socket}`, `--nodeid=${this.opts.nodeId}`, `--kubeconfig=${kubeconfigPath}`,
       `--csms-endpoint=${this.opts.csmsEndpoint}`, `--project-id=${this.opts.projectId}`, '-v=2', ...(this.opts.extraArgs ?? [])];
-    this.child = spawn(process.execPath, args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Started through its shebang, with the same Node flags as in production.
+    this.child = spawn(mainJs, args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
     this.child.stderr!.on('data', (d: Buffer) => { this.output += d.toString(); });
     await eventually('the driver to report ready on Probe', async () => {

@@ -1,0 +1,63 @@
+// NodePublishVolume latency for one volume at a time and for one node's worth of
+// pods (110) at once, 3 objects each, against the real API server and the CSMS
+// emulator; then the driver's RSS.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CsmsEmulator } from '../src/provider/emulator/server.js';
+import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace } from '../test/helpers/cluster.js';
+import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
+import { rssMiB, summary } from './stats.js';
+
+const projectId = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
+const creds = { accessKey: 'BENCHAK', secretKey: 'bench-sk' };
+const nodeId = 'bench-node';
+
+export async function run(): Promise<void> {
+  const emulator = new CsmsEmulator({
+    projectId, credentials: [creds],
+    secrets: ['db', 'api', 'tls'].map((name) => ({ name, versions: [`${name}-value-1`, `${name}-value-2`] })),
+  });
+  const endpoint = await emulator.listen();
+  const driver = new DriverProcess({ nodeId, csmsEndpoint: endpoint, projectId, env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey}, extraArgs: ['-v=0'] });
+  await driver.start();
+  const ns = await createNamespace('bench');
+  const root = mkdtempSync(join(tmpdir(), 'cce-bench-kubelet-'));
+  try {
+    await createServiceAccount(ns, 'app', ['db', 'api', 'tls']);
+    await createSpc(ns, 'three', '- {objectName: db, objectType: csms, objectVersion: latest}\n- {objectName: api, objectType: csms, objectVersion: v1}\n- {objectName: tls, objectType: csms, objectVersion: latest}\n');
+    const makePods = (prefix: string, n: number) => Promise.all(Array.from({ length: n }, (_, i) => createPod(ns, `${prefix}-${i}`, { nodeName: nodeId, serviceAccountName: 'app' })));
+    const publish = async (req: ReturnType<typeof publishRequest>) => {
+      const t0 = performance.now();
+      await driver.kubelet.call('Node', 'NodePublishVolume', req);
+      return performance.now() - t0;
+    };
+
+    // Warm-up: JIT, connections, caches.
+    const warm = await makePods('warm', 5);
+    for (const p of warm) await publish(publishRequest(p, 'three', root));
+
+    const singles = await makePods('single', 40);
+    const single: number[] = [];
+    for (const p of singles) single.push(await publish(publishRequest(p, 'three', root)));
+    console.log(`single mount (sequential, 3 objects): ${summary(single)}`);
+
+    const burst = await makePods('burst', 110);
+    emulator.store.resetCounts();
+    const t0 = performance.now();
+    const each = await Promise.all(burst.map((p) => publish(publishRequest(p, 'three', root))));
+    const wall = performance.now() - t0;
+    console.log(`110 concurrent mounts (3 objects each): all done in ${wall.toFixed(0)}ms; per call ${summary(each)}`);
+    console.log(`CSMS requests for the 110 concurrent mounts: ${emulator.store.total} (330 objects)`);
+    console.log(`driver RSS after ${5 + 40 + 110} mounted volumes: ${rssMiB(driver.pid!).toFixed(1)} MiB`);
+
+    for (const p of [...warm, ...singles, ...burst]) {
+      const req = publishRequest(p, 'three', root);
+      await driver.kubelet.call('Node', 'NodeUnpublishVolume', { volume_id: req.volume_id, target_path: req.target_path });
+    }
+  } finally {
+    await driver.stop();
+    await emulator.close();
+    await deleteNamespace(ns);
+  }
+}

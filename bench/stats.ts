@@ -1,0 +1,16 @@
+import { readFileSync } from 'node:fs';
+
+export function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+export function summary(ms: number[]): string {
+  const s = [...ms].sort((a, b) => a - b);
+  return `n=${s.length} p50=${percentile(s, 50).toFixed(1)}ms p99=${percentile(s, 99).toFixed(1)}ms max=${s[s.length - 1].toFixed(1)}ms`;
+}
+
+/** Resident memory of a process, from /proc. */
+export function rssMiB(pid: number): number {
+  const kb = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+  return kb / 1024;
+}
