@@ -17,6 +17,7 @@ export interface DriverOptions {
   projectId: string;
   env?: Record<string, string>;
   extraArgs?: string[];
+  kubeconfig?: string;
   socketDir?: string;
 }
 
@@ -40,8 +41,9 @@ export class DriverProcess {
     return this.output;
   }
 
-  async start(): Promise<void> {
-    const args = ['serve', `--endpoint=unix://${this.socket}`, `--nodeid=${this.opts.nodeId}`, `--kubeconfig=${kubeconfigPath}`,
+  /** Resolves once Probe reports ready (or, with `ready: false`, once Probe answers at all). */
+  async start(opts: { ready?: boolean } = {}): Promise<void> {
+    const args = ['serve', `--endpoint=unix://${this.socket}`, `--nodeid=${this.opts.nodeId}`, `--kubeconfig=${this.opts.kubeconfig ?? kubeconfigPath}`,
       `--csms-endpoint=${this.opts.csmsEndpoint}`, `--project-id=${this.opts.projectId}`, '-v=2', ...(this.opts.extraArgs ?? [])];
     // Started through its shebang, with the same Node flags as in production.
     this.child = spawn(mainJs, args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -50,8 +52,13 @@ export class DriverProcess {
     await eventually('the driver to report ready on Probe', async () => {
       if (this.child!.exitCode !== null) throw new Error(`driver exited ${this.child!.exitCode}:\n${this.output}`);
       const res = await this.kubelet.call<{ ready?: { value: boolean } }>('Identity', 'Probe', {}).catch(() => undefined);
+      if (opts.ready === false) return res ? true : undefined;
       return res?.ready?.value ? true : undefined;
     }, 30_000);
+  }
+
+  get exitCode(): number | null {
+    return this.child?.exitCode ?? null;
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {

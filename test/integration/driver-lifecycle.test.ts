@@ -1,0 +1,60 @@
+// Start-up, readiness and shutdown of the driver process.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, it } from 'node:test';
+import { DriverProcess } from '../helpers/driver.js';
+
+const run = promisify(execFile);
+const mainJs = resolve(import.meta.dirname, '../../src/main.js');
+const common = { csmsEndpoint: 'http://127.0.0.1:9', projectId: 'p1', nodeId: 'node-lifecycle' };
+
+describe('driver lifecycle', () => {
+  it('replaces a stale socket file left by a crashed run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cce-stale-'));
+    writeFileSync(join(dir, 'csi.sock'), 'left over');
+    const driver = new DriverProcess({ ...common, socketDir: dir });
+    await driver.start();
+    const info = await driver.kubelet.call<{ name: string }>('Identity', 'GetPluginInfo', {});
+    assert.equal(info.name, 'secrets-store.csi.k8s.io');
+    assert.equal(await driver.stop(), 0, 'SIGTERM ends the process cleanly');
+    assert.equal(existsSync(join(dir, 'csi.sock')), false, 'the socket is removed on shutdown');
+  });
+
+  it('refuses to start over the socket of a running driver', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cce-twice-'));
+    const first = new DriverProcess({ ...common, socketDir: dir });
+    await first.start();
+    try {
+      const second = await run(mainJs, ['serve', `--endpoint=unix://${join(dir, 'csi.sock')}`, '--nodeid=n', '--csms-endpoint=http://127.0.0.1:9', '--project-id=p1', `--kubeconfig=${process.env.CCE_TEST_KUBECONFIG}`])
+        .then(() => 'started', (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`);
+      assert.match(second, /^2: [\s\S]*another process is serving .*csi\.sock; stop it first/);
+    } finally {
+      await first.stop();
+    }
+  });
+
+  it('answers Probe with not-ready until its Kubernetes caches have synced', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cce-unready-'));
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
+    const driver = new DriverProcess({ ...common, kubeconfig });
+    await driver.start({ ready: false });
+    try {
+      const probe = await driver.kubelet.call<{ ready: { value: boolean } }>('Identity', 'Probe', {});
+      assert.equal(probe.ready.value, false);
+      assert.equal(driver.exitCode, null, 'an unreachable API server does not crash the driver');
+    } finally {
+      await driver.stop();
+    }
+  });
+
+  it('stops at start-up on an invalid flag, naming it', async () => {
+    const out = await run(mainJs, ['serve', '--nodeid=n', '--region=cn-north-4', '--rotation-poll-intervall=2m'])
+      .then(() => 'started', (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`);
+    assert.match(out, /^2: cce-secrets-manager: Unknown option '--rotation-poll-intervall'/);
+  });
+});

@@ -1,0 +1,34 @@
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { describe, it } from 'node:test';
+import { createLogger } from '../../src/log.js';
+
+function capture(json: boolean, verbosity = 0) {
+  const stream = new PassThrough();
+  let out = '';
+  stream.on('data', (d: Buffer) => { out += d.toString(); });
+  return { log: createLogger({ json, verbosity, stream }), lines: () => out.trimEnd().split('\n').filter(Boolean) };
+}
+
+describe('logger', () => {
+  it('writes klog-shaped lines with the caller file and line', async () => {
+    const { log, lines } = capture(false);
+    log.info('Get secret successfully', { name: 'secret_1', version: 'v1' });
+    log.warn("object [secret_1]'s version [v1] doesn't change, read from local");
+    await new Promise((r) => setImmediate(r));
+    const [a, b] = lines();
+    assert.match(a, /^I\d{4} \d{2}:\d{2}:\d{2}\.\d{6}\s+\d+ log\.test\.ts:\d+\] "Get secret successfully" name="secret_1" version="v1"$/);
+    assert.match(b, /^W\d{4} .* log\.test\.ts:\d+\] object \[secret_1\]'s version \[v1\] doesn't change, read from local$/);
+  });
+
+  it('writes JSON lines on request and honours verbosity', async () => {
+    const { log, lines } = capture(true, 2);
+    log.v(2).info('shown', { target: '/t' });
+    log.v(3).info('hidden');
+    await new Promise((r) => setImmediate(r));
+    assert.equal(lines().length, 1);
+    const entry = JSON.parse(lines()[0]);
+    assert.deepEqual([entry.level, entry.msg, entry.target], ['info', 'shown', '/t']);
+    assert.match(entry.caller, /^log\.test\.ts:\d+$/);
+  });
+});
