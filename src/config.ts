@@ -15,6 +15,10 @@ export interface ServeConfig {
   logJson: boolean;
   maxCallRecvMsgSize: number;
   csmsTimeoutMs: number;
+  rotationEnabled: boolean;
+  rotationIntervalMs: number;
+  /** Whether secretObjects become Kubernetes Secrets (needs write access to Secrets). */
+  syncSecrets: boolean;
 }
 
 export class ConfigError extends Error {}
@@ -33,6 +37,9 @@ Flags:
   --project-id ID              project id (default $HUAWEICLOUD_SDK_PROJECT_ID, else ECS metadata)
   --metadata-endpoint URL      ECS metadata service (default ${DEFAULT_METADATA_ENDPOINT})
   --csms-timeout DURATION      per-request CSMS timeout, e.g. 5s (default 5s)
+  --enable-secret-rotation BOOL re-read "latest" objects periodically (default true)
+  --rotation-poll-interval DUR  rotation period, 1s..1440m, e.g. 30s, 2m, 90m (default 2m)
+  --enable-secret-sync BOOL     create Kubernetes Secrets from secretObjects (default true)
   --max-call-recv-msg-size N   largest gRPC message accepted, bytes (default 4194304)
   -v, --v N                    log verbosity (default 0)
   --log-format-json            JSON log lines instead of klog text
@@ -48,6 +55,11 @@ export function parseDuration(flag: string, value: string): number {
   const m = /^(\d+)(ms|s|m|h)$/.exec(value.trim());
   if (!m) throw new ConfigError(`${flag} "${value}" is not a duration; use e.g. 500ms, 30s, 2m or 1h`);
   return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+}
+
+function bool(flag: string, value: string): boolean {
+  if (value !== 'true' && value !== 'false') throw new ConfigError(`${flag} "${value}" must be true or false`);
+  return value === 'true';
 }
 
 function nonNegativeInt(flag: string, value: string): number {
@@ -73,6 +85,9 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'metadata-endpoint': { type: 'string', default: DEFAULT_METADATA_ENDPOINT },
         'csms-timeout': { type: 'string', default: '5s' },
         'max-call-recv-msg-size': { type: 'string', default: String(4 * 1024 * 1024) },
+        'enable-secret-rotation': { type: 'string', default: 'true' },
+        'rotation-poll-interval': { type: 'string', default: '2m' },
+        'enable-secret-sync': { type: 'string', default: 'true' },
         v: { type: 'string', short: 'v', default: '0' },
         'log-format-json': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -98,6 +113,10 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   }
   const projectId = o['project-id'] ?? env.HUAWEICLOUD_SDK_PROJECT_ID;
   if (projectId !== undefined && !/^[0-9a-zA-Z]{1,64}$/.test(projectId)) throw new ConfigError(`--project-id "${projectId}" must be the project's id (32 hex characters)`);
+  const rotationIntervalMs = parseDuration('--rotation-poll-interval', o['rotation-poll-interval']!);
+  if (rotationIntervalMs < 1000 || rotationIntervalMs > 1440 * 60_000) {
+    throw new ConfigError(`--rotation-poll-interval "${o['rotation-poll-interval']}" must be between 1s and 1440m`);
+  }
   return Object.freeze({
     endpoint: o.endpoint!,
     nodeId,
@@ -109,5 +128,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     logJson: o['log-format-json']!,
     maxCallRecvMsgSize: nonNegativeInt('--max-call-recv-msg-size', o['max-call-recv-msg-size']!),
     csmsTimeoutMs: parseDuration('--csms-timeout', o['csms-timeout']!),
+    rotationEnabled: bool('--enable-secret-rotation', o['enable-secret-rotation']!),
+    rotationIntervalMs,
+    syncSecrets: bool('--enable-secret-sync', o['enable-secret-sync']!),
   });
 }

@@ -4,6 +4,7 @@ import { CsiServer } from '../driver/csi-server.js';
 import { startMountHelper } from '../driver/mounter.js';
 import { Publisher } from '../driver/publisher.js';
 import { loadKubeConfig } from '../kube/client.js';
+import { EventRecorder } from '../kube/events.js';
 import { SpcpsWriter } from '../kube/spcps-writer.js';
 import { KubeView } from '../kube/view.js';
 import { createLogger } from '../log.js';
@@ -11,6 +12,10 @@ import { version } from '../package-info.js';
 import { CsmsClient } from '../provider/csms-client.js';
 import { defaultCredentialProvider, MetadataCredentials } from '../provider/credentials.js';
 import { CsmsSecretSource } from '../provider/source.js';
+import { recoverVolumes } from '../reconciler/recovery.js';
+import { RotationReconciler } from '../reconciler/rotation.js';
+import { SecretSync } from '../reconciler/secret-sync.js';
+import { SpcWatcher } from '../reconciler/spc-watch.js';
 
 export async function serve(config: ServeConfig): Promise<void> {
   startMountHelper();
@@ -21,27 +26,41 @@ export async function serve(config: ServeConfig): Promise<void> {
   const metadata = new MetadataCredentials({ endpoint: config.metadataEndpoint });
   const projectId = config.projectId ?? (await metadata.projectId());
   const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log);
+  const source = new CsmsSecretSource(new CsmsClient({ endpoint: config.csmsEndpoint, projectId, timeoutMs: config.csmsTimeoutMs }));
+  const events = new EventRecorder(kube.core, log);
+  const secretSync = config.syncSecrets ? new SecretSync(kube.core, log) : undefined;
   const publisher = new Publisher({
-    kube,
+    kube, source, log,
     spcps: new SpcpsWriter(kube.custom, kube.spcps),
-    source: new CsmsSecretSource(new CsmsClient({ endpoint: config.csmsEndpoint, projectId, timeoutMs: config.csmsTimeoutMs })),
     credentials: defaultCredentialProvider(metadata),
-    log,
+    onContent: secretSync && ((content) => secretSync.sync(content)),
   });
   const server = new CsiServer({
     endpoint: config.endpoint, nodeId: config.nodeId, publisher, log,
     ready: () => kube.synced, maxReceiveMessageBytes: config.maxCallRecvMsgSize,
   });
+  const rotation = config.rotationEnabled
+    ? new RotationReconciler({ publisher, source, events, log, intervalMs: config.rotationIntervalMs })
+    : undefined;
+  const spcWatch = new SpcWatcher(kube, publisher, source, events, log);
 
   // Listen first so kubelet's registration and Probe work while the caches fill.
   await server.start();
-  void kube.start().then(() => log.info('Kubernetes caches synced'));
+  void kube.start().then(async () => {
+    log.info('Kubernetes caches synced');
+    const adopted = await recoverVolumes(kube, publisher, log);
+    if (adopted > 0) log.info('Took over volumes mounted before a restart', { volumes: adopted });
+    spcWatch.start();
+    rotation?.start();
+  });
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info('Shutting down', { signal });
+    spcWatch.stop();
+    await rotation?.stop();
     await server.stop();
     await kube.stop();
     process.exit(0);

@@ -1,23 +1,30 @@
-// Orchestrates a publish: validate, authorize, fetch, then mount and write, then
-// record the SPCPS. Fetching comes before mounting so a failed fetch leaves nothing;
-// a failure after a fresh mount unmounts it again.
-import { createHash } from 'node:crypto';
+// The one path from (pod, SPC) to files and an SPCPS, used by NodePublishVolume, the
+// rotation cycle and SPC edits alike. A fresh volume is mounted while its secrets are
+// fetched, and any failure takes everything back; an existing volume keeps its files
+// unless the complete new content is in hand, and nothing is written that is unchanged.
 import type * as k8s from '@kubernetes/client-node';
-import { PreconditionError } from '../errors.js';
-import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
-import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, NODE_LABEL, spcpsName, type SecretProviderClass, type SecretProviderClassPodStatus } from '../crds/types.js';
+import { NODE_LABEL, spcpsName, type SecretProviderClass, type SecretProviderClassPodStatus, type SpcpsObjectVersion } from '../crds/types.js';
 import type { Logger } from '../log.js';
+import type { SecretVersion } from '../provider/csms-client.js';
 import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
 import type { SecretSource } from '../provider/source.js';
 import type { KubeView } from '../kube/view.js';
 import type { SpcpsWriter } from '../kube/spcps-writer.js';
-import { checkAllowList } from './allow-list.js';
-import { writeAtomically } from './atomic-writer.js';
-import { buildVolumeContent, type VolumeContent } from './files.js';
+import { readPublished, writeAtomically, type FileSet } from './atomic-writer.js';
+import { buildVolumeContent, digest, type VolumeContent } from './files.js';
 import { KeyedLock } from './keyed-lock.js';
 import { isMountPoint, mountTmpfs, unmountAndRemove } from './mounter.js';
+import { planVolume, type VolumePlan } from './volume-plan.js';
 import type { PublishRequest } from './volume-request.js';
-import { VolumeRegistry } from './volumes.js';
+import { VolumeRegistry, type MountedVolume } from './volumes.js';
+
+/** What a volume now holds; hooks (Secret sync) derive their objects from it. */
+export interface PublishedContent {
+  request: PublishRequest;
+  pod: k8s.V1Pod;
+  spc: SecretProviderClass;
+  files: FileSet;
+}
 
 export interface PublisherDeps {
   kube: KubeView;
@@ -25,14 +32,11 @@ export interface PublisherDeps {
   source: SecretSource;
   credentials: CredentialProvider;
   log: Logger;
+  /** Run after the files are written; a failure fails the publish. */
+  onContent?: (content: PublishedContent) => Promise<void>;
 }
 
-interface VolumePlan {
-  pod: k8s.V1Pod;
-  spc: SecretProviderClass;
-  objects: SecretObject[];
-  fingerprint: string;
-}
+export type RefreshOutcome = 'unchanged' | 'updated' | 'gone';
 
 export class Publisher {
   readonly volumes = new VolumeRegistry();
@@ -44,39 +48,47 @@ export class Publisher {
     return this.locks.run(req.targetPath, () => this.publishLocked(req));
   }
 
+  /** Brings a mounted volume up to date with its SPC and the store. */
+  refresh(targetPath: string, source: SecretSource = this.deps.source): Promise<RefreshOutcome> {
+    return this.locks.run(targetPath, () => this.refreshLocked(targetPath, source));
+  }
+
   unpublish(targetPath: string): Promise<void> {
     return this.locks.run(targetPath, () => this.unpublishLocked(targetPath));
+  }
+
+  /** Takes over a volume mounted by an earlier run of the driver (see reconciler/recovery.ts). */
+  adopt(volume: MountedVolume): Promise<void> {
+    return this.locks.run(volume.request.targetPath, async () => {
+      if (!this.volumes.get(volume.request.targetPath)) this.volumes.set(volume);
+    });
   }
 
   private async publishLocked(req: PublishRequest): Promise<void> {
     const { log } = this.deps;
     log.info('Servicing mount request', { Pod: req.podName, Namespace: req.podNamespace, ServiceAccount: req.serviceAccount, SecretProviderClass: req.spcName });
-    const plan = await this.plan(req);
-    const mounted = await isMountPoint(req.targetPath);
+    const plan = await planVolume(this.deps.kube, req);
     const known = this.volumes.get(req.targetPath);
-    if (mounted && known?.fingerprint === plan.fingerprint) {
-      for (const v of known.versions) log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
+    if (await isMountPoint(req.targetPath)) {
+      if (known?.fingerprint === plan.fingerprint) {
+        for (const v of known.versions) log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
+        return;
+      }
+      await this.update(req, plan, known, this.deps.source);
       return;
     }
-    const name = spcpsName(req.podName, req.podNamespace, req.spcName);
-    const fetching = this.fetchContent(req, plan);
-    if (mounted) {
-      // A re-publish over live files: keep them unless everything new is in hand.
-      const content = await fetching;
-      await this.write(req, content);
-      await this.deps.spcps.upsert(this.desiredSpcps(req, plan.pod, name, content.versions));
-      this.volumes.set({ request: req, spcpsName: name, fingerprint: plan.fingerprint, versions: content.versions });
-      return;
-    }
-    // A fresh volume: mount while fetching, then write files and record the SPCPS
+    // A fresh volume: mount while fetching, then write the files and record the SPCPS
     // together. Any failure takes all of it back, so nothing is left half-done.
+    const name = spcpsName(req.podName, req.podNamespace, req.spcName);
+    const fetching = this.fetchContent(req, plan, undefined, this.deps.source);
     const mounting = mountTmpfs(req.targetPath);
     let recorded: Promise<unknown> | undefined;
     try {
       const [content] = await settleAll([fetching, mounting] as const);
       recorded = this.deps.spcps.upsert(this.desiredSpcps(req, plan.pod, name, content.versions));
       await settleAll([this.write(req, content), recorded]);
-      this.volumes.set({ request: req, spcpsName: name, fingerprint: plan.fingerprint, versions: content.versions });
+      await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
+      this.remember(req, plan, content);
     } catch (err) {
       await unmountAndRemove(req.targetPath).catch((e) => log.error('Cleanup after a failed mount failed', { target: req.targetPath, error: (e as Error).message }));
       if (recorded) await this.deps.spcps.delete(req.podNamespace, name).catch(() => undefined);
@@ -84,11 +96,50 @@ export class Publisher {
     }
   }
 
-  private async fetchContent(req: PublishRequest, plan: VolumePlan): Promise<VolumeContent> {
-    const creds = await resolveCredentials(req.secrets, this.deps.credentials);
-    const values = await this.deps.source.fetch(plan.objects.map((o) => ({ name: o.objectName, version: o.objectVersion })), creds);
-    for (const v of values) this.deps.log.info('Get secret successfully', { name: v.name, version: v.versionId });
-    return buildVolumeContent(plan.objects, values);
+  private async refreshLocked(targetPath: string, source: SecretSource): Promise<RefreshOutcome> {
+    const known = this.volumes.get(targetPath);
+    if (!known) return 'gone';
+    const plan = await planVolume(this.deps.kube, known.request);
+    if (plan.fingerprint === known.fingerprint) {
+      // Only `latest` objects can change by themselves; pinned versions never do.
+      const latest = plan.objects.filter((o) => o.objectVersion === 'latest');
+      if (latest.length === 0) return 'unchanged';
+      const creds = await resolveCredentials(known.request.secrets, this.deps.credentials);
+      const values = await source.fetch(latest.map((o) => ({ name: o.objectName, version: 'latest' })), creds);
+      if (values.every((v) => known.digests[v.name] === digest(v.value))) return 'unchanged';
+    }
+    await this.update(known.request, plan, known, source);
+    return 'updated';
+  }
+
+  /** Rewrites an existing volume: files first, then SPCPS and hooks; old files stay on any failure before the swap. */
+  private async update(req: PublishRequest, plan: VolumePlan, known: MountedVolume | undefined, source: SecretSource): Promise<void> {
+    const content = await this.fetchContent(req, plan, known, source);
+    await this.write(req, content);
+    const name = spcpsName(req.podName, req.podNamespace, req.spcName);
+    await this.deps.spcps.upsert(this.desiredSpcps(req, plan.pod, name, content.versions));
+    await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
+    this.remember(req, plan, content);
+  }
+
+  /** Fetches what must be fetched; a pinned version already on disk is read from there. */
+  private async fetchContent(req: PublishRequest, plan: VolumePlan, known: MountedVolume | undefined, source: SecretSource): Promise<VolumeContent> {
+    const local = known ? await readPublished(req.targetPath) : new Map<string, Buffer>();
+    const values: (SecretVersion | undefined)[] = plan.objects.map((o) => {
+      const had = known?.versions.find((v) => v.id === o.objectName);
+      const value = local.get(o.fileName);
+      if (o.objectVersion === 'latest' || had?.version !== o.objectVersion || !value) return undefined;
+      this.deps.log.info(`object [${o.objectName}]'s version [${o.objectVersion}] doesn't change, read from local`);
+      return { name: o.objectName, versionId: o.objectVersion, value };
+    });
+    const missing = plan.objects.filter((_, i) => !values[i]);
+    if (missing.length > 0) {
+      const creds = await resolveCredentials(req.secrets, this.deps.credentials);
+      const fetched = await source.fetch(missing.map((o) => ({ name: o.objectName, version: o.objectVersion })), creds);
+      for (const v of fetched) this.deps.log.info('Get secret successfully', { name: v.name, version: v.versionId });
+      for (let i = 0, j = 0; i < values.length; i++) if (!values[i]) values[i] = fetched[j++];
+    }
+    return buildVolumeContent(plan.objects, values as SecretVersion[]);
   }
 
   private async write(req: PublishRequest, content: VolumeContent): Promise<void> {
@@ -96,27 +147,12 @@ export class Publisher {
     this.deps.log.v(2).info(changed ? 'Write secret files finished' : 'Secret files unchanged', { target: req.targetPath, files: content.files.size });
   }
 
-  private async plan(req: PublishRequest): Promise<VolumePlan> {
-    const { kube } = this.deps;
-    const [pod, spc, sa] = await Promise.all([
-      kube.pod(req.podNamespace, req.podName, req.podUid),
-      kube.spc(req.podNamespace, req.spcName),
-      kube.serviceAccount(req.podNamespace, req.serviceAccount),
-    ]);
-    const ref = `${req.podNamespace}/${req.spcName}`;
-    if (spc.spec?.provider !== BUILTIN_PROVIDER) {
-      throw new PreconditionError(`SecretProviderClass ${ref}: spec.provider is "${spc.spec?.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only`);
-    }
-    const objects = parseSecretObjects(ref, spc.spec.parameters?.objects);
-    const annotations = sa.metadata?.annotations;
-    checkAllowList(`${req.podNamespace}/${req.serviceAccount}`, annotations, objects.map((o) => o.objectName));
-    const fingerprint = createHash('sha256')
-      .update(JSON.stringify([req.podUid, spc.spec.parameters?.objects, annotations?.[ALLOW_LIST_ANNOTATION], Object.entries(req.secrets).sort()]))
-      .digest('hex');
-    return { pod, spc, objects, fingerprint };
+  private remember(req: PublishRequest, plan: VolumePlan, content: VolumeContent): void {
+    const name = spcpsName(req.podName, req.podNamespace, req.spcName);
+    this.volumes.set({ request: req, spcpsName: name, fingerprint: plan.fingerprint, versions: content.versions, digests: content.digests });
   }
 
-  private desiredSpcps(req: PublishRequest, pod: k8s.V1Pod, name: string, versions: SecretProviderClassPodStatus['status']['objects']): SecretProviderClassPodStatus {
+  private desiredSpcps(req: PublishRequest, pod: k8s.V1Pod, name: string, versions: SpcpsObjectVersion[]): SecretProviderClassPodStatus {
     return {
       apiVersion: 'secrets-store.csi.x-k8s.io/v1',
       kind: 'SecretProviderClassPodStatus',
@@ -134,12 +170,10 @@ export class Publisher {
     const { log } = this.deps;
     await unmountAndRemove(targetPath);
     const known = this.volumes.get(targetPath);
+    const found = known ? undefined : this.deps.spcps.findByTarget(targetPath);
     const spcps = known
       ? { namespace: known.request.podNamespace, name: known.spcpsName }
-      : (() => {
-          const found = this.deps.spcps.findByTarget(targetPath);
-          return found ? { namespace: found.metadata.namespace!, name: found.metadata.name } : undefined;
-        })();
+      : found && { namespace: found.metadata.namespace!, name: found.metadata.name };
     this.volumes.delete(targetPath);
     if (spcps) {
       // The ownerReference lets the garbage collector finish this if the API is down now.

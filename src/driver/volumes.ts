@@ -5,9 +5,11 @@ import type { PublishRequest } from './volume-request.js';
 export interface MountedVolume {
   request: PublishRequest;
   spcpsName: string;
-  /** Digest of everything the content depends on except store-side changes. */
+  /** VolumePlan.fingerprint of the content on disk ('' when unknown, e.g. after a restart). */
   fingerprint: string;
   versions: SpcpsObjectVersion[];
+  /** sha256 of each object's value by objectName, to see a rotation changed nothing without reading files. */
+  digests: Record<string, string>;
 }
 
 export class VolumeRegistry {
@@ -27,6 +29,11 @@ export class VolumeRegistry {
 
   all(): MountedVolume[] {
     return [...this.byTarget.values()];
+  }
+
+  /** Volumes of pods in `namespace` that use the SPC `name`. */
+  usingSpc(namespace: string, name: string): MountedVolume[] {
+    return this.all().filter((v) => v.request.podNamespace === namespace && v.request.spcName === name);
   }
 
   get size(): number {

@@ -1,0 +1,37 @@
+// Everything a volume's content depends on inside the cluster, read and checked:
+// the pod (same uid as kubelet's), its SPC and the ServiceAccount allow-list.
+import { createHash } from 'node:crypto';
+import type * as k8s from '@kubernetes/client-node';
+import { PreconditionError } from '../errors.js';
+import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
+import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, type SecretProviderClass } from '../crds/types.js';
+import type { KubeView } from '../kube/view.js';
+import { checkAllowList } from './allow-list.js';
+import type { PublishRequest } from './volume-request.js';
+
+export interface VolumePlan {
+  pod: k8s.V1Pod;
+  spc: SecretProviderClass;
+  objects: SecretObject[];
+  /** Changes whenever anything but the store's values would change the volume. */
+  fingerprint: string;
+}
+
+export async function planVolume(kube: KubeView, req: PublishRequest): Promise<VolumePlan> {
+  const [pod, spc, sa] = await Promise.all([
+    kube.pod(req.podNamespace, req.podName, req.podUid),
+    kube.spc(req.podNamespace, req.spcName),
+    kube.serviceAccount(req.podNamespace, req.serviceAccount),
+  ]);
+  const ref = `${req.podNamespace}/${req.spcName}`;
+  if (spc.spec?.provider !== BUILTIN_PROVIDER) {
+    throw new PreconditionError(`SecretProviderClass ${ref}: spec.provider is "${spc.spec?.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only`);
+  }
+  const objects = parseSecretObjects(ref, spc.spec.parameters?.objects);
+  const annotations = sa.metadata?.annotations;
+  checkAllowList(`${req.podNamespace}/${req.serviceAccount}`, annotations, objects.map((o) => o.objectName));
+  const fingerprint = createHash('sha256')
+    .update(JSON.stringify([req.podUid, spc.spec.parameters?.objects, spc.spec.secretObjects ?? null, annotations?.[ALLOW_LIST_ANNOTATION], Object.entries(req.secrets).sort()]))
+    .digest('hex');
+  return { pod, spc, objects, fingerprint };
+}

@@ -1,0 +1,49 @@
+// Kubernetes Events on the pod for mount, rotation and sync outcomes, at most one per
+// pod and reason in each window, so a flapping store cannot flood the API server.
+import type * as k8s from '@kubernetes/client-node';
+import type { Logger } from '../log.js';
+import { apiErrorText } from './client.js';
+
+export interface PodRef {
+  name: string;
+  namespace: string;
+  uid: string;
+}
+
+export class EventRecorder {
+  private readonly last = new Map<string, number>();
+  suppressed = 0;
+
+  constructor(
+    private readonly core: k8s.CoreV1Api,
+    private readonly log: Logger,
+    private readonly windowMs = 60_000,
+    private readonly component = 'secrets-store-csi-driver',
+  ) {}
+
+  emit(pod: PodRef, type: 'Normal' | 'Warning', reason: string, message: string): void {
+    const key = `${pod.uid}/${reason}`;
+    const now = Date.now();
+    if (now - (this.last.get(key) ?? -Infinity) < this.windowMs) {
+      this.suppressed++;
+      return;
+    }
+    this.last.set(key, now);
+    if (this.last.size > 10_000) this.forgetOlderThan(now - this.windowMs);
+    const time = new Date();
+    this.core.createNamespacedEvent({
+      namespace: pod.namespace,
+      body: {
+        metadata: { generateName: `${pod.name}.` },
+        involvedObject: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
+        type, reason, message: message.slice(0, 1024),
+        source: { component: this.component },
+        firstTimestamp: time, lastTimestamp: time, count: 1,
+      },
+    }).catch((err) => this.log.v(2).info('Recording an event failed', { reason, error: apiErrorText(err) }));
+  }
+
+  private forgetOlderThan(cutoff: number): void {
+    for (const [k, t] of this.last) if (t < cutoff) this.last.delete(k);
+  }
+}
