@@ -96,3 +96,21 @@ export async function getSpcps(namespace: string, name: string): Promise<Record<
     throw err;
   }
 }
+
+export async function patchSpcObjects(namespace: string, name: string, objects: string): Promise<void> {
+  await kubectl('patch', 'spc', name, '-n', namespace, '--type=merge', '-p', JSON.stringify({ spec: { parameters: { objects } } }));
+}
+
+export async function podEvents(namespace: string, pod: string): Promise<{ reason?: string; message?: string; type?: string }[]> {
+  const list = await core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${pod}` });
+  return list.items;
+}
+
+export async function readSecret(namespace: string, name: string) {
+  try {
+    return await core.readNamespacedSecret({ name, namespace });
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
