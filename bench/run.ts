@@ -1,14 +1,26 @@
-// Benchmarks against the same real control plane as the tests; prints numbers.
-// Usage: npm run bench [-- publish]
+// Benchmarks against the same real control plane as the tests; they print numbers.
+// Usage: npm run bench [-- publish|rotation]
+// Runs itself with the driver's production Node flags (see src/main.ts), so the
+// in-process benchmarks measure memory as the driver would use it.
+import { spawnSync } from 'node:child_process';
 import { installTools, startControlPlane } from '../test/cluster/control-plane.js';
 
-const which = process.argv[2] ?? 'publish';
+if (!process.env.CCE_BENCH_CHILD) {
+  const r = spawnSync('/usr/bin/env', ['MALLOC_ARENA_MAX=2', process.execPath, '--max-semi-space-size=1', process.argv[1], ...process.argv.slice(2)],
+    { stdio: 'inherit', env: { ...process.env, CCE_BENCH_CHILD: '1' } });
+  process.exit(r.status ?? 1);
+}
+
+const which = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['publish', 'rotation'];
 const plane = await startControlPlane(installTools());
 process.env.CCE_TEST_KUBECONFIG = plane.kubeconfig;
 process.env.CCE_TEST_BIN = plane.binDir;
 try {
-  const mod = (await import(`./${which}.js`)) as { run(): Promise<void> };
-  await mod.run();
+  for (const name of which) {
+    console.log(`--- ${name}`);
+    const mod = (await import(`./${name}.js`)) as { run(): Promise<void> };
+    await mod.run();
+  }
 } finally {
   await plane.stop();
 }

@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { csmsEndpointForRegion } from './provider/csms-client.js';
 import { DEFAULT_METADATA_ENDPOINT } from './provider/credentials.js';
+import { parseListenAddress } from './ops-server.js';
 
 export interface ServeConfig {
   endpoint: string;
@@ -19,6 +20,8 @@ export interface ServeConfig {
   rotationIntervalMs: number;
   /** Whether secretObjects become Kubernetes Secrets (needs write access to Secrets). */
   syncSecrets: boolean;
+  /** host:port of /metrics, /healthz and /readyz; '' turns it off. */
+  metricsAddr: string;
 }
 
 export class ConfigError extends Error {}
@@ -40,6 +43,7 @@ Flags:
   --enable-secret-rotation BOOL re-read "latest" objects periodically (default true)
   --rotation-poll-interval DUR  rotation period, 1s..1440m, e.g. 30s, 2m, 90m (default 2m)
   --enable-secret-sync BOOL     create Kubernetes Secrets from secretObjects (default true)
+  --metrics-addr ADDR           /metrics, /healthz, /readyz listen address (default :8095; "" = off)
   --max-call-recv-msg-size N   largest gRPC message accepted, bytes (default 4194304)
   -v, --v N                    log verbosity (default 0)
   --log-format-json            JSON log lines instead of klog text
@@ -55,6 +59,16 @@ export function parseDuration(flag: string, value: string): number {
   const m = /^(\d+)(ms|s|m|h)$/.exec(value.trim());
   if (!m) throw new ConfigError(`${flag} "${value}" is not a duration; use e.g. 500ms, 30s, 2m or 1h`);
   return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
+}
+
+function listenAddress(value: string): string {
+  if (value === '') return value;
+  try {
+    parseListenAddress(value);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  return value;
 }
 
 function bool(flag: string, value: string): boolean {
@@ -88,6 +102,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'enable-secret-rotation': { type: 'string', default: 'true' },
         'rotation-poll-interval': { type: 'string', default: '2m' },
         'enable-secret-sync': { type: 'string', default: 'true' },
+        'metrics-addr': { type: 'string', default: ':8095' },
         v: { type: 'string', short: 'v', default: '0' },
         'log-format-json': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -131,5 +146,6 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     rotationEnabled: bool('--enable-secret-rotation', o['enable-secret-rotation']!),
     rotationIntervalMs,
     syncSecrets: bool('--enable-secret-sync', o['enable-secret-sync']!),
+    metricsAddr: listenAddress(o['metrics-addr']!),
   });
 }

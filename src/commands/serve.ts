@@ -8,6 +8,7 @@ import { EventRecorder } from '../kube/events.js';
 import { SpcpsWriter } from '../kube/spcps-writer.js';
 import { KubeView } from '../kube/view.js';
 import { createLogger } from '../log.js';
+import { startOpsServer } from '../ops-server.js';
 import { version } from '../package-info.js';
 import { CsmsClient } from '../provider/csms-client.js';
 import { defaultCredentialProvider, MetadataCredentials } from '../provider/credentials.js';
@@ -46,6 +47,9 @@ export async function serve(config: ServeConfig): Promise<void> {
 
   // Listen first so kubelet's registration and Probe work while the caches fill.
   await server.start();
+  const ops = config.metricsAddr ? await startOpsServer(config.metricsAddr, () => kube.synced) : undefined;
+  const opsAddr = ops?.address();
+  if (opsAddr && typeof opsAddr === 'object') log.info('Serving metrics and health checks', { address: `${opsAddr.address}:${opsAddr.port}` });
   void kube.start().then(async () => {
     log.info('Kubernetes caches synced');
     const adopted = await recoverVolumes(kube, publisher, log);
@@ -62,6 +66,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     spcWatch.stop();
     await rotation?.stop();
     await server.stop();
+    ops?.close();
     await kube.stop();
     process.exit(0);
   };

@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { DRIVER_NAME } from '../crds/types.js';
 import type { Logger } from '../log.js';
+import { metrics } from '../metrics.js';
 import { packageRoot, version } from '../package-info.js';
 import { grpcCodeName, toServiceError } from './grpc-status.js';
 import type { Publisher } from './publisher.js';
@@ -35,13 +36,18 @@ export function socketPath(endpoint: string): string {
 }
 
 /** Wraps an async handler: product errors become gRPC statuses, once, here. */
-function unary<Req, Res>(rpc: string, log: Logger, fn: (req: Req) => Promise<Res>): Handler {
+function unary<Req, Res>(rpc: string, log: Logger, fn: (req: Req) => Promise<Res>, count?: (error?: string) => void): Handler {
   return (call, cb) => {
     fn(call.request as Req).then(
-      (res) => cb(null, res),
+      (res) => {
+        count?.();
+        cb(null, res);
+      },
       (err) => {
         const status = toServiceError(err);
-        log.error(`${rpc} failed`, { code: grpcCodeName(status.code!), error: status.details });
+        const code = grpcCodeName(status.code!);
+        count?.(code);
+        log.error(`${rpc} failed`, { code, error: status.details });
         cb(status as grpc.ServiceError);
       },
     );
@@ -74,13 +80,20 @@ export class CsiServer {
     const unimplemented: Handler = (call, cb) => cb({ code: grpc.status.UNIMPLEMENTED, details: `${call.getPath()} is not implemented: secrets-store volumes are ephemeral and node-published only` });
     return {
       NodePublishVolume: unary('NodePublishVolume', log, async (raw) => {
-        await publisher.publish(parsePublishRequest(raw as object));
+        const end = metrics.publishDuration.startTimer();
+        try {
+          await publisher.publish(parsePublishRequest(raw as object));
+        } finally {
+          end();
+          metrics.mountedVolumes.set(publisher.volumes.size);
+        }
         return {};
-      }),
+      }, (error) => (error ? metrics.nodePublishError.inc({ provider: 'cce', error_type: error }) : metrics.nodePublish.inc({ provider: 'cce' }))),
       NodeUnpublishVolume: unary('NodeUnpublishVolume', log, async (raw) => {
         await publisher.unpublish(parseUnpublishRequest(raw as object).targetPath);
+        metrics.mountedVolumes.set(publisher.volumes.size);
         return {};
-      }),
+      }, (error) => (error ? metrics.nodeUnpublishError.inc({ error_type: error }) : metrics.nodeUnpublish.inc())),
       NodeGetCapabilities: unary('NodeGetCapabilities', log, async () => ({ capabilities: [] })),
       NodeGetInfo: unary('NodeGetInfo', log, async () => ({ node_id: nodeId, max_volumes_per_node: '0' })),
       NodeStageVolume: unimplemented,

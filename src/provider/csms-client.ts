@@ -1,6 +1,7 @@
 // Reads secret versions from Huawei Cloud CSMS. Knows nothing of Kubernetes: given
 // credentials, a secret name and a version, it returns bytes and the version id.
 import { NotAllowedError, NotFoundError, PreconditionError, ProductError, StoreUnavailableError, UnauthenticatedError } from '../errors.js';
+import { metrics } from '../metrics.js';
 import { signRequest, type Credentials } from './signer.js';
 
 export interface CsmsClientOptions {
@@ -52,13 +53,21 @@ export class CsmsClient {
     for (let attempt = 1; attempt <= this.opts.maxAttempts; attempt++) {
       if (attempt > 1) await sleep(this.backoff(attempt));
       let res: Response;
+      const observe = metrics.csmsDuration.startTimer();
+      const done = (outcome: string) => {
+        observe({ outcome });
+        metrics.csmsRequests.inc({ outcome });
+      };
       try {
         res = await this.send(path, creds);
       } catch (err) {
-        lastProblem = (err as Error).name === 'TimeoutError' ? `timed out after ${this.opts.timeoutMs} ms` : `request failed (${(err as Error).message})`;
+        const timedOut = (err as Error).name === 'TimeoutError';
+        done(timedOut ? 'timeout' : 'network_error');
+        lastProblem = timedOut ? `timed out after ${this.opts.timeoutMs} ms` : `request failed (${(err as Error).message})`;
         continue;
       }
       const text = await res.text();
+      done(res.ok ? 'ok' : res.status === 429 ? 'throttled' : res.status >= 500 ? 'server_error' : 'client_error');
       if (res.ok) return parseVersion(name, version, text);
       const body = parseErrorBody(text);
       if (RETRYABLE_STATUS.has(res.status)) {

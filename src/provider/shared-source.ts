@@ -2,6 +2,7 @@
 // is read once however many volumes use it, at most `concurrency` reads run at a
 // time, and throttling from the store halves that and spaces the reads out.
 import { ProductError } from '../errors.js';
+import { metrics } from '../metrics.js';
 import type { SecretVersion } from './csms-client.js';
 import type { Credentials } from './signer.js';
 import type { ObjectRequest, SecretSource } from './source.js';
@@ -32,6 +33,7 @@ export class SharedSource implements SecretSource {
   private fetchOne(o: ObjectRequest, creds: Credentials): Promise<SecretVersion> {
     const key = `${creds.accessKey}\0${creds.secretKey}\0${creds.securityToken ?? ''}\0${o.name}\0${o.version}`;
     let p = this.results.get(key);
+    if (p) metrics.sharedReads.inc();
     if (!p) {
       p = this.limited(() => this.inner.fetch([o], creds).then((r) => r[0]));
       this.results.set(key, p);

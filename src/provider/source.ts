@@ -2,6 +2,7 @@
 // (name, version) it returns bytes and concrete versions. The built-in CSMS source
 // shares identical in-flight requests, so a burst of mounts asks CSMS once.
 import type { CsmsClient, SecretVersion } from './csms-client.js';
+import { metrics } from '../metrics.js';
 import type { Credentials } from './signer.js';
 
 export interface ObjectRequest {
@@ -26,6 +27,7 @@ export class CsmsSecretSource implements SecretSource {
     // The secret key is part of the key so that different identities never share a read.
     const key = `${creds.accessKey}\0${creds.secretKey}\0${creds.securityToken ?? ''}\0${o.name}\0${o.version}`;
     let p = this.inflight.get(key);
+    if (p) metrics.sharedReads.inc();
     if (!p) {
       p = this.client.getVersion(o.name, o.version, creds).finally(() => this.inflight.delete(key));
       this.inflight.set(key, p);

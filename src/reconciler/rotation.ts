@@ -3,7 +3,8 @@
 // each distinct secret is read from CSMS once however many volumes use it; a volume
 // whose values did not change costs no file, SPCPS or Secret write.
 import type { Publisher, RefreshOutcome } from '../driver/publisher.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, ProductError } from '../errors.js';
+import { metrics } from '../metrics.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { Logger } from '../log.js';
 import { SharedSource } from '../provider/shared-source.js';
@@ -33,8 +34,6 @@ export class RotationReconciler {
   private timer?: NodeJS.Timeout;
   private stopped = false;
   private running?: Promise<CycleResult>;
-  cycles = 0;
-  errors = 0;
 
   constructor(private readonly opts: RotationOptions) {}
 
@@ -75,6 +74,7 @@ export class RotationReconciler {
         outcome = await publisher.refresh(v.request.targetPath, source);
       } catch (err) {
         failed++;
+        metrics.rotationReconcileError.inc({ error_type: err instanceof ProductError ? err.kind : 'internal' });
         const message = errorMessage(err);
         // One store outage fails many volumes with the same message: log it once per cycle.
         if (!logged.has(message)) {
@@ -86,12 +86,13 @@ export class RotationReconciler {
       }
       if (outcome === 'updated') {
         updated++;
+        metrics.rotationUpdated.inc();
         events.emit(pod, 'Normal', 'SecretRotationComplete', `successfully rotated mounted contents for SecretProviderClass ${v.request.spcName}`);
       }
     });
-    this.cycles++;
-    if (failed > 0) this.errors++;
     const result = { volumes: volumes.length, updated, failed, storeReads: source.reads, durationMs: performance.now() - t0 };
+    metrics.rotationReconcile.inc();
+    metrics.rotationDuration.observe(result.durationMs / 1000);
     log.v(2).info('Rotation cycle finished', { ...result, durationMs: result.durationMs.toFixed(0) });
     return result;
   }

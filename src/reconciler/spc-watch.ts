@@ -7,13 +7,13 @@ import type { SecretProviderClass } from '../crds/types.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { KubeView } from '../kube/view.js';
 import type { Logger } from '../log.js';
+import { metrics } from '../metrics.js';
 import { SharedSource } from '../provider/shared-source.js';
 import type { SecretSource } from '../provider/source.js';
 import { forEachLimit } from './rotation.js';
 
 export class SpcWatcher {
   private readonly pending = new Map<string, NodeJS.Timeout>();
-  failures = 0;
 
   constructor(
     private readonly kube: KubeView,
@@ -57,7 +57,7 @@ export class SpcWatcher {
           this.log.info('Applied SecretProviderClass change', { spc: `${namespace}/${name}`, pod: v.request.podName });
         }
       } catch (err) {
-        this.failures++;
+        metrics.spcUpdateError.inc();
         const message = errorMessage(err);
         if (!logged) this.log.warn('SecretProviderClass change not applied; pods keep their files', { spc: `${namespace}/${name}`, error: message });
         logged = true;

@@ -44,7 +44,7 @@ export class DriverProcess {
   /** Resolves once Probe reports ready (or, with `ready: false`, once Probe answers at all). */
   async start(opts: { ready?: boolean } = {}): Promise<void> {
     const args = ['serve', `--endpoint=unix://${this.socket}`, `--nodeid=${this.opts.nodeId}`, `--kubeconfig=${this.opts.kubeconfig ?? kubeconfigPath}`,
-      `--csms-endpoint=${this.opts.csmsEndpoint}`, `--project-id=${this.opts.projectId}`, '-v=2', ...(this.opts.extraArgs ?? [])];
+      `--csms-endpoint=${this.opts.csmsEndpoint}`, `--project-id=${this.opts.projectId}`, '-v=2', '--metrics-addr=127.0.0.1:0', ...(this.opts.extraArgs ?? [])];
     // Started through its shebang, with the same Node flags as in production.
     this.child = spawn(mainJs, args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
@@ -55,6 +55,24 @@ export class DriverProcess {
       if (opts.ready === false) return res ? true : undefined;
       return res?.ready?.value ? true : undefined;
     }, 30_000);
+  }
+
+  /** http://host:port of /metrics, /healthz and /readyz, from the driver's log. */
+  get opsUrl(): string {
+    const m = /"Serving metrics and health checks" address="([^"]+)"/.exec(this.output);
+    if (!m) throw new Error('the driver has not logged its metrics address');
+    return `http://${m[1]}`;
+  }
+
+  /** The value of one sample of /metrics (summed over label sets matching `labels`). */
+  async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const text = await (await fetch(`${this.opsUrl}/metrics`)).text();
+    let sum = 0;
+    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
+      const have = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+      if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[2]);
+    }
+    return sum;
   }
 
   get exitCode(): number | null {

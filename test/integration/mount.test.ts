@@ -211,6 +211,23 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
     assert.ok((await readFile(join(req.target_path, 'key.bin'))).equals(values.bin));
   });
 
+  it('counts publishes, failures and CSMS requests on /metrics, and answers health checks', async () => {
+    assert.ok(await driver.metric('node_publish_total', { provider: 'cce' }) >= 5);
+    assert.ok(await driver.metric('node_publish_error_total', { error_type: 'PERMISSION_DENIED' }) >= 1);
+    assert.ok(await driver.metric('node_publish_error_total', { error_type: 'INVALID_ARGUMENT' }) >= 6);
+    assert.ok(await driver.metric('node_unpublish_total') >= 1);
+    assert.ok(await driver.metric('csms_requests_total', { outcome: 'ok' }) >= 3);
+    assert.ok(await driver.metric('csms_requests_total', { outcome: 'server_error' }) >= 1);
+    assert.ok(await driver.metric('mounted_volumes') >= 4);
+    const before = await driver.metric('node_publish_total', { provider: 'cce' });
+    const req = publishRequest(await pod('nginx-metrics'), 'spc-test', kubeletRoot);
+    await driver.kubelet.call('Node', 'NodePublishVolume', req);
+    assert.equal(await driver.metric('node_publish_total', { provider: 'cce' }), before + 1);
+    assert.ok(await driver.metric('process_resident_memory_bytes') > 10e6);
+    assert.equal((await fetch(`${driver.opsUrl}/healthz`)).status, 200);
+    assert.equal((await fetch(`${driver.opsUrl}/readyz`)).status, 200);
+  });
+
   it('never logs a secret value', async () => {
     const logs = driver.logs;
     assert.match(logs, /Servicing mount request/);

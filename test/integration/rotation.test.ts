@@ -109,6 +109,7 @@ describe('rotation, SPC edits and Secret sync', () => {
     const elapsed = Date.now() - t0;
     await eventually('the SPCPS to follow', async () => ((await getSpcps(ns, spcpsName))?.status.objects.map((o: { id: string; version: string }) => `${o.id}@${o.version}`).join() === 'pinned@v2,plain@v2' ? true : undefined), 5_000);
     await patchSpcObjects(ns, 'spc-edit', '- {objectName: pinned, objectType: csms, objectVersion: v2}');
+    assert.equal(await watching.metric('rotation_reconcile_total'), 0, 'rotation is off on this driver');
     await eventually('the removed object to disappear', async () => (JSON.stringify(Object.keys(await files(dir))) === '["pinned"]' ? true : undefined), 5_000);
     assert.ok(elapsed < 5_000, `edit took ${elapsed} ms`);
   });
@@ -121,6 +122,7 @@ describe('rotation, SPC edits and Secret sync', () => {
     assert.match(event.message ?? '', /objectType must be "csms"/);
     assert.equal(event.type, 'Warning');
     assert.deepEqual(await files(dir), { pinned: 'pinned-v1' });
+    assert.ok(await watching.metric('spc_update_error_total') >= 1);
   });
 
   it('keeps the last good files while CSMS fails during rotation, then catches up', async () => {
@@ -136,6 +138,9 @@ describe('rotation, SPC edits and Secret sync', () => {
       emulator.store.clearFaults();
     }
     await eventually('rotation after the outage', async () => ((await readFile(join(dir, 'flaky'), 'utf8')) === 'flaky-v2' ? true : undefined), 15_000);
+    assert.ok(await rotating.metric('rotation_reconcile_error_total', { error_type: 'unavailable' }) >= 1);
+    assert.ok(await rotating.metric('rotation_reconcile_total') >= 2);
+    assert.ok(await rotating.metric('rotation_reconcile_duration_sec_count') >= 2);
   });
 
   it('refuses to overwrite a Secret it does not manage', async () => {

@@ -1,0 +1,39 @@
+// The operations endpoint: /metrics for Prometheus, /healthz and /readyz for probes.
+import { createServer, type Server } from 'node:http';
+import { registry } from './metrics.js';
+
+export function parseListenAddress(addr: string): { host: string; port: number } {
+  const m = /^(.*):(\d+)$/.exec(addr);
+  if (!m || Number(m[2]) > 65535) throw new Error(`--metrics-addr "${addr}" must look like :8095 or 127.0.0.1:8095`);
+  return { host: m[1] || '0.0.0.0', port: Number(m[2]) };
+}
+
+export async function startOpsServer(addr: string, ready: () => boolean): Promise<Server> {
+  const { host, port } = parseListenAddress(addr);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/metrics') {
+      registry.metrics().then((text) => {
+        res.writeHead(200, { 'Content-Type': registry.contentType });
+        res.end(text);
+      }, (err) => {
+        res.writeHead(500);
+        res.end(String(err));
+      });
+      return;
+    }
+    if (path === '/healthz') return void res.end('ok');
+    if (path === '/readyz') {
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503);
+      return void res.end(ok ? 'ok' : 'caches not synced');
+    }
+    res.writeHead(404);
+    res.end('not found');
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+  return server;
+}
