@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----\n?/g;
 
 /** For kubernetes.io/tls: a PEM bundle named for tls.key keeps its key, for tls.crt its certificates. */
-function tlsPart(key: string, value: Buffer): Buffer {
+export function tlsPart(key: string, value: Buffer): Buffer {
   const text = value.toString('utf8');
   const blocks = [...text.matchAll(PEM_BLOCK)].map((m) => ({ kind: m[1], pem: m[0].endsWith('\n') ? m[0] : `${m[0]}\n` }));
   const isKey = (k: string) => k.endsWith('PRIVATE KEY');

@@ -1,7 +1,7 @@
 // Runs the real driver binary (`serve`) as a child process and plays kubelet
 // against it over its unix socket with a real gRPC client.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -133,4 +133,10 @@ export function publishRequest(pod: k8s.V1Pod, spc: string, kubeletRoot: string,
       'csi.storage.k8s.io/ephemeral': 'true',
     },
   };
+}
+
+/** Takes down every tmpfs a test mounted under `root` (what kubelet's unpublish would do). */
+export function unmountAll(root: string): void {
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(`${root}/`));
+  for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
 }

@@ -11,7 +11,7 @@ import { status } from '@grpc/grpc-js';
 import { isMountPoint } from '../../src/driver/mounter.js';
 import { CsmsEmulator } from '../../src/provider/emulator/server.js';
 import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace, getSpcps, kubectl } from '../helpers/cluster.js';
-import { DriverProcess, publishRequest } from '../helpers/driver.js';
+import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
 
 const projectId = '5f1e2d3c4b5a69788796a5b4c3d2e1f0';
 const creds = { accessKey: 'MOUNTTESTAK', secretKey: 'mount-test-sk' };
@@ -59,6 +59,7 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
     await driver.stop();
     await emulator.close();
     await deleteNamespace(ns);
+    unmountAll(kubeletRoot);
   });
 
   async function pod(name: string, sa = 'nginx-spc-sa') {

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { CsmsEmulator } from '../../src/provider/emulator/server.js';
 import { core, createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace, eventually, getSpcps, kubectl, patchSpcObjects, podEvents, readSecret } from '../helpers/cluster.js';
-import { DriverProcess, publishRequest } from '../helpers/driver.js';
+import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
 
 const projectId = '0f0e0d0c0b0a09080706050403020100';
 const creds = { accessKey: 'ROTATIONAK', secretKey: 'rotation-sk' };
@@ -48,6 +48,7 @@ describe('rotation, SPC edits and Secret sync', () => {
     await Promise.all([rotating.stop(), watching.stop()]);
     await emulator.close();
     await deleteNamespace(ns);
+    unmountAll(root);
   });
 
   async function mount(driver: DriverProcess, podName: string, spc: string) {
@@ -60,12 +61,13 @@ describe('rotation, SPC edits and Secret sync', () => {
   it('syncs the seed JMESPath example into Secret my-secret-01 for secretKeyRef', async () => {
     await createSpc(ns, 'nginx-deployment-spc-k8s-secrets',
       '- objectName: "secret_1"\n  objectType: "csms"\n  objectVersion: "latest"\n  jmesPath:\n    - path: key1\n      objectAlias: dbusername01\n    - path: key2\n      objectAlias: dbusername02\n',
-      { secretObjects: [{ secretName: 'my-secret-01', type: 'Opaque', data: [{ objectName: 'dbusername01', key: 'db_username_01' }, { objectName: 'dbusername02', key: 'db_username_02' }] }] });
+      { secretObjects: [{ secretName: 'my-secret-01', type: 'Opaque', labels: { team: 'db' }, annotations: { note: 'from DEW' }, data: [{ objectName: 'dbusername01', key: 'db_username_01' }, { objectName: 'dbusername02', key: 'db_username_02' }] }] });
     const { dir } = await mount(watching, 'nginx-jmes', 'nginx-deployment-spc-k8s-secrets');
     assert.deepEqual(await files(dir), { dbusername01: 'alice', dbusername02: 'bob', secret_1: json('alice', 'bob') });
     const secret = await readSecret(ns, 'my-secret-01');
     assert.equal(secret?.type, 'Opaque');
-    assert.equal(secret?.metadata?.labels?.['secrets-store.csi.k8s.io/managed'], 'true');
+    assert.deepEqual(secret?.metadata?.labels, { team: 'db', 'secrets-store.csi.k8s.io/managed': 'true' });
+    assert.equal(secret?.metadata?.annotations?.note, 'from DEW');
     assert.deepEqual(Object.fromEntries(Object.entries(secret?.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()])), { db_username_01: 'alice', db_username_02: 'bob' });
     assert.match(await kubectl('get', 'secrets', '-n', ns), /my-secret-01\s+Opaque\s+2\s/);
   });
@@ -132,6 +134,11 @@ describe('rotation, SPC edits and Secret sync', () => {
     emulator.store.addVersion('flaky', { secret_string: 'flaky-v2' });
     try {
       await eventually('a SecretRotationFailed event', async () => ((await podEvents(ns, 'nginx-flaky')).some((e) => e.reason === 'SecretRotationFailed') ? true : undefined), 15_000);
+      const failedBefore = await rotating.metric('rotation_reconcile_error_total');
+      await eventually('two more failed cycles', async () => ((await rotating.metric('rotation_reconcile_error_total')) >= failedBefore + 2 ? true : undefined), 15_000);
+      const failures = (await podEvents(ns, 'nginx-flaky')).filter((e) => e.reason === 'SecretRotationFailed');
+      assert.equal(failures.length, 1, 'events are rate-limited per pod and reason');
+      assert.match(failures[0].message ?? '', /did not serve secret "flaky" version "latest"/);
       assert.equal(await readFile(join(dir, 'flaky'), 'utf8'), 'flaky-v1');
       assert.equal(rotating.exitCode, null);
     } finally {
