@@ -5,6 +5,7 @@
 // before it grows (the live heap is ~55 MiB with 1,000 volumes). Override in the chart.
 import { ConfigError, parseServeArgs, SERVE_HELP } from './config.js';
 import { csmsEmulator } from './commands/csms-emulator.js';
+import { mountCommand } from './commands/mount.js';
 import { serve } from './commands/serve.js';
 import { version } from './package-info.js';
 
@@ -12,6 +13,7 @@ const HELP = `Usage: cce-secrets-manager <command> [flags]
 
 Commands:
   serve          run the CSI node driver with the built-in CSMS provider
+  mount          check an SPC and mount it into a folder, without Kubernetes
   csms-emulator  run a local CSMS emulator
   --version      print the version
 
@@ -29,6 +31,9 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'csms-emulator':
       return csmsEmulator(rest);
+    case 'mount':
+      process.exitCode = await mountCommand(rest);
+      return;
     case '--version':
     case 'version':
       process.stdout.write(`cce-secrets-manager ${version}\n`);
@@ -45,6 +50,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err) => {
-  process.stderr.write(`cce-secrets-manager: ${err instanceof ConfigError ? '' : 'fatal: '}${(err as Error).message}\n`);
+  const usage = err instanceof ConfigError || String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS');
+  process.stderr.write(`cce-secrets-manager: ${usage ? '' : 'fatal: '}${(err as Error).message}\n`);
   process.exit(2);
 });

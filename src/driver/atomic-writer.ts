@@ -2,7 +2,7 @@
 // files go into a fresh hidden folder, then one rename swaps the `..data` symlink
 // to it, the way kubelet updates its own secret volumes. Each visible file is a
 // symlink `name -> ..data/name`, so it follows the swap.
-import { lstat, mkdtemp, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdtemp, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 const DATA = '..data';
@@ -44,6 +44,8 @@ export async function writeAtomically(dir: string, files: FileSet, mode = 0o644)
   }
 
   const fresh = await mkdtemp(join(dir, `..${timestamp()}.`));
+  // mkdtemp makes it 0700, which would hide the files from a pod running as non-root.
+  await chmod(fresh, 0o755);
   for (const [name, content] of files) await writeFile(join(fresh, name), content, { mode });
   await rm(join(dir, DATA_TMP), { force: true });
   await symlink(fresh.slice(dir.length + 1), join(dir, DATA_TMP));

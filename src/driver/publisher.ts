@@ -3,7 +3,7 @@
 // fetched, and any failure takes everything back; an existing volume keeps its files
 // unless the complete new content is in hand, and nothing is written that is unchanged.
 import type * as k8s from '@kubernetes/client-node';
-import { NODE_LABEL, spcpsName, type SecretProviderClass, type SecretProviderClassPodStatus, type SpcpsObjectVersion } from '../crds/types.js';
+import { spcpsName, type SecretProviderClass } from '../crds/types.js';
 import type { Logger } from '../log.js';
 import type { SecretVersion } from '../provider/csms-client.js';
 import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
@@ -14,6 +14,7 @@ import { readPublished, writeAtomically, type FileSet } from './atomic-writer.js
 import { buildVolumeContent, digest, type VolumeContent } from './files.js';
 import { KeyedLock } from './keyed-lock.js';
 import { isMountPoint, mountTmpfs, unmountAndRemove } from './mounter.js';
+import { desiredSpcps } from './spcps.js';
 import { planVolume, type VolumePlan } from './volume-plan.js';
 import type { PublishRequest } from './volume-request.js';
 import { VolumeRegistry, type MountedVolume } from './volumes.js';
@@ -85,7 +86,7 @@ export class Publisher {
     let recorded: Promise<unknown> | undefined;
     try {
       const [content] = await settleAll([fetching, mounting] as const);
-      recorded = this.deps.spcps.upsert(this.desiredSpcps(req, plan.pod, name, content.versions));
+      recorded = this.deps.spcps.upsert(desiredSpcps(req, plan.pod.metadata!.uid!, this.deps.kube.nodeName, content.versions));
       await settleAll([this.write(req, content), recorded]);
       await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
       this.remember(req, plan, content);
@@ -116,8 +117,7 @@ export class Publisher {
   private async update(req: PublishRequest, plan: VolumePlan, known: MountedVolume | undefined, source: SecretSource): Promise<void> {
     const content = await this.fetchContent(req, plan, known, source);
     await this.write(req, content);
-    const name = spcpsName(req.podName, req.podNamespace, req.spcName);
-    await this.deps.spcps.upsert(this.desiredSpcps(req, plan.pod, name, content.versions));
+    await this.deps.spcps.upsert(desiredSpcps(req, plan.pod.metadata!.uid!, this.deps.kube.nodeName, content.versions));
     await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
     this.remember(req, plan, content);
   }
@@ -150,20 +150,6 @@ export class Publisher {
   private remember(req: PublishRequest, plan: VolumePlan, content: VolumeContent): void {
     const name = spcpsName(req.podName, req.podNamespace, req.spcName);
     this.volumes.set({ request: req, spcpsName: name, fingerprint: plan.fingerprint, versions: content.versions, digests: content.digests });
-  }
-
-  private desiredSpcps(req: PublishRequest, pod: k8s.V1Pod, name: string, versions: SpcpsObjectVersion[]): SecretProviderClassPodStatus {
-    return {
-      apiVersion: 'secrets-store.csi.x-k8s.io/v1',
-      kind: 'SecretProviderClassPodStatus',
-      metadata: {
-        name,
-        namespace: req.podNamespace,
-        labels: { [NODE_LABEL]: this.deps.kube.nodeName },
-        ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: req.podName, uid: pod.metadata!.uid! }],
-      },
-      status: { podName: req.podName, secretProviderClassName: req.spcName, mounted: true, targetPath: req.targetPath, objects: versions },
-    };
   }
 
   private async unpublishLocked(targetPath: string): Promise<void> {

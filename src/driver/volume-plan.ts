@@ -23,15 +23,19 @@ export async function planVolume(kube: KubeView, req: PublishRequest): Promise<V
     kube.spc(req.podNamespace, req.spcName),
     kube.serviceAccount(req.podNamespace, req.serviceAccount),
   ]);
+  return { pod, spc, ...checkVolume(req, spc, sa.metadata?.annotations) };
+}
+
+/** The checks of a publish that need no cluster: also what `cce-secrets-manager mount` runs. */
+export function checkVolume(req: PublishRequest, spc: SecretProviderClass, saAnnotations: Record<string, string> | undefined): Pick<VolumePlan, 'objects' | 'fingerprint'> {
   const ref = `${req.podNamespace}/${req.spcName}`;
   if (spc.spec?.provider !== BUILTIN_PROVIDER) {
     throw new PreconditionError(`SecretProviderClass ${ref}: spec.provider is "${spc.spec?.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only`);
   }
   const objects = parseSecretObjects(ref, spc.spec.parameters?.objects);
-  const annotations = sa.metadata?.annotations;
-  checkAllowList(`${req.podNamespace}/${req.serviceAccount}`, annotations, objects.map((o) => o.objectName));
+  checkAllowList(`${req.podNamespace}/${req.serviceAccount}`, saAnnotations, objects.map((o) => o.objectName));
   const fingerprint = createHash('sha256')
-    .update(JSON.stringify([req.podUid, spc.spec.parameters?.objects, spc.spec.secretObjects ?? null, annotations?.[ALLOW_LIST_ANNOTATION], Object.entries(req.secrets).sort()]))
+    .update(JSON.stringify([req.podUid, spc.spec.parameters?.objects, spc.spec.secretObjects ?? null, saAnnotations?.[ALLOW_LIST_ANNOTATION], Object.entries(req.secrets).sort()]))
     .digest('hex');
-  return { pod, spc, objects, fingerprint };
+  return { objects, fingerprint };
 }

@@ -4,8 +4,10 @@
 import type * as k8s from '@kubernetes/client-node';
 import { isDeepStrictEqual } from 'node:util';
 import { ApiServerError, InvalidSpcError, PreconditionError } from '../errors.js';
-import { MANAGED_LABEL, type SyncedSecretSpec } from '../crds/types.js';
+import { MANAGED_LABEL, type SecretProviderClass, type SyncedSecretSpec } from '../crds/types.js';
+import type { FileSet } from '../driver/atomic-writer.js';
 import type { PublishedContent } from '../driver/publisher.js';
+import type { PublishRequest } from '../driver/volume-request.js';
 import { apiErrorText, apiStatus } from '../kube/client.js';
 import type { Logger } from '../log.js';
 
@@ -22,6 +24,24 @@ export function tlsPart(key: string, value: Buffer): Buffer {
   return value;
 }
 
+/** The Secret that secretObjects[index] describes, built from the volume's files. */
+export function desiredSecret(req: PublishRequest, spc: SecretProviderClass, files: FileSet, spec: SyncedSecretSpec, index: number): k8s.V1Secret {
+  const type = spec.type || 'Opaque';
+  const data: Record<string, string> = {};
+  for (const [j, d] of spec.data.entries()) {
+    const file = files.get(d.objectName);
+    if (!file) {
+      throw new InvalidSpcError(`SecretProviderClass ${req.podNamespace}/${spc.metadata.name}: secretObjects[${index}] (Secret "${spec.secretName}") data[${j}].objectName "${d.objectName}" is not a file of the volume; use one of: ${[...files.keys()].join(', ')}`);
+    }
+    data[d.key] = (type === 'kubernetes.io/tls' ? tlsPart(d.key, file) : file).toString('base64');
+  }
+  return {
+    metadata: { name: spec.secretName, namespace: req.podNamespace, labels: { ...spec.labels, [MANAGED_LABEL]: 'true' }, annotations: spec.annotations },
+    type,
+    data,
+  };
+}
+
 export class SecretSync {
   constructor(private readonly core: k8s.CoreV1Api, private readonly log: Logger) {}
 
@@ -30,26 +50,8 @@ export class SecretSync {
     for (const [i, spec] of list.entries()) await this.syncOne(content, spec, i);
   }
 
-  private desired(content: PublishedContent, spec: SyncedSecretSpec, index: number): k8s.V1Secret {
-    const { request: req } = content;
-    const type = spec.type || 'Opaque';
-    const data: Record<string, string> = {};
-    for (const [j, d] of spec.data.entries()) {
-      const file = content.files.get(d.objectName);
-      if (!file) {
-        throw new InvalidSpcError(`SecretProviderClass ${req.podNamespace}/${req.spcName}: secretObjects[${index}] (Secret "${spec.secretName}") data[${j}].objectName "${d.objectName}" is not a file of the volume; use one of: ${[...content.files.keys()].join(', ')}`);
-      }
-      data[d.key] = (type === 'kubernetes.io/tls' ? tlsPart(d.key, file) : file).toString('base64');
-    }
-    return {
-      metadata: { name: spec.secretName, namespace: req.podNamespace, labels: { ...spec.labels, [MANAGED_LABEL]: 'true' }, annotations: spec.annotations },
-      type,
-      data,
-    };
-  }
-
   private async syncOne(content: PublishedContent, spec: SyncedSecretSpec, index: number): Promise<void> {
-    const want = this.desired(content, spec, index);
+    const want = desiredSecret(content.request, content.spc, content.files, spec, index);
     const namespace = content.request.podNamespace;
     const name = spec.secretName;
     const owner: k8s.V1OwnerReference = { apiVersion: 'v1', kind: 'Pod', name: content.pod.metadata!.name!, uid: content.pod.metadata!.uid! };

@@ -3,9 +3,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync } from 'node:fs';
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { chmod, readFile, readdir, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { isMountPoint } from '../../src/driver/mounter.js';
@@ -13,6 +15,7 @@ import { CsmsEmulator } from '../../src/provider/emulator/server.js';
 import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace, getSpcps, kubectl } from '../helpers/cluster.js';
 import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
 
+const run = promisify(execFile);
 const projectId = '5f1e2d3c4b5a69788796a5b4c3d2e1f0';
 const creds = { accessKey: 'MOUNTTESTAK', secretKey: 'mount-test-sk' };
 const nodeId = 'node-mount';
@@ -85,6 +88,10 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
     assert.deepEqual((await readdir(req.target_path)).filter((f) => !f.startsWith('..')), ['secret_test']);
     assert.equal(await readFile(join(req.target_path, 'secret_test'), 'utf8'), values.v1);
     assert.equal((await stat(join(req.target_path, 'secret_test'))).mode & 0o777, 0o644);
+    // An application running as non-root reads it (kubelet exposes only the mount to the container).
+    for (let d = dirname(req.target_path); d.startsWith(kubeletRoot); d = dirname(d)) await chmod(d, 0o755);
+    const { stdout } = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'cat', join(req.target_path, 'secret_test')]);
+    assert.equal(stdout, values.v1);
 
     const spcps = await getSpcps(ns, `nginx-spc-1-${ns}-spc-test`);
     assert.deepEqual(spcps?.status, { mounted: true, objects: [{ id: 'secret_1', version: 'v1' }], podName: 'nginx-spc-1', secretProviderClassName: 'spc-test', targetPath: req.target_path });

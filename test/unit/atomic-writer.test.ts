@@ -18,6 +18,7 @@ describe('atomic writer', () => {
     assert.equal(await readlink(join(dir, 'b')), join('..data', 'b'));
     assert.ok((await lstat(join(dir, '..data'))).isSymbolicLink());
     assert.equal((await stat(join(dir, 'a'))).mode & 0o777, 0o644);
+    assert.equal((await stat(join(dir, '..data'))).mode & 0o777, 0o755, 'any user can reach the files');
   });
 
   it('does not touch anything when the content is unchanged', async () => {
