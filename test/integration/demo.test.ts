@@ -1,0 +1,23 @@
+// `npm run demo` is the README's first command: it must keep working and showing the product.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { it } from 'node:test';
+
+const run = promisify(execFile);
+
+it('the demo mounts, syncs, follows an SPC edit, rotates and unmounts', async () => {
+  const { stdout } = await run(process.execPath, [resolve(import.meta.dirname, '../../demo/run.js')], { timeout: 120_000 });
+  assert.match(stdout, /secret_test: p@ssw0rd-version-1/);
+  assert.match(stdout, /dbusername01: db_user_alice/);
+  assert.match(stdout, /status:\n\s+mounted: true\n\s+objects:\n\s+- id: secret_1\n\s+version: v1\n\s+podName: nginx-spc\n\s+secretProviderClassName: spc-test/);
+  assert.match(stdout, /my-secret-01\s+Opaque\s+2/);
+  assert.match(stdout, /db_username_02=db_user_bob/);
+  assert.match(stdout, /after \d+ ms: secret_test: p@ssw0rd-version-2/);
+  assert.match(stdout, /v3 rotated in after \d+ ms: secret_test: p@ssw0rd-version-3/);
+  assert.match(stdout, /\[\{"id":"secret_1","version":"v3"\}\]/);
+  assert.match(stdout, /no SPCPS left/);
+  assert.match(stdout, /Demo finished in [\d.]+ s\./);
+  assert.ok(!stdout.includes('demo-secret-key'), 'no credential in the output');
+});
