@@ -20,6 +20,8 @@ export interface ServeConfig {
   rotationIntervalMs: number;
   /** Whether secretObjects become Kubernetes Secrets (needs write access to Secrets). */
   syncSecrets: boolean;
+  /** SPCs in the cluster beyond this many (oldest first) are refused at mount time; 0 = no limit. */
+  maxSecretProviderClasses: number;
   /** host:port of /metrics, /healthz and /readyz; '' turns it off. */
   metricsAddr: string;
 }
@@ -43,6 +45,8 @@ Flags:
   --enable-secret-rotation BOOL re-read "latest" objects periodically (default true)
   --rotation-poll-interval DUR  rotation period, 1s..1440m, e.g. 30s, 2m, 90m (default 2m)
   --enable-secret-sync BOOL     create Kubernetes Secrets from secretObjects (default true)
+  --max-secret-provider-classes N  SPCs allowed in the cluster; newer ones beyond it
+                               cannot be mounted (default 500, 0 = no limit)
   --metrics-addr ADDR           /metrics, /healthz, /readyz listen address (default :8095; "" = off)
   --max-call-recv-msg-size N   largest gRPC message accepted, bytes (default 4194304)
   -v, --v N                    log verbosity (default 0)
@@ -103,6 +107,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'rotation-poll-interval': { type: 'string', default: '2m' },
         'enable-secret-sync': { type: 'string', default: 'true' },
         'metrics-addr': { type: 'string', default: ':8095' },
+        'max-secret-provider-classes': { type: 'string', default: '500' },
         v: { type: 'string', short: 'v', default: '0' },
         'log-format-json': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -147,5 +152,6 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     rotationIntervalMs,
     syncSecrets: bool('--enable-secret-sync', o['enable-secret-sync']!),
     metricsAddr: listenAddress(o['metrics-addr']!),
+    maxSecretProviderClasses: nonNegativeInt('--max-secret-provider-classes', o['max-secret-provider-classes']!),
   });
 }

@@ -26,7 +26,7 @@ export async function serve(config: ServeConfig): Promise<void> {
 
   const metadata = new MetadataCredentials({ endpoint: config.metadataEndpoint });
   const projectId = config.projectId ?? (await metadata.projectId());
-  const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log);
+  const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log, config.maxSecretProviderClasses);
   const source = new CsmsSecretSource(new CsmsClient({ endpoint: config.csmsEndpoint, projectId, timeoutMs: config.csmsTimeoutMs }));
   const events = new EventRecorder(kube.core, log);
   const secretSync = config.syncSecrets ? new SecretSync(kube.core, log) : undefined;

@@ -15,7 +15,7 @@ export class KubeView {
   readonly spcs: ResourceCache<SecretProviderClass & k8s.KubernetesObject>;
   readonly spcps: ResourceCache<SecretProviderClassPodStatus & k8s.KubernetesObject>;
 
-  constructor(kc: k8s.KubeConfig, readonly nodeName: string, log: Logger) {
+  constructor(kc: k8s.KubeConfig, readonly nodeName: string, log: Logger, private readonly maxSpcs = 0) {
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     const onNode = `spec.nodeName=${nodeName}`;
@@ -64,9 +64,26 @@ export class KubeView {
   }
 
   async spc(namespace: string, name: string): Promise<SecretProviderClass> {
-    return this.spcs.get(name, namespace) ?? this.read(`SecretProviderClass ${namespace}/${name}`,
+    const spc = this.spcs.get(name, namespace) ?? await this.read(`SecretProviderClass ${namespace}/${name}`,
       () => this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: SPC_PLURAL, namespace, name }) as Promise<SecretProviderClass>,
       'create it in the pod\'s namespace or fix volumeAttributes.secretProviderClass');
+    this.checkSpcLimit(spc);
+    return spc;
+  }
+
+  /** The documented limit on SPCs: the oldest `maxSpcs` may be mounted, newer ones are refused. */
+  private checkSpcLimit(spc: SecretProviderClass): void {
+    if (this.maxSpcs === 0) return;
+    const cached = this.spcs.list();
+    // One just created may not have reached the cache yet: count it all the same.
+    const all = cached.some((o) => o.metadata.uid === spc.metadata.uid) ? cached : [...cached, spc];
+    if (all.length <= this.maxSpcs) return;
+    // RFC 3339 timestamps sort as text; the name breaks ties.
+    const key = (o: SecretProviderClass) => `${String((o.metadata as { creationTimestamp?: string }).creationTimestamp ?? '')}/${o.metadata.namespace}/${o.metadata.name}`;
+    const newer = all.filter((o) => key(o) > key(spc)).length;
+    if (all.length - newer > this.maxSpcs) {
+      throw new PreconditionError(`SecretProviderClass ${spc.metadata.namespace}/${spc.metadata.name} exceeds the limit of ${this.maxSpcs} SecretProviderClasses in the cluster (there are ${all.length}); delete unused ones or raise maxSecretProviderClasses`);
+    }
   }
 
   private async read<T>(what: string, get: () => Promise<T>, fix = 'create it or fix the reference'): Promise<T> {

@@ -219,6 +219,23 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
     assert.ok((await readFile(join(req.target_path, 'key.bin'))).equals(values.bin));
   });
 
+  it('refuses SecretProviderClasses beyond the configured limit, oldest first', async () => {
+    const existing = (await kubectl('get', 'spc', '-A', '-o', 'name')).trim().split('\n').filter(Boolean).length;
+    const limited = new DriverProcess({ nodeId, csmsEndpoint: driver.opts.csmsEndpoint, projectId, env: driver.opts.env, extraArgs: [`--max-secret-provider-classes=${existing + 1}`] });
+    await limited.start();
+    try {
+      await createSpc(ns, 'spc-within', '- {objectName: secret_1, objectType: csms, objectVersion: v1}');
+      await new Promise((r) => setTimeout(r, 1100)); // creation timestamps have one-second resolution
+      await createSpc(ns, 'spc-beyond', '- {objectName: secret_1, objectType: csms, objectVersion: v1}');
+      const p = await pod('nginx-limit');
+      await limited.kubelet.call('Node', 'NodePublishVolume', publishRequest(p, 'spc-within', kubeletRoot, { volume: 'within' }));
+      await rejectsWith(limited.kubelet.call('Node', 'NodePublishVolume', publishRequest(p, 'spc-beyond', kubeletRoot, { volume: 'beyond' })),
+        status.FAILED_PRECONDITION, new RegExp(`SecretProviderClass ${ns}/spc-beyond exceeds the limit of ${existing + 1} SecretProviderClasses in the cluster \\(there are ${existing + 2}\\)`));
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('counts publishes, failures and CSMS requests on /metrics, and answers health checks', async () => {
     assert.ok(await driver.metric('node_publish_total', { provider: 'cce' }) >= 5);
     assert.ok(await driver.metric('node_publish_error_total', { error_type: 'PERMISSION_DENIED' }) >= 1);
