@@ -5,7 +5,7 @@ import { ProductError } from '../errors.js';
 import { metrics } from '../metrics.js';
 import type { SecretVersion } from './csms-client.js';
 import type { Credentials } from './signer.js';
-import type { ObjectRequest, SecretSource } from './source.js';
+import { readKey, type ObjectRequest, type SecretSource } from './source.js';
 
 export interface SharedSourceOptions {
   concurrency?: number;
@@ -31,7 +31,7 @@ export class SharedSource implements SecretSource {
   }
 
   private fetchOne(o: ObjectRequest, creds: Credentials): Promise<SecretVersion> {
-    const key = `${creds.accessKey}\0${creds.secretKey}\0${creds.securityToken ?? ''}\0${o.name}\0${o.version}`;
+    const key = readKey(o, creds);
     let p = this.results.get(key);
     if (p) metrics.sharedReads.inc();
     if (!p) {

@@ -14,6 +14,11 @@ export interface SecretSource {
   fetch(objects: ObjectRequest[], creds: Credentials): Promise<SecretVersion[]>;
 }
 
+/** Identifies one read; the secret key is part of it so that different identities never share a read. */
+export function readKey(o: ObjectRequest, creds: Credentials): string {
+  return `${creds.accessKey}\0${creds.secretKey}\0${creds.securityToken ?? ''}\0${o.name}\0${o.version}`;
+}
+
 export class CsmsSecretSource implements SecretSource {
   private readonly inflight = new Map<string, Promise<SecretVersion>>();
 
@@ -24,8 +29,7 @@ export class CsmsSecretSource implements SecretSource {
   }
 
   private fetchOne(o: ObjectRequest, creds: Credentials): Promise<SecretVersion> {
-    // The secret key is part of the key so that different identities never share a read.
-    const key = `${creds.accessKey}\0${creds.secretKey}\0${creds.securityToken ?? ''}\0${o.name}\0${o.version}`;
+    const key = readKey(o, creds);
     let p = this.inflight.get(key);
     if (p) metrics.sharedReads.inc();
     if (!p) {
