@@ -6,7 +6,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
-import { DriverProcess } from '../helpers/driver.js';
+import { readFile } from 'node:fs/promises';
+import { CsmsEmulator } from '../../src/provider/emulator/server.js';
+import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace } from '../helpers/cluster.js';
+import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
 
 const run = promisify(execFile);
 const mainJs = resolve(import.meta.dirname, '../../src/main.js');
@@ -49,6 +52,33 @@ describe('driver lifecycle', () => {
       assert.equal(driver.exitCode, null, 'an unreachable API server does not crash the driver');
     } finally {
       await driver.stop();
+    }
+  });
+
+  it('finishes an in-flight mount on SIGTERM before it exits', async () => {
+    const projectId = 'feedfacefeedfacefeedfacefeedface';
+    const emulator = new CsmsEmulator({ projectId, credentials: [{ accessKey: 'TERMAK', secretKey: 'term-sk' }], secrets: [{ name: 'slow', versions: ['slow-value'] }] });
+    const driver = new DriverProcess({ ...common, projectId, csmsEndpoint: await emulator.listen(), env: { HUAWEICLOUD_SDK_AK: 'TERMAK', HUAWEICLOUD_SDK_SK: 'term-sk' } });
+    const ns = await createNamespace('term');
+    const root = mkdtempSync(join(tmpdir(), 'cce-term-kubelet-'));
+    try {
+      await driver.start();
+      await createServiceAccount(ns, 'app', ['slow']);
+      await createSpc(ns, 'spc', '- {objectName: slow, objectType: csms, objectVersion: v1}');
+      const req = publishRequest(await createPod(ns, 'app-0', { nodeName: common.nodeId, serviceAccountName: 'app' }), 'spc', root);
+      emulator.store.addFault({ status: 0, latencyMs: 1500, times: 1 });
+      const publishing = driver.kubelet.call('Node', 'NodePublishVolume', req);
+      await new Promise((r) => setTimeout(r, 500));
+      const exiting = driver.stop();
+      await publishing;
+      assert.equal(await exiting, 0);
+      assert.equal(await readFile(join(req.target_path, 'slow'), 'utf8'), 'slow-value');
+      assert.match(driver.logs, /"Shutting down" signal="SIGTERM"/);
+    } finally {
+      await driver.stop();
+      await emulator.close();
+      await deleteNamespace(ns);
+      unmountAll(root);
     }
   });
 
