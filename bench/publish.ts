@@ -19,7 +19,7 @@ export async function run(): Promise<void> {
     secrets: ['db', 'api', 'tls'].map((name) => ({ name, versions: [`${name}-value-1`, `${name}-value-2`] })),
   });
   const endpoint = await emulator.listen();
-  const driver = new DriverProcess({ nodeId, csmsEndpoint: endpoint, projectId, env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey}, extraArgs: ['-v=0'] });
+  const driver = new DriverProcess({ nodeId, csmsEndpoint: endpoint, projectId, env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey}, extraArgs: [`-v=${process.env.BENCH_V ?? 0}`] });
   await driver.start();
   const ns = await createNamespace('bench');
   const root = mkdtempSync(join(tmpdir(), 'cce-bench-kubelet-'));
@@ -41,6 +41,7 @@ export async function run(): Promise<void> {
     const single: number[] = [];
     for (const p of singles) single.push(await publish(publishRequest(p, 'three', root)));
     console.log(`single mount (sequential, 3 objects): ${summary(single)}`);
+    if (process.env.BENCH_V) console.log(driver.logs.split('\n').filter((l) => l.includes('Publish phases')).slice(-8).join('\n'));
 
     const burst = await makePods('burst', 110);
     emulator.store.resetCounts();

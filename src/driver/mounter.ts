@@ -5,7 +5,8 @@
 // 2-core node and blocks the event loop meanwhile (BENCHMARKS.md), while the small
 // shell forks in ~3 ms and off our event loop.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdir, readFile, rmdir } from 'node:fs/promises';
+import { mkdir, rmdir, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const TMPFS_OPTIONS = 'mode=0755,nosuid,nodev,noexec';
@@ -39,6 +40,8 @@ class MountHelper {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
+      // Keep the process alive while an answer is due (a one-shot CLI has nothing else).
+      (child.stdout as unknown as { ref(): void }).ref();
       child.stdin.write(`${id} ${op} ${path}\n`);
     });
   }
@@ -64,6 +67,7 @@ class MountHelper {
     const p = this.pending.get(Number(m[1]));
     if (!p) return;
     this.pending.delete(Number(m[1]));
+    if (this.pending.size === 0) (this.child?.stdout as unknown as { unref(): void } | undefined)?.unref();
     if (m[2] === '0') p.resolve();
     else p.reject(new Error(m[3] || `exit code ${m[2]}`));
   }
@@ -75,15 +79,14 @@ export function startMountHelper(): void {
   helper.ensure();
 }
 
-/** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescapeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
+/** A mount point sits on another device than its parent folder (our tmpfs always does). */
 export async function isMountPoint(path: string): Promise<boolean> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  const want = path.replace(/\/+$/, '');
-  return info.split('\n').some((line) => unescapeMountPath(line.split(' ')[4] ?? '') === want);
+  try {
+    const [self, parent] = await Promise.all([stat(path), stat(dirname(path))]);
+    return self.dev !== parent.dev;
+  } catch {
+    return false;
+  }
 }
 
 export async function mountTmpfs(path: string): Promise<void> {
@@ -95,7 +98,8 @@ export async function mountTmpfs(path: string): Promise<void> {
 
 /** Unmounts (if mounted) and removes the target folder; a missing path is fine. */
 export async function unmountAndRemove(path: string): Promise<void> {
-  if (await isMountPoint(path)) {
+  // Loop: a crashed run may have left mounts stacked on the same folder.
+  for (let layer = 0; layer < 8 && (await isMountPoint(path)); layer++) {
     await helper.run('umount', path).catch((err: Error) => {
       throw new Error(`unmounting ${path} failed: ${err.message}`);
     });

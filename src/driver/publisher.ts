@@ -68,7 +68,9 @@ export class Publisher {
   private async publishLocked(req: PublishRequest): Promise<void> {
     const { log } = this.deps;
     log.info('Servicing mount request', { Pod: req.podName, Namespace: req.podNamespace, ServiceAccount: req.serviceAccount, SecretProviderClass: req.spcName });
+    const t0 = performance.now();
     const plan = await planVolume(this.deps.kube, req);
+    const tPlan = performance.now();
     const known = this.volumes.get(req.targetPath);
     if (await isMountPoint(req.targetPath)) {
       if (known?.fingerprint === plan.fingerprint) {
@@ -86,10 +88,14 @@ export class Publisher {
     let recorded: Promise<unknown> | undefined;
     try {
       const [content] = await settleAll([fetching, mounting] as const);
+      const tFetched = performance.now();
       recorded = this.deps.spcps.upsert(desiredSpcps(req, plan.pod.metadata!.uid!, this.deps.kube.nodeName, content.versions));
       await settleAll([this.write(req, content), recorded]);
+      const tWritten = performance.now();
       await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
       this.remember(req, plan, content);
+      const ms = (a: number, b: number) => (b - a).toFixed(1);
+      log.v(4).info('Publish phases (ms)', { plan: ms(t0, tPlan), fetchAndMount: ms(tPlan, tFetched), writeAndStatus: ms(tFetched, tWritten), sync: ms(tWritten, performance.now()) });
     } catch (err) {
       await unmountAndRemove(req.targetPath).catch((e) => log.error('Cleanup after a failed mount failed', { target: req.targetPath, error: (e as Error).message }));
       if (recorded) await this.deps.spcps.delete(req.podNamespace, name).catch(() => undefined);

@@ -59,6 +59,18 @@ describe('cce-secrets-manager mount', () => {
     assert.match(r.out, /Kubernetes Secret it would sync: my-secret-01 \(Opaque\) with keys db_username_01, db_username_02/);
   });
 
+  it('mounts a tmpfs first with --tmpfs, as the driver does', async () => {
+    const target = join(dir, 'tmpfs');
+    const r = await mount('--spc', spc('tmpfs', '- {objectName: secret_1, objectType: csms, objectVersion: v2}'), '--allow', 'secret_1', '--target', target, '--tmpfs');
+    try {
+      assert.equal(r.code, 0, r.out);
+      assert.match(await readFile('/proc/self/mounts', 'utf8'), new RegExp(`^tmpfs ${target} tmpfs `, 'm'));
+      assert.equal(await readFile(join(target, 'secret_1'), 'utf8'), 'second-value');
+    } finally {
+      await run('umount', [target]).catch(() => undefined);
+    }
+  });
+
   it('checks without fetching or writing on --dry-run', async () => {
     const before = emulator.store.total;
     const target = join(dir, 'dry');
