@@ -1,7 +1,7 @@
 // Runs the real driver binary (`serve`) as a child process and plays kubelet
 // against it over its unix socket with a real gRPC client.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -118,9 +118,14 @@ export class Kubelet {
 export function publishRequest(pod: k8s.V1Pod, spc: string, kubeletRoot: string, opts: { volume?: string; secrets?: Record<string, string> } = {}) {
   const uid = pod.metadata!.uid!;
   const volume = opts.volume ?? 'secrets-store-inline';
+  // kubelet creates the volume's folder (and writes vol_data.json there) before the call;
+  // the driver creates only the `mount` folder itself.
+  const volumeDir = join(kubeletRoot, 'pods', uid, 'volumes', 'kubernetes.io~csi', volume);
+  mkdirSync(volumeDir, { recursive: true, mode: 0o750 });
+  writeFileSync(join(volumeDir, 'vol_data.json'), JSON.stringify({ driverName: 'secrets-store.csi.k8s.io', volumeHandle: `csi-${uid}-${volume}` }));
   return {
     volume_id: `csi-${uid}-${volume}`,
-    target_path: join(kubeletRoot, 'pods', uid, 'volumes', 'kubernetes.io~csi', volume, 'mount'),
+    target_path: join(volumeDir, 'mount'),
     volume_capability: { mount: { fs_type: '', mount_flags: [] }, access_mode: { mode: 'SINGLE_NODE_READER_ONLY' } },
     readonly: true,
     secrets: opts.secrets ?? {},
