@@ -16,7 +16,7 @@ const step = (n: number, s: string) => say(`\n== ${n}/${STEPS} ${s}`);
 const indent = (s: string) => s.trimEnd().split('\n').map((l) => `   ${l}`).join('\n');
 
 if (process.getuid?.() !== 0) {
-  say('The demo mounts a tmpfs as kubelet would, which needs root. Run it as root: sudo npm run demo');
+  say('The demo mounts a tmpfs as kubelet would, which needs root. Run it as root (e.g. sudo npm run demo).');
   process.exit(1);
 }
 

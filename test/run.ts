@@ -17,7 +17,7 @@ function fail(message: string): never {
 }
 
 if (process.getuid?.() !== 0) {
-  fail('the tests mount tmpfs volumes as kubelet would and must run as root (try: sudo npm test)');
+  fail('the tests mount tmpfs volumes as kubelet would and must run as root (e.g. sudo npm test)');
 }
 
 let t0 = Date.now();
