@@ -49,9 +49,9 @@ export class Publisher {
     return this.locks.run(req.targetPath, () => this.publishLocked(req));
   }
 
-  /** Brings a mounted volume up to date with its SPC and the store. */
-  refresh(targetPath: string, source: SecretSource = this.deps.source): Promise<RefreshOutcome> {
-    return this.locks.run(targetPath, () => this.refreshLocked(targetPath, source));
+  /** Brings a mounted volume up to date with its SPC and, unless `specOnly`, with the store's `latest` values. */
+  refresh(targetPath: string, source: SecretSource = this.deps.source, specOnly = false): Promise<RefreshOutcome> {
+    return this.locks.run(targetPath, () => this.refreshLocked(targetPath, source, specOnly));
   }
 
   unpublish(targetPath: string): Promise<void> {
@@ -103,11 +103,12 @@ export class Publisher {
     }
   }
 
-  private async refreshLocked(targetPath: string, source: SecretSource): Promise<RefreshOutcome> {
+  private async refreshLocked(targetPath: string, source: SecretSource, specOnly: boolean): Promise<RefreshOutcome> {
     const known = this.volumes.get(targetPath);
     if (!known) return 'gone';
     const plan = await planVolume(this.deps.kube, known.request);
     if (plan.fingerprint === known.fingerprint) {
+      if (specOnly) return 'unchanged';
       // Only `latest` objects can change by themselves; pinned versions never do.
       const latest = plan.objects.filter((o) => o.objectVersion === 'latest');
       if (latest.length === 0) return 'unchanged';

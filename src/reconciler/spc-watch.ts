@@ -53,7 +53,8 @@ export class SpcWatcher {
     let logged = false;
     await forEachLimit(volumes, 16, async (v) => {
       try {
-        if ((await this.publisher.refresh(v.request.targetPath, source)) === 'updated') {
+        // Only what the SPC says: a relist or a metadata-only edit costs no CSMS call.
+        if ((await this.publisher.refresh(v.request.targetPath, source, true)) === 'updated') {
           this.log.info('Applied SecretProviderClass change', { spc: `${namespace}/${name}`, pod: v.request.podName });
         }
       } catch (err) {
