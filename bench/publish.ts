@@ -1,10 +1,10 @@
 // NodePublishVolume latency for one volume at a time and for one node's worth of
 // pods (110) at once, 3 objects each, against the real API server and the CSMS
-// emulator; then the driver's RSS.
+// emulator (its own process); then the driver's RSS.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CsmsEmulator } from '../src/provider/emulator/server.js';
+import { startEmulatorProcess } from './emulator-process.js';
 import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace } from '../test/helpers/cluster.js';
 import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
 import { rssMiB, summary } from './stats.js';
@@ -14,11 +14,11 @@ const creds = { accessKey: 'BENCHAK', secretKey: 'bench-sk' };
 const nodeId = 'bench-node';
 
 export async function run(): Promise<void> {
-  const emulator = new CsmsEmulator({
+  const emulator = await startEmulatorProcess({
     projectId, credentials: [creds],
     secrets: ['db', 'api', 'tls'].map((name) => ({ name, versions: [`${name}-value-1`, `${name}-value-2`] })),
   });
-  const endpoint = await emulator.listen();
+  const endpoint = emulator.url;
   const driver = new DriverProcess({ nodeId, csmsEndpoint: endpoint, projectId, env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey}, extraArgs: [`-v=${process.env.BENCH_V ?? 0}`] });
   await driver.start();
   const ns = await createNamespace('bench');
@@ -44,12 +44,12 @@ export async function run(): Promise<void> {
     if (process.env.BENCH_V) console.log(driver.logs.split('\n').filter((l) => l.includes('Publish phases')).slice(-8).join('\n'));
 
     const burst = await makePods('burst', 110);
-    emulator.store.resetCounts();
+    await emulator.resetCounts();
     const t0 = performance.now();
     const each = await Promise.all(burst.map((p) => publish(publishRequest(p, 'three', root))));
     const wall = performance.now() - t0;
     console.log(`110 concurrent mounts (3 objects each): all done in ${wall.toFixed(0)}ms; per call ${summary(each)}`);
-    console.log(`CSMS requests for the 110 concurrent mounts: ${emulator.store.total} (330 objects)`);
+    console.log(`CSMS requests for the 110 concurrent mounts: ${await emulator.total()} (330 objects)`);
     console.log(`driver RSS after ${5 + 40 + 110} mounted volumes: ${rssMiB(driver.pid!).toFixed(1)} MiB`);
 
     for (const p of [...warm, ...singles, ...burst]) {
@@ -58,7 +58,7 @@ export async function run(): Promise<void> {
     }
   } finally {
     await driver.stop();
-    await emulator.close();
+    emulator.stop();
     await deleteNamespace(ns);
   }
 }
