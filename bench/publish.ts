@@ -50,7 +50,11 @@ export async function run(): Promise<void> {
     const wall = performance.now() - t0;
     console.log(`110 concurrent mounts (3 objects each): all done in ${wall.toFixed(0)}ms; per call ${summary(each)}`);
     console.log(`CSMS requests for the 110 concurrent mounts: ${await emulator.total()} (330 objects)`);
-    console.log(`driver RSS after ${5 + 40 + 110} mounted volumes: ${rssMiB(driver.pid!).toFixed(1)} MiB`);
+    console.log(`driver RSS after ${5 + 40 + 110} mounted volumes: ${rssMiB(driver.pid!).toFixed(1)} MiB right after the burst`);
+    await new Promise((r) => setTimeout(r, 10_000)); // V8's memory reducer runs once the process is idle
+    const mib = async (m: string) => ((await driver.metric(m)) / 1048576).toFixed(0);
+    console.log(`driver RSS after ${5 + 40 + 110} mounted volumes: ${rssMiB(driver.pid!).toFixed(1)} MiB after 10 s idle ` +
+      `(V8 heap used ${await mib('nodejs_heap_size_used_bytes')} of ${await mib('nodejs_heap_size_total_bytes')} MiB, external ${await mib('nodejs_external_memory_bytes')} MiB)`);
 
     for (const p of [...warm, ...singles, ...burst]) {
       const req = publishRequest(p, 'three', root);
