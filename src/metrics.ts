@@ -21,5 +21,6 @@ export const metrics = {
   csmsRequests: new Counter({ name: 'csms_requests_total', help: 'HTTP requests sent to CSMS by outcome', labelNames: ['outcome'], registers: [registry] }),
   csmsDuration: new Histogram({ name: 'csms_request_duration_seconds', help: 'CSMS request latency by outcome', labelNames: ['outcome'], buckets: seconds, registers: [registry] }),
   sharedReads: new Counter({ name: 'csms_shared_reads_total', help: 'Secret reads served by a read already made or in flight (no CSMS call)', registers: [registry] }),
+  eventsSuppressed: new Counter({ name: 'events_suppressed_total', help: 'Pod events not sent because one with the same reason was sent within the last minute', registers: [registry] }),
   mountedVolumes: new Gauge({ name: 'mounted_volumes', help: 'Volumes this driver has mounted on the node', registers: [registry] }),
 };

@@ -2,6 +2,7 @@
 // pod and reason in each window, so a flapping store cannot flood the API server.
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
+import { metrics } from '../metrics.js';
 import { apiErrorText } from './client.js';
 
 export interface PodRef {
@@ -12,7 +13,6 @@ export interface PodRef {
 
 export class EventRecorder {
   private readonly last = new Map<string, number>();
-  suppressed = 0;
 
   constructor(
     private readonly core: k8s.CoreV1Api,
@@ -25,7 +25,7 @@ export class EventRecorder {
     const key = `${pod.uid}/${reason}`;
     const now = Date.now();
     if (now - (this.last.get(key) ?? -Infinity) < this.windowMs) {
-      this.suppressed++;
+      metrics.eventsSuppressed.inc();
       return;
     }
     this.last.set(key, now);

@@ -2,7 +2,6 @@
 // volumes on this node from their SPCPS and the live mounts, so rotation and SPC
 // edits carry on for pods that were started by the previous process.
 import type * as k8s from '@kubernetes/client-node';
-import { CTX_POD_NAME } from '../driver/volume-request.js';
 import { isMountPoint } from '../driver/mounter.js';
 import type { Publisher } from '../driver/publisher.js';
 import type { KubeView } from '../kube/view.js';
@@ -38,7 +37,7 @@ export async function recoverVolumes(kube: KubeView, publisher: Publisher, log: 
       });
       adopted++;
     } catch (err) {
-      log.warn('Could not take over a mounted volume; it is refreshed on its next publish', { target: status.targetPath, [CTX_POD_NAME]: status.podName, error: apiErrorText(err) });
+      log.warn('Could not take over a mounted volume; it is refreshed on its next publish', { target: status.targetPath, pod: `${namespace}/${status.podName}`, error: apiErrorText(err) });
     }
   }
   return adopted;

@@ -138,6 +138,7 @@ describe('rotation, SPC edits and Secret sync', () => {
       await eventually('two more failed cycles', async () => ((await rotating.metric('rotation_reconcile_error_total')) >= failedBefore + 2 ? true : undefined), 15_000);
       const failures = (await podEvents(ns, 'nginx-flaky')).filter((e) => e.reason === 'SecretRotationFailed');
       assert.equal(failures.length, 1, 'events are rate-limited per pod and reason');
+      assert.ok(await rotating.metric('events_suppressed_total') >= 1);
       assert.match(failures[0].message ?? '', /did not serve secret "flaky" version "latest"/);
       assert.equal(await readFile(join(dir, 'flaky'), 'utf8'), 'flaky-v1');
       assert.equal(rotating.exitCode, null);
