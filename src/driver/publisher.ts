@@ -80,23 +80,25 @@ export class Publisher {
       await this.update(req, plan, known, this.deps.source);
       return;
     }
-    // A fresh volume: mount while fetching, then write the files and record the SPCPS
-    // together. Any failure takes all of it back, so nothing is left half-done.
+    // A fresh volume: mount while fetching; record the SPCPS as soon as the versions are
+    // known, while the files are written. Any failure takes all of it back.
     const name = spcpsName(req.podName, req.podNamespace, req.spcName);
     const fetching = this.fetchContent(req, plan, undefined, this.deps.source);
     const mounting = mountTmpfs(req.targetPath);
+    mounting.catch(() => undefined); // handled below; this keeps a failure while we await the fetch from counting as unhandled
     let recorded: Promise<unknown> | undefined;
     try {
-      const [content] = await settleAll([fetching, mounting] as const);
+      const content = await fetching;
       const tFetched = performance.now();
       recorded = this.deps.spcps.upsert(desiredSpcps(req, plan.pod.metadata!.uid!, this.deps.kube.nodeName, content.versions));
-      await settleAll([this.write(req, content), recorded]);
+      await settleAll([mounting.then(() => this.write(req, content)), recorded]);
       const tWritten = performance.now();
       await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
       this.remember(req, plan, content);
       const ms = (a: number, b: number) => (b - a).toFixed(1);
-      log.v(4).info('Publish phases (ms)', { plan: ms(t0, tPlan), fetchAndMount: ms(tPlan, tFetched), writeAndStatus: ms(tFetched, tWritten), sync: ms(tWritten, performance.now()) });
+      log.v(4).info('Publish phases (ms)', { plan: ms(t0, tPlan), fetch: ms(tPlan, tFetched), writeAndStatus: ms(tFetched, tWritten), sync: ms(tWritten, performance.now()) });
     } catch (err) {
+      await mounting.catch(() => undefined); // the mount may still be on its way: wait, then take it back
       await unmountAndRemove(req.targetPath).catch((e) => log.error('Cleanup after a failed mount failed', { target: req.targetPath, error: (e as Error).message }));
       if (recorded) await this.deps.spcps.delete(req.podNamespace, name).catch(() => undefined);
       throw err;
