@@ -11,7 +11,7 @@ import { ALLOW_LIST_ANNOTATION, type SecretProviderClass } from '../crds/types.j
 import { writeAtomically } from '../driver/atomic-writer.js';
 import { buildVolumeContent } from '../driver/files.js';
 import { toServiceError } from '../driver/grpc-status.js';
-import { isMountPoint, mountTmpfs, startMountHelper } from '../driver/mounter.js';
+import { isMountPoint, mountTmpfs } from '../driver/mounter.js';
 import { desiredSpcps } from '../driver/spcps.js';
 import { checkVolume } from '../driver/volume-plan.js';
 import type { PublishRequest } from '../driver/volume-request.js';
@@ -113,10 +113,7 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
     const content = buildVolumeContent(objects, values);
     const secrets = (spc.spec.secretObjects ?? []).map((s, i) => desiredSecret(req, spc, content.files, s, i));
     await mkdir(req.targetPath, { recursive: true });
-    if (o.tmpfs && !(await isMountPoint(req.targetPath))) {
-      startMountHelper();
-      await mountTmpfs(req.targetPath);
-    }
+    if (o.tmpfs && !(await isMountPoint(req.targetPath))) await mountTmpfs(req.targetPath);
     await writeAtomically(req.targetPath, content.files);
     say(`wrote ${content.files.size} file(s) to ${req.targetPath}: ${[...content.files.keys()].join(', ')}`);
     say('SecretProviderClassPodStatus a pod would get:');

@@ -70,6 +70,8 @@ export class Publisher {
     log.info('Servicing mount request', { Pod: req.podName, Namespace: req.podNamespace, ServiceAccount: req.serviceAccount, SecretProviderClass: req.spcName });
     const t0 = performance.now();
     const plan = await planVolume(this.deps.kube, req);
+    // Only at mount time: pods already running keep rotating whatever the count becomes.
+    this.deps.kube.checkSpcLimit(plan.spc);
     const tPlan = performance.now();
     const known = this.volumes.get(req.targetPath);
     if (await isMountPoint(req.targetPath)) {

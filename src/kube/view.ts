@@ -64,15 +64,13 @@ export class KubeView {
   }
 
   async spc(namespace: string, name: string): Promise<SecretProviderClass> {
-    const spc = this.spcs.get(name, namespace) ?? await this.read(`SecretProviderClass ${namespace}/${name}`,
+    return this.spcs.get(name, namespace) ?? this.read(`SecretProviderClass ${namespace}/${name}`,
       () => this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: SPC_PLURAL, namespace, name }) as Promise<SecretProviderClass>,
       'create it in the pod\'s namespace or fix volumeAttributes.secretProviderClass');
-    this.checkSpcLimit(spc);
-    return spc;
   }
 
-  /** The documented limit on SPCs: the oldest `maxSpcs` may be mounted, newer ones are refused. */
-  private checkSpcLimit(spc: SecretProviderClass): void {
+  /** The documented limit on SPCs, checked when a pod mounts: the oldest `maxSpcs` may be mounted, newer ones are refused. */
+  checkSpcLimit(spc: SecretProviderClass): void {
     if (this.maxSpcs === 0) return;
     const cached = this.spcs.list();
     // One just created may not have reached the cache yet: count it all the same.
