@@ -3,10 +3,10 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { executable } from '../test/helpers/driver.js';
 import type { EmulatorSeed } from '../src/provider/emulator/store.js';
 
-const mainJs = resolve(import.meta.dirname, '../src/main.js');
 
 export interface EmulatorProcess {
   url: string;
@@ -19,7 +19,7 @@ export interface EmulatorProcess {
 export async function startEmulatorProcess(seed: EmulatorSeed): Promise<EmulatorProcess> {
   const seedFile = join(mkdtempSync(join(tmpdir(), 'cce-bench-seed-')), 'seed.json');
   writeFileSync(seedFile, JSON.stringify(seed));
-  const child = spawn(mainJs, ['csms-emulator', '--port', '0', '--seed', seedFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(executable, ['csms-emulator', '--port', '0', '--seed', seedFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((res, rej) => {
     child.stdout.on('data', (d: Buffer) => { const m = /listening on (\S+)/.exec(d.toString()); if (m) res(m[1]); });
     child.once('exit', (code) => rej(new Error(`the emulator exited with ${code}`)));

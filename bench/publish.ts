@@ -21,6 +21,8 @@ export async function run(): Promise<void> {
   const endpoint = emulator.url;
   const driver = new DriverProcess({ nodeId, csmsEndpoint: endpoint, projectId, env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey}, extraArgs: [`-v=${process.env.BENCH_V ?? 0}`] });
   await driver.start();
+  await new Promise((r) => setTimeout(r, 2000));
+  console.log(`driver RSS at start (caches synced, no volume): ${rssMiB(driver.pid!).toFixed(1)} MiB`);
   const ns = await createNamespace('bench');
   const root = mkdtempSync(join(tmpdir(), 'cce-bench-kubelet-'));
   try {

@@ -1,13 +1,37 @@
 // Loads cluster access: an explicit kubeconfig, else the in-cluster ServiceAccount.
+import * as http from 'node:http';
+import * as https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 
+/**
+ * client-node 1.x builds a new, non-keep-alive agent for every API call, so each
+ * SPCPS or Secret write paid a fresh TCP + TLS handshake on both ends and parsed
+ * the CA again. We keep its authentication (headers, client certificates, proxies)
+ * and only swap a plain agent for one pooled keep-alive agent with the same options.
+ */
+class PooledKubeConfig extends k8s.KubeConfig {
+  private pooled?: http.Agent;
+
+  override async applySecurityAuthentication(context: k8s.RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    const made = context.getAgent();
+    if (!made || (made.constructor !== https.Agent && made.constructor !== http.Agent)) return;
+    if (!this.pooled) {
+      // Agent keeps the options it was built with; Node has always exposed them.
+      const options = (made as http.Agent & { options: https.AgentOptions }).options;
+      const Agent = made.constructor as typeof https.Agent;
+      this.pooled = new Agent({ ...options, keepAlive: true, keepAliveMsecs: 30_000, maxFreeSockets: 4 });
+    }
+    context.setAgent(this.pooled);
+  }
+}
+
 export function loadKubeConfig(path?: string): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
+  const kc = new PooledKubeConfig();
   if (path) kc.loadFromFile(path);
   else kc.loadFromCluster();
   return kc;
 }
-
 /** HTTP status of a client-node API error, if it is one. */
 export function apiStatus(err: unknown): number | undefined {
   const e = err as { code?: unknown; statusCode?: unknown };

@@ -9,7 +9,8 @@ import type * as k8s from '@kubernetes/client-node';
 import { loadCsiProto } from '../../src/driver/csi-server.js';
 import { eventually, kubeconfigPath } from './cluster.js';
 
-const mainJs = resolve(import.meta.dirname, '../../src/main.js');
+/** The executable we ship (scripts/bundle.mjs), not the compiled modules: tests run what users run. */
+export const executable = resolve(import.meta.dirname, '../../cce-secrets-manager.mjs');
 
 export interface DriverOptions {
   nodeId: string;
@@ -46,7 +47,7 @@ export class DriverProcess {
     const args = ['serve', `--endpoint=unix://${this.socket}`, `--nodeid=${this.opts.nodeId}`, `--kubeconfig=${this.opts.kubeconfig ?? kubeconfigPath}`,
       `--csms-endpoint=${this.opts.csmsEndpoint}`, `--project-id=${this.opts.projectId}`, '-v=2', '--metrics-addr=127.0.0.1:0', ...(this.opts.extraArgs ?? [])];
     // Started through its shebang, with the same Node flags as in production.
-    this.child = spawn(mainJs, args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(executable, args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
     this.child.stderr!.on('data', (d: Buffer) => { this.output += d.toString(); });
     await eventually('the driver to report ready on Probe', async () => {

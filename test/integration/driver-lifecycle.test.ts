@@ -3,16 +3,15 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { readFile } from 'node:fs/promises';
 import { CsmsEmulator } from '../../src/provider/emulator/server.js';
 import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace } from '../helpers/cluster.js';
-import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { DriverProcess, executable, publishRequest, unmountAll } from '../helpers/driver.js';
 
 const run = promisify(execFile);
-const mainJs = resolve(import.meta.dirname, '../../src/main.js');
 const common = { csmsEndpoint: 'http://127.0.0.1:9', projectId: 'p1', nodeId: 'node-lifecycle' };
 
 describe('driver lifecycle', () => {
@@ -32,7 +31,7 @@ describe('driver lifecycle', () => {
     const first = new DriverProcess({ ...common, socketDir: dir });
     await first.start();
     try {
-      const second = await run(mainJs, ['serve', `--endpoint=unix://${join(dir, 'csi.sock')}`, '--nodeid=n', '--csms-endpoint=http://127.0.0.1:9', '--project-id=p1', `--kubeconfig=${process.env.CCE_TEST_KUBECONFIG}`])
+      const second = await run(executable, ['serve', `--endpoint=unix://${join(dir, 'csi.sock')}`, '--nodeid=n', '--csms-endpoint=http://127.0.0.1:9', '--project-id=p1', `--kubeconfig=${process.env.CCE_TEST_KUBECONFIG}`])
         .then(() => 'started', (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`);
       assert.match(second, /^2: [\s\S]*another process is serving .*csi\.sock; stop it first/);
     } finally {
@@ -83,7 +82,7 @@ describe('driver lifecycle', () => {
   });
 
   it('stops at start-up on an invalid flag, naming it', async () => {
-    const out = await run(mainJs, ['serve', '--nodeid=n', '--region=cn-north-4', '--rotation-poll-intervall=2m'])
+    const out = await run(executable, ['serve', '--nodeid=n', '--region=cn-north-4', '--rotation-poll-intervall=2m'])
       .then(() => 'started', (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`);
     assert.match(out, /^2: cce-secrets-manager: Unknown option '--rotation-poll-intervall'/);
   });

@@ -4,14 +4,14 @@ import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { executable } from '../helpers/driver.js';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { CsmsEmulator } from '../../src/provider/emulator/server.js';
 
 const run = promisify(execFile);
-const mainJs = resolve(import.meta.dirname, '../../src/main.js');
 const projectId = '99887766554433221100ffeeddccbbaa';
 const creds = { accessKey: 'CLIAK', secretKey: 'cli-sk' };
 const dir = mkdtempSync(join(tmpdir(), 'cce-mount-cli-'));
@@ -36,7 +36,7 @@ describe('cce-secrets-manager mount', () => {
 
   async function mount(...args: string[]): Promise<{ code: number; out: string }> {
     const env = { ...process.env, HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey };
-    return run(mainJs, ['mount', `--csms-endpoint=${endpoint}`, `--project-id=${projectId}`, ...args], { env })
+    return run(executable, ['mount', `--csms-endpoint=${endpoint}`, `--project-id=${projectId}`, ...args], { env })
       .then((r) => ({ code: 0, out: r.stdout }), (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }));
   }
 
