@@ -11,8 +11,9 @@ COPY src ./src
 RUN node scripts/bundle.mjs
 
 FROM node:20-bookworm-slim
-# tini: signal handling; mount (util-linux) and /bin/sh come with the base image.
-RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
+# tini: signal handling. perl-base (Essential in Debian, so already there) runs the mount
+# helper that makes mount(2)/umount2(2) calls (src/driver/mounter.ts); named to say we need it.
+RUN apt-get update && apt-get install -y --no-install-recommends tini perl-base && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
 COPY --from=build /src/dist/cce-secrets-manager.mjs ./cce-secrets-manager.mjs

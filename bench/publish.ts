@@ -5,13 +5,32 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmulatorProcess } from './emulator-process.js';
-import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace } from '../test/helpers/cluster.js';
+import * as k8s from '@kubernetes/client-node';
+import { GROUP, SPCPS_PLURAL, VERSION } from '../src/crds/types.js';
+import { desiredSpcps } from '../src/driver/spcps.js';
+import type { PublishRequest } from '../src/driver/volume-request.js';
+import { loadKubeConfig } from '../src/kube/client.js';
+import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace, kubeconfigPath } from '../test/helpers/cluster.js';
 import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
 import { rssMiB, summary } from './stats.js';
 
 const projectId = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
 const creds = { accessKey: 'BENCHAK', secretKey: 'bench-sk' };
 const nodeId = 'bench-node';
+
+/** One SPCPS create per pod, as a publish makes it, timed alone: the API server's share of a mount. */
+async function spcpsCreates(ns: string, pods: k8s.V1Pod[]): Promise<number[]> {
+  const custom = loadKubeConfig(kubeconfigPath).makeApiClient(k8s.CustomObjectsApi);
+  const times: number[] = [];
+  for (const pod of pods) {
+    const req = { podName: pod.metadata!.name!, podNamespace: ns, spcName: 'floor', targetPath: '/floor' } as PublishRequest;
+    const body = desiredSpcps(req, pod.metadata!.uid!, nodeId, [{ id: 'db', version: 'v2' }, { id: 'api', version: 'v1' }, { id: 'tls', version: 'v2' }]);
+    const t0 = performance.now();
+    await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, plural: SPCPS_PLURAL, namespace: ns, body });
+    times.push(performance.now() - t0);
+  }
+  return times;
+}
 
 export async function run(): Promise<void> {
   const emulator = await startEmulatorProcess({
@@ -43,7 +62,8 @@ export async function run(): Promise<void> {
     const single: number[] = [];
     for (const p of singles) single.push(await publish(publishRequest(p, 'three', root)));
     console.log(`single mount (sequential, 3 objects): ${summary(single)}`);
-    if (process.env.BENCH_V) console.log(driver.logs.split('\n').filter((l) => l.includes('Publish phases')).slice(-8).join('\n'));
+    console.log(`  floor, same run: SPCPS create alone (driver's client, same API server): ${summary(await spcpsCreates(ns, singles))}`);
+    if (process.env.BENCH_V) console.log(driver.logs.split('\n').filter((l) => l.includes('Publish phases') || l.includes('DBG')).slice(-24).join('\n'));
 
     const burst = await makePods('burst', 110);
     await emulator.resetCounts();

@@ -114,7 +114,7 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
     const secrets = (spc.spec.secretObjects ?? []).map((s, i) => desiredSecret(req, spc, content.files, s, i));
     await mkdir(req.targetPath, { recursive: true });
     if (o.tmpfs && !(await isMountPoint(req.targetPath))) await mountTmpfs(req.targetPath);
-    await writeAtomically(req.targetPath, content.files);
+    writeAtomically(req.targetPath, content.files);
     say(`wrote ${content.files.size} file(s) to ${req.targetPath}: ${[...content.files.keys()].join(', ')}`);
     say('SecretProviderClassPodStatus a pod would get:');
     say(stringify(desiredSpcps(req, req.podUid, '<node>', content.versions)).trimEnd().replace(/^/gm, '  '));

@@ -1,32 +1,42 @@
 // tmpfs mounts for volume targets: secrets live in memory only and vanish on unmount.
 //
-// mount(8) runs in a long-lived /bin/sh co-process instead of being spawned from
-// Node: spawning forks this whole process, which costs ~12 ms at our heap size on a
-// 2-core node and blocks the event loop meanwhile (BENCHMARKS.md), while the small
-// shell forks in ~3 ms and off our event loop.
+// Node cannot call mount(2), and spawning mount(8) per volume forks this whole process
+// (~12 ms at our size on a 2-core node, blocking the event loop) and then loads
+// util-linux (~6 ms). Instead one long-lived perl co-process, started while we are
+// small, makes the mount(2)/umount2(2) system calls itself: well under a millisecond
+// each, off our event loop. perl-base is part of every Debian system (Essential).
+
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdir, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 
-const TMPFS_OPTIONS = 'mode=0755,nosuid,nodev,noexec';
+const PERL = '/usr/bin/perl';
+// MS_NOSUID | MS_NODEV | MS_NOEXEC; data: the tmpfs root is world-readable (a non-root app reads its files).
+const TMPFS_FLAGS = 2 | 4 | 8;
+const TMPFS_DATA = 'mode=0755';
+/** System call numbers of mount(2) and umount2(2) on the CPUs CCE nodes run. */
+const SYSCALLS: Partial<Record<NodeJS.Architecture, { mount: number; umount2: number }>> = {
+  x64: { mount: 165, umount2: 166 },
+  arm64: { mount: 40, umount2: 39 },
+};
 
-// One request per line: "<id> <mount|umount> <path>"; one answer per line: "<id> <exit code> <first stderr line>".
+// One request per line: "<id> <mount|umount> <path>"; one answer per line: "<id> <errno, 0 if done> <error text>".
+// `+ 0` makes perl pass numbers as integers, not as pointers to their text.
 const HELPER_SCRIPT = `
-err_file=$(mktemp)
-while IFS= read -r line; do
-  id=\${line%% *}; rest=\${line#* }; op=\${rest%% *}; path=\${rest#* }
-  case "$op" in
-    mount) mount -t tmpfs -o ${TMPFS_OPTIONS} tmpfs "$path" 2>"$err_file" ;;
-    umount) umount "$path" 2>"$err_file" ;;
-    *) echo "unknown operation $op" >"$err_file"; false ;;
-  esac
-  rc=$?
-  err=""
-  [ "$rc" -eq 0 ] || IFS= read -r err <"$err_file"
-  printf '%s %s %s\\n' "$id" "$rc" "$err"
-done
-rm -f "$err_file"
+use strict;
+my ($sys_mount, $sys_umount2, $flags, $data) = @ARGV;
+my ($source, $fstype) = ('tmpfs', 'tmpfs'); # syscall() wants writable strings, not literals
+$| = 1;
+while (my $line = <STDIN>) {
+  chomp $line;
+  my ($id, $op, $path) = split / /, $line, 3;
+  my $rc;
+  if ($op eq 'mount') { $rc = syscall($sys_mount + 0, $source, $path, $fstype, $flags + 0, $data); }
+  elsif ($op eq 'umount') { $rc = syscall($sys_umount2 + 0, $path, 0); }
+  else { $! = 22; $rc = -1; }
+  if ($rc == 0) { print "$id 0\n"; } else { printf "%s %d %s\n", $id, $! + 0, "$!"; }
+}
 `;
 
 class MountHelper {
@@ -48,15 +58,24 @@ class MountHelper {
 
   /** Starts the helper early, while this process is still small and forks cheaply. */
   ensure(): ChildProcessWithoutNullStreams {
-    if (this.child && this.child.exitCode === null && !this.child.killed) return this.child;
-    const child = spawn('/bin/sh', ['-c', HELPER_SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
+    if (this.child) return this.child;
+    const calls = SYSCALLS[process.arch];
+    if (!calls) throw new Error(`tmpfs mounts are supported on x64 and arm64 nodes, not ${process.arch}`);
+    const child = spawn(PERL, ['-e', HELPER_SCRIPT, String(calls.mount), String(calls.umount2), String(TMPFS_FLAGS), TMPFS_DATA], { stdio: ['pipe', 'pipe', 'pipe'] });
     child.unref();
     for (const s of [child.stdin, child.stdout, child.stderr] as unknown as { unref?: () => void }[]) s.unref?.();
     createInterface({ input: child.stdout }).on('line', (line) => this.answer(line));
-    child.on('exit', () => {
-      for (const p of this.pending.values()) p.reject(new Error('the mount helper exited'));
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-500); });
+    const fail = (why: string) => {
+      if (this.child !== child) return;
+      this.child = undefined; // the next request starts a new helper
+      for (const p of this.pending.values()) p.reject(new Error(why));
       this.pending.clear();
-    });
+    };
+    child.on('error', (err) => fail(`the mount helper (${PERL}, Debian package perl-base) could not run: ${err.message}`));
+    child.on('exit', (code, signal) => fail(`the mount helper exited (${signal ?? `code ${code}`})${stderr ? `: ${stderr.trim()}` : ''}`));
+    child.stdin.on('error', () => undefined); // a dead helper is reported by 'exit'/'error'
     this.child = child;
     return child;
   }

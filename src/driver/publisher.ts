@@ -135,7 +135,7 @@ export class Publisher {
 
   /** Fetches what must be fetched; a pinned version already on disk is read from there. */
   private async fetchContent(req: PublishRequest, plan: VolumePlan, known: MountedVolume | undefined, source: SecretSource): Promise<VolumeContent> {
-    const local = known ? await readPublished(req.targetPath) : new Map<string, Buffer>();
+    const local = known ? readPublished(req.targetPath) : new Map<string, Buffer>();
     const values: (SecretVersion | undefined)[] = plan.objects.map((o) => {
       const had = known?.versions.find((v) => v.id === o.objectName);
       const value = local.get(o.fileName);
@@ -154,7 +154,7 @@ export class Publisher {
   }
 
   private async write(req: PublishRequest, content: VolumeContent): Promise<void> {
-    const changed = await writeAtomically(req.targetPath, content.files);
+    const changed = writeAtomically(req.targetPath, content.files);
     this.deps.log.v(2).info(changed ? 'Write secret files finished' : 'Secret files unchanged', { target: req.targetPath, files: content.files.size });
   }
 

@@ -13,7 +13,7 @@ describe('atomic writer', () => {
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
   it('publishes files as symlinks into ..data with mode 0644', async () => {
-    assert.equal(await writeAtomically(dir, files({ a: 'one', b: 'two' })), true);
+    assert.equal(writeAtomically(dir, files({ a: 'one', b: 'two' })), true);
     assert.equal(await readFile(join(dir, 'a'), 'utf8'), 'one');
     assert.equal(await readlink(join(dir, 'b')), join('..data', 'b'));
     assert.ok((await lstat(join(dir, '..data'))).isSymbolicLink());
@@ -22,17 +22,17 @@ describe('atomic writer', () => {
   });
 
   it('does not touch anything when the content is unchanged', async () => {
-    await writeAtomically(dir, files({ a: 'one' }));
+    writeAtomically(dir, files({ a: 'one' }));
     const before = await readlink(join(dir, '..data'));
-    assert.equal(await writeAtomically(dir, files({ a: 'one' })), false);
+    assert.equal(writeAtomically(dir, files({ a: 'one' })), false);
     assert.equal(await readlink(join(dir, '..data')), before);
   });
 
   it('swaps to new content, drops removed files and the old data folder', async () => {
-    await writeAtomically(dir, files({ a: 'one', gone: 'x' }));
+    writeAtomically(dir, files({ a: 'one', gone: 'x' }));
     const first = await readlink(join(dir, '..data'));
-    await writeAtomically(dir, files({ a: 'uno', added: 'new' }));
-    assert.deepEqual(Object.fromEntries([...(await readPublished(dir))].map(([k, v]) => [k, v.toString()])), { a: 'uno', added: 'new' });
+    writeAtomically(dir, files({ a: 'uno', added: 'new' }));
+    assert.deepEqual(Object.fromEntries([...readPublished(dir)].map(([k, v]) => [k, v.toString()])), { a: 'uno', added: 'new' });
     const entries = await readdir(dir);
     assert.ok(!entries.includes('gone'));
     assert.ok(!entries.includes(first));
@@ -40,7 +40,7 @@ describe('atomic writer', () => {
   });
 
   it('writes a custom mode', async () => {
-    await writeAtomically(dir, files({ a: 'one' }), 0o440);
+    writeAtomically(dir, files({ a: 'one' }), 0o440);
     assert.equal((await stat(join(dir, 'a'))).mode & 0o777, 0o440);
   });
 });
