@@ -63,7 +63,7 @@ export async function run(): Promise<void> {
     for (const p of singles) single.push(await publish(publishRequest(p, 'three', root)));
     console.log(`single mount (sequential, 3 objects): ${summary(single)}`);
     console.log(`  floor, same run: SPCPS create alone (driver's client, same API server): ${summary(await spcpsCreates(ns, singles))}`);
-    if (process.env.BENCH_V) console.log(driver.logs.split('\n').filter((l) => l.includes('Publish phases') || l.includes('DBG')).slice(-24).join('\n'));
+    if (process.env.BENCH_V) console.log(driver.logs.split('\n').filter((l) => l.includes('Publish phases')).slice(-8).join('\n'));
 
     const burst = await makePods('burst', 110);
     await emulator.resetCounts();

@@ -2,6 +2,7 @@
 // credentials, a secret name and a version, it returns bytes and the version id.
 import { NotAllowedError, NotFoundError, PreconditionError, ProductError, StoreUnavailableError, UnauthenticatedError } from '../errors.js';
 import { metrics } from '../metrics.js';
+import { httpGet, type HttpReply } from './http-get.js';
 import { signRequest, type Credentials } from './signer.js';
 
 export interface CsmsClientOptions {
@@ -52,7 +53,7 @@ export class CsmsClient {
     let lastProblem = '';
     for (let attempt = 1; attempt <= this.opts.maxAttempts; attempt++) {
       if (attempt > 1) await sleep(this.backoff(attempt));
-      let res: Response;
+      let res: HttpReply;
       const observe = metrics.csmsDuration.startTimer();
       const done = (outcome: string) => {
         observe({ outcome });
@@ -66,10 +67,10 @@ export class CsmsClient {
         lastProblem = timedOut ? `timed out after ${this.opts.timeoutMs} ms` : `request failed (${(err as Error).message})`;
         continue;
       }
-      const text = await res.text();
-      done(res.ok ? 'ok' : res.status === 429 ? 'throttled' : res.status >= 500 ? 'server_error' : 'client_error');
-      if (res.ok) return parseVersion(name, version, text);
-      const body = parseErrorBody(text);
+      const ok = res.status >= 200 && res.status < 300;
+      done(ok ? 'ok' : res.status === 429 ? 'throttled' : res.status >= 500 ? 'server_error' : 'client_error');
+      if (ok) return parseVersion(name, version, res.body);
+      const body = parseErrorBody(res.body);
       if (RETRYABLE_STATUS.has(res.status)) {
         lastProblem = `HTTP ${res.status}${body.code ? ` ${body.code}` : ''}`;
         continue;
@@ -79,13 +80,13 @@ export class CsmsClient {
     throw new StoreUnavailableError(`CSMS at ${this.opts.endpoint} did not serve ${what} after ${this.opts.maxAttempts} attempts: ${lastProblem}; it is retried on the next mount or rotation`);
   }
 
-  private send(path: string, creds: Credentials): Promise<Response> {
+  private send(path: string, creds: Credentials): Promise<HttpReply> {
     const url = new URL(this.opts.endpoint + path);
     const headers: Record<string, string> = { 'X-Project-Id': this.opts.projectId, 'Content-Type': 'application/json' };
     const signed = signRequest({ method: 'GET', url, headers }, creds);
-    delete signed.host; // fetch derives Host from the URL; the signature already covers it
+    delete signed.host; // node:http derives Host from the URL; the signature already covers it
     this.requests++;
-    return fetch(url, { headers: { ...headers, ...signed }, signal: AbortSignal.timeout(this.opts.timeoutMs) });
+    return httpGet(url, { ...headers, ...signed }, this.opts.timeoutMs);
   }
 
   private backoff(attempt: number): number {
