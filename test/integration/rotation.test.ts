@@ -1,11 +1,12 @@
 // After the pod runs: rotation of `latest`, SPC edits, JMESPath, Secret sync and
 // its lifetime, store outages, a driver restart, and readers during rotation.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { CsmsEmulator } from '../../src/provider/emulator/server.js';
@@ -17,6 +18,8 @@ const creds = { accessKey: 'ROTATIONAK', secretKey: 'rotation-sk' };
 const env = { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey };
 const json = (k1: string, k2: string) => JSON.stringify({ key1: k1, key2: k2 });
 const files = async (dir: string) => Object.fromEntries(await Promise.all((await readdir(dir)).filter((f) => !f.startsWith('..')).sort().map(async (f) => [f, await readFile(join(dir, f), 'utf8')])));
+const run = promisify(execFile);
+const isTmpfs = async (dir: string) => (await run('findmnt', ['-n', '-o', 'FSTYPE', '--mountpoint', dir]).then((r) => r.stdout.trim(), () => '')) === 'tmpfs';
 const cycles = (d: DriverProcess) => (d.logs.match(/"Rotation cycle finished"/g) ?? []).length;
 
 describe('rotation, SPC edits and Secret sync', () => {
@@ -96,6 +99,18 @@ describe('rotation, SPC edits and Secret sync', () => {
     assert.equal(reads(), before, 'pinned v1 was fetched again');
     assert.equal((await readdir(dir)).find((f) => f.startsWith('..2')), dataDir, 'files were rewritten');
     assert.equal((await getSpcps(ns, `nginx-pinned-${ns}-spc-pinned`))?.metadata.resourceVersion, spcps?.metadata.resourceVersion);
+  });
+
+  it('mounts the tmpfs again before writing when it was unmounted under a running pod', async () => {
+    await createSpc(ns, 'spc-unmounted', '- {objectName: pinned, objectType: csms, objectVersion: v1}');
+    const { dir } = await mount(watching, 'nginx-unmounted', 'spc-unmounted');
+    await run('umount', [dir]);
+    assert.equal(await isTmpfs(dir), false);
+    await patchSpcObjects(ns, 'spc-unmounted', '- {objectName: pinned, objectType: csms, objectVersion: v2}');
+    await eventually('the edit to reach the files', async () => ((await files(dir)).pinned === 'pinned-v2' ? true : undefined), 5_000);
+    assert.equal(await isTmpfs(dir), true, 'the secret was written to the node disk');
+    await run('umount', [dir]);
+    assert.deepEqual(await readdir(dir), [], 'something was written under the mount point');
   });
 
   it('applies SPC edits to a running volume within seconds: add, change version, remove', async () => {
