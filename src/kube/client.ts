@@ -20,7 +20,7 @@ class PooledKubeConfig extends k8s.KubeConfig {
       // Agent keeps the options it was built with; Node has always exposed them.
       const options = (made as http.Agent & { options: https.AgentOptions }).options;
       const Agent = made.constructor as typeof https.Agent;
-      this.pooled = new Agent({ ...options, keepAlive: true, keepAliveMsecs: 30_000, maxFreeSockets: 4 });
+      this.pooled = new Agent({ ...options, keepAlive: true, keepAliveMsecs: 30_000, maxFreeSockets: 25 }); // client-go keeps 25 idle per host
     }
     context.setAgent(this.pooled);
   }
