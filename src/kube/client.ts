@@ -32,6 +32,7 @@ export function loadKubeConfig(path?: string): k8s.KubeConfig {
   else kc.loadFromCluster();
   return kc;
 }
+
 /** HTTP status of a client-node API error, if it is one. */
 export function apiStatus(err: unknown): number | undefined {
   const e = err as { code?: unknown; statusCode?: unknown };
