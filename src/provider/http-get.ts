@@ -9,10 +9,10 @@ export interface HttpReply {
   body: string;
 }
 
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxFreeSockets: 16 }),
-  'https:': new https.Agent({ keepAlive: true, maxFreeSockets: 16 }),
-};
+// `timeout` closes a connection idle for 4 s (as fetch did) and lets Node honour a shorter
+// `Keep-Alive: timeout=` from the server, so we do not reuse a socket it is closing.
+const keep = { keepAlive: true, maxFreeSockets: 16, timeout: 4_000 };
+const agents = { 'http:': new http.Agent(keep), 'https:': new https.Agent(keep) };
 
 /** Rejects with an error named `TimeoutError` when the reply is not complete within `timeoutMs`. */
 export function httpGet(url: URL, headers: Record<string, string>, timeoutMs: number): Promise<HttpReply> {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { after, before, describe, it } from 'node:test';
 import { CsmsClient, parseErrorBody } from '../../src/provider/csms-client.js';
 import { MetadataCredentials, credentialsFromSecretRef, resolveCredentials } from '../../src/provider/credentials.js';
@@ -33,6 +34,18 @@ describe('CSMS client against the emulator', () => {
     assert.deepEqual([v1.versionId, v1.value.toString()], ['v1', 'first']);
     const latest = await client.getVersion('secret_1', 'latest', creds);
     assert.deepEqual([latest.versionId, latest.value.toString()], ['v2', 'second']);
+  });
+
+  it('reuses one kept-alive connection for sequential reads', async () => {
+    const sockets = new Set<unknown>();
+    const seen = (message: unknown) => { sockets.add((message as { request: { socket: unknown } }).request.socket); };
+    subscribe('http.client.response.finish', seen);
+    try {
+      for (let i = 0; i < 5; i++) await client.getVersion('secret_1', 'v1', creds);
+    } finally {
+      unsubscribe('http.client.response.finish', seen);
+    }
+    assert.equal(sockets.size, 1);
   });
 
   it('decodes secret_binary to bytes', async () => {
