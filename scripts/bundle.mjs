@@ -19,7 +19,7 @@ await build({
   minifySyntax: true,
   keepNames: true,
   legalComments: 'none',
-  sourcemap: 'external', // for `node --enable-source-maps`; not loaded by default
+  sourcemap: 'linked', // read only under `node --enable-source-maps`
   // CommonJS dependencies call require() for Node's built-in modules.
   banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: 'warning',
