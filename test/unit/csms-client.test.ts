@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { after, before, describe, it } from 'node:test';
 import { CsmsClient, parseErrorBody } from '../../src/provider/csms-client.js';
 import { MetadataCredentials, credentialsFromSecretRef, resolveCredentials } from '../../src/provider/credentials.js';
 import { CsmsEmulator } from '../../src/provider/emulator/server.js';
 import { CsmsSecretSource } from '../../src/provider/source.js';
 import { signRequest } from '../../src/provider/signer.js';
+import { connectionsUsed } from '../helpers/connections.js';
 import { NotAllowedError, NotFoundError, PreconditionError, StoreUnavailableError, UnauthenticatedError } from '../../src/errors.js';
 
 const projectId = 'abcdefabcdefabcdefabcdefabcdef12';
@@ -37,15 +37,10 @@ describe('CSMS client against the emulator', () => {
   });
 
   it('reuses one kept-alive connection for sequential reads', async () => {
-    const sockets = new Set<unknown>();
-    const seen = (message: unknown) => { sockets.add((message as { request: { socket: unknown } }).request.socket); };
-    subscribe('http.client.response.finish', seen);
-    try {
+    const used = await connectionsUsed(async () => {
       for (let i = 0; i < 5; i++) await client.getVersion('secret_1', 'v1', creds);
-    } finally {
-      unsubscribe('http.client.response.finish', seen);
-    }
-    assert.equal(sockets.size, 1);
+    });
+    assert.equal(used, 1);
   });
 
   it('decodes secret_binary to bytes', async () => {
