@@ -2,10 +2,9 @@
 // is read once however many volumes use it, at most `concurrency` reads run at a
 // time, and throttling from the store halves that and spaces the reads out.
 import { ProductError } from '../errors.js';
-import { metrics } from '../metrics.js';
 import type { SecretVersion } from './csms-client.js';
 import type { Credentials } from './signer.js';
-import { readKey, type ObjectRequest, type SecretSource } from './source.js';
+import { readKey, sharedRead, type ObjectRequest, type SecretSource } from './source.js';
 
 export interface SharedSourceOptions {
   concurrency?: number;
@@ -31,14 +30,8 @@ export class SharedSource implements SecretSource {
   }
 
   private fetchOne(o: ObjectRequest, creds: Credentials): Promise<SecretVersion> {
-    const key = readKey(o, creds);
-    let p = this.results.get(key);
-    if (p) metrics.sharedReads.inc();
-    if (!p) {
-      p = this.limited(() => this.inner.fetch([o], creds).then((r) => r[0]));
-      this.results.set(key, p);
-    }
-    return p;
+    // Kept for the whole cycle: every volume of the cycle sees the same value.
+    return sharedRead(this.results, readKey(o, creds), () => this.limited(() => this.inner.fetch([o], creds).then((r) => r[0])));
   }
 
   private async limited<T>(work: () => Promise<T>): Promise<T> {

@@ -19,6 +19,18 @@ export function readKey(o: ObjectRequest, creds: Credentials): string {
   return `${creds.accessKey}\0${creds.secretKey}\0${creds.securityToken ?? ''}\0${o.name}\0${o.version}`;
 }
 
+/** The read of `key` already made or under way in `reads` (counted as shared), else a new one from `start`. */
+export function sharedRead(reads: Map<string, Promise<SecretVersion>>, key: string, start: () => Promise<SecretVersion>): Promise<SecretVersion> {
+  const existing = reads.get(key);
+  if (existing) {
+    metrics.sharedReads.inc();
+    return existing;
+  }
+  const read = start();
+  reads.set(key, read);
+  return read;
+}
+
 export class CsmsSecretSource implements SecretSource {
   private readonly inflight = new Map<string, Promise<SecretVersion>>();
 
@@ -30,12 +42,7 @@ export class CsmsSecretSource implements SecretSource {
 
   private fetchOne(o: ObjectRequest, creds: Credentials): Promise<SecretVersion> {
     const key = readKey(o, creds);
-    let p = this.inflight.get(key);
-    if (p) metrics.sharedReads.inc();
-    if (!p) {
-      p = this.client.getVersion(o.name, o.version, creds).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, p);
-    }
-    return p;
+    // Only while in flight: a later mount reads again, so it sees a new `latest`.
+    return sharedRead(this.inflight, key, () => this.client.getVersion(o.name, o.version, creds).finally(() => this.inflight.delete(key)));
   }
 }
