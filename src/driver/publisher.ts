@@ -126,12 +126,13 @@ export class Publisher {
 
   /** Rewrites an existing volume: files first, then SPCPS and hooks; old files stay on any failure before the swap. */
   private async update(req: PublishRequest, plan: VolumePlan, known: MountedVolume | undefined, source: SecretSource): Promise<void> {
-    const content = await this.fetchContent(req, plan, known, source);
     if (!(await isMountPoint(req.targetPath))) {
-      // Someone unmounted the tmpfs under a running pod: never put secrets on the node's disk.
+      // Someone unmounted the tmpfs under a running pod: never put secrets on the node's
+      // disk, nor take "local" pinned values from what lies under the mount point.
       this.deps.log.warn('Volume is no longer a tmpfs mount; mounting it again', { target: req.targetPath });
       await mountTmpfs(req.targetPath);
     }
+    const content = await this.fetchContent(req, plan, known, source);
     await this.write(req, content);
     await this.deps.spcps.upsert(desiredSpcps(req, plan.pod.metadata!.uid!, this.deps.kube.nodeName, content.versions));
     await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
