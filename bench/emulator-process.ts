@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { executable } from '../test/helpers/driver.js';
 import type { EmulatorSeed } from '../src/provider/emulator/store.js';
 
-
 export interface EmulatorProcess {
   url: string;
   total(): Promise<number>;

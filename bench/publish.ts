@@ -4,7 +4,6 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEmulatorProcess } from './emulator-process.js';
 import * as k8s from '@kubernetes/client-node';
 import { GROUP, SPCPS_PLURAL, VERSION } from '../src/crds/types.js';
 import { desiredSpcps } from '../src/driver/spcps.js';
@@ -12,6 +11,7 @@ import type { PublishRequest } from '../src/driver/volume-request.js';
 import { loadKubeConfig } from '../src/kube/client.js';
 import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace, kubeconfigPath } from '../test/helpers/cluster.js';
 import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
+import { startEmulatorProcess } from './emulator-process.js';
 import { rssMiB, summary } from './stats.js';
 
 const projectId = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';

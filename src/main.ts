@@ -2,7 +2,7 @@
 // Entry point: dispatches to a sub-command.
 // The runtime settings above keep the resident size small (BENCHMARKS.md): two malloc arenas,
 // 1 MiB young-generation semi-spaces, and a 128 MiB old generation, which V8 then collects
-// before it grows (the live heap is ~55 MiB with 1,000 volumes). Override in the chart.
+// before it grows (31–37 MiB of heap in use with 1,000 volumes). Override in the chart.
 import { ConfigError, parseServeArgs, SERVE_HELP } from './config.js';
 import { csmsEmulator } from './commands/csms-emulator.js';
 import { mountCommand } from './commands/mount.js';
