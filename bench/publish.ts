@@ -1,9 +1,6 @@
 // NodePublishVolume latency for one volume at a time and for one node's worth of
 // pods (110) at once, 3 objects each, against the real API server and the CSMS
 // emulator (its own process); then the driver's RSS.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { GROUP, SPCPS_PLURAL, VERSION } from '../src/crds/types.js';
 import { desiredSpcps } from '../src/driver/spcps.js';
@@ -43,11 +40,11 @@ export async function run(): Promise<void> {
   await new Promise((r) => setTimeout(r, 2000));
   console.log(`driver RSS at start (caches synced, no volume): ${rssMiB(driver.pid!).toFixed(1)} MiB`);
   const ns = await createNamespace('bench');
-  const root = mkdtempSync(join(tmpdir(), 'cce-bench-kubelet-'));
+  const root = driver.kubeletRoot;
   try {
     await createServiceAccount(ns, 'app', ['db', 'api', 'tls']);
     await createSpc(ns, 'three', '- {objectName: db, objectType: csms, objectVersion: latest}\n- {objectName: api, objectType: csms, objectVersion: v1}\n- {objectName: tls, objectType: csms, objectVersion: latest}\n');
-    const makePods = (prefix: string, n: number) => Promise.all(Array.from({ length: n }, (_, i) => createPod(ns, `${prefix}-${i}`, { nodeName: nodeId, serviceAccountName: 'app' })));
+    const makePods = (prefix: string, n: number) => Promise.all(Array.from({ length: n }, (_, i) => createPod(ns, `${prefix}-${i}`, { nodeName: nodeId, serviceAccountName: 'app', spc: 'three' })));
     const publish = async (req: ReturnType<typeof publishRequest>) => {
       const t0 = performance.now();
       await driver.kubelet.call('Node', 'NodePublishVolume', req);

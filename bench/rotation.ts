@@ -3,10 +3,8 @@
 // The driver runs as its own process, exactly as in production; cycles are observed
 // through its /metrics, CSMS calls through the emulator, API writes through the API
 // server's own metrics, file rewrites through each volume's ..data link.
-import { mkdtempSync } from 'node:fs';
 import { readlink } from 'node:fs/promises';
 import { request } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CsmsEmulator } from '../src/provider/emulator/server.js';
 import { forEachLimit } from '../src/reconciler/rotation.js';
@@ -45,7 +43,7 @@ export async function run(): Promise<void> {
   const driver = new DriverProcess({ nodeId, csmsEndpoint: endpoint, projectId, env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey}, extraArgs: ['-v=0', '--rotation-poll-interval=10s'] });
   await driver.start();
   const ns = await createNamespace('bench-rot');
-  const root = mkdtempSync(join(tmpdir(), 'cce-bench-rot-kubelet-'));
+  const root = driver.kubeletRoot;
   const requests: ReturnType<typeof publishRequest>[] = [];
   try {
     await createServiceAccount(ns, 'app', Array.from({ length: SECRETS }, (_, i) => `s${i}`));
@@ -54,7 +52,7 @@ export async function run(): Promise<void> {
     }
     const t0 = performance.now();
     await forEachLimit(Array.from({ length: VOLUMES }, (_, i) => i), 16, async (i) => {
-      const pod = await createPod(ns, `p${i}`, { nodeName: nodeId, serviceAccountName: 'app' });
+      const pod = await createPod(ns, `p${i}`, { nodeName: nodeId, serviceAccountName: 'app', spc: `spc-${i % SPCS}` });
       const req = publishRequest(pod, `spc-${i % SPCS}`, root);
       await driver.kubelet.call('Node', 'NodePublishVolume', req);
       requests.push(req);

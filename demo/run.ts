@@ -1,9 +1,7 @@
 // `npm run demo`: the real product on this machine. A real kube-apiserver + etcd (built
 // from Go modules on first run), the CSMS emulator with the documentation's secrets,
 // the driver on a temporary socket, and this script playing kubelet for one pod.
-import { mkdtempSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { installTools, startControlPlane, type ControlPlane } from '../test/cluster/control-plane.js';
 import { CsmsEmulator } from '../src/provider/emulator/server.js';
@@ -57,11 +55,11 @@ try {
   await createSpc(ns, 'nginx-deployment-spc-k8s-secrets',
     '- objectName: "secret_2"\n  objectType: "csms"\n  objectVersion: "latest"\n  jmesPath:\n    - path: key1\n      objectAlias: dbusername01\n    - path: key2\n      objectAlias: dbusername02\n',
     { secretObjects: [{ secretName: 'my-secret-01', type: 'Opaque', data: [{ objectName: 'dbusername01', key: 'db_username_01' }, { objectName: 'dbusername02', key: 'db_username_02' }] }] });
-  const pod = await createPod(ns, 'nginx-spc', { nodeName: 'demo-node', serviceAccountName: 'nginx-spc-sa' });
+  const pod = await createPod(ns, 'nginx-spc', { nodeName: 'demo-node', serviceAccountName: 'nginx-spc-sa', volumes: { 'secrets-store-inline': 'spc-test', 'k8s-secrets': 'nginx-deployment-spc-k8s-secrets' } });
   say(indent(`$ kubectl get spc\n${await kubectl('get', 'spc', '-n', ns)}`));
 
   step(5, 'kubelet calls NodePublishVolume for the pod\'s two secrets-store volumes');
-  const root = mkdtempSync(join(tmpdir(), 'cce-demo-kubelet-'));
+  const root = driver.kubeletRoot;
   const volume1 = publishRequest(pod, 'spc-test', root, { volume: 'secrets-store-inline' });
   const volume2 = publishRequest(pod, 'nginx-deployment-spc-k8s-secrets', root, { volume: 'k8s-secrets' });
   for (const req of [volume1, volume2]) {

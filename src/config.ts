@@ -1,7 +1,7 @@
 // Every flag and environment variable of `serve`, parsed once into a frozen,
 // validated object; a bad value stops start-up with the flag and the allowed form.
 import { parseArgs } from 'node:util';
-import { csmsEndpointForRegion } from './provider/csms-client.js';
+import { csmsEndpointForRegion, DEFAULT_MAX_RESPONSE_BYTES } from './provider/csms-client.js';
 import { DEFAULT_METADATA_ENDPOINT } from './provider/credentials.js';
 import { parseListenAddress } from './ops-server.js';
 
@@ -24,6 +24,9 @@ export interface ServeConfig {
   maxSecretProviderClasses: number;
   /** host:port of /metrics, /healthz and /readyz; '' turns it off. */
   metricsAddr: string;
+  /** kubelet's --root-dir: target paths must be its pods' CSI volume folders. */
+  kubeletRoot: string;
+  csmsMaxResponseBytes: number;
 }
 
 export class ConfigError extends Error {}
@@ -48,6 +51,11 @@ Flags:
   --max-secret-provider-classes N  SPCs allowed in the cluster; newer ones beyond it
                                cannot be mounted (default 500, 0 = no limit)
   --metrics-addr ADDR           /metrics, /healthz, /readyz listen address (default :8095; "" = off)
+  --kubelet-root-dir PATH       kubelet's root folder (default /var/lib/kubelet; CCE: /mnt/paas/kubernetes/kubelet);
+                               only <root>/pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount is ever touched
+  --csms-max-response-bytes N   largest CSMS reply accepted (default ${DEFAULT_MAX_RESPONSE_BYTES})
+  --allow-plaintext-endpoints   allow http:// CSMS or metadata endpoints that are not loopback
+                               or 169.254.169.254 (secrets and keys would cross the network unencrypted)
   --max-call-recv-msg-size N   largest gRPC message accepted, bytes (default 4194304)
   -v, --v N                    log verbosity (default 0)
   --log-format-json            JSON log lines instead of klog text
@@ -85,6 +93,27 @@ function nonNegativeInt(flag: string, value: string): number {
   return Number(value);
 }
 
+const PLAINTEXT_OK = /^(localhost|127(\.\d{1,3}){3}|\[::1\]|169\.254\.169\.254)$/;
+
+/**
+ * An http(s) URL; plain http only to this machine or the link-local metadata address,
+ * unless the operator says plaintext is intended: CSMS replies carry secrets, and the
+ * metadata service hands out keys.
+ */
+export function checkEndpoint(flag: string, url: string, allowPlaintext: boolean): void {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new ConfigError(`${flag} "${url}" must be an http(s) URL`);
+  }
+  if (parsed.protocol === 'https:') return;
+  if (parsed.protocol !== 'http:') throw new ConfigError(`${flag} "${url}" must be an http(s) URL`);
+  if (!allowPlaintext && !PLAINTEXT_OK.test(parsed.hostname)) {
+    throw new ConfigError(`${flag} "${url}" is plain http to another machine; use https, or pass --allow-plaintext-endpoints if that is intended`);
+  }
+}
+
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | 'help' {
   let parsed;
   try {
@@ -108,6 +137,9 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
         'enable-secret-sync': { type: 'string', default: 'true' },
         'metrics-addr': { type: 'string', default: ':8095' },
         'max-secret-provider-classes': { type: 'string', default: '500' },
+        'kubelet-root-dir': { type: 'string', default: '/var/lib/kubelet' },
+        'csms-max-response-bytes': { type: 'string', default: String(DEFAULT_MAX_RESPONSE_BYTES) },
+        'allow-plaintext-endpoints': { type: 'boolean', default: false },
         v: { type: 'string', short: 'v', default: '0' },
         'log-format-json': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -129,7 +161,11 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     csmsEndpoint = csmsEndpointForRegion(region);
   }
   for (const [flag, url] of [['--csms-endpoint', csmsEndpoint], ['--metadata-endpoint', o['metadata-endpoint']!]] as const) {
-    if (!/^https?:\/\/[^/]+/.test(url)) throw new ConfigError(`${flag} "${url}" must be an http(s) URL`);
+    checkEndpoint(flag, url, o['allow-plaintext-endpoints']!);
+  }
+  const kubeletRoot = o['kubelet-root-dir']!.replace(/\/+$/, '');
+  if (!/^\/[^\0]*$/.test(kubeletRoot) || kubeletRoot.split('/').includes('..')) {
+    throw new ConfigError(`--kubelet-root-dir "${o['kubelet-root-dir']}" must be an absolute path without ".." (kubelet's --root-dir)`);
   }
   const projectId = o['project-id'] ?? env.HUAWEICLOUD_SDK_PROJECT_ID;
   if (projectId !== undefined && !/^[0-9a-zA-Z]{1,64}$/.test(projectId)) throw new ConfigError(`--project-id "${projectId}" must be the project's id (32 hex characters)`);
@@ -153,5 +189,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
     syncSecrets: bool('--enable-secret-sync', o['enable-secret-sync']!),
     metricsAddr: listenAddress(o['metrics-addr']!),
     maxSecretProviderClasses: nonNegativeInt('--max-secret-provider-classes', o['max-secret-provider-classes']!),
+    kubeletRoot,
+    csmsMaxResponseBytes: nonNegativeInt('--csms-max-response-bytes', o['csms-max-response-bytes']!),
   });
 }

@@ -13,8 +13,8 @@ export type ErrorKind =
   | 'internal';
 
 export class ProductError extends Error {
-  constructor(readonly kind: ErrorKind, message: string) {
-    super(message);
+  constructor(readonly kind: ErrorKind, message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = new.target.name;
   }
 }
@@ -50,7 +50,7 @@ export class UnauthenticatedError extends ProductError {
 
 /** The store (or another dependency) could not be reached or kept failing. */
 export class StoreUnavailableError extends ProductError {
-  constructor(message: string) { super('unavailable', message); }
+  constructor(message: string, options?: ErrorOptions) { super('unavailable', message, options); }
 }
 
 export function errorMessage(err: unknown): string {

@@ -22,5 +22,6 @@ export const metrics = {
   csmsDuration: new Histogram({ name: 'csms_request_duration_seconds', help: 'CSMS request latency by outcome', labelNames: ['outcome'], buckets: seconds, registers: [registry] }),
   sharedReads: new Counter({ name: 'csms_shared_reads_total', help: 'Secret reads served by a read already made or in flight (no CSMS call)', registers: [registry] }),
   eventsSuppressed: new Counter({ name: 'events_suppressed_total', help: 'Pod events not sent because one with the same reason was sent within the last minute', registers: [registry] }),
+  cachedObjects: new Gauge({ name: 'kube_cached_objects', help: 'Kubernetes objects the driver holds in memory, by kind', labelNames: ['kind'], registers: [registry] }),
   mountedVolumes: new Gauge({ name: 'mounted_volumes', help: 'Volumes this driver has mounted on the node', registers: [registry] }),
 };

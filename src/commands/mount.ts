@@ -6,12 +6,12 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml, stringify } from 'yaml';
-import { ConfigError } from '../config.js';
+import { checkEndpoint, ConfigError } from '../config.js';
 import { ALLOW_LIST_ANNOTATION, type SecretProviderClass } from '../crds/types.js';
 import { writeAtomically } from '../driver/atomic-writer.js';
 import { buildVolumeContent } from '../driver/files.js';
 import { toServiceError } from '../driver/grpc-status.js';
-import { isMountPoint, mountTmpfs } from '../driver/mounter.js';
+import { isMountPoint, mountTmpfs, tmpfsSizeFor } from '../driver/mounter.js';
 import { desiredSpcps } from '../driver/spcps.js';
 import { checkVolume } from '../driver/volume-plan.js';
 import type { PublishRequest } from '../driver/volume-request.js';
@@ -40,6 +40,7 @@ Flags:
   --region REGION | --csms-endpoint URL
   --project-id ID         (default $HUAWEICLOUD_SDK_PROJECT_ID, else ECS metadata)
   --metadata-endpoint URL
+  --allow-plaintext-endpoints  allow http:// endpoints that are not loopback or 169.254.169.254
 
 Credentials: HUAWEICLOUD_SDK_AK / HUAWEICLOUD_SDK_SK (/ HUAWEICLOUD_SDK_SECURITY_TOKEN),
 else the node agency through the ECS metadata service.
@@ -69,6 +70,7 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
       tmpfs: { type: 'boolean', default: false }, 'dry-run': { type: 'boolean', default: false },
       namespace: { type: 'string' }, pod: { type: 'string', default: 'mount-cli' },
       region: { type: 'string' }, 'csms-endpoint': { type: 'string' }, 'project-id': { type: 'string' }, 'metadata-endpoint': { type: 'string' },
+      'allow-plaintext-endpoints': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -87,7 +89,7 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
     : { [ALLOW_LIST_ANNOTATION]: JSON.stringify(o.allow!.split(',').map((x) => x.trim()).filter(Boolean)) };
   const namespace = o.namespace ?? spc.metadata?.namespace ?? 'default';
   const req: PublishRequest = {
-    volumeId: 'mount-cli', targetPath: resolve(o.target ?? '.'), spcName: spc.metadata?.name ?? 'unnamed', podName: o.pod!, podNamespace: namespace,
+    volumeId: 'mount-cli', targetPath: resolve(o.target ?? '.'), volumeName: 'mount-cli', spcName: spc.metadata?.name ?? 'unnamed', podName: o.pod!, podNamespace: namespace,
     podUid: '00000000-0000-0000-0000-000000000000', serviceAccount: sa?.metadata?.name ?? '(--allow)', secrets: {},
   };
   try {
@@ -105,6 +107,8 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
     const metadata = new MetadataCredentials({ endpoint: o['metadata-endpoint'] });
     const endpoint = o['csms-endpoint'] ?? (o.region ? csmsEndpointForRegion(o.region) : undefined);
     if (!endpoint) throw new ConfigError('set --region or --csms-endpoint');
+    checkEndpoint('--csms-endpoint', endpoint, o['allow-plaintext-endpoints']!);
+    if (o['metadata-endpoint']) checkEndpoint('--metadata-endpoint', o['metadata-endpoint'], o['allow-plaintext-endpoints']!);
     const projectId = o['project-id'] ?? process.env.HUAWEICLOUD_SDK_PROJECT_ID ?? (await metadata.projectId());
     const source = new CsmsSecretSource(new CsmsClient({ endpoint, projectId }));
     const creds = await defaultCredentialProvider(metadata).credentials();
@@ -113,7 +117,7 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
     const content = buildVolumeContent(objects, values);
     const secrets = (spc.spec.secretObjects ?? []).map((s, i) => desiredSecret(req, spc, content.files, s, i));
     await mkdir(req.targetPath, { recursive: true });
-    if (o.tmpfs && !(await isMountPoint(req.targetPath))) await mountTmpfs(req.targetPath);
+    if (o.tmpfs && !(await isMountPoint(req.targetPath))) await mountTmpfs(req.targetPath, tmpfsSizeFor(content.files));
     writeAtomically(req.targetPath, content.files);
     say(`wrote ${content.files.size} file(s) to ${req.targetPath}: ${[...content.files.keys()].join(', ')}`);
     say('SecretProviderClassPodStatus a pod would get:');

@@ -16,28 +16,32 @@ import { CsmsSecretSource } from '../provider/source.js';
 import { recoverVolumes } from '../reconciler/recovery.js';
 import { RotationReconciler } from '../reconciler/rotation.js';
 import { SecretSync } from '../reconciler/secret-sync.js';
+import { VolumeRegistry } from '../driver/volumes.js';
+import { errorMessage } from '../errors.js';
 import { SpcWatcher } from '../reconciler/spc-watch.js';
 
 export async function serve(config: ServeConfig): Promise<void> {
   startMountHelper();
   const log = createLogger({ verbosity: config.verbosity, json: config.logJson });
   log.info('Initializing Secrets Store CSI Driver', { driver: 'secrets-store.csi.k8s.io', version, node: config.nodeId, csmsEndpoint: config.csmsEndpoint });
-  process.on('unhandledRejection', (err) => log.error('Unhandled rejection', { error: (err as Error)?.message ?? String(err) }));
+  process.on('unhandledRejection', (err) => log.error('Unhandled rejection', { error: errorMessage(err) }));
 
   const metadata = new MetadataCredentials({ endpoint: config.metadataEndpoint });
-  const projectId = config.projectId ?? (await metadata.projectId());
-  const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log, config.maxSecretProviderClasses);
-  const source = new CsmsSecretSource(new CsmsClient({ endpoint: config.csmsEndpoint, projectId, timeoutMs: config.csmsTimeoutMs }));
+  // Resolved when first needed: the socket (and unpublish) must not wait for the metadata service.
+  const projectId = config.projectId ?? (() => metadata.projectId());
+  const volumes = new VolumeRegistry();
+  const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log, volumes, config.maxSecretProviderClasses);
+  const source = new CsmsSecretSource(new CsmsClient({ endpoint: config.csmsEndpoint, projectId, timeoutMs: config.csmsTimeoutMs, maxResponseBytes: config.csmsMaxResponseBytes }));
   const events = new EventRecorder(kube.core, log);
-  const secretSync = config.syncSecrets ? new SecretSync(kube.core, log) : undefined;
+  const secretSync = config.syncSecrets ? new SecretSync(kube.core, log, events) : undefined;
   const publisher = new Publisher({
-    kube, source, log,
-    spcps: new SpcpsWriter(kube.custom, kube.spcps),
+    kube, source, log, volumes, kubeletRoot: config.kubeletRoot,
+    spcps: new SpcpsWriter(kube.custom),
     credentials: defaultCredentialProvider(metadata),
     onContent: secretSync && ((content) => secretSync.sync(content)),
   });
   const server = new CsiServer({
-    endpoint: config.endpoint, nodeId: config.nodeId, publisher, log,
+    endpoint: config.endpoint, nodeId: config.nodeId, publisher, log, kubeletRoot: config.kubeletRoot,
     ready: () => kube.synced, maxReceiveMessageBytes: config.maxCallRecvMsgSize,
   });
   const rotation = config.rotationEnabled
@@ -52,10 +56,21 @@ export async function serve(config: ServeConfig): Promise<void> {
   if (opsAddr && typeof opsAddr === 'object') log.info('Serving metrics and health checks', { address: `${opsAddr.address}:${opsAddr.port}` });
   void kube.start().then(async () => {
     log.info('Kubernetes caches synced');
-    const adopted = await recoverVolumes(kube, publisher, log);
-    if (adopted > 0) log.info('Took over volumes mounted before a restart', { volumes: adopted });
     spcWatch.start();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const adopted = await recoverVolumes({ kube, publisher, events, log, kubeletRoot: config.kubeletRoot });
+        if (adopted > 0) log.info('Took over volumes mounted before a restart', { volumes: adopted });
+        break;
+      } catch (err) {
+        log.warn('Taking over mounted volumes failed, retrying', { attempt, error: errorMessage(err) });
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 1000 * 2 ** attempt)));
+      }
+    }
     rotation?.start();
+  }).catch((err) => {
+    log.error('Start-up failed', { error: errorMessage(err) });
+    process.exit(1);
   });
 
   let stopping = false;

@@ -23,11 +23,20 @@ const SECRET_NAME = /^[a-zA-Z0-9._-]{1,64}$/;
 const VERSION = /^(v[1-9][0-9]{0,8}|latest)$/;
 const KNOWN_KEYS = new Set(['objectName', 'objectAlias', 'objectVersion', 'objectType', 'jmesPath']);
 
+/** Bounds on what one SPC may ask of a node (SECURITY.md): the parameter's size and the files of a volume. */
+export const LIMITS = Object.freeze({ objectsBytes: 64 * 1024, files: 100 });
+/** A file name in a volume, in UTF-8 bytes; the writer adds nothing to it (driver/atomic-writer.ts). */
+export const MAX_FILE_NAME_BYTES = 255;
+
 /** `spcRef` is `namespace/name`, used to make every message point at the object. */
 export function parseSecretObjects(spcRef: string, objectsYaml: string | undefined): SecretObject[] {
   const fail = (what: string) => new InvalidSpcError(`SecretProviderClass ${spcRef}: ${what}`);
   if (objectsYaml === undefined || objectsYaml.trim() === '') {
     throw fail('spec.parameters.objects is empty; list at least one object, e.g. "- objectName: my_secret"');
+  }
+  const size = Buffer.byteLength(objectsYaml, 'utf8');
+  if (size > LIMITS.objectsBytes) {
+    throw fail(`spec.parameters.objects is ${size} bytes, over the limit of ${LIMITS.objectsBytes} bytes; split it into several SecretProviderClasses`);
   }
   let doc: unknown;
   try {
@@ -40,6 +49,10 @@ export function parseSecretObjects(spcRef: string, objectsYaml: string | undefin
     throw fail('spec.parameters.objects must be a non-empty YAML list, each item starting with "- objectName: ..."');
   }
   const objects = doc.map((item, i) => parseOne(item, i, fail));
+  const files = objects.reduce((n, o) => n + 1 + o.jmesPath.length, 0);
+  if (files > LIMITS.files) {
+    throw fail(`the objects make ${files} files (objects plus jmesPath entries), over the limit of ${LIMITS.files} files per volume; split them into several SecretProviderClasses`);
+  }
   checkUniqueness(objects, fail);
   return objects;
 }
@@ -71,6 +84,9 @@ function parseOne(item: unknown, index: number, fail: (w: string) => InvalidSpcE
     if (o.objectAlias === name) throw fail(`${at('objectAlias')} must differ from its own objectName; omit it to use "${name}"`);
     checkFileName(o.objectAlias, at('objectAlias'), fail);
     fileName = o.objectAlias;
+  } else {
+    // The name becomes the file name, so it obeys the same rule as an alias.
+    checkFileName(name, `${at('objectName')} (the file name when there is no objectAlias)`, fail, 'set an objectAlias');
   }
   return { objectName: name, fileName, objectVersion: o.objectVersion, objectType: 'csms', jmesPath: parseJmesPath(o.jmesPath, at, fail) };
 }
@@ -89,11 +105,22 @@ function parseJmesPath(raw: unknown, at: (f: string) => string, fail: (w: string
   });
 }
 
+/** Why `name` cannot be a file of a volume, or undefined when it can: one rule for every file name. */
+export function fileNameProblem(name: string): string | undefined {
+  if (name === '') return 'is empty';
+  if (name === '.' || name === '..') return 'is "." or ".."';
+  if (name.startsWith('..')) return 'starts with ".." (reserved for the writer\'s own entries such as ..data)';
+  if (name.includes('/')) return 'contains "/"';
+  if (name.includes('\0')) return 'contains a NUL character';
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes > MAX_FILE_NAME_BYTES) return `is ${bytes} bytes in UTF-8, over the limit of ${MAX_FILE_NAME_BYTES}`;
+  return undefined;
+}
+
 /** File names are flat: nothing may escape the volume or clash with the writer's `..` entries. */
-function checkFileName(value: string, field: string, fail: (w: string) => InvalidSpcError): void {
-  if (value.includes('/') || value.includes('\0') || value.startsWith('..') || value === '.' || value.length > 255) {
-    throw fail(`${field} "${value}" is not a plain file name (no "/", no leading "..", at most 255 characters)`);
-  }
+function checkFileName(value: string, field: string, fail: (w: string) => InvalidSpcError, fix = 'choose a plain file name'): void {
+  const problem = fileNameProblem(value);
+  if (problem) throw fail(`${field} ${JSON.stringify(value)} is not a plain file name: it ${problem}; ${fix} (no "/", no leading "..", at most ${MAX_FILE_NAME_BYTES} bytes in UTF-8)`);
 }
 
 function checkUniqueness(objects: SecretObject[], fail: (w: string) => InvalidSpcError): void {

@@ -8,6 +8,8 @@ export const SPCPS_PLURAL = 'secretproviderclasspodstatuses';
 export const DRIVER_NAME = 'secrets-store.csi.k8s.io';
 export const NODE_LABEL = 'internal.secrets-store.csi.k8s.io/node-name';
 export const MANAGED_LABEL = 'secrets-store.csi.k8s.io/managed';
+/** On a synced Secret: `namespace/name` of the one SPC whose secretObjects it comes from. */
+export const OWNER_SPC_ANNOTATION = 'cce.io/secret-provider-class';
 export const ALLOW_LIST_ANNOTATION = 'cce.io/dew-resource';
 export const BUILTIN_PROVIDER = 'cce';
 
@@ -75,7 +77,3 @@ export interface SecretProviderClassPodStatus {
   status: SpcpsStatus;
 }
 
-/** `<pod>-<namespace>-<spc>`, the name users find with `kubectl get spcps`. */
-export function spcpsName(pod: string, namespace: string, spc: string): string {
-  return `${pod}-${namespace}-${spc}`;
-}

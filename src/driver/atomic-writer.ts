@@ -3,27 +3,48 @@
 // to it, the way kubelet updates its own secret volumes. Each visible file is a
 // symlink `name -> ..data/name`, so it follows the swap.
 //
+// The writer's own entries all start with `..` and never embed a file's name, so a
+// file name may use all 255 bytes (crds/objects.ts). A failed write removes what it
+// made; whatever a crash left is removed by the next write, which never reports
+// "unchanged" over a damaged volume.
+//
 // The calls are synchronous on purpose: the folder is our tmpfs, where each call is a
-// memory operation of a few microseconds, while a trip through libuv's thread pool
-// costs ~0.3 ms on a busy 2-core node; a publish makes ~25 of them (BENCHMARKS.md).
-import { chmodSync as chmod, lstatSync as lstat, mkdtempSync as mkdtemp, readdirSync as readdir, readFileSync as readFile, readlinkSync as readlink, renameSync as rename, rmSync as rm, symlinkSync as symlink, writeFileSync as writeFile } from 'node:fs';
-import { join } from 'node:path';
+// memory operation, while a trip through libuv's thread pool costs far more on a busy
+// node and a publish makes a few dozen of them (BENCHMARKS.md).
+import {
+  chmodSync as chmod, lstatSync as lstat, mkdtempSync as mkdtemp, readdirSync as readdir, readFileSync as readFile,
+  readlinkSync as readlink, renameSync as rename, rmSync as rm, symlinkSync as symlink, writeFileSync as writeFile,
+} from 'node:fs';
+import { basename, join } from 'node:path';
 
 const DATA = '..data';
 const DATA_TMP = '..data_tmp';
+const LINK_TMP = '..link_tmp';
+/** What `..data` may point at: a sibling folder of ours, never a path elsewhere. */
+const DATA_FOLDER = /^\.\.[^/]+$/;
 
 export type FileSet = Map<string, Buffer>;
 
-/** The files currently published in `dir` (empty when nothing was written yet). */
+function dataFolder(dir: string): string | undefined {
+  let target: string;
+  try {
+    target = readlink(join(dir, DATA));
+  } catch {
+    return undefined;
+  }
+  return DATA_FOLDER.test(target) && target !== DATA ? target : undefined;
+}
+
+/** The files currently published in `dir` (empty when nothing was written yet). Follows no link. */
 export function readPublished(dir: string): FileSet {
   const files: FileSet = new Map();
-  let current: string;
-  try {
-    current = join(dir, readlink(join(dir, DATA)));
-  } catch {
-    return files;
+  const folder = dataFolder(dir);
+  if (!folder) return files;
+  const current = join(dir, folder);
+  for (const name of readdir(current)) {
+    const path = join(current, name);
+    if (lstat(path).isFile()) files.set(name, readFile(path));
   }
-  for (const name of readdir(current)) files.set(name, readFile(join(current, name)));
   return files;
 }
 
@@ -36,44 +57,89 @@ function sameFiles(a: FileSet, b: FileSet): boolean {
   return true;
 }
 
-/** Publishes `files` into `dir`. Returns false, touching nothing, when they are already there. */
-export function writeAtomically(dir: string, files: FileSet, mode = 0o644): boolean {
-  const previous = readPublished(dir);
-  if (previous.size > 0 && sameFiles(previous, files)) return false;
-  let oldTarget: string | undefined;
+function isLinkTo(path: string, want: string): boolean {
   try {
-    oldTarget = readlink(join(dir, DATA));
+    return lstat(path).isSymbolicLink() && readlink(path) === want;
   } catch {
-    oldTarget = undefined;
+    return false;
   }
+}
 
-  const fresh = mkdtemp(join(dir, `..${timestamp()}.`));
-  // mkdtemp makes it 0700, which would hide the files from a pod running as non-root.
-  chmod(fresh, 0o755);
-  for (const [name, content] of files) writeFile(join(fresh, name), content, { mode });
-  rm(join(dir, DATA_TMP), { force: true });
-  symlink(fresh.slice(dir.length + 1), join(dir, DATA_TMP));
-  rename(join(dir, DATA_TMP), join(dir, DATA));
+/** Nothing but `..data`, its folder and one correct link per file. */
+function isClean(dir: string, files: FileSet, folder: string): boolean {
+  for (const entry of readdir(dir)) {
+    if (entry === DATA || entry === folder) continue;
+    if (!files.has(entry) || !isLinkTo(join(dir, entry), join(DATA, entry))) return false;
+  }
+  for (const name of files.keys()) if (!isLinkTo(join(dir, name), join(DATA, name))) return false;
+  return true;
+}
 
-  for (const name of files.keys()) ensureLink(dir, name);
-  for (const name of previous.keys()) if (!files.has(name)) rm(join(dir, name), { force: true });
-  if (oldTarget) rm(join(dir, oldTarget), { recursive: true, force: true });
+/** Removes the writer's entries other than `keep`, and links into `..data` for files not in `names`. */
+function removeLeftovers(dir: string, keep: string | undefined, names: Iterable<string>): void {
+  const wanted = new Set(names);
+  for (const entry of readdir(dir)) {
+    if (entry === DATA || entry === keep || wanted.has(entry)) continue;
+    const path = join(dir, entry);
+    if (entry.startsWith('..') || readlinkOrEmpty(path).startsWith(`${DATA}/`)) rm(path, { recursive: true, force: true });
+  }
+}
+
+function readlinkOrEmpty(path: string): string {
+  try {
+    return readlink(path);
+  } catch {
+    return '';
+  }
+}
+
+/** Publishes `files` into `dir`. Returns false, touching nothing, when they are already there intact. */
+export function writeAtomically(dir: string, files: FileSet, mode = 0o644): boolean {
+  const folder = dataFolder(dir);
+  const previous = readPublished(dir);
+  if (folder && previous.size > 0 && sameFiles(previous, files) && isClean(dir, files, folder)) return false;
+
+  let fresh: string | undefined;
+  try {
+    removeLeftovers(dir, folder, previous.keys());
+    fresh = mkdtemp(join(dir, `..${timestamp()}.`));
+    // mkdtemp makes it 0700, which would hide the files from a pod running as non-root.
+    chmod(fresh, 0o755);
+    for (const [name, content] of files) writeFile(join(fresh, name), content, { mode });
+    symlink(basename(fresh), join(dir, DATA_TMP));
+    rename(join(dir, DATA_TMP), join(dir, DATA));
+  } catch (err) {
+    quietly(() => fresh && rm(fresh, { recursive: true, force: true }));
+    quietly(() => rm(join(dir, DATA_TMP), { force: true }));
+    throw err;
+  }
+  // Readers see the new set from here on; the links and the old folder follow.
+  try {
+    for (const name of files.keys()) ensureLink(dir, name);
+    removeLeftovers(dir, basename(fresh), files.keys());
+  } catch (err) {
+    quietly(() => rm(join(dir, LINK_TMP), { force: true }));
+    throw err;
+  }
   return true;
 }
 
 function ensureLink(dir: string, name: string): void {
   const path = join(dir, name);
   const want = join(DATA, name);
-  try {
-    const st = lstat(path);
-    if (st.isSymbolicLink() && (readlink(path)) === want) return;
-  } catch {
-    // missing: create below
-  }
-  const tmp = join(dir, `..link_${name}`);
+  if (isLinkTo(path, want)) return;
+  const tmp = join(dir, LINK_TMP);
   rm(tmp, { force: true });
   symlink(want, tmp);
   rename(tmp, path);
+}
+
+function quietly(fn: () => unknown): void {
+  try {
+    fn();
+  } catch {
+    // best effort: the next write removes what is left
+  }
 }
 
 function timestamp(): string {

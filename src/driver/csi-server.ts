@@ -17,6 +17,8 @@ export interface CsiServerOptions {
   endpoint: string;
   nodeId: string;
   publisher: Publisher;
+  /** kubelet's root folder; target paths outside its pods' CSI volume folders are refused. */
+  kubeletRoot: string;
   ready: () => boolean;
   log: Logger;
   maxReceiveMessageBytes?: number;
@@ -76,13 +78,13 @@ export class CsiServer {
   }
 
   private node(): grpc.UntypedServiceImplementation {
-    const { log, publisher, nodeId } = this.opts;
+    const { log, publisher, nodeId, kubeletRoot } = this.opts;
     const unimplemented: Handler = (call, cb) => cb({ code: grpc.status.UNIMPLEMENTED, details: `${call.getPath()} is not implemented: secrets-store volumes are ephemeral and node-published only` });
     return {
       NodePublishVolume: unary('NodePublishVolume', log, async (raw) => {
         const end = metrics.publishDuration.startTimer();
         try {
-          await publisher.publish(parsePublishRequest(raw as object));
+          await publisher.publish(parsePublishRequest(raw as object, kubeletRoot));
         } finally {
           end();
           metrics.mountedVolumes.set(publisher.volumes.size);
@@ -90,7 +92,7 @@ export class CsiServer {
         return {};
       }, (error) => (error ? metrics.nodePublishError.inc({ provider: 'cce', error_type: error }) : metrics.nodePublish.inc({ provider: 'cce' }))),
       NodeUnpublishVolume: unary('NodeUnpublishVolume', log, async (raw) => {
-        await publisher.unpublish(parseUnpublishRequest(raw as object).targetPath);
+        await publisher.unpublish(parseUnpublishRequest(raw as object, kubeletRoot));
         metrics.mountedVolumes.set(publisher.volumes.size);
         return {};
       }, (error) => (error ? metrics.nodeUnpublishError.inc({ error_type: error }) : metrics.nodeUnpublish.inc())),

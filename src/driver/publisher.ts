@@ -2,21 +2,25 @@
 // rotation cycle and SPC edits alike. A fresh volume is mounted while its secrets are
 // fetched, and any failure takes everything back; an existing volume keeps its files
 // unless the complete new content is in hand, and nothing is written that is unchanged.
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
-import { spcpsName, type SecretProviderClass } from '../crds/types.js';
+import type { SecretProviderClass } from '../crds/types.js';
 import type { Logger } from '../log.js';
 import type { SecretVersion } from '../provider/csms-client.js';
 import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
 import type { SecretSource } from '../provider/source.js';
 import type { KubeView } from '../kube/view.js';
-import type { SpcpsWriter } from '../kube/spcps-writer.js';
+import { spcpsNames, type SpcpsWriter } from '../kube/spcps-writer.js';
 import { readPublished, writeAtomically, type FileSet } from './atomic-writer.js';
 import { buildVolumeContent, digest, type VolumeContent } from './files.js';
 import { KeyedLock } from './keyed-lock.js';
-import { isMountPoint, mountTmpfs, unmountAndRemove } from './mounter.js';
+import { errorMessage } from '../errors.js';
+import { isMountPoint, mountTmpfs, resizeTmpfs, tmpfsSizeFor, unmountAndRemove } from './mounter.js';
 import { desiredSpcps } from './spcps.js';
+import { realFoldersUpTo } from './target-path.js';
 import { planVolume, type VolumePlan } from './volume-plan.js';
-import type { PublishRequest } from './volume-request.js';
+import type { PublishRequest, UnpublishRequest } from './volume-request.js';
 import { VolumeRegistry, type MountedVolume } from './volumes.js';
 
 /** What a volume now holds; hooks (Secret sync) derive their objects from it. */
@@ -29,6 +33,9 @@ export interface PublishedContent {
 
 export interface PublisherDeps {
   kube: KubeView;
+  /** kubelet's root folder: the driver touches nothing outside its pods' CSI volume folders. */
+  kubeletRoot: string;
+  volumes?: VolumeRegistry;
   spcps: SpcpsWriter;
   source: SecretSource;
   credentials: CredentialProvider;
@@ -40,10 +47,12 @@ export interface PublisherDeps {
 export type RefreshOutcome = 'unchanged' | 'updated' | 'gone';
 
 export class Publisher {
-  readonly volumes = new VolumeRegistry();
+  readonly volumes: VolumeRegistry;
   private readonly locks = new KeyedLock();
 
-  constructor(private readonly deps: PublisherDeps) {}
+  constructor(private readonly deps: PublisherDeps) {
+    this.volumes = deps.volumes ?? new VolumeRegistry();
+  }
 
   publish(req: PublishRequest): Promise<void> {
     return this.locks.run(req.targetPath, () => this.publishLocked(req));
@@ -54,8 +63,8 @@ export class Publisher {
     return this.locks.run(targetPath, () => this.refreshLocked(targetPath, source, specOnly));
   }
 
-  unpublish(targetPath: string): Promise<void> {
-    return this.locks.run(targetPath, () => this.unpublishLocked(targetPath));
+  unpublish(req: UnpublishRequest): Promise<void> {
+    return this.locks.run(req.targetPath, () => this.unpublishLocked(req));
   }
 
   /** Takes over a volume mounted by an earlier run of the driver (see reconciler/recovery.ts). */
@@ -71,40 +80,50 @@ export class Publisher {
     const t0 = performance.now();
     const plan = await planVolume(this.deps.kube, req);
     // Only at mount time: pods already running keep rotating whatever the count becomes.
-    this.deps.kube.checkSpcLimit(plan.spc);
+    await this.deps.kube.checkSpcLimit(plan.spc);
+    if (!realFoldersUpTo(this.deps.kubeletRoot, req.targetPath, 'NodePublishVolume')) {
+      await mkdir(dirname(req.targetPath), { recursive: true, mode: 0o750 });
+    }
     const tPlan = performance.now();
     const known = this.volumes.get(req.targetPath);
-    if (await isMountPoint(req.targetPath)) {
-      if (known?.fingerprint === plan.fingerprint) {
+    if (known && (await isMountPoint(req.targetPath))) {
+      if (known.fingerprint === plan.fingerprint) {
         for (const v of known.versions) log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
         return;
       }
       await this.update(req, plan, known, this.deps.source);
       return;
     }
-    // A fresh volume: mount while fetching; record the SPCPS as soon as the versions are
-    // known, while the files are written. Any failure takes all of it back.
-    const name = spcpsName(req.podName, req.podNamespace, req.spcName);
-    const fetching = this.fetchContent(req, plan, undefined, this.deps.source);
-    const mounting = mountTmpfs(req.targetPath);
-    mounting.catch(() => undefined); // handled below; this keeps a failure while we await the fetch from counting as unhandled
-    let recorded: Promise<unknown> | undefined;
+    // A fresh volume (anything mounted here that we do not know is covered, never written
+    // into): fetch, then mount a tmpfs sized for the content and write the files while the
+    // SPCPS is recorded. Any failure takes all of it back.
+    const content = await this.fetchContent(req, plan, undefined, this.deps.source);
+    const tFetched = performance.now();
+    const sizeBytes = tmpfsSizeFor(content.files);
+    const recording = this.record(req, plan, content);
+    let mounted = false;
     try {
-      const content = await fetching;
-      const tFetched = performance.now();
-      recorded = this.deps.spcps.upsert(desiredSpcps(req, plan.pod.metadata!.uid!, this.deps.kube.nodeName, content.versions));
-      await settleAll([mounting.then(() => this.write(req, content)), recorded]);
+      const [name] = await settleAll([recording, mountTmpfs(req.targetPath, sizeBytes).then(() => { mounted = true; this.write(req, content); })]);
       const tWritten = performance.now();
       await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
-      this.remember(req, plan, content);
+      this.remember(req, plan, content, name, sizeBytes);
       const ms = (a: number, b: number) => (b - a).toFixed(1);
       log.v(4).info('Publish phases (ms)', { plan: ms(t0, tPlan), fetch: ms(tPlan, tFetched), writeAndStatus: ms(tFetched, tWritten), sync: ms(tWritten, performance.now()) });
     } catch (err) {
-      await mounting.catch(() => undefined); // the mount may still be on its way: wait, then take it back
-      await unmountAndRemove(req.targetPath).catch((e) => log.error('Cleanup after a failed mount failed', { target: req.targetPath, error: (e as Error).message }));
-      if (recorded) await this.deps.spcps.delete(req.podNamespace, name).catch(() => undefined);
+      if (mounted) {
+        await unmountAndRemove(req.targetPath, 1).catch((e) => log.error('Cleanup after a failed mount failed', { target: req.targetPath, error: errorMessage(e) }));
+      }
+      const name = await recording.catch(() => undefined);
+      if (name) await this.deps.spcps.delete(req.podNamespace, name, req.podUid).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** Records the SPCPS of a volume; resolves to the name it got (see spcpsNames). */
+  private async record(req: PublishRequest, plan: VolumePlan, content: VolumeContent): Promise<string> {
+    const [primary, alternative] = spcpsNames(req.podName, req.podNamespace, req.spcName);
+    const desired = desiredSpcps(req, plan.pod.metadata!.uid!, this.deps.kube.nodeName, content.versions, primary);
+    return (await this.deps.spcps.upsert(desired, alternative)).name;
   }
 
   private async refreshLocked(targetPath: string, source: SecretSource, specOnly: boolean): Promise<RefreshOutcome> {
@@ -125,23 +144,29 @@ export class Publisher {
   }
 
   /** Rewrites an existing volume: files first, then SPCPS and hooks; old files stay on any failure before the swap. */
-  private async update(req: PublishRequest, plan: VolumePlan, known: MountedVolume | undefined, source: SecretSource): Promise<void> {
-    if (!(await isMountPoint(req.targetPath))) {
-      // Someone unmounted the tmpfs under a running pod: never put secrets on the node's
-      // disk, nor take "local" pinned values from what lies under the mount point.
-      this.deps.log.warn('Volume is no longer a tmpfs mount; mounting it again', { target: req.targetPath });
-      await mountTmpfs(req.targetPath);
-    }
+  private async update(req: PublishRequest, plan: VolumePlan, known: MountedVolume, source: SecretSource): Promise<void> {
     const content = await this.fetchContent(req, plan, known, source);
-    await this.write(req, content);
-    await this.deps.spcps.upsert(desiredSpcps(req, plan.pod.metadata!.uid!, this.deps.kube.nodeName, content.versions));
+    const sizeBytes = Math.max(known.sizeBytes, tmpfsSizeFor(content.files));
+    if (!(await isMountPoint(req.targetPath))) {
+      // Someone unmounted the tmpfs under a running pod: never put secrets on the node's disk.
+      this.deps.log.warn('Volume is no longer a tmpfs mount; mounting it again', { target: req.targetPath });
+      await mountTmpfs(req.targetPath, sizeBytes);
+    } else if (sizeBytes > known.sizeBytes) {
+      await resizeTmpfs(req.targetPath, sizeBytes);
+    }
+    this.write(req, content);
+    const name = await this.record(req, plan, content);
     await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
-    this.remember(req, plan, content);
+    this.remember(req, plan, content, name, sizeBytes);
   }
 
-  /** Fetches what must be fetched; a pinned version already on disk is read from there. */
+  /**
+   * Fetches what must be fetched; a pinned version already in a volume this driver wrote
+   * (or adopted as its own) is read from there, and only from there, never from a
+   * path that only an SPCPS names.
+   */
   private async fetchContent(req: PublishRequest, plan: VolumePlan, known: MountedVolume | undefined, source: SecretSource): Promise<VolumeContent> {
-    const local = known ? readPublished(req.targetPath) : new Map<string, Buffer>();
+    const local = known && (await isMountPoint(req.targetPath)) ? readPublished(req.targetPath) : new Map<string, Buffer>();
     const values: (SecretVersion | undefined)[] = plan.objects.map((o) => {
       const had = known?.versions.find((v) => v.id === o.objectName);
       const value = local.get(o.fileName);
@@ -159,28 +184,26 @@ export class Publisher {
     return buildVolumeContent(plan.objects, values as SecretVersion[]);
   }
 
-  private async write(req: PublishRequest, content: VolumeContent): Promise<void> {
+  private write(req: PublishRequest, content: VolumeContent): void {
     const changed = writeAtomically(req.targetPath, content.files);
     this.deps.log.v(2).info(changed ? 'Write secret files finished' : 'Secret files unchanged', { target: req.targetPath, files: content.files.size });
   }
 
-  private remember(req: PublishRequest, plan: VolumePlan, content: VolumeContent): void {
-    const name = spcpsName(req.podName, req.podNamespace, req.spcName);
-    this.volumes.set({ request: req, spcpsName: name, fingerprint: plan.fingerprint, versions: content.versions, digests: content.digests });
+  private remember(req: PublishRequest, plan: VolumePlan, content: VolumeContent, spcpsName: string, sizeBytes: number): void {
+    this.volumes.set({ request: req, spcpsName, fingerprint: plan.fingerprint, versions: content.versions, digests: content.digests, sizeBytes });
   }
 
-  private async unpublishLocked(targetPath: string): Promise<void> {
+  private async unpublishLocked(req: UnpublishRequest): Promise<void> {
     const { log } = this.deps;
-    await unmountAndRemove(targetPath);
+    const { targetPath } = req;
+    // A missing folder has nothing to unmount; a link on the way is refused, never followed.
+    if (realFoldersUpTo(this.deps.kubeletRoot, targetPath, 'NodeUnpublishVolume')) await unmountAndRemove(targetPath);
     const known = this.volumes.get(targetPath);
-    const found = known ? undefined : this.deps.spcps.findByTarget(targetPath);
-    const spcps = known
-      ? { namespace: known.request.podNamespace, name: known.spcpsName }
-      : found && { namespace: found.metadata.namespace!, name: found.metadata.name };
     this.volumes.delete(targetPath);
-    if (spcps) {
-      // The ownerReference lets the garbage collector finish this if the API is down now.
-      await this.deps.spcps.delete(spcps.namespace, spcps.name).catch((err) => log.warn('Deleting SecretProviderClassPodStatus failed; garbage collection will remove it', { spcps: `${spcps.namespace}/${spcps.name}`, error: (err as Error).message }));
+    if (known) {
+      const { podNamespace: namespace } = known.request;
+      // Unknown volumes are left to the garbage collector (the SPCPS is owned by the pod).
+      await this.deps.spcps.delete(namespace, known.spcpsName, known.request.podUid).catch((err) => log.warn('Deleting SecretProviderClassPodStatus failed; garbage collection will remove it', { spcps: `${namespace}/${known.spcpsName}`, error: errorMessage(err) }));
     }
     log.info('Unmounted volume', { target: targetPath });
   }

@@ -2,9 +2,9 @@
 // the pod (same uid as kubelet's), its SPC and the ServiceAccount allow-list.
 import { createHash } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
-import { PreconditionError } from '../errors.js';
+import { InvalidRequestError, PreconditionError } from '../errors.js';
 import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
-import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, type SecretProviderClass } from '../crds/types.js';
+import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, DRIVER_NAME, type SecretProviderClass } from '../crds/types.js';
 import type { KubeView } from '../kube/view.js';
 import { checkAllowList } from './allow-list.js';
 import type { PublishRequest } from './volume-request.js';
@@ -18,12 +18,35 @@ export interface VolumePlan {
 }
 
 export async function planVolume(kube: KubeView, req: PublishRequest): Promise<VolumePlan> {
-  const [pod, spc, sa] = await Promise.all([
-    kube.pod(req.podNamespace, req.podName, req.podUid),
-    kube.spc(req.podNamespace, req.spcName),
-    kube.serviceAccount(req.podNamespace, req.serviceAccount),
-  ]);
+  const pod = await kube.pod(req.podNamespace, req.podName, req.podUid);
+  // Before anything else is read: the request must be this node's pod and one of its own volumes.
+  checkPodVolume(req, pod, kube.nodeName);
+  const [spc, sa] = await Promise.all([kube.spc(req.podNamespace, req.spcName), kube.serviceAccount(req.podNamespace, req.serviceAccount)]);
   return { pod, spc, ...checkVolume(req, spc, sa.metadata?.annotations) };
+}
+
+/**
+ * The pod runs on this node as that ServiceAccount, and its spec has the CSI volume
+ * `req.volumeName` of this driver naming the SPC: so the target path, the SPC and the
+ * identity in the request all belong to that pod.
+ */
+export function checkPodVolume(req: PublishRequest, pod: k8s.V1Pod, nodeName: string): void {
+  const who = `Pod ${req.podNamespace}/${req.podName}`;
+  if (pod.spec?.nodeName !== nodeName) {
+    throw new InvalidRequestError(`${who} runs on node ${JSON.stringify(pod.spec?.nodeName ?? '')}, not on this node ${nodeName}`);
+  }
+  const sa = pod.spec?.serviceAccountName || 'default';
+  if (sa !== req.serviceAccount) {
+    throw new InvalidRequestError(`${who} runs as ServiceAccount ${sa}, not ${req.serviceAccount} as the request says`);
+  }
+  const volume = pod.spec?.volumes?.find((v) => v.name === req.volumeName);
+  if (volume?.csi?.driver !== DRIVER_NAME) {
+    throw new InvalidRequestError(`${who} has no csi volume "${req.volumeName}" of driver ${DRIVER_NAME}, so its target path is not one this driver publishes`);
+  }
+  const named = volume.csi.volumeAttributes?.secretProviderClass;
+  if (named !== req.spcName) {
+    throw new InvalidRequestError(`${who} volume "${req.volumeName}" names SecretProviderClass ${JSON.stringify(named ?? '')}, not ${JSON.stringify(req.spcName)} as the request says`);
+  }
 }
 
 /** The checks of a publish that need no cluster: also what `cce-secrets-manager mount` runs. */

@@ -1,7 +1,7 @@
 // Validates kubelet's NodePublishVolume / NodeUnpublishVolume requests into plain
 // values; every refusal names the field and how to fix it.
-import { isAbsolute } from 'node:path';
 import { InvalidRequestError } from '../errors.js';
+import { parseTargetPath } from './target-path.js';
 
 export const CTX_SPC = 'secretProviderClass';
 export const CTX_POD_NAME = 'csi.storage.k8s.io/pod.name';
@@ -12,6 +12,8 @@ export const CTX_SERVICE_ACCOUNT = 'csi.storage.k8s.io/serviceAccount.name';
 export interface PublishRequest {
   volumeId: string;
   targetPath: string;
+  /** The pod's volume that `targetPath` is the mount folder of. */
+  volumeName: string;
   spcName: string;
   podName: string;
   podNamespace: string;
@@ -30,18 +32,16 @@ export interface RawPublishRequest {
   volume_context?: Record<string, string>;
 }
 
-function checkTarget(target: string | undefined, rpc: string): string {
+function required(target: string | undefined, rpc: string): string {
   if (!target) throw new InvalidRequestError(`${rpc}: target_path is required`);
-  if (!isAbsolute(target) || target.split('/').includes('..')) {
-    throw new InvalidRequestError(`${rpc}: target_path "${target}" must be an absolute path without ".." segments`);
-  }
-  return target.replace(/\/+$/, '');
+  return target;
 }
 
-export function parsePublishRequest(req: RawPublishRequest): PublishRequest {
+export function parsePublishRequest(req: RawPublishRequest, kubeletRoot: string): PublishRequest {
   const rpc = 'NodePublishVolume';
   if (!req.volume_id) throw new InvalidRequestError(`${rpc}: volume_id is required`);
-  const targetPath = checkTarget(req.target_path, rpc);
+  const targetPath = required(req.target_path, rpc);
+  const path = parseTargetPath(kubeletRoot, targetPath, rpc);
   if (!req.volume_capability) throw new InvalidRequestError(`${rpc}: volume_capability is required`);
   if (req.readonly !== true) {
     throw new InvalidRequestError(`${rpc}: readonly must be true; set readOnly: true on the pod's csi volume (secrets-store volumes are read-only)`);
@@ -53,19 +53,32 @@ export function parsePublishRequest(req: RawPublishRequest): PublishRequest {
     return v;
   };
   const podInfo = 'set podInfoOnMount: true on the CSIDriver secrets-store.csi.k8s.io';
+  const podUid = need(CTX_POD_UID, podInfo);
+  if (podUid !== path.podUid) {
+    throw new InvalidRequestError(`${rpc}: target_path ${JSON.stringify(targetPath)} belongs to pod uid ${path.podUid}, not to ${podUid} named in volume_context["${CTX_POD_UID}"]`);
+  }
   return {
     volumeId: req.volume_id,
     targetPath,
+    volumeName: path.volume,
     spcName: need(CTX_SPC, 'set volumeAttributes.secretProviderClass on the pod\'s csi volume'),
     podName: need(CTX_POD_NAME, podInfo),
     podNamespace: need(CTX_POD_NAMESPACE, podInfo),
-    podUid: need(CTX_POD_UID, podInfo),
+    podUid,
     serviceAccount: need(CTX_SERVICE_ACCOUNT, podInfo),
     secrets: req.secrets ?? {},
   };
 }
 
-export function parseUnpublishRequest(req: { volume_id?: string; target_path?: string }): { volumeId: string; targetPath: string } {
-  if (!req.volume_id) throw new InvalidRequestError('NodeUnpublishVolume: volume_id is required');
-  return { volumeId: req.volume_id, targetPath: checkTarget(req.target_path, 'NodeUnpublishVolume') };
+export interface UnpublishRequest {
+  volumeId: string;
+  targetPath: string;
+  podUid: string;
+}
+
+export function parseUnpublishRequest(req: { volume_id?: string; target_path?: string }, kubeletRoot: string): UnpublishRequest {
+  const rpc = 'NodeUnpublishVolume';
+  if (!req.volume_id) throw new InvalidRequestError(`${rpc}: volume_id is required`);
+  const targetPath = required(req.target_path, rpc);
+  return { volumeId: req.volume_id, targetPath, podUid: parseTargetPath(kubeletRoot, targetPath, rpc).podUid };
 }

@@ -1,5 +1,6 @@
 // What this process knows about the volumes it has mounted; the reconciler walks it.
 import type { SpcpsObjectVersion } from '../crds/types.js';
+import type { VolumeUsage } from '../kube/view.js';
 import type { PublishRequest } from './volume-request.js';
 
 export interface MountedVolume {
@@ -10,21 +11,40 @@ export interface MountedVolume {
   versions: SpcpsObjectVersion[];
   /** sha256 of each object's value by objectName, to see a rotation changed nothing without reading files. */
   digests: Record<string, string>;
+  /** The tmpfs size bound, grown before a larger content is written. */
+  sizeBytes: number;
 }
 
-export class VolumeRegistry {
+export class VolumeRegistry implements VolumeUsage {
   private readonly byTarget = new Map<string, MountedVolume>();
+  private readonly spcUsers = new Counts();
+  private readonly saUsers = new Counts();
 
   get(targetPath: string): MountedVolume | undefined {
     return this.byTarget.get(targetPath);
   }
 
   set(volume: MountedVolume): void {
+    this.delete(volume.request.targetPath);
     this.byTarget.set(volume.request.targetPath, volume);
+    this.spcUsers.add(spcKey(volume.request), 1);
+    this.saUsers.add(saKey(volume.request), 1);
   }
 
   delete(targetPath: string): void {
+    const old = this.byTarget.get(targetPath);
+    if (!old) return;
     this.byTarget.delete(targetPath);
+    this.spcUsers.add(spcKey(old.request), -1);
+    this.saUsers.add(saKey(old.request), -1);
+  }
+
+  usesSpc(namespace: string, name: string): boolean {
+    return this.spcUsers.has(`${namespace}/${name}`);
+  }
+
+  usesServiceAccount(namespace: string, name: string): boolean {
+    return this.saUsers.has(`${namespace}/${name}`);
   }
 
   all(): MountedVolume[] {
@@ -38,5 +58,22 @@ export class VolumeRegistry {
 
   get size(): number {
     return this.byTarget.size;
+  }
+}
+
+const spcKey = (r: PublishRequest) => `${r.podNamespace}/${r.spcName}`;
+const saKey = (r: PublishRequest) => `${r.podNamespace}/${r.serviceAccount}`;
+
+class Counts {
+  private readonly n = new Map<string, number>();
+
+  add(key: string, delta: number): void {
+    const next = (this.n.get(key) ?? 0) + delta;
+    if (next > 0) this.n.set(key, next);
+    else this.n.delete(key);
+  }
+
+  has(key: string): boolean {
+    return this.n.has(key);
   }
 }

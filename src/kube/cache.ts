@@ -2,6 +2,8 @@
 // when it has synced, so reads hit memory and the API only sees watches.
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
+import { metrics } from '../metrics.js';
+import { Backoff } from './backoff.js';
 import { apiErrorText } from './client.js';
 
 export type ListFn<T extends k8s.KubernetesObject> = () => Promise<k8s.KubernetesListObject<T>>;
@@ -11,6 +13,7 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
   private syncedOnce = false;
   private stopped = false;
   private retryTimer?: NodeJS.Timeout;
+  private readonly backoff = new Backoff();
 
   constructor(
     readonly kind: string,
@@ -22,6 +25,13 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
   ) {
     this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), list, false, selectors.label, selectors.field);
     this.informer.on('error', (err) => this.retry(err));
+    // Events flowing again mean the API server is back: the next failure starts from a short delay.
+    for (const verb of ['add', 'update', 'delete'] as const) {
+      this.informer.on(verb, () => {
+        this.backoff.reset();
+        metrics.cachedObjects.set({ kind }, this.informer.list().length);
+      });
+    }
   }
 
   get synced(): boolean {
@@ -48,7 +58,7 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
         this.syncedOnce = true;
         return;
       }
-      await new Promise((r) => setTimeout(r, 1000));
+      await new Promise((r) => setTimeout(r, this.backoff.next()));
     }
   }
 
@@ -63,7 +73,7 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
     this.log.warn('Watch failed, restarting', { kind: this.kind, error: apiErrorText(err) });
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
-      if (this.syncedOnce && !this.stopped) void this.informer.start();
-    }, 2000);
+      if (this.syncedOnce && !this.stopped) this.informer.start().catch((e: unknown) => this.retry(e));
+    }, this.backoff.next());
   }
 }

@@ -1,50 +1,68 @@
-// What the driver reads from the cluster, served from caches scoped to this node;
-// a cache miss (an object created a moment ago) falls back to one GET.
+// What the driver reads from the cluster. Pods: a cache of this node's pods only.
+// SecretProviderClasses and ServiceAccounts: read when a volume needs them and kept,
+// fresh through a watch, only while a volume on this node uses them (watched-objects.ts).
+// Nothing the driver keeps grows with objects that this node's pods do not use.
 import * as k8s from '@kubernetes/client-node';
 import { ApiServerError, NotFoundError, PreconditionError } from '../errors.js';
-import { GROUP, NODE_LABEL, SPC_PLURAL, SPCPS_PLURAL, VERSION, type SecretProviderClass, type SecretProviderClassPodStatus } from '../crds/types.js';
+import { GROUP, SPC_PLURAL, VERSION, type SecretProviderClass } from '../crds/types.js';
 import type { Logger } from '../log.js';
 import { ResourceCache } from './cache.js';
 import { apiErrorText, apiStatus } from './client.js';
+import { SpcCensus } from './spc-census.js';
+import { WatchedObjects } from './watched-objects.js';
+
+/** Which objects this node's volumes use: what the view keeps beyond a short while. */
+export interface VolumeUsage {
+  usesSpc(namespace: string, name: string): boolean;
+  usesServiceAccount(namespace: string, name: string): boolean;
+}
 
 export class KubeView {
   readonly core: k8s.CoreV1Api;
   readonly custom: k8s.CustomObjectsApi;
   readonly pods: ResourceCache<k8s.V1Pod>;
-  readonly serviceAccounts: ResourceCache<k8s.V1ServiceAccount>;
-  readonly spcs: ResourceCache<SecretProviderClass & k8s.KubernetesObject>;
-  readonly spcps: ResourceCache<SecretProviderClassPodStatus & k8s.KubernetesObject>;
+  readonly serviceAccounts: WatchedObjects<k8s.V1ServiceAccount>;
+  readonly spcs: WatchedObjects<SecretProviderClass>;
+  private readonly census?: SpcCensus;
 
-  constructor(kc: k8s.KubeConfig, readonly nodeName: string, log: Logger, private readonly maxSpcs = 0) {
+  constructor(kc: k8s.KubeConfig, readonly nodeName: string, log: Logger, usage: VolumeUsage, maxSpcs = 0) {
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     const onNode = `spec.nodeName=${nodeName}`;
-    const nodeLabel = `${NODE_LABEL}=${nodeName}`;
     this.pods = new ResourceCache('Pod', kc, '/api/v1/pods',
       () => this.core.listPodForAllNamespaces({ fieldSelector: onNode }), log, { field: onNode });
-    this.serviceAccounts = new ResourceCache('ServiceAccount', kc, '/api/v1/serviceaccounts',
-      () => this.core.listServiceAccountForAllNamespaces(), log);
-    this.spcs = new ResourceCache('SecretProviderClass', kc, `/apis/${GROUP}/${VERSION}/${SPC_PLURAL}`,
-      () => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: SPC_PLURAL }) as never, log);
-    this.spcps = new ResourceCache('SecretProviderClassPodStatus', kc, `/apis/${GROUP}/${VERSION}/${SPCPS_PLURAL}`,
-      () => this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: SPCPS_PLURAL, labelSelector: nodeLabel }) as never,
-      log, { label: nodeLabel });
-  }
-
-  private get caches() {
-    return [this.pods, this.serviceAccounts, this.spcs, this.spcps];
+    this.serviceAccounts = new WatchedObjects(kc, {
+      kind: 'ServiceAccount',
+      path: '/api/v1/serviceaccounts',
+      read: (namespace, name) => this.read(`ServiceAccount ${namespace}/${name}`, () => this.core.readNamespacedServiceAccount({ name, namespace })),
+      listOne: () => this.core.listServiceAccountForAllNamespaces({ limit: 1 }),
+      inUse: (namespace, name) => usage.usesServiceAccount(namespace, name),
+    }, log);
+    const spcApi = { group: GROUP, version: VERSION, plural: SPC_PLURAL };
+    this.spcs = new WatchedObjects(kc, {
+      kind: 'SecretProviderClass',
+      path: `/apis/${GROUP}/${VERSION}/${SPC_PLURAL}`,
+      read: (namespace, name) => this.read(`SecretProviderClass ${namespace}/${name}`,
+        () => this.custom.getNamespacedCustomObject({ ...spcApi, namespace, name }) as Promise<SecretProviderClass>,
+        'create it in the pod\'s namespace or fix volumeAttributes.secretProviderClass'),
+      listOne: () => this.custom.listClusterCustomObject({ ...spcApi, limit: 1 }) as never,
+      inUse: (namespace, name) => usage.usesSpc(namespace, name),
+    }, log);
+    if (maxSpcs > 0) this.census = new SpcCensus(this.custom, maxSpcs);
   }
 
   async start(): Promise<void> {
-    await Promise.all(this.caches.map((c) => c.start()));
+    await Promise.all([this.pods.start(), this.serviceAccounts.start(), this.spcs.start()]);
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.caches.map((c) => c.stop()));
+    this.serviceAccounts.stop();
+    this.spcs.stop();
+    await this.pods.stop();
   }
 
   get synced(): boolean {
-    return this.caches.every((c) => c.synced);
+    return this.pods.synced && this.serviceAccounts.synced && this.spcs.synced;
   }
 
   /** The pod kubelet named, which must be the same incarnation (uid) kubelet mounts for. */
@@ -58,29 +76,22 @@ export class KubeView {
     return pod;
   }
 
-  async serviceAccount(namespace: string, name: string): Promise<k8s.V1ServiceAccount> {
-    return this.serviceAccounts.get(name, namespace) ??
-      this.read(`ServiceAccount ${namespace}/${name}`, () => this.core.readNamespacedServiceAccount({ name, namespace }));
+  serviceAccount(namespace: string, name: string): Promise<k8s.V1ServiceAccount> {
+    return this.serviceAccounts.get(namespace, name);
   }
 
-  async spc(namespace: string, name: string): Promise<SecretProviderClass> {
-    return this.spcs.get(name, namespace) ?? this.read(`SecretProviderClass ${namespace}/${name}`,
-      () => this.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, plural: SPC_PLURAL, namespace, name }) as Promise<SecretProviderClass>,
-      'create it in the pod\'s namespace or fix volumeAttributes.secretProviderClass');
+  spc(namespace: string, name: string): Promise<SecretProviderClass> {
+    return this.spcs.get(namespace, name);
   }
 
   /** The documented limit on SPCs, checked when a pod mounts: the oldest `maxSpcs` may be mounted, newer ones are refused. */
-  checkSpcLimit(spc: SecretProviderClass): void {
-    if (this.maxSpcs === 0) return;
-    const cached = this.spcs.list();
-    // One just created may not have reached the cache yet: count it all the same.
-    const all = cached.some((o) => o.metadata.uid === spc.metadata.uid) ? cached : [...cached, spc];
-    if (all.length <= this.maxSpcs) return;
-    // RFC 3339 timestamps sort as text; the name breaks ties.
-    const key = (o: SecretProviderClass) => `${String((o.metadata as { creationTimestamp?: string }).creationTimestamp ?? '')}/${o.metadata.namespace}/${o.metadata.name}`;
-    const newer = all.filter((o) => key(o) > key(spc)).length;
-    if (all.length - newer > this.maxSpcs) {
-      throw new PreconditionError(`SecretProviderClass ${spc.metadata.namespace}/${spc.metadata.name} exceeds the limit of ${this.maxSpcs} SecretProviderClasses in the cluster (there are ${all.length}); delete unused ones or raise maxSecretProviderClasses`);
+  async checkSpcLimit(spc: SecretProviderClass): Promise<void> {
+    if (!this.census) return;
+    try {
+      await this.census.check(spc);
+    } catch (err) {
+      if (err instanceof PreconditionError) throw err;
+      throw new ApiServerError(`counting SecretProviderClasses for the limit failed: ${apiErrorText(err)}`);
     }
   }
 

@@ -1,6 +1,6 @@
 // Where CSMS credentials come from, in order: the volume's nodePublishSecretRef,
 // the process environment, then the node's IAM agency via the ECS metadata service.
-import { UnauthenticatedError } from '../errors.js';
+import { StoreUnavailableError, UnauthenticatedError } from '../errors.js';
 import type { Credentials } from './signer.js';
 
 export interface CredentialProvider {
@@ -50,27 +50,43 @@ export class MetadataCredentials implements CredentialProvider {
   }
 
   credentials(): Promise<Credentials> {
-    if (this.cached && Date.now() < this.cached.expiresAt - this.refreshAheadMs) return Promise.resolve(this.cached.creds);
+    const cached = this.cached;
+    if (cached && Date.now() < cached.expiresAt - this.refreshAheadMs) return Promise.resolve(cached.creds);
     this.inflight ??= this.fetchKeys().finally(() => { this.inflight = undefined; });
+    // A hiccup of the metadata service while the keys we hold are still valid costs nothing.
+    if (cached && Date.now() < cached.expiresAt - 60_000) return this.inflight.catch(() => cached.creds);
     return this.inflight;
   }
 
-  async projectId(): Promise<string> {
-    const res = await this.get('/openstack/latest/meta_data.json', await this.sessionToken());
-    const body = (await res.json()) as { project_id?: string };
-    if (!body.project_id) throw new UnauthenticatedError(`the ECS metadata service at ${this.endpoint} returned no project_id; set --project-id`);
+  /** The project id from the metadata service; a failure is not remembered, so the next call tries again. */
+  projectId(): Promise<string> {
+    this.project ??= this.fetchProjectId().catch((err) => {
+      this.project = undefined;
+      throw err;
+    });
+    return this.project;
+  }
+
+  private project?: Promise<string>;
+
+  private async fetchProjectId(): Promise<string> {
+    const missing = 'the CSMS project id is not configured (--project-id or HUAWEICLOUD_SDK_PROJECT_ID)';
+    const res = await this.get('/openstack/latest/meta_data.json', await this.sessionToken(), missing);
+    const body = (await res.json().catch(() => ({}))) as { project_id?: string };
+    if (!res.ok || !body.project_id) throw new StoreUnavailableError(`${missing} and the ECS metadata service at ${this.endpoint} did not provide it (HTTP ${res.status}); it is retried on the next mount`);
     return body.project_id;
   }
 
   private async fetchKeys(): Promise<Credentials> {
-    const res = await this.get('/openstack/latest/securitykey', await this.sessionToken());
+    const missing = 'no CSMS credentials are configured (nodePublishSecretRef, HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK)';
+    const res = await this.get('/openstack/latest/securitykey', await this.sessionToken(), missing);
     if (res.status === 401 || res.status === 404) {
-      throw new UnauthenticatedError(`the node has no IAM agency (metadata service answered HTTP ${res.status}); bind an agency with CSMS read access to the node, or use nodePublishSecretRef / HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK`);
+      throw new StoreUnavailableError(`${missing} and the node has no IAM agency (metadata service answered HTTP ${res.status}); bind an agency with CSMS read access to the node, or use nodePublishSecretRef / HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK`);
     }
-    if (!res.ok) throw new UnauthenticatedError(`the ECS metadata service answered HTTP ${res.status} for the node agency keys`);
+    if (!res.ok) throw new StoreUnavailableError(`${missing} and the ECS metadata service answered HTTP ${res.status} for the node agency keys; it is retried on the next mount`);
     const body = (await res.json()) as { credential?: { access?: string; secret?: string; securitytoken?: string; expires_at?: string } };
     const c = body.credential;
-    if (!c?.access || !c.secret) throw new UnauthenticatedError('the ECS metadata service returned no agency keys');
+    if (!c?.access || !c.secret) throw new StoreUnavailableError(`${missing} and the ECS metadata service returned no agency keys`);
     const creds = { accessKey: c.access, secretKey: c.secret, securityToken: c.securitytoken };
     const expiresAt = c.expires_at ? Date.parse(c.expires_at) : Date.now() + 15 * 60_000;
     this.cached = { creds, expiresAt };
@@ -89,13 +105,13 @@ export class MetadataCredentials implements CredentialProvider {
     }
   }
 
-  private async get(path: string, token?: string): Promise<Response> {
+  private async get(path: string, token: string | undefined, missing: string): Promise<Response> {
     try {
       return await fetch(this.endpoint + path, {
         headers: token ? { 'X-Metadata-Token': token } : {}, signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
-      throw new UnauthenticatedError(`the ECS metadata service at ${this.endpoint} is unreachable (${(err as Error).message}); configure credentials another way`);
+      throw new StoreUnavailableError(`${missing} and the ECS metadata service at ${this.endpoint} is unreachable (${(err as Error).message}); it is retried on the next mount`, { cause: err });
     }
   }
 }

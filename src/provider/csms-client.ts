@@ -8,8 +8,11 @@ import { signRequest, type Credentials } from './signer.js';
 export interface CsmsClientOptions {
   /** e.g. https://kms.cn-north-4.myhuaweicloud.com */
   endpoint: string;
-  projectId: string;
+  /** The project id, or where to get it when it is first needed (the metadata service may be down at start-up). */
+  projectId: string | (() => Promise<string>);
   timeoutMs?: number;
+  /** Largest response body accepted; CSMS's own secrets are far smaller. */
+  maxResponseBytes?: number;
   /** Attempts for throttling, 5xx and network errors, the first included. */
   maxAttempts?: number;
   backoffBaseMs?: number;
@@ -28,6 +31,9 @@ interface CsmsErrorBody {
   message?: string;
 }
 
+/** A CSMS secret value is at most 64 KB; base64 and the JSON around it stay far below this. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
+
 const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
 const NOT_FOUND_CODES = new Set(['CSMS.0005', 'CSMS.0106']);
 const PENDING_DELETE_CODES = new Set(['CSMS.0103', 'CSMS.0107']);
@@ -43,12 +49,18 @@ export class CsmsClient {
   requests = 0;
 
   constructor(options: CsmsClientOptions) {
-    this.opts = { timeoutMs: 5000, maxAttempts: 4, backoffBaseMs: 200, backoffCapMs: 3000, ...options };
+    this.opts = { timeoutMs: 5000, maxAttempts: 4, backoffBaseMs: 200, backoffCapMs: 3000, maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES, ...options };
     this.opts.endpoint = this.opts.endpoint.replace(/\/+$/, '');
   }
 
+  private async project(): Promise<string> {
+    const p = this.opts.projectId;
+    return typeof p === 'string' ? p : p();
+  }
+
   async getVersion(name: string, version: string, creds: Credentials): Promise<SecretVersion> {
-    const path = `/v1/${encodeURIComponent(this.opts.projectId)}/secrets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`;
+    const projectId = await this.project();
+    const path = `/v1/${encodeURIComponent(projectId)}/secrets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`;
     const what = `secret "${name}" version "${version}"`;
     let lastProblem = '';
     for (let attempt = 1; attempt <= this.opts.maxAttempts; attempt++) {
@@ -60,8 +72,12 @@ export class CsmsClient {
         metrics.csmsRequests.inc({ outcome });
       };
       try {
-        res = await this.send(path, creds);
+        res = await this.send(path, projectId, creds);
       } catch (err) {
+        if ((err as Error).name === 'TooLargeError') {
+          done('too_large');
+          throw new StoreUnavailableError(`CSMS answered ${what} with more than ${this.opts.maxResponseBytes} bytes, over the limit set by --csms-max-response-bytes`);
+        }
         const timedOut = (err as Error).name === 'TimeoutError';
         done(timedOut ? 'timeout' : 'network_error');
         lastProblem = timedOut ? `timed out after ${this.opts.timeoutMs} ms` : `request failed (${(err as Error).message})`;
@@ -75,18 +91,18 @@ export class CsmsClient {
         lastProblem = `HTTP ${res.status}${body.code ? ` ${body.code}` : ''}`;
         continue;
       }
-      throw this.classify(res.status, body, what);
+      throw this.classify(res.status, body, what, projectId);
     }
     throw new StoreUnavailableError(`CSMS at ${this.opts.endpoint} did not serve ${what} after ${this.opts.maxAttempts} attempts: ${lastProblem}; it is retried on the next mount or rotation`);
   }
 
-  private send(path: string, creds: Credentials): Promise<HttpReply> {
+  private send(path: string, projectId: string, creds: Credentials): Promise<HttpReply> {
     const url = new URL(this.opts.endpoint + path);
-    const headers: Record<string, string> = { 'X-Project-Id': this.opts.projectId, 'Content-Type': 'application/json' };
+    const headers: Record<string, string> = { 'X-Project-Id': projectId, 'Content-Type': 'application/json' };
     const signed = signRequest({ method: 'GET', url, headers }, creds);
     delete signed.host; // node:http derives Host from the URL; the signature already covers it
     this.requests++;
-    return httpGet(url, { ...headers, ...signed }, this.opts.timeoutMs);
+    return httpGet(url, { ...headers, ...signed }, this.opts.timeoutMs, this.opts.maxResponseBytes);
   }
 
   private backoff(attempt: number): number {
@@ -94,10 +110,10 @@ export class CsmsClient {
     return exp / 2 + Math.random() * (exp / 2);
   }
 
-  private classify(status: number, body: CsmsErrorBody, what: string): ProductError {
+  private classify(status: number, body: CsmsErrorBody, what: string, projectId: string): ProductError {
     const detail = body.code ? ` (${body.code}${body.message ? `: ${body.message}` : ''})` : ` (HTTP ${status})`;
     if (status === 404 || (body.code && NOT_FOUND_CODES.has(body.code))) {
-      return new NotFoundError(`${what} does not exist in CSMS project ${this.opts.projectId}${detail}; create it in DEW or fix objectName/objectVersion`);
+      return new NotFoundError(`${what} does not exist in CSMS project ${projectId}${detail}; create it in DEW or fix objectName/objectVersion`);
     }
     if (body.code && PENDING_DELETE_CODES.has(body.code)) {
       return new PreconditionError(`${what} is pending deletion in CSMS${detail}; cancel the deletion or reference another secret`);

@@ -14,15 +14,28 @@ export interface HttpReply {
 const keep = { keepAlive: true, maxFreeSockets: 16, timeout: 4_000 };
 const agents = { 'http:': new http.Agent(keep), 'https:': new https.Agent(keep) };
 
-/** Rejects with an error named `TimeoutError` when the reply is not complete within `timeoutMs`. */
-export function httpGet(url: URL, headers: Record<string, string>, timeoutMs: number): Promise<HttpReply> {
+/**
+ * Rejects with an error named `TimeoutError` when the reply is not complete within `timeoutMs`,
+ * and named `TooLargeError` as soon as the body passes `maxBytes` (the rest is not read).
+ */
+export function httpGet(url: URL, headers: Record<string, string>, timeoutMs: number, maxBytes = Infinity): Promise<HttpReply> {
   const agent = agents[url.protocol as keyof typeof agents];
   if (!agent) return Promise.reject(new Error(`unsupported protocol ${url.protocol} in ${url.origin}`));
   const get = url.protocol === 'https:' ? https.get : http.get;
   return new Promise((resolve, reject) => {
     const req = get(url, { agent, headers }, (res) => {
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      let size = 0;
+      const declared = Number(res.headers['content-length'] ?? 0);
+      if (declared > maxBytes) {
+        req.destroy(tooLarge(maxBytes));
+        return;
+      }
+      res.on('data', (c: Buffer) => {
+        size += c.length;
+        if (size > maxBytes) req.destroy(tooLarge(maxBytes));
+        else chunks.push(c);
+      });
       res.on('end', () => {
         clearTimeout(timer);
         resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
@@ -40,4 +53,10 @@ export function httpGet(url: URL, headers: Record<string, string>, timeoutMs: nu
       reject(err);
     }
   });
+}
+
+function tooLarge(maxBytes: number): Error {
+  const err = new Error(`the reply is larger than ${maxBytes} bytes`);
+  err.name = 'TooLargeError';
+  return err;
 }

@@ -1,51 +1,88 @@
 // After a restart the driver knows nothing in memory: it rebuilds its view of the
-// volumes on this node from their SPCPS and the live mounts, so rotation and SPC
-// edits carry on for pods that were started by the previous process.
+// volumes on this node so rotation and SPC edits carry on for pods that the previous
+// process mounted. An SPCPS is user-writable, so it is only a hint: a volume is taken
+// over only if its path is a CSI volume folder of that pod on this node, the pod's spec
+// names that SPC, and a tmpfs this driver made is mounted there (SECURITY.md).
+import { readFileSync } from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
-import { isMountPoint } from '../driver/mounter.js';
+import { GROUP, NODE_LABEL, SPCPS_PLURAL, VERSION, type SecretProviderClassPodStatus } from '../crds/types.js';
+import { ownMountAt } from '../driver/mounter.js';
 import type { Publisher } from '../driver/publisher.js';
+import { parseTargetPath, realFoldersUpTo } from '../driver/target-path.js';
+import { checkPodVolume } from '../driver/volume-plan.js';
+import type { PublishRequest } from '../driver/volume-request.js';
+import { errorMessage } from '../errors.js';
+import type { EventRecorder } from '../kube/events.js';
 import type { KubeView } from '../kube/view.js';
-import { apiErrorText } from '../kube/client.js';
 import type { Logger } from '../log.js';
 
-/** `.../pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount` → volume name. */
-export function volumeNameOf(targetPath: string): string | undefined {
-  return /\/volumes\/kubernetes\.io~csi\/([^/]+)\/mount$/.exec(targetPath)?.[1];
+export interface RecoveryDeps {
+  kube: KubeView;
+  publisher: Publisher;
+  events: EventRecorder;
+  log: Logger;
+  kubeletRoot: string;
 }
 
-export async function recoverVolumes(kube: KubeView, publisher: Publisher, log: Logger): Promise<number> {
+type Spcps = SecretProviderClassPodStatus & k8s.KubernetesObject;
+
+export async function recoverVolumes(deps: RecoveryDeps): Promise<number> {
+  const { kube, publisher, log } = deps;
+  const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
   let adopted = 0;
-  for (const spcps of kube.spcps.list()) {
+  for await (const spcps of spcpsOnNode(kube)) {
     const { status } = spcps;
     const namespace = spcps.metadata.namespace!;
-    if (!status?.targetPath || publisher.volumes.get(status.targetPath) || !(await isMountPoint(status.targetPath))) continue;
+    if (!status?.targetPath || publisher.volumes.get(status.targetPath)) continue;
     const pod = kube.pods.get(status.podName, namespace);
     const uid = spcps.metadata.ownerReferences?.find((o) => o.kind === 'Pod')?.uid;
-    if (!pod || pod.metadata?.uid !== uid) continue; // the pod is gone: kubelet will unpublish
+    if (!pod || !uid || pod.metadata?.uid !== uid) continue; // the pod is gone: kubelet unpublishes, the garbage collector cleans up
     try {
-      const secrets = await nodePublishSecrets(kube, pod, status.targetPath);
-      await publisher.adopt({
-        request: {
-          volumeId: '', targetPath: status.targetPath, spcName: status.secretProviderClassName,
-          podName: status.podName, podNamespace: namespace, podUid: uid!,
-          serviceAccount: pod.spec?.serviceAccountName ?? 'default', secrets,
-        },
-        spcpsName: spcps.metadata.name,
-        fingerprint: '',
-        versions: status.objects ?? [],
-        digests: {},
-      });
+      const request = await requestOf(deps, spcps, pod, mountinfo);
+      const mount = ownMountAt(request.targetPath, mountinfo)!;
+      await publisher.adopt({ request, spcpsName: spcps.metadata.name, fingerprint: '', versions: status.objects ?? [], digests: {}, sizeBytes: mount.sizeBytes });
       adopted++;
     } catch (err) {
-      log.warn('Could not take over a mounted volume; it is refreshed on its next publish', { target: status.targetPath, pod: `${namespace}/${status.podName}`, error: apiErrorText(err) });
+      const message = `SecretProviderClassPodStatus ${namespace}/${spcps.metadata.name} was not taken over: ${errorMessage(err)}`;
+      log.warn('Volume not taken over after a restart; left alone', { spcps: `${namespace}/${spcps.metadata.name}`, error: errorMessage(err) });
+      deps.events.emit({ name: pod.metadata!.name!, namespace, uid }, 'Warning', 'SecretProviderClassPodStatusIgnored', message);
     }
   }
   return adopted;
 }
 
+/** The request kubelet made for this volume, rebuilt and checked as a publish would check it. */
+async function requestOf(deps: RecoveryDeps, spcps: Spcps, pod: k8s.V1Pod, mountinfo: string): Promise<PublishRequest> {
+  const { status } = spcps;
+  const path = parseTargetPath(deps.kubeletRoot, status.targetPath, 'take-over');
+  if (path.podUid !== pod.metadata!.uid) throw new Error(`status.targetPath belongs to pod uid ${path.podUid}, not to pod ${status.podName}`);
+  const request: PublishRequest = {
+    volumeId: '', targetPath: status.targetPath, volumeName: path.volume, spcName: status.secretProviderClassName,
+    podName: status.podName, podNamespace: spcps.metadata.namespace!, podUid: path.podUid,
+    serviceAccount: pod.spec?.serviceAccountName || 'default', secrets: {},
+  };
+  checkPodVolume(request, pod, deps.kube.nodeName);
+  if (!realFoldersUpTo(deps.kubeletRoot, request.targetPath, 'take-over') || !ownMountAt(request.targetPath, mountinfo)) {
+    throw new Error(`no tmpfs made by this driver is mounted at ${request.targetPath}`);
+  }
+  request.secrets = await nodePublishSecrets(deps.kube, pod, path.volume);
+  return request;
+}
+
+async function* spcpsOnNode(kube: KubeView): AsyncGenerator<Spcps> {
+  let token: string | undefined;
+  do {
+    const page = (await kube.custom.listClusterCustomObject({
+      group: GROUP, version: VERSION, plural: SPCPS_PLURAL, labelSelector: `${NODE_LABEL}=${kube.nodeName}`, limit: 100, _continue: token,
+    })) as { items: Spcps[]; metadata?: { continue?: string } };
+    yield* page.items;
+    token = page.metadata?.continue || undefined;
+  } while (token);
+}
+
 /** The volume's nodePublishSecretRef data, as kubelet would have passed it. */
-async function nodePublishSecrets(kube: KubeView, pod: k8s.V1Pod, targetPath: string): Promise<Record<string, string>> {
-  const volume = pod.spec?.volumes?.find((v) => v.name === volumeNameOf(targetPath));
+async function nodePublishSecrets(kube: KubeView, pod: k8s.V1Pod, volumeName: string): Promise<Record<string, string>> {
+  const volume = pod.spec?.volumes?.find((v) => v.name === volumeName);
   const ref = volume?.csi?.nodePublishSecretRef?.name;
   if (!ref) return {};
   const secret = await kube.core.readNamespacedSecret({ name: ref, namespace: pod.metadata!.namespace! });

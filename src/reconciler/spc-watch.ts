@@ -3,7 +3,6 @@
 // pods' files as they are and says why (log and pod Event).
 import type { Publisher } from '../driver/publisher.js';
 import { errorMessage } from '../errors.js';
-import type { SecretProviderClass } from '../crds/types.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { KubeView } from '../kube/view.js';
 import type { Logger } from '../log.js';
@@ -26,8 +25,15 @@ export class SpcWatcher {
   ) {}
 
   start(): void {
-    this.kube.spcs.on('update', (spc) => this.changed(spc));
-    this.kube.spcs.on('add', (spc) => this.changed(spc));
+    this.kube.spcs.onChange((spc) => this.changed(spc.metadata.namespace!, spc.metadata.name));
+    // Edits may have been missed while the watch was down: check every volume's SPC again.
+    this.kube.spcs.onResync(() => {
+      const seen = new Set(this.publisher.volumes.all().map((v) => `${v.request.podNamespace}/${v.request.spcName}`));
+      for (const key of seen) {
+        const [namespace, name] = key.split('/');
+        this.changed(namespace, name);
+      }
+    });
   }
 
   stop(): void {
@@ -35,10 +41,8 @@ export class SpcWatcher {
     this.pending.clear();
   }
 
-  private changed(spc: SecretProviderClass): void {
-    const namespace = spc.metadata.namespace!;
-    const name = spc.metadata.name;
-    if (this.publisher.volumes.usingSpc(namespace, name).length === 0) return;
+  private changed(namespace: string, name: string): void {
+    if (!this.publisher.volumes.usesSpc(namespace, name)) return;
     const key = `${namespace}/${name}`;
     clearTimeout(this.pending.get(key));
     this.pending.set(key, setTimeout(() => {

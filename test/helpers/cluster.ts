@@ -45,8 +45,21 @@ export async function deleteNamespace(name: string): Promise<void> {
   await core.deleteNamespace({ name }).catch(() => undefined);
 }
 
+export interface PodOptions {
+  nodeName?: string;
+  serviceAccountName?: string;
+  /** secrets-store csi volumes: volume name → SPC name (default: none). */
+  volumes?: Record<string, string>;
+  /** Shorthand for one volume `secrets-store-inline` with this SPC. */
+  spc?: string;
+}
+
 /** A Pod bound to `nodeName`; nothing runs it, but its API object is as kubelet would see it. */
-export async function createPod(namespace: string, name: string, opts: { nodeName?: string; serviceAccountName?: string } = {}) {
+export async function createPod(namespace: string, name: string, opts: PodOptions = {}) {
+  const volumes = Object.entries(opts.volumes ?? (opts.spc ? { 'secrets-store-inline': opts.spc } : {})).map(([volume, spc]) => ({
+    name: volume,
+    csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: spc } },
+  }));
   return core.createNamespacedPod({
     namespace,
     body: {
@@ -54,7 +67,8 @@ export async function createPod(namespace: string, name: string, opts: { nodeNam
       spec: {
         nodeName: opts.nodeName ?? 'node-1',
         serviceAccountName: opts.serviceAccountName,
-        containers: [{ name: 'app', image: 'registry.invalid/app:1' }],
+        containers: [{ name: 'app', image: 'registry.invalid/app:1', volumeMounts: volumes.map((v) => ({ name: v.name, mountPath: `/mnt/${v.name}`, readOnly: true })) }],
+        volumes,
       },
     },
   });

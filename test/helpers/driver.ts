@@ -20,6 +20,8 @@ export interface DriverOptions {
   extraArgs?: string[];
   kubeconfig?: string;
   socketDir?: string;
+  /** kubelet's root folder for this driver (default: a fresh temporary folder). */
+  kubeletRoot?: string;
 }
 
 export class DriverProcess {
@@ -27,10 +29,12 @@ export class DriverProcess {
   private output = '';
   private child?: ChildProcess;
   readonly kubelet: Kubelet;
+  readonly kubeletRoot: string;
 
   constructor(readonly opts: DriverOptions) {
     this.socket = join(opts.socketDir ?? mkdtempSync(join(tmpdir(), 'cce-csi-')), 'csi.sock');
     this.kubelet = new Kubelet(this.socket);
+    this.kubeletRoot = opts.kubeletRoot ?? mkdtempSync(join(tmpdir(), 'cce-kubelet-'));
   }
 
   get pid(): number | undefined {
@@ -45,7 +49,8 @@ export class DriverProcess {
   /** Resolves once Probe reports ready (or, with `ready: false`, once Probe answers at all). */
   async start(opts: { ready?: boolean } = {}): Promise<void> {
     const args = ['serve', `--endpoint=unix://${this.socket}`, `--nodeid=${this.opts.nodeId}`, `--kubeconfig=${this.opts.kubeconfig ?? kubeconfigPath}`,
-      `--csms-endpoint=${this.opts.csmsEndpoint}`, `--project-id=${this.opts.projectId}`, '-v=2', '--metrics-addr=127.0.0.1:0', ...(this.opts.extraArgs ?? [])];
+      `--csms-endpoint=${this.opts.csmsEndpoint}`, ...(this.opts.projectId ? [`--project-id=${this.opts.projectId}`] : []), '-v=2', '--metrics-addr=127.0.0.1:0',
+      `--kubelet-root-dir=${this.kubeletRoot}`, ...(this.opts.extraArgs ?? [])];
     // Started through its shebang, with the same Node flags as in production.
     this.child = spawn(executable, args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
@@ -115,10 +120,13 @@ export class Kubelet {
   }
 }
 
-/** The request kubelet sends for a pod's inline secrets-store volume. */
+/**
+ * The request kubelet sends for a pod's inline secrets-store volume (by default the
+ * first csi volume of the pod's spec).
+ */
 export function publishRequest(pod: k8s.V1Pod, spc: string, kubeletRoot: string, opts: { volume?: string; secrets?: Record<string, string> } = {}) {
   const uid = pod.metadata!.uid!;
-  const volume = opts.volume ?? 'secrets-store-inline';
+  const volume = opts.volume ?? pod.spec?.volumes?.find((v) => v.csi?.volumeAttributes?.secretProviderClass === spc)?.name ?? 'secrets-store-inline';
   // kubelet creates the volume's folder (and writes vol_data.json there) before the call;
   // the driver creates only the `mount` folder itself.
   const volumeDir = join(kubeletRoot, 'pods', uid, 'volumes', 'kubernetes.io~csi', volume);

@@ -128,7 +128,7 @@ describe('Helm chart', () => {
         ['create', 'secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io'], ['update', 'secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io'],
         ['delete', 'secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io'], ['create', 'events'], ['get', 'secrets'], ['create', 'secrets'], ['update', 'secrets']];
       const denied: [string, string][] = [['list', 'secrets'], ['delete', 'secrets'], ['watch', 'secrets'], ['create', 'pods'], ['delete', 'pods'],
-        ['update', 'secretproviderclasses.secrets-store.csi.x-k8s.io'], ['create', 'serviceaccounts'], ['patch', 'events'], ['get', 'nodes'], ['create', 'pods/exec']];
+        ['update', 'secretproviderclasses.secrets-store.csi.x-k8s.io'], ['watch', 'secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io'], ['create', 'serviceaccounts'], ['patch', 'events'], ['get', 'nodes'], ['create', 'pods/exec']];
       for (const [verb, res] of granted) assert.ok(await can(verb, res), `should be able to ${verb} ${res}`);
       for (const [verb, res] of denied) assert.ok(!(await can(verb, res)), `should not be able to ${verb} ${res}`);
     });
@@ -140,12 +140,12 @@ describe('Helm chart', () => {
       const projectId = 'abcdef0123456789abcdef0123456789';
       const emulator = new CsmsEmulator({ projectId, credentials: [{ accessKey: 'RBACAK', secretKey: 'rbac-sk' }], secrets: [{ name: 'secret_1', versions: ['{"key1":"x"}'] }] });
       const driver = new DriverProcess({ nodeId: 'node-rbac', csmsEndpoint: await emulator.listen(), projectId, kubeconfig: limitedConfig, env: { HUAWEICLOUD_SDK_AK: 'RBACAK', HUAWEICLOUD_SDK_SK: 'rbac-sk' } });
-      const root = mkdtempSync(join(tmpdir(), 'cce-rbac-kubelet-'));
+      const root = driver.kubeletRoot;
       try {
         await driver.start();
         await createServiceAccount(ns, 'app', ['secret_1']);
         await createSpc(ns, 'spc', '- {objectName: secret_1, objectType: csms, objectVersion: latest, jmesPath: [{path: key1, objectAlias: k}]}', { secretObjects: [{ secretName: 'synced', data: [{ objectName: 'k', key: 'k' }] }] });
-        const pod = await createPod(ns, 'app-0', { nodeName: 'node-rbac', serviceAccountName: 'app' });
+        const pod = await createPod(ns, 'app-0', { nodeName: 'node-rbac', serviceAccountName: 'app', spc: 'spc' });
         const req = publishRequest(pod, 'spc', root);
         await driver.kubelet.call('Node', 'NodePublishVolume', req);
         assert.equal(await readFile(join(req.target_path, 'k'), 'utf8'), 'x');

@@ -59,12 +59,12 @@ describe('driver lifecycle', () => {
     const emulator = new CsmsEmulator({ projectId, credentials: [{ accessKey: 'TERMAK', secretKey: 'term-sk' }], secrets: [{ name: 'slow', versions: ['slow-value'] }] });
     const driver = new DriverProcess({ ...common, projectId, csmsEndpoint: await emulator.listen(), env: { HUAWEICLOUD_SDK_AK: 'TERMAK', HUAWEICLOUD_SDK_SK: 'term-sk' } });
     const ns = await createNamespace('term');
-    const root = mkdtempSync(join(tmpdir(), 'cce-term-kubelet-'));
+    const root = driver.kubeletRoot;
     try {
       await driver.start();
       await createServiceAccount(ns, 'app', ['slow']);
       await createSpc(ns, 'spc', '- {objectName: slow, objectType: csms, objectVersion: v1}');
-      const req = publishRequest(await createPod(ns, 'app-0', { nodeName: common.nodeId, serviceAccountName: 'app' }), 'spc', root);
+      const req = publishRequest(await createPod(ns, 'app-0', { nodeName: common.nodeId, serviceAccountName: 'app', spc: 'spc' }), 'spc', root);
       emulator.store.addFault({ status: 0, latencyMs: 1500, times: 1 });
       const publishing = driver.kubelet.call('Node', 'NodePublishVolume', req);
       await new Promise((r) => setTimeout(r, 500));

@@ -64,7 +64,7 @@ describe('cce-secrets-manager mount', () => {
     const r = await mount('--spc', spc('tmpfs', '- {objectName: secret_1, objectType: csms, objectVersion: v2}'), '--allow', 'secret_1', '--target', target, '--tmpfs');
     try {
       assert.equal(r.code, 0, r.out);
-      assert.match(await readFile('/proc/self/mounts', 'utf8'), new RegExp(`^tmpfs ${target} tmpfs `, 'm'));
+      assert.match(await readFile('/proc/self/mounts', 'utf8'), new RegExp(`^cce-secrets-manager ${target} tmpfs `, 'm'));
       assert.equal(await readFile(join(target, 'secret_1'), 'utf8'), 'second-value');
     } finally {
       await run('umount', [target]).catch(() => undefined);

@@ -52,7 +52,7 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
 
   before(async () => {
     const endpoint = await emulator.listen();
-    driver = new DriverProcess({ nodeId, csmsEndpoint: endpoint, projectId, env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey } });
+    driver = new DriverProcess({ nodeId, csmsEndpoint: endpoint, projectId, kubeletRoot, env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey } });
     await driver.start();
     ns = await createNamespace('mount');
     await createServiceAccount(ns, 'nginx-spc-sa', seedSa);
@@ -65,8 +65,8 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
     unmountAll(kubeletRoot);
   });
 
-  async function pod(name: string, sa = 'nginx-spc-sa') {
-    return createPod(ns, name, { nodeName: nodeId, serviceAccountName: sa });
+  async function pod(name: string, spc: string | Record<string, string>, sa = 'nginx-spc-sa') {
+    return createPod(ns, name, { nodeName: nodeId, serviceAccountName: sa, ...(typeof spc === 'string' ? { spc } : { volumes: spc }) });
   }
 
   it('answers identity and node info calls as a CSI node plugin', async () => {
@@ -79,12 +79,12 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
   });
 
   it('mounts the seed example: the aliased file on tmpfs and the SPCPS', async () => {
-    const p = await pod('nginx-spc-1');
+    const p = await pod('nginx-spc-1', 'spc-test');
     const req = publishRequest(p, 'spc-test', kubeletRoot);
     await driver.kubelet.call('Node', 'NodePublishVolume', req);
     assert.ok(await isMountPoint(req.target_path));
     const mounts = await readFile('/proc/self/mounts', 'utf8');
-    assert.match(mounts, new RegExp(`^tmpfs ${req.target_path.replace(/[.~]/g, '\\$&')} tmpfs `, 'm'));
+    assert.match(mounts, new RegExp(`^cce-secrets-manager ${req.target_path.replace(/[.~]/g, '\\$&')} tmpfs `, 'm'));
     assert.deepEqual((await readdir(req.target_path)).filter((f) => !f.startsWith('..')), ['secret_test']);
     assert.equal(await readFile(join(req.target_path, 'secret_test'), 'utf8'), values.v1);
     assert.equal((await stat(join(req.target_path, 'secret_test'))).mode & 0o777, 0o644);
@@ -102,7 +102,7 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
 
   it('refuses a secret the ServiceAccount does not list, leaving nothing mounted', async () => {
     await createSpc(ns, 'spc-undeclared', '- {objectName: secret_3, objectType: csms, objectVersion: v1}');
-    const req = publishRequest(await pod('nginx-undeclared'), 'spc-undeclared', kubeletRoot);
+    const req = publishRequest(await pod('nginx-undeclared', 'spc-undeclared'), 'spc-undeclared', kubeletRoot);
     await rejectsWith(driver.kubelet.call('Node', 'NodePublishVolume', req), status.PERMISSION_DENIED,
       new RegExp(`secret "secret_3" is not allowed for ServiceAccount ${ns}/nginx-spc-sa: add it to the cce.io/dew-resource annotation`));
     assert.equal(existsSync(req.target_path), false);
@@ -112,13 +112,13 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
     await createServiceAccount(ns, 'no-annotation');
     await createServiceAccount(ns, 'bad-annotation', 'secret_1,secret_2');
     for (const sa of ['no-annotation', 'bad-annotation']) {
-      const req = publishRequest(await pod(`pod-${sa}`, sa), 'spc-test', kubeletRoot);
+      const req = publishRequest(await pod(`pod-${sa}`, 'spc-test', sa), 'spc-test', kubeletRoot);
       await rejectsWith(driver.kubelet.call('Node', 'NodePublishVolume', req), status.PERMISSION_DENIED, new RegExp(`ServiceAccount ${ns}/${sa}.*cce.io/dew-resource`));
     }
   });
 
   it('validates the request fields, naming each', async () => {
-    const good = publishRequest(await pod('nginx-validate'), 'spc-test', kubeletRoot);
+    const good = publishRequest(await pod('nginx-validate', 'spc-test'), 'spc-test', kubeletRoot);
     const cases: [Record<string, unknown>, RegExp][] = [
       [{ target_path: '' }, /target_path is required/],
       [{ volume_id: '' }, /volume_id is required/],
@@ -138,7 +138,7 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
     await createSpc(ns, 'spc-dup', '- {objectName: secret_1, objectType: csms, objectVersion: v1}\n- {objectName: secret_1, objectType: csms, objectVersion: v2}');
     await createSpc(ns, 'spc-escape', '- {objectName: secret_1, objectAlias: ../../etc/x, objectType: csms, objectVersion: v1}');
     await createSpc(ns, 'spc-vault', '- {objectName: secret_1, objectType: csms, objectVersion: v1}', { provider: 'vault' });
-    const p = await pod('nginx-badspc');
+    const p = await pod('nginx-badspc', { 'bad-type': 'spc-bad-type', dup: 'spc-dup', escape: 'spc-escape', vault: 'spc-vault', missing: 'spc-missing' });
     const cases: [string, status, RegExp][] = [
       ['spc-bad-type', status.INVALID_ARGUMENT, new RegExp(`SecretProviderClass ${ns}/spc-bad-type: object "secret_1": objectType must be "csms"`)],
       ['spc-dup', status.INVALID_ARGUMENT, /objectName "secret_1" appears twice/],
@@ -154,13 +154,14 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
   });
 
   it('refuses a request for a pod uid that is not the pod in the API', async () => {
-    const req = publishRequest(await pod('nginx-uid'), 'spc-test', kubeletRoot);
-    req.volume_context['csi.storage.k8s.io/pod.uid'] = '00000000-0000-0000-0000-000000000000';
+    const p = await pod('nginx-uid', 'spc-test');
+    const req = publishRequest({ ...p, metadata: { ...p.metadata, uid: '00000000-0000-0000-0000-000000000000' } }, 'spc-test', kubeletRoot);
     await rejectsWith(driver.kubelet.call('Node', 'NodePublishVolume', req), status.FAILED_PRECONDITION, /has uid .* not 00000000-/);
+    assert.equal(existsSync(req.target_path), false);
   });
 
   it('is idempotent: a repeated publish fetches nothing and writes nothing', async () => {
-    const req = publishRequest(await pod('nginx-idem'), 'spc-test', kubeletRoot);
+    const req = publishRequest(await pod('nginx-idem', 'spc-test'), 'spc-test', kubeletRoot);
     await driver.kubelet.call('Node', 'NodePublishVolume', req);
     const spcps = await getSpcps(ns, `nginx-idem-${ns}-spc-test`);
     const fetches = emulator.store.total;
@@ -171,7 +172,7 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
   });
 
   it('serializes concurrent publishes of one target into one mount', async () => {
-    const req = publishRequest(await pod('nginx-concurrent'), 'spc-test', kubeletRoot);
+    const req = publishRequest(await pod('nginx-concurrent', 'spc-test'), 'spc-test', kubeletRoot);
     await Promise.all(Array.from({ length: 8 }, () => driver.kubelet.call('Node', 'NodePublishVolume', req)));
     const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.split(' ')[4] === req.target_path);
     assert.equal(mounts.length, 1);
@@ -179,7 +180,7 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
   });
 
   it('unpublishes: unmounts, removes the target and the SPCPS, and is idempotent', async () => {
-    const req = publishRequest(await pod('nginx-unpub'), 'spc-test', kubeletRoot);
+    const req = publishRequest(await pod('nginx-unpub', 'spc-test'), 'spc-test', kubeletRoot);
     await driver.kubelet.call('Node', 'NodePublishVolume', req);
     assert.ok(await getSpcps(ns, `nginx-unpub-${ns}-spc-test`));
     await driver.kubelet.call('Node', 'NodeUnpublishVolume', { volume_id: req.volume_id, target_path: req.target_path });
@@ -192,7 +193,7 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
   it('fails with NOT_FOUND for a secret missing in CSMS and leaves nothing behind', async () => {
     await createServiceAccount(ns, 'wide-sa', ['secret_1', 'secret_2', 'ghost', 'bin_secret']);
     await createSpc(ns, 'spc-ghost', '- {objectName: secret_2, objectType: csms, objectVersion: v1}\n- {objectName: ghost, objectType: csms, objectVersion: v1}');
-    const req = publishRequest(await pod('nginx-ghost', 'wide-sa'), 'spc-ghost', kubeletRoot);
+    const req = publishRequest(await pod('nginx-ghost', 'spc-ghost', 'wide-sa'), 'spc-ghost', kubeletRoot);
     await rejectsWith(driver.kubelet.call('Node', 'NodePublishVolume', req), status.NOT_FOUND, /secret "ghost" version "v1" does not exist in CSMS/);
     assert.equal(existsSync(req.target_path), false);
     assert.equal(await getSpcps(ns, `nginx-ghost-${ns}-spc-ghost`), undefined);
@@ -200,7 +201,7 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
 
   it('fails with UNAVAILABLE while CSMS is down, then mounts once it is back', async () => {
     await createSpc(ns, 'spc-s2', '- {objectName: secret_2, objectType: csms, objectVersion: latest}');
-    const req = publishRequest(await pod('nginx-down', 'wide-sa'), 'spc-s2', kubeletRoot);
+    const req = publishRequest(await pod('nginx-down', 'spc-s2', 'wide-sa'), 'spc-s2', kubeletRoot);
     emulator.store.addFault({ status: 503, errorCode: 'CSMS.0001' });
     try {
       await rejectsWith(driver.kubelet.call('Node', 'NodePublishVolume', req), status.UNAVAILABLE, /did not serve secret "secret_2" version "latest" after \d+ attempts: HTTP 503/);
@@ -214,20 +215,20 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
 
   it('writes a binary secret byte for byte', async () => {
     await createSpc(ns, 'spc-bin', '- {objectName: bin_secret, objectAlias: key.bin, objectType: csms, objectVersion: v1}');
-    const req = publishRequest(await pod('nginx-bin', 'wide-sa'), 'spc-bin', kubeletRoot);
+    const req = publishRequest(await pod('nginx-bin', 'spc-bin', 'wide-sa'), 'spc-bin', kubeletRoot);
     await driver.kubelet.call('Node', 'NodePublishVolume', req);
     assert.ok((await readFile(join(req.target_path, 'key.bin'))).equals(values.bin));
   });
 
   it('refuses SecretProviderClasses beyond the configured limit, oldest first', async () => {
     const existing = (await kubectl('get', 'spc', '-A', '-o', 'name')).trim().split('\n').filter(Boolean).length;
-    const limited = new DriverProcess({ nodeId, csmsEndpoint: driver.opts.csmsEndpoint, projectId, env: driver.opts.env, extraArgs: [`--max-secret-provider-classes=${existing + 1}`] });
+    const limited = new DriverProcess({ nodeId, csmsEndpoint: driver.opts.csmsEndpoint, projectId, kubeletRoot, env: driver.opts.env, extraArgs: [`--max-secret-provider-classes=${existing + 1}`] });
     await limited.start();
     try {
       await createSpc(ns, 'spc-within', '- {objectName: secret_1, objectType: csms, objectVersion: v1}');
       await new Promise((r) => setTimeout(r, 1100)); // creation timestamps have one-second resolution
       await createSpc(ns, 'spc-beyond', '- {objectName: secret_1, objectType: csms, objectVersion: v1}');
-      const p = await pod('nginx-limit');
+      const p = await pod('nginx-limit', { within: 'spc-within', beyond: 'spc-beyond' });
       await limited.kubelet.call('Node', 'NodePublishVolume', publishRequest(p, 'spc-within', kubeletRoot, { volume: 'within' }));
       await rejectsWith(limited.kubelet.call('Node', 'NodePublishVolume', publishRequest(p, 'spc-beyond', kubeletRoot, { volume: 'beyond' })),
         status.FAILED_PRECONDITION, new RegExp(`SecretProviderClass ${ns}/spc-beyond exceeds the limit of ${existing + 1} SecretProviderClasses in the cluster \\(there are ${existing + 2}\\)`));
@@ -245,7 +246,7 @@ describe('NodePublishVolume / NodeUnpublishVolume', () => {
     assert.ok(await driver.metric('csms_requests_total', { outcome: 'server_error' }) >= 1);
     assert.ok(await driver.metric('mounted_volumes') >= 4);
     const before = await driver.metric('node_publish_total', { provider: 'cce' });
-    const req = publishRequest(await pod('nginx-metrics'), 'spc-test', kubeletRoot);
+    const req = publishRequest(await pod('nginx-metrics', 'spc-test'), 'spc-test', kubeletRoot);
     await driver.kubelet.call('Node', 'NodePublishVolume', req);
     assert.equal(await driver.metric('node_publish_total', { provider: 'cce' }), before + 1);
     assert.ok(await driver.metric('process_resident_memory_bytes') > 10e6);

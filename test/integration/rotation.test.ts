@@ -41,8 +41,8 @@ describe('rotation, SPC edits and Secret sync', () => {
 
   before(async () => {
     const endpoint = await emulator.listen();
-    rotating = new DriverProcess({ nodeId: 'node-rotate', csmsEndpoint: endpoint, projectId, env, extraArgs: ['--rotation-poll-interval=1s'] });
-    watching = new DriverProcess({ nodeId: 'node-watch', csmsEndpoint: endpoint, projectId, env, extraArgs: ['--enable-secret-rotation=false'] });
+    rotating = new DriverProcess({ nodeId: 'node-rotate', csmsEndpoint: endpoint, projectId, env, kubeletRoot: root, extraArgs: ['--rotation-poll-interval=1s'] });
+    watching = new DriverProcess({ nodeId: 'node-watch', csmsEndpoint: endpoint, projectId, env, kubeletRoot: root, extraArgs: ['--enable-secret-rotation=false'] });
     await Promise.all([rotating.start(), watching.start()]);
     ns = await createNamespace('rotation');
     await createServiceAccount(ns, 'nginx-spc-sa', ['secret_1', 'plain', 'pinned', 'flaky', 'restart', 'pair']);
@@ -55,7 +55,7 @@ describe('rotation, SPC edits and Secret sync', () => {
   });
 
   async function mount(driver: DriverProcess, podName: string, spc: string) {
-    const pod = await createPod(ns, podName, { nodeName: driver.opts.nodeId, serviceAccountName: 'nginx-spc-sa' });
+    const pod = await createPod(ns, podName, { nodeName: driver.opts.nodeId, serviceAccountName: 'nginx-spc-sa', spc });
     const req = publishRequest(pod, spc, root);
     await driver.kubelet.call('Node', 'NodePublishVolume', req);
     return { pod, req, dir: req.target_path };
@@ -169,7 +169,7 @@ describe('rotation, SPC edits and Secret sync', () => {
   it('refuses to overwrite a Secret it does not manage', async () => {
     await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'hand-made' }, stringData: { value: 'keep me' } } });
     await createSpc(ns, 'spc-clash', '- {objectName: pinned, objectType: csms, objectVersion: v1}', { secretObjects: [{ secretName: 'hand-made', data: [{ objectName: 'pinned', key: 'value' }] }] });
-    const pod = await createPod(ns, 'nginx-clash', { nodeName: 'node-watch', serviceAccountName: 'nginx-spc-sa' });
+    const pod = await createPod(ns, 'nginx-clash', { nodeName: 'node-watch', serviceAccountName: 'nginx-spc-sa', spc: 'spc-clash' });
     await assert.rejects(watching.kubelet.call('Node', 'NodePublishVolume', publishRequest(pod, 'spc-clash', root)),
       (e: { code: number; details: string }) => e.code === status.FAILED_PRECONDITION && /Secret .*\/hand-made already exists and is not managed by the driver/.test(e.details));
     assert.equal(Buffer.from((await readSecret(ns, 'hand-made'))?.data?.value ?? '', 'base64').toString(), 'keep me');
@@ -188,11 +188,11 @@ describe('rotation, SPC edits and Secret sync', () => {
 
   it('carries on rotating volumes mounted before a driver restart', async () => {
     await createSpc(ns, 'spc-restart', '- {objectName: restart, objectType: csms, objectVersion: latest}');
-    const first = new DriverProcess({ nodeId: 'node-restart', csmsEndpoint: rotating.opts.csmsEndpoint, projectId, env, extraArgs: ['--rotation-poll-interval=1s'] });
+    const first = new DriverProcess({ nodeId: 'node-restart', csmsEndpoint: rotating.opts.csmsEndpoint, projectId, env, kubeletRoot: root, extraArgs: ['--rotation-poll-interval=1s'] });
     await first.start();
     const { dir } = await mount(first, 'nginx-restart', 'spc-restart');
     assert.equal(await first.stop(), 0);
-    const second = new DriverProcess({ nodeId: 'node-restart', csmsEndpoint: rotating.opts.csmsEndpoint, projectId, env, extraArgs: ['--rotation-poll-interval=1s'] });
+    const second = new DriverProcess({ nodeId: 'node-restart', csmsEndpoint: rotating.opts.csmsEndpoint, projectId, env, kubeletRoot: root, extraArgs: ['--rotation-poll-interval=1s'] });
     await second.start();
     try {
       emulator.store.addVersion('restart', { secret_string: 'restart-v2' });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -42,5 +42,42 @@ describe('atomic writer', () => {
   it('writes a custom mode', async () => {
     writeAtomically(dir, files({ a: 'one' }), 0o440);
     assert.equal((await stat(join(dir, 'a'))).mode & 0o777, 0o440);
+  });
+
+  it('leaves the last good files and no temporary entry behind when a write fails', async () => {
+    writeAtomically(dir, files({ a: 'one' }));
+    const before = (await readdir(dir)).sort();
+    // A name the file system refuses stands for any failure while the new folder is filled.
+    assert.throws(() => writeAtomically(dir, files({ a: 'two', 'no/such': 'x' })));
+    assert.deepEqual((await readdir(dir)).sort(), before);
+    assert.equal(await readFile(join(dir, 'a'), 'utf8'), 'one');
+  });
+
+  it('takes a 255-byte file name: the writer adds nothing to it', async () => {
+    const name = 'é'.repeat(127) + 'x'; // 255 bytes
+    assert.equal(writeAtomically(dir, files({ [name]: 'v' })), true);
+    assert.equal(await readFile(join(dir, name), 'utf8'), 'v');
+    assert.deepEqual((await readdir(dir)).filter((e) => e.startsWith('..')).length, 2, '..data and its folder only');
+  });
+
+  it('repairs a volume a crash left damaged instead of calling it unchanged', async () => {
+    writeAtomically(dir, files({ a: 'one', b: 'two' }));
+    await mkdir(join(dir, '..2026_01_01_00_00_00.000.leftover'));
+    await writeFile(join(dir, '..2026_01_01_00_00_00.000.leftover', 'a'), 'copy of a secret');
+    await symlink('..2026_01_01_00_00_00.000.leftover', join(dir, '..data_tmp'));
+    await unlink(join(dir, 'b'));
+    assert.equal(writeAtomically(dir, files({ a: 'one', b: 'two' })), true, 'a damaged volume is rewritten');
+    assert.equal(await readFile(join(dir, 'b'), 'utf8'), 'two');
+    const entries = await readdir(dir);
+    assert.deepEqual(entries.filter((e) => e.startsWith('..')).length, 2, `only ..data and its folder remain: ${entries}`);
+    assert.equal(writeAtomically(dir, files({ a: 'one', b: 'two' })), false, 'and is then unchanged');
+  });
+
+  it('reads nothing through a ..data link that points out of the volume', async () => {
+    const outside = await mkdtemp(join(tmpdir(), 'outside-'));
+    await writeFile(join(outside, 'token'), 'not ours');
+    await symlink(outside, join(dir, '..data'));
+    assert.equal(readPublished(dir).size, 0);
+    await rm(outside, { recursive: true, force: true });
   });
 });

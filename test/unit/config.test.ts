@@ -34,6 +34,23 @@ describe('serve flags', () => {
     refuses([...base, '--csms-timeout=5'], /--csms-timeout "5" is not a duration/);
   });
 
+  it('refuses plain http to another machine unless plaintext is intended', () => {
+    refuses([...base, '--csms-endpoint=http://10.0.0.8:8443'], /--csms-endpoint "http:\/\/10\.0\.0\.8:8443" is plain http to another machine; use https, or pass --allow-plaintext-endpoints/);
+    refuses([...base, '--metadata-endpoint=http://metadata.internal'], /--metadata-endpoint .* is plain http to another machine/);
+    for (const ok of [['--csms-endpoint=http://127.0.0.1:9'], ['--csms-endpoint=http://[::1]:9'], ['--metadata-endpoint=http://169.254.169.254'], ['--csms-endpoint=http://10.0.0.8', '--allow-plaintext-endpoints']]) {
+      assert.notEqual(parseServeArgs([...base, ...ok], {}), 'help');
+    }
+  });
+
+  it('takes the kubelet root and the CSMS reply limit', () => {
+    const c = parseServeArgs([...base, '--kubelet-root-dir=/mnt/paas/kubernetes/kubelet/', '--csms-max-response-bytes=2048'], {});
+    assert.ok(c !== 'help');
+    assert.deepEqual([c.kubeletRoot, c.csmsMaxResponseBytes], ['/mnt/paas/kubernetes/kubelet', 2048]);
+    const d = parseServeArgs(base, {});
+    assert.ok(d !== 'help' && d.kubeletRoot === '/var/lib/kubelet' && d.csmsMaxResponseBytes === 1048576);
+    refuses([...base, '--kubelet-root-dir=relative/kubelet'], /--kubelet-root-dir "relative\/kubelet" must be an absolute path/);
+  });
+
   it('parses durations', () => {
     assert.equal(parseDuration('--x', '1500ms'), 1500);
     assert.equal(parseDuration('--x', '2m'), 120_000);

@@ -44,6 +44,25 @@ describe('SPC objects parser', () => {
       refuses(`- {objectName: a, objectAlias: "${alias}", objectType: csms, objectVersion: v1}`, /is not a plain file name/);
     }
   });
+  it('applies the file-name rule to an objectName that is the file name, and to jmesPath aliases', () => {
+    for (const name of ['..data', '..', '.', '..x']) {
+      refuses(`- {objectName: "${name}", objectType: csms, objectVersion: v1}`, /objectName \(the file name when there is no objectAlias\) .* is not a plain file name.*set an objectAlias/);
+    }
+    // The same names are fine as CSMS names once an alias names the file.
+    assert.equal(parse('- {objectName: "..data", objectAlias: data, objectType: csms, objectVersion: v1}')[0].fileName, 'data');
+    refuses('- {objectName: a, objectType: csms, objectVersion: v1, jmesPath: [{path: k, objectAlias: "..k"}]}', /jmesPath\[0\]\.objectAlias "\.\.k" is not a plain file name/);
+  });
+  it('counts a file name in UTF-8 bytes, at most 255', () => {
+    const ok = 'é'.repeat(127); // 254 bytes
+    assert.equal(parse(`- {objectName: a, objectAlias: "${ok}", objectType: csms, objectVersion: v1}`)[0].fileName, ok);
+    refuses(`- {objectName: a, objectAlias: "${'é'.repeat(128)}", objectType: csms, objectVersion: v1}`, /is 256 bytes in UTF-8, over the limit of 255/);
+    refuses(`- {objectName: a, objectAlias: "${'x'.repeat(256)}", objectType: csms, objectVersion: v1}`, /is 256 bytes in UTF-8/);
+  });
+  it('refuses more files than a volume may have, and an oversized objects parameter', () => {
+    const many = Array.from({ length: 101 }, (_, i) => `- {objectName: s${i}, objectType: csms, objectVersion: v1}`).join('\n');
+    refuses(many, /make 101 files .* over the limit of 100 files per volume/);
+    refuses(`# ${'x'.repeat(70_000)}\n- {objectName: a, objectType: csms, objectVersion: v1}`, /spec\.parameters\.objects is 700\d\d bytes, over the limit of 65536 bytes/);
+  });
   it('refuses a secret name CSMS cannot have', () => refuses('- {objectName: "a/b", objectType: csms, objectVersion: v1}', /must be a CSMS secret name/));
   it('refuses an unknown field, naming it', () => refuses('- {objectName: a, objectType: csms, objectVersion: v1, objectVerison: v2}', /unknown field "objectVerison"/));
   it('refuses malformed jmesPath entries', () => {

@@ -1,0 +1,59 @@
+// The SPC limit needs to know whether an SPC is among the oldest N in the cluster. A paged
+// list, at most every few seconds, keeps only the total and the N oldest keys: memory
+// bounded by the configured limit, not by the number of SPCs.
+import type * as k8s from '@kubernetes/client-node';
+import { PreconditionError } from '../errors.js';
+import { GROUP, SPC_PLURAL, VERSION, type SecretProviderClass } from '../crds/types.js';
+
+interface Census {
+  total: number;
+  /** uids of the oldest `max` SPCs: those that may be mounted. */
+  within: Set<string>;
+  at: number;
+}
+
+// RFC 3339 timestamps sort as text; namespace and name break ties.
+function key(o: SecretProviderClass): string {
+  return `${(o.metadata as { creationTimestamp?: string }).creationTimestamp ?? ''}/${o.metadata.namespace}/${o.metadata.name}`;
+}
+
+export class SpcCensus {
+  private last?: Census;
+  private counting?: Promise<Census>;
+
+  constructor(private readonly custom: k8s.CustomObjectsApi, private readonly max: number, private readonly maxAgeMs = 5_000, private readonly pageSize = 100) {}
+
+  async check(spc: SecretProviderClass): Promise<void> {
+    const uid = spc.metadata.uid ?? '';
+    const cached = this.last && Date.now() - this.last.at <= this.maxAgeMs ? this.last : undefined;
+    let census = cached ?? (await this.recount());
+    // Not among the oldest in a count from a few seconds ago: it may be newer, so count again before refusing.
+    if (!census.within.has(uid) && census.total >= this.max && cached) census = await this.recount();
+    if (census.within.has(uid) || census.total < this.max) return;
+    throw new PreconditionError(`SecretProviderClass ${spc.metadata.namespace}/${spc.metadata.name} exceeds the limit of ${this.max} SecretProviderClasses in the cluster (there are ${census.total}); delete unused ones or raise maxSecretProviderClasses`);
+  }
+
+  private recount(): Promise<Census> {
+    this.counting ??= this.count().then((c) => {
+      this.last = c;
+      return c;
+    }).finally(() => { this.counting = undefined; });
+    return this.counting;
+  }
+
+  private async count(): Promise<Census> {
+    const at = Date.now();
+    let oldest: { key: string; uid: string }[] = [];
+    let total = 0;
+    let token: string | undefined;
+    do {
+      const page = (await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: SPC_PLURAL, limit: this.pageSize, _continue: token })) as
+        { items: SecretProviderClass[]; metadata?: { continue?: string } };
+      total += page.items.length;
+      oldest = [...oldest, ...page.items.map((o) => ({ key: key(o), uid: o.metadata.uid ?? '' }))]
+        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).slice(0, this.max);
+      token = page.metadata?.continue || undefined;
+    } while (token);
+    return { total, within: new Set(oldest.map((o) => o.uid)), at };
+  }
+}
