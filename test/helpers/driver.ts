@@ -4,6 +4,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type * as k8s from '@kubernetes/client-node';
 import { loadCsiProto } from '../../src/driver/csi-server.js';
@@ -153,4 +154,13 @@ export function publishRequest(pod: k8s.V1Pod, spc: string, kubeletRoot: string,
 export function unmountAll(root: string): void {
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(`${root}/`));
   for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
+}
+
+/** Asserts a CSI call fails with `code` and a message matching `pattern`. */
+export async function rejectsWith(p: Promise<unknown>, code: grpc.status, pattern: RegExp): Promise<void> {
+  await assert.rejects(p, (err: { code: number; details: string }) => {
+    assert.equal(grpc.status[err.code], grpc.status[code], `code for: ${err.details}`);
+    assert.match(err.details, pattern);
+    return true;
+  });
 }

@@ -13,7 +13,7 @@ import { status } from '@grpc/grpc-js';
 import { isMountPoint } from '../../src/driver/mounter.js';
 import { CsmsEmulator } from '../../src/provider/emulator/server.js';
 import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace, getSpcps, kubectl } from '../helpers/cluster.js';
-import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { DriverProcess, publishRequest, rejectsWith, unmountAll } from '../helpers/driver.js';
 
 const run = promisify(execFile);
 const projectId = '5f1e2d3c4b5a69788796a5b4c3d2e1f0';
@@ -28,14 +28,6 @@ const values = {
 };
 const seedSa = ['secret_1', 'secret_2'];
 const spcTest = '- objectName: "secret_1"\n  objectAlias: "secret_test"\n  objectVersion: "v1"\n  objectType: "csms"\n';
-
-async function rejectsWith(p: Promise<unknown>, code: status, pattern: RegExp): Promise<void> {
-  await assert.rejects(p, (err: { code: number; details: string }) => {
-    assert.equal(status[err.code], status[code], `code for: ${err.details}`);
-    assert.match(err.details, pattern);
-    return true;
-  });
-}
 
 describe('NodePublishVolume / NodeUnpublishVolume', () => {
   const emulator = new CsmsEmulator({

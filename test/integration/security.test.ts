@@ -12,21 +12,13 @@ import { status } from '@grpc/grpc-js';
 import { isMountPoint } from '../../src/driver/mounter.js';
 import { CsmsEmulator } from '../../src/provider/emulator/server.js';
 import { core, createNamespace, createPod, createServiceAccount, createSpc, custom, deleteNamespace, eventually, getSpcps, GROUP, kubectl, podEvents, readSecret } from '../helpers/cluster.js';
-import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { DriverProcess, publishRequest, rejectsWith, unmountAll } from '../helpers/driver.js';
 
 const projectId = '0123456789abcdef0123456789abcdef';
 const creds = { accessKey: 'SECURITYAK', secretKey: 'security-sk' };
 const env = { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey };
 const nodeId = 'node-security';
 const driverToken = 'eyJhbGciOiJSUzI1NiJ9.the-driver-service-account-token';
-
-async function rejectsWith(p: Promise<unknown>, code: status, pattern: RegExp): Promise<void> {
-  await assert.rejects(p, (err: { code: number; details: string }) => {
-    assert.equal(status[err.code], status[code], `code for: ${err.details}`);
-    assert.match(err.details, pattern);
-    return true;
-  });
-}
 
 /** A tmpfs that this driver did not make, holding `files` in the ..data layout. */
 function foreignTmpfs(dir: string, files: Record<string, string>): void {
