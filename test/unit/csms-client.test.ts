@@ -90,6 +90,20 @@ describe('CSMS client against the emulator', () => {
     assert.equal((await client.getVersion('secret_1', 'v2', agencyCreds)).value.toString(), 'second');
   });
 
+  it('keeps using valid agency keys through a metadata hiccup, and says what is missing when it has none', async () => {
+    const service = new CsmsEmulator({ projectId, credentials: [], secrets: [], agency });
+    const metadataEndpoint = await service.listen();
+    // Refresh on every call (refreshAheadMs covers the whole lifetime), so each call asks the metadata service.
+    const metadata = new MetadataCredentials({ endpoint: metadataEndpoint, refreshAheadMs: 3_600_000 });
+    assert.deepEqual(await metadata.credentials(), agency);
+    await service.close();
+    assert.deepEqual(await metadata.credentials(), agency, 'the cached keys, still valid');
+    const fresh = new MetadataCredentials({ endpoint: metadataEndpoint });
+    await assert.rejects(fresh.credentials(), (e: Error) => e instanceof StoreUnavailableError &&
+      /no CSMS credentials are configured .* and the ECS metadata service at .* is unreachable/.test(e.message));
+    await assert.rejects(fresh.projectId(), (e: Error) => e instanceof StoreUnavailableError && /the CSMS project id is not configured/.test(e.message));
+  });
+
   it('shares one in-flight request among identical concurrent fetches', async () => {
     const source = new CsmsSecretSource(client);
     emulator.store.addFault({ status: 0, latencyMs: 100, times: 1 });
