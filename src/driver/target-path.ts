@@ -36,10 +36,6 @@ export function parseTargetPath(kubeletRoot: string, target: string, rpc: string
   return { podUid, volume };
 }
 
-export function targetPathOf(kubeletRoot: string, v: VolumePath): string {
-  return join(kubeletRoot, 'pods', v.podUid, 'volumes', 'kubernetes.io~csi', v.volume, 'mount');
-}
-
 /**
  * Every folder from `<root>/pods` down to the target is a real folder, not a symlink,
  * so no operation on the target can be led elsewhere. Returns false when a folder is

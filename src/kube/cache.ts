@@ -38,16 +38,8 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
     return this.syncedOnce;
   }
 
-  on(verb: 'add' | 'update' | 'delete', cb: (obj: T) => void): void {
-    this.informer.on(verb, cb);
-  }
-
   get(name: string, namespace?: string): T | undefined {
     return this.informer.get(name, namespace);
-  }
-
-  list(namespace?: string): readonly T[] {
-    return this.informer.list(namespace);
   }
 
   /** Resolves once the first list has landed (retrying until it does). */
