@@ -3,6 +3,9 @@ import type { ServeConfig } from '../config.js';
 import { CsiServer } from '../driver/csi-server.js';
 import { startMountHelper } from '../driver/mounter.js';
 import { Publisher } from '../driver/publisher.js';
+import { VolumeRegistry } from '../driver/volumes.js';
+import { errorMessage } from '../errors.js';
+import { Backoff } from '../kube/backoff.js';
 import { loadKubeConfig } from '../kube/client.js';
 import { EventRecorder } from '../kube/events.js';
 import { SpcpsWriter } from '../kube/spcps-writer.js';
@@ -16,8 +19,6 @@ import { CsmsSecretSource } from '../provider/source.js';
 import { recoverVolumes } from '../reconciler/recovery.js';
 import { RotationReconciler } from '../reconciler/rotation.js';
 import { SecretSync } from '../reconciler/secret-sync.js';
-import { VolumeRegistry } from '../driver/volumes.js';
-import { errorMessage } from '../errors.js';
 import { SpcWatcher } from '../reconciler/spc-watch.js';
 
 export async function serve(config: ServeConfig): Promise<void> {
@@ -57,6 +58,7 @@ export async function serve(config: ServeConfig): Promise<void> {
   void kube.start().then(async () => {
     log.info('Kubernetes caches synced');
     spcWatch.start();
+    const backoff = new Backoff(1000);
     for (let attempt = 1; ; attempt++) {
       try {
         const adopted = await recoverVolumes({ kube, publisher, events, log, kubeletRoot: config.kubeletRoot });
@@ -64,7 +66,7 @@ export async function serve(config: ServeConfig): Promise<void> {
         break;
       } catch (err) {
         log.warn('Taking over mounted volumes failed, retrying', { attempt, error: errorMessage(err) });
-        await new Promise((r) => setTimeout(r, Math.min(30_000, 1000 * 2 ** attempt)));
+        await new Promise((r) => setTimeout(r, backoff.next()));
       }
     }
     rotation?.start();

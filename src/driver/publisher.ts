@@ -1,5 +1,5 @@
 // The one path from (pod, SPC) to files and an SPCPS, used by NodePublishVolume, the
-// rotation cycle and SPC edits alike. A fresh volume is mounted while its secrets are
+// rotation cycle and SPC edits alike. A fresh volume gets a tmpfs sized for the secrets
 // fetched, and any failure takes everything back; an existing volume keeps its files
 // unless the complete new content is in hand, and nothing is written that is unchanged.
 import { mkdir } from 'node:fs/promises';
@@ -97,7 +97,7 @@ export class Publisher {
     // A fresh volume (anything mounted here that we do not know is covered, never written
     // into): fetch, then mount a tmpfs sized for the content and write the files while the
     // SPCPS is recorded. Any failure takes all of it back.
-    const content = await this.fetchContent(req, plan, undefined, this.deps.source);
+    const content = await this.fetchContent(req, plan, undefined, new Map(), this.deps.source);
     const tFetched = performance.now();
     const sizeBytes = tmpfsSizeFor(content.files);
     const recording = this.record(req, plan, content);
@@ -145,9 +145,11 @@ export class Publisher {
 
   /** Rewrites an existing volume: files first, then SPCPS and hooks; old files stay on any failure before the swap. */
   private async update(req: PublishRequest, plan: VolumePlan, known: MountedVolume, source: SecretSource): Promise<void> {
-    const content = await this.fetchContent(req, plan, known, source);
+    const mounted = await isMountPoint(req.targetPath);
+    // Pinned values come only from our tmpfs, never from the folder under its mount point.
+    const content = await this.fetchContent(req, plan, known, mounted ? readPublished(req.targetPath) : new Map(), source);
     const sizeBytes = Math.max(known.sizeBytes, tmpfsSizeFor(content.files));
-    if (!(await isMountPoint(req.targetPath))) {
+    if (!mounted) {
       // Someone unmounted the tmpfs under a running pod: never put secrets on the node's disk.
       this.deps.log.warn('Volume is no longer a tmpfs mount; mounting it again', { target: req.targetPath });
       await mountTmpfs(req.targetPath, sizeBytes);
@@ -161,12 +163,10 @@ export class Publisher {
   }
 
   /**
-   * Fetches what must be fetched; a pinned version already in a volume this driver wrote
-   * (or adopted as its own) is read from there, and only from there, never from a
-   * path that only an SPCPS names.
+   * Fetches what must be fetched; a pinned version already in `local`, the files of a
+   * volume this driver wrote (or adopted as its own), is taken from there.
    */
-  private async fetchContent(req: PublishRequest, plan: VolumePlan, known: MountedVolume | undefined, source: SecretSource): Promise<VolumeContent> {
-    const local = known && (await isMountPoint(req.targetPath)) ? readPublished(req.targetPath) : new Map<string, Buffer>();
+  private async fetchContent(req: PublishRequest, plan: VolumePlan, known: MountedVolume | undefined, local: FileSet, source: SecretSource): Promise<VolumeContent> {
     const values: (SecretVersion | undefined)[] = plan.objects.map((o) => {
       const had = known?.versions.find((v) => v.id === o.objectName);
       const value = local.get(o.fileName);

@@ -26,7 +26,8 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
     this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), list, false, selectors.label, selectors.field);
     this.informer.on('error', (err) => this.retry(err));
     // Events flowing again mean the API server is back: the next failure starts from a short delay.
-    for (const verb of ['add', 'update', 'delete'] as const) {
+    this.informer.on('update', () => this.backoff.reset());
+    for (const verb of ['add', 'delete'] as const) {
       this.informer.on(verb, () => {
         this.backoff.reset();
         metrics.cachedObjects.set({ kind }, this.informer.list().length);

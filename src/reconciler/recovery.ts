@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
 import { GROUP, NODE_LABEL, SPCPS_PLURAL, VERSION, type SecretProviderClassPodStatus } from '../crds/types.js';
-import { ownMountAt } from '../driver/mounter.js';
+import { ownMountAt, type OwnMount } from '../driver/mounter.js';
 import type { Publisher } from '../driver/publisher.js';
 import { parseTargetPath, realFoldersUpTo } from '../driver/target-path.js';
 import { checkPodVolume } from '../driver/volume-plan.js';
@@ -38,8 +38,7 @@ export async function recoverVolumes(deps: RecoveryDeps): Promise<number> {
     const uid = spcps.metadata.ownerReferences?.find((o) => o.kind === 'Pod')?.uid;
     if (!pod || !uid || pod.metadata?.uid !== uid) continue; // the pod is gone: kubelet unpublishes, the garbage collector cleans up
     try {
-      const request = await requestOf(deps, spcps, pod, mountinfo);
-      const mount = ownMountAt(request.targetPath, mountinfo)!;
+      const { request, mount } = await requestOf(deps, spcps, pod, mountinfo);
       await publisher.adopt({ request, spcpsName: spcps.metadata.name, fingerprint: '', versions: status.objects ?? [], digests: {}, sizeBytes: mount.sizeBytes });
       adopted++;
     } catch (err) {
@@ -52,7 +51,7 @@ export async function recoverVolumes(deps: RecoveryDeps): Promise<number> {
 }
 
 /** The request kubelet made for this volume, rebuilt and checked as a publish would check it. */
-async function requestOf(deps: RecoveryDeps, spcps: Spcps, pod: k8s.V1Pod, mountinfo: string): Promise<PublishRequest> {
+async function requestOf(deps: RecoveryDeps, spcps: Spcps, pod: k8s.V1Pod, mountinfo: string): Promise<{ request: PublishRequest; mount: OwnMount }> {
   const { status } = spcps;
   const path = parseTargetPath(deps.kubeletRoot, status.targetPath, 'take-over');
   if (path.podUid !== pod.metadata!.uid) throw new Error(`status.targetPath belongs to pod uid ${path.podUid}, not to pod ${status.podName}`);
@@ -62,11 +61,10 @@ async function requestOf(deps: RecoveryDeps, spcps: Spcps, pod: k8s.V1Pod, mount
     serviceAccount: pod.spec?.serviceAccountName || 'default', secrets: {},
   };
   checkPodVolume(request, pod, deps.kube.nodeName);
-  if (!realFoldersUpTo(deps.kubeletRoot, request.targetPath, 'take-over') || !ownMountAt(request.targetPath, mountinfo)) {
-    throw new Error(`no tmpfs made by this driver is mounted at ${request.targetPath}`);
-  }
+  const mount = realFoldersUpTo(deps.kubeletRoot, request.targetPath, 'take-over') ? ownMountAt(request.targetPath, mountinfo) : undefined;
+  if (!mount) throw new Error(`no tmpfs made by this driver is mounted at ${request.targetPath}`);
   request.secrets = await nodePublishSecrets(deps.kube, pod, path.volume);
-  return request;
+  return { request, mount };
 }
 
 async function* spcpsOnNode(kube: KubeView): AsyncGenerator<Spcps> {
