@@ -18,16 +18,28 @@ export interface EmulatorProcess {
 export async function startEmulatorProcess(seed: EmulatorSeed): Promise<EmulatorProcess> {
   const seedFile = join(mkdtempSync(join(tmpdir(), 'cce-bench-seed-')), 'seed.json');
   writeFileSync(seedFile, JSON.stringify(seed));
-  const child = spawn(executable, ['csms-emulator', '--port', '0', '--seed', seedFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(executable, ['csms-emulator', '--port', '0', '--seed', seedFile], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const url = await new Promise<string>((res, rej) => {
-    child.stdout.on('data', (d: Buffer) => { const m = /listening on (\S+)/.exec(d.toString()); if (m) res(m[1]); });
+    child.stdout.on('data', (d: Buffer) => {
+      const m = /listening on (\S+)/.exec(d.toString());
+      if (m) res(m[1]);
+    });
     child.once('exit', (code) => rej(new Error(`the emulator exited with ${code}`)));
   });
   return {
     url,
     total: async () => ((await (await fetch(`${url}/_emulator/stats`)).json()) as { total: number }).total,
-    resetCounts: async () => { await fetch(`${url}/_emulator/stats`, { method: 'DELETE' }); },
-    addVersion: async (secret, value) => { await fetch(`${url}/_emulator/secrets/${secret}/versions`, { method: 'POST', body: JSON.stringify({ secret_string: value }) }); },
+    resetCounts: async () => {
+      await fetch(`${url}/_emulator/stats`, { method: 'DELETE' });
+    },
+    addVersion: async (secret, value) => {
+      await fetch(`${url}/_emulator/secrets/${secret}/versions`, {
+        method: 'POST',
+        body: JSON.stringify({ secret_string: value }),
+      });
+    },
     stop: () => child.kill(),
   };
 }

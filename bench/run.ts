@@ -6,8 +6,18 @@ import { spawnSync } from 'node:child_process';
 import { installTools, startControlPlane } from '../test/cluster/control-plane.js';
 
 if (!process.env.CCE_BENCH_CHILD) {
-  const r = spawnSync('/usr/bin/env', ['MALLOC_ARENA_MAX=2', process.execPath, '--max-semi-space-size=1', '--max-old-space-size=128', process.argv[1], ...process.argv.slice(2)],
-    { stdio: 'inherit', env: { ...process.env, CCE_BENCH_CHILD: '1' } });
+  const r = spawnSync(
+    '/usr/bin/env',
+    [
+      'MALLOC_ARENA_MAX=2',
+      process.execPath,
+      '--max-semi-space-size=1',
+      '--max-old-space-size=128',
+      process.argv[1],
+      ...process.argv.slice(2),
+    ],
+    { stdio: 'inherit', env: { ...process.env, CCE_BENCH_CHILD: '1' } },
+  );
   process.exit(r.status ?? 1);
 }
 

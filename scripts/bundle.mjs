@@ -21,7 +21,9 @@ await build({
   legalComments: 'none',
   sourcemap: 'linked', // read only under `node --enable-source-maps`
   // CommonJS dependencies call require() for Node's built-in modules.
-  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+  },
   logLevel: 'warning',
 });
 chmodSync(outfile, 0o755);

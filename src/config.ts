@@ -110,7 +110,9 @@ export function checkEndpoint(flag: string, url: string, allowPlaintext: boolean
   if (parsed.protocol === 'https:') return;
   if (parsed.protocol !== 'http:') throw new ConfigError(`${flag} "${url}" must be an http(s) URL`);
   if (!allowPlaintext && !PLAINTEXT_OK.test(parsed.hostname)) {
-    throw new ConfigError(`${flag} "${url}" is plain http to another machine; use https, or pass --allow-plaintext-endpoints if that is intended`);
+    throw new ConfigError(
+      `${flag} "${url}" is plain http to another machine; use https, or pass --allow-plaintext-endpoints if that is intended`,
+    );
   }
 }
 
@@ -152,23 +154,32 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.
   if (o.help) return 'help';
   const nodeId = o.nodeid ?? env.NODE_NAME;
   if (!nodeId) throw new ConfigError('--nodeid is required (or set NODE_NAME from the downward API spec.nodeName)');
-  if (!/^unix:\/\/\/.+/.test(o.endpoint!)) throw new ConfigError(`--endpoint "${o.endpoint}" must look like unix:///csi/csi.sock`);
+  if (!/^unix:\/\/\/.+/.test(o.endpoint!))
+    throw new ConfigError(`--endpoint "${o.endpoint}" must look like unix:///csi/csi.sock`);
   const region = o.region ?? env.HUAWEICLOUD_SDK_REGION;
   let csmsEndpoint = o['csms-endpoint'];
   if (!csmsEndpoint) {
-    if (!region) throw new ConfigError('set --region (e.g. cn-north-4) or --csms-endpoint so the driver knows where CSMS is');
-    if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region)) throw new ConfigError(`--region "${region}" does not look like a Huawei Cloud region such as cn-north-4`);
+    if (!region)
+      throw new ConfigError('set --region (e.g. cn-north-4) or --csms-endpoint so the driver knows where CSMS is');
+    if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region))
+      throw new ConfigError(`--region "${region}" does not look like a Huawei Cloud region such as cn-north-4`);
     csmsEndpoint = csmsEndpointForRegion(region);
   }
-  for (const [flag, url] of [['--csms-endpoint', csmsEndpoint], ['--metadata-endpoint', o['metadata-endpoint']!]] as const) {
+  for (const [flag, url] of [
+    ['--csms-endpoint', csmsEndpoint],
+    ['--metadata-endpoint', o['metadata-endpoint']!],
+  ] as const) {
     checkEndpoint(flag, url, o['allow-plaintext-endpoints']!);
   }
   const kubeletRoot = o['kubelet-root-dir']!.replace(/\/+$/, '');
   if (!/^\/[^\0]*$/.test(kubeletRoot) || kubeletRoot.split('/').includes('..')) {
-    throw new ConfigError(`--kubelet-root-dir "${o['kubelet-root-dir']}" must be an absolute path without ".." (kubelet's --root-dir)`);
+    throw new ConfigError(
+      `--kubelet-root-dir "${o['kubelet-root-dir']}" must be an absolute path without ".." (kubelet's --root-dir)`,
+    );
   }
   const projectId = o['project-id'] ?? env.HUAWEICLOUD_SDK_PROJECT_ID;
-  if (projectId !== undefined && !/^[0-9a-zA-Z]{1,64}$/.test(projectId)) throw new ConfigError(`--project-id "${projectId}" must be the project's id (32 hex characters)`);
+  if (projectId !== undefined && !/^[0-9a-zA-Z]{1,64}$/.test(projectId))
+    throw new ConfigError(`--project-id "${projectId}" must be the project's id (32 hex characters)`);
   const rotationIntervalMs = parseDuration('--rotation-poll-interval', o['rotation-poll-interval']!);
   if (rotationIntervalMs < 1000 || rotationIntervalMs > 1440 * 60_000) {
     throw new ConfigError(`--rotation-poll-interval "${o['rotation-poll-interval']}" must be between 1s and 1440m`);

@@ -13,7 +13,11 @@ export type ErrorKind =
   | 'internal';
 
 export class ProductError extends Error {
-  constructor(readonly kind: ErrorKind, message: string, options?: ErrorOptions) {
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+    options?: ErrorOptions,
+  ) {
     super(message, options);
     this.name = new.target.name;
   }
@@ -21,36 +25,50 @@ export class ProductError extends Error {
 
 /** The CSI request itself is malformed (kubelet or a hand-made client sent it wrong). */
 export class InvalidRequestError extends ProductError {
-  constructor(message: string) { super('invalid-argument', message); }
+  constructor(message: string) {
+    super('invalid-argument', message);
+  }
 }
 
 /** A SecretProviderClass breaks one of the rules of its objects. */
 export class InvalidSpcError extends ProductError {
-  constructor(message: string) { super('invalid-argument', message); }
+  constructor(message: string) {
+    super('invalid-argument', message);
+  }
 }
 
 /** The configuration is fine but the cluster is not in a state to serve it. */
 export class PreconditionError extends ProductError {
-  constructor(message: string) { super('failed-precondition', message); }
+  constructor(message: string) {
+    super('failed-precondition', message);
+  }
 }
 
 export class NotFoundError extends ProductError {
-  constructor(message: string) { super('not-found', message); }
+  constructor(message: string) {
+    super('not-found', message);
+  }
 }
 
 /** The ServiceAccount allow-list, or the store's own policy, refuses access. */
 export class NotAllowedError extends ProductError {
-  constructor(message: string) { super('permission-denied', message); }
+  constructor(message: string) {
+    super('permission-denied', message);
+  }
 }
 
 /** The store did not accept our credentials. */
 export class UnauthenticatedError extends ProductError {
-  constructor(message: string) { super('unauthenticated', message); }
+  constructor(message: string) {
+    super('unauthenticated', message);
+  }
 }
 
 /** The store (or another dependency) could not be reached or kept failing. */
 export class StoreUnavailableError extends ProductError {
-  constructor(message: string, options?: ErrorOptions) { super('unavailable', message, options); }
+  constructor(message: string, options?: ErrorOptions) {
+    super('unavailable', message, options);
+  }
 }
 
 export function errorMessage(err: unknown): string {
@@ -59,5 +77,7 @@ export function errorMessage(err: unknown): string {
 
 /** The Kubernetes API server failed or could not be reached. */
 export class ApiServerError extends ProductError {
-  constructor(message: string) { super('unavailable', message); }
+  constructor(message: string) {
+    super('unavailable', message);
+  }
 }

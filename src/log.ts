@@ -32,7 +32,12 @@ function quote(v: unknown): string {
 }
 
 const klogFormat = winston.format.printf((info) => {
-  const { level, message, caller, fields } = info as unknown as { level: string; message: string; caller: string; fields?: Fields };
+  const { level, message, caller, fields } = info as unknown as {
+    level: string;
+    message: string;
+    caller: string;
+    fields?: Fields;
+  };
   const head = `${SEVERITY[level] ?? 'I'}${klogTime(new Date())} ${String(process.pid).padStart(7)} ${caller}]`;
   const entries = Object.entries(fields ?? {}).filter(([, v]) => v !== undefined);
   if (entries.length === 0) return `${head} ${message}`;
@@ -40,7 +45,12 @@ const klogFormat = winston.format.printf((info) => {
 });
 
 const jsonFormat = winston.format.printf((info) => {
-  const { level, message, caller, fields } = info as unknown as { level: string; message: string; caller: string; fields?: Fields };
+  const { level, message, caller, fields } = info as unknown as {
+    level: string;
+    message: string;
+    caller: string;
+    fields?: Fields;
+  };
   return JSON.stringify({ ts: new Date().toISOString(), level, caller, msg: message, ...fields });
 });
 
@@ -57,7 +67,8 @@ export function createLogger(opts: LogOptions): Logger {
     format: opts.json ? jsonFormat : klogFormat,
     transports: [new winston.transports.Stream({ stream: opts.stream ?? process.stderr })],
   });
-  const emit = (level: string) => (msg: string, fields?: Fields) => w.log({ level, message: msg, caller: callerOf(3), fields });
+  const emit = (level: string) => (msg: string, fields?: Fields) =>
+    w.log({ level, message: msg, caller: callerOf(3), fields });
   const silent = { info: () => undefined };
   const logger: Logger = {
     info: emit('info'),

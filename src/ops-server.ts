@@ -13,13 +13,16 @@ export async function startOpsServer(addr: string, ready: () => boolean): Promis
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
-      registry.metrics().then((text) => {
-        res.writeHead(200, { 'Content-Type': registry.contentType });
-        res.end(text);
-      }, (err) => {
-        res.writeHead(500);
-        res.end(String(err));
-      });
+      registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'Content-Type': registry.contentType });
+          res.end(text);
+        },
+        (err) => {
+          res.writeHead(500);
+          res.end(String(err));
+        },
+      );
       return;
     }
     if (path === '/healthz') return void res.end('ok');

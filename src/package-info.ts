@@ -13,4 +13,6 @@ function findRoot(start: string): string {
 }
 
 export const packageRoot = findRoot(import.meta.dirname);
-export const version: string = (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+export const version: string = (
+  JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
+).version;

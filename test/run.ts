@@ -7,9 +7,10 @@ import { join } from 'node:path';
 import { installTools, startControlPlane, type ControlPlane } from './cluster/control-plane.js';
 
 const here = import.meta.dirname;
-const targets = process.argv.slice(2).length > 0
-  ? process.argv.slice(2)
-  : ['unit', 'integration'].map((d) => join(here, d)).filter((d) => existsSync(d));
+const targets =
+  process.argv.slice(2).length > 0
+    ? process.argv.slice(2)
+    : ['unit', 'integration'].map((d) => join(here, d)).filter((d) => existsSync(d));
 
 function fail(message: string): never {
   console.error(`test: ERROR: ${message}`);
@@ -48,7 +49,10 @@ const runner = spawn(process.execPath, ['--enable-source-maps', '--test', ...tar
 /** tmpfs mounts that tests made under the temp folder and did not take down. */
 function leftoverMounts(): string[] {
   const prefix = join(tmpdir(), 'cce-');
-  return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(prefix));
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((p) => p.startsWith(prefix));
 }
 
 let stopping = false;

@@ -66,10 +66,18 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
   const { values: o } = parseArgs({
     args: argv,
     options: {
-      spc: { type: 'string' }, 'service-account': { type: 'string' }, allow: { type: 'string' }, target: { type: 'string' },
-      tmpfs: { type: 'boolean', default: false }, 'dry-run': { type: 'boolean', default: false },
-      namespace: { type: 'string' }, pod: { type: 'string', default: 'mount-cli' },
-      region: { type: 'string' }, 'csms-endpoint': { type: 'string' }, 'project-id': { type: 'string' }, 'metadata-endpoint': { type: 'string' },
+      spc: { type: 'string' },
+      'service-account': { type: 'string' },
+      allow: { type: 'string' },
+      target: { type: 'string' },
+      tmpfs: { type: 'boolean', default: false },
+      'dry-run': { type: 'boolean', default: false },
+      namespace: { type: 'string' },
+      pod: { type: 'string', default: 'mount-cli' },
+      region: { type: 'string' },
+      'csms-endpoint': { type: 'string' },
+      'project-id': { type: 'string' },
+      'metadata-endpoint': { type: 'string' },
       'allow-plaintext-endpoints': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -81,16 +89,31 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
   }
   if (!o.spc) throw new ConfigError('--spc FILE is required; see --help');
   if (!o['dry-run'] && !o.target) throw new ConfigError('--target DIR is required (or use --dry-run)');
-  if (!o['service-account'] && o.allow === undefined) throw new ConfigError('give the allow-list: --service-account FILE or --allow secret_1,secret_2');
+  if (!o['service-account'] && o.allow === undefined)
+    throw new ConfigError('give the allow-list: --service-account FILE or --allow secret_1,secret_2');
   const spc = readManifest(o.spc, 'SecretProviderClass') as SecretProviderClass;
   const sa = o['service-account'] ? readManifest(o['service-account'], 'ServiceAccount') : undefined;
   const annotations: Record<string, string> | undefined = sa
     ? sa.metadata?.annotations
-    : { [ALLOW_LIST_ANNOTATION]: JSON.stringify(o.allow!.split(',').map((x) => x.trim()).filter(Boolean)) };
+    : {
+        [ALLOW_LIST_ANNOTATION]: JSON.stringify(
+          o
+            .allow!.split(',')
+            .map((x) => x.trim())
+            .filter(Boolean),
+        ),
+      };
   const namespace = o.namespace ?? spc.metadata?.namespace ?? 'default';
   const req: PublishRequest = {
-    volumeId: 'mount-cli', targetPath: resolve(o.target ?? '.'), volumeName: 'mount-cli', spcName: spc.metadata?.name ?? 'unnamed', podName: o.pod!, podNamespace: namespace,
-    podUid: '00000000-0000-0000-0000-000000000000', serviceAccount: sa?.metadata?.name ?? '(--allow)', secrets: {},
+    volumeId: 'mount-cli',
+    targetPath: resolve(o.target ?? '.'),
+    volumeName: 'mount-cli',
+    spcName: spc.metadata?.name ?? 'unnamed',
+    podName: o.pod!,
+    podNamespace: namespace,
+    podUid: '00000000-0000-0000-0000-000000000000',
+    serviceAccount: sa?.metadata?.name ?? '(--allow)',
+    secrets: {},
   };
   try {
     const { objects } = checkVolume(req, spc, annotations);
@@ -99,7 +122,9 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
       const extra = ob.jmesPath.map((j) => `${j.objectAlias} (jmesPath ${j.path})`);
       say(`  ${ob.objectName} (${ob.objectVersion}) -> ${[ob.fileName, ...extra].join(', ')}`);
     }
-    say(`allowed by ${sa ? `ServiceAccount ${namespace}/${req.serviceAccount}` : '--allow'}: ${annotations?.[ALLOW_LIST_ANNOTATION]}`);
+    say(
+      `allowed by ${sa ? `ServiceAccount ${namespace}/${req.serviceAccount}` : '--allow'}: ${annotations?.[ALLOW_LIST_ANNOTATION]}`,
+    );
     if (o['dry-run']) {
       say('dry run: the SPC is valid; nothing fetched or written');
       return 0;
@@ -108,11 +133,15 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
     const endpoint = o['csms-endpoint'] ?? (o.region ? csmsEndpointForRegion(o.region) : undefined);
     if (!endpoint) throw new ConfigError('set --region or --csms-endpoint');
     checkEndpoint('--csms-endpoint', endpoint, o['allow-plaintext-endpoints']!);
-    if (o['metadata-endpoint']) checkEndpoint('--metadata-endpoint', o['metadata-endpoint'], o['allow-plaintext-endpoints']!);
+    if (o['metadata-endpoint'])
+      checkEndpoint('--metadata-endpoint', o['metadata-endpoint'], o['allow-plaintext-endpoints']!);
     const projectId = o['project-id'] ?? process.env.HUAWEICLOUD_SDK_PROJECT_ID ?? (await metadata.projectId());
     const source = new CsmsSecretSource(new CsmsClient({ endpoint, projectId }));
     const creds = await defaultCredentialProvider(metadata).credentials();
-    const values = await source.fetch(objects.map((ob) => ({ name: ob.objectName, version: ob.objectVersion })), creds);
+    const values = await source.fetch(
+      objects.map((ob) => ({ name: ob.objectName, version: ob.objectVersion })),
+      creds,
+    );
     for (const v of values) say(`fetched ${v.name} version ${v.versionId} (${v.value.length} bytes)`);
     const content = buildVolumeContent(objects, values);
     const secrets = (spc.spec.secretObjects ?? []).map((s, i) => desiredSecret(req, spc, content.files, s, i));
@@ -121,8 +150,15 @@ export async function mountCommand(argv: string[], out: NodeJS.WritableStream = 
     writeAtomically(req.targetPath, content.files);
     say(`wrote ${content.files.size} file(s) to ${req.targetPath}: ${[...content.files.keys()].join(', ')}`);
     say('SecretProviderClassPodStatus a pod would get:');
-    say(stringify(desiredSpcps(req, req.podUid, '<node>', content.versions)).trimEnd().replace(/^/gm, '  '));
-    for (const s of secrets) say(`Kubernetes Secret it would sync: ${s.metadata!.name} (${s.type}) with keys ${Object.keys(s.data ?? {}).join(', ')}`);
+    say(
+      stringify(desiredSpcps(req, req.podUid, '<node>', content.versions))
+        .trimEnd()
+        .replace(/^/gm, '  '),
+    );
+    for (const s of secrets)
+      say(
+        `Kubernetes Secret it would sync: ${s.metadata!.name} (${s.type}) with keys ${Object.keys(s.data ?? {}).join(', ')}`,
+      );
     return 0;
   } catch (err) {
     if (err instanceof ConfigError) throw err;

@@ -24,26 +24,53 @@ import { SpcWatcher } from '../reconciler/spc-watch.js';
 export async function serve(config: ServeConfig): Promise<void> {
   startMountHelper();
   const log = createLogger({ verbosity: config.verbosity, json: config.logJson });
-  log.info('Initializing Secrets Store CSI Driver', { driver: 'secrets-store.csi.k8s.io', version, node: config.nodeId, csmsEndpoint: config.csmsEndpoint });
+  log.info('Initializing Secrets Store CSI Driver', {
+    driver: 'secrets-store.csi.k8s.io',
+    version,
+    node: config.nodeId,
+    csmsEndpoint: config.csmsEndpoint,
+  });
   process.on('unhandledRejection', (err) => log.error('Unhandled rejection', { error: errorMessage(err) }));
 
   const metadata = new MetadataCredentials({ endpoint: config.metadataEndpoint });
   // Resolved when first needed: the socket (and unpublish) must not wait for the metadata service.
   const projectId = config.projectId ?? (() => metadata.projectId());
   const volumes = new VolumeRegistry();
-  const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log, volumes, config.maxSecretProviderClasses);
-  const source = new CsmsSecretSource(new CsmsClient({ endpoint: config.csmsEndpoint, projectId, timeoutMs: config.csmsTimeoutMs, maxResponseBytes: config.csmsMaxResponseBytes }));
+  const kube = new KubeView(
+    loadKubeConfig(config.kubeconfig),
+    config.nodeId,
+    log,
+    volumes,
+    config.maxSecretProviderClasses,
+  );
+  const source = new CsmsSecretSource(
+    new CsmsClient({
+      endpoint: config.csmsEndpoint,
+      projectId,
+      timeoutMs: config.csmsTimeoutMs,
+      maxResponseBytes: config.csmsMaxResponseBytes,
+    }),
+  );
   const events = new EventRecorder(kube.core, log);
   const secretSync = config.syncSecrets ? new SecretSync(kube.core, log, events) : undefined;
   const publisher = new Publisher({
-    kube, source, log, volumes, kubeletRoot: config.kubeletRoot,
+    kube,
+    source,
+    log,
+    volumes,
+    kubeletRoot: config.kubeletRoot,
     spcps: new SpcpsWriter(kube.custom),
     credentials: defaultCredentialProvider(metadata),
     onContent: secretSync && ((content) => secretSync.sync(content)),
   });
   const server = new CsiServer({
-    endpoint: config.endpoint, nodeId: config.nodeId, publisher, log, kubeletRoot: config.kubeletRoot,
-    ready: () => kube.synced, maxReceiveMessageBytes: config.maxCallRecvMsgSize,
+    endpoint: config.endpoint,
+    nodeId: config.nodeId,
+    publisher,
+    log,
+    kubeletRoot: config.kubeletRoot,
+    ready: () => kube.synced,
+    maxReceiveMessageBytes: config.maxCallRecvMsgSize,
   });
   const rotation = config.rotationEnabled
     ? new RotationReconciler({ publisher, source, events, log, intervalMs: config.rotationIntervalMs })
@@ -54,26 +81,30 @@ export async function serve(config: ServeConfig): Promise<void> {
   await server.start();
   const ops = config.metricsAddr ? await startOpsServer(config.metricsAddr, () => kube.synced) : undefined;
   const opsAddr = ops?.address();
-  if (opsAddr && typeof opsAddr === 'object') log.info('Serving metrics and health checks', { address: `${opsAddr.address}:${opsAddr.port}` });
-  void kube.start().then(async () => {
-    log.info('Kubernetes caches synced');
-    spcWatch.start();
-    const backoff = new Backoff(1000);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const adopted = await recoverVolumes({ kube, publisher, events, log, kubeletRoot: config.kubeletRoot });
-        if (adopted > 0) log.info('Took over volumes mounted before a restart', { volumes: adopted });
-        break;
-      } catch (err) {
-        log.warn('Taking over mounted volumes failed, retrying', { attempt, error: errorMessage(err) });
-        await new Promise((r) => setTimeout(r, backoff.next()));
+  if (opsAddr && typeof opsAddr === 'object')
+    log.info('Serving metrics and health checks', { address: `${opsAddr.address}:${opsAddr.port}` });
+  void kube
+    .start()
+    .then(async () => {
+      log.info('Kubernetes caches synced');
+      spcWatch.start();
+      const backoff = new Backoff(1000);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const adopted = await recoverVolumes({ kube, publisher, events, log, kubeletRoot: config.kubeletRoot });
+          if (adopted > 0) log.info('Took over volumes mounted before a restart', { volumes: adopted });
+          break;
+        } catch (err) {
+          log.warn('Taking over mounted volumes failed, retrying', { attempt, error: errorMessage(err) });
+          await new Promise((r) => setTimeout(r, backoff.next()));
+        }
       }
-    }
-    rotation?.start();
-  }).catch((err) => {
-    log.error('Start-up failed', { error: errorMessage(err) });
-    process.exit(1);
-  });
+      rotation?.start();
+    })
+    .catch((err) => {
+      log.error('Start-up failed', { error: errorMessage(err) });
+      process.exit(1);
+    });
 
   let stopping = false;
   const stop = async (signal: string) => {

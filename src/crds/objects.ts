@@ -36,7 +36,9 @@ export function parseSecretObjects(spcRef: string, objectsYaml: string | undefin
   }
   const size = Buffer.byteLength(objectsYaml, 'utf8');
   if (size > LIMITS.objectsBytes) {
-    throw fail(`spec.parameters.objects is ${size} bytes, over the limit of ${LIMITS.objectsBytes} bytes; split it into several SecretProviderClasses`);
+    throw fail(
+      `spec.parameters.objects is ${size} bytes, over the limit of ${LIMITS.objectsBytes} bytes; split it into several SecretProviderClasses`,
+    );
   }
   let doc: unknown;
   try {
@@ -51,7 +53,9 @@ export function parseSecretObjects(spcRef: string, objectsYaml: string | undefin
   const objects = doc.map((item, i) => parseOne(item, i, fail));
   const files = objects.reduce((n, o) => n + 1 + o.jmesPath.length, 0);
   if (files > LIMITS.files) {
-    throw fail(`the objects make ${files} files (objects plus jmesPath entries), over the limit of ${LIMITS.files} files per volume; split them into several SecretProviderClasses`);
+    throw fail(
+      `the objects make ${files} files (objects plus jmesPath entries), over the limit of ${LIMITS.files} files per volume; split them into several SecretProviderClasses`,
+    );
   }
   checkUniqueness(objects, fail);
   return objects;
@@ -73,22 +77,32 @@ function parseOne(item: unknown, index: number, fail: (w: string) => InvalidSpcE
   }
   const at = (field: string) => `object "${name}": ${field}`;
   if (o.objectType !== 'csms') {
-    throw fail(`${at('objectType')} must be "csms" (the only type this provider serves), got ${describe(o.objectType)}`);
+    throw fail(
+      `${at('objectType')} must be "csms" (the only type this provider serves), got ${describe(o.objectType)}`,
+    );
   }
   if (typeof o.objectVersion !== 'string' || !VERSION.test(o.objectVersion)) {
     throw fail(`${at('objectVersion')} must be "v1", "v2", ... or "latest", got ${describe(o.objectVersion)}`);
   }
   let fileName = name;
   if (o.objectAlias !== undefined) {
-    if (typeof o.objectAlias !== 'string' || o.objectAlias === '') throw fail(`${at('objectAlias')} must be a non-empty string`);
-    if (o.objectAlias === name) throw fail(`${at('objectAlias')} must differ from its own objectName; omit it to use "${name}"`);
+    if (typeof o.objectAlias !== 'string' || o.objectAlias === '')
+      throw fail(`${at('objectAlias')} must be a non-empty string`);
+    if (o.objectAlias === name)
+      throw fail(`${at('objectAlias')} must differ from its own objectName; omit it to use "${name}"`);
     checkFileName(o.objectAlias, at('objectAlias'), fail);
     fileName = o.objectAlias;
   } else {
     // The name becomes the file name, so it obeys the same rule as an alias.
     checkFileName(name, `${at('objectName')} (the file name when there is no objectAlias)`, fail, 'set an objectAlias');
   }
-  return { objectName: name, fileName, objectVersion: o.objectVersion, objectType: 'csms', jmesPath: parseJmesPath(o.jmesPath, at, fail) };
+  return {
+    objectName: name,
+    fileName,
+    objectVersion: o.objectVersion,
+    objectType: 'csms',
+    jmesPath: parseJmesPath(o.jmesPath, at, fail),
+  };
 }
 
 function parseJmesPath(raw: unknown, at: (f: string) => string, fail: (w: string) => InvalidSpcError): JmesPathEntry[] {
@@ -97,9 +111,11 @@ function parseJmesPath(raw: unknown, at: (f: string) => string, fail: (w: string
   return raw.map((entry, i) => {
     const field = at(`jmesPath[${i}]`);
     const e = (entry ?? {}) as Record<string, unknown>;
-    if (typeof e.path !== 'string' || e.path === '') throw fail(`${field}.path is required (a key of the secret's JSON value)`);
+    if (typeof e.path !== 'string' || e.path === '')
+      throw fail(`${field}.path is required (a key of the secret's JSON value)`);
     if (e.path.includes('\\')) throw fail(`${field}.path "${e.path}" must not contain a backslash`);
-    if (typeof e.objectAlias !== 'string' || e.objectAlias === '') throw fail(`${field}.objectAlias is required (the file name)`);
+    if (typeof e.objectAlias !== 'string' || e.objectAlias === '')
+      throw fail(`${field}.objectAlias is required (the file name)`);
     checkFileName(e.objectAlias, `${field}.objectAlias`, fail);
     return { path: e.path, objectAlias: e.objectAlias };
   });
@@ -118,22 +134,32 @@ export function fileNameProblem(name: string): string | undefined {
 }
 
 /** File names are flat: nothing may escape the volume or clash with the writer's `..` entries. */
-function checkFileName(value: string, field: string, fail: (w: string) => InvalidSpcError, fix = 'choose a plain file name'): void {
+function checkFileName(
+  value: string,
+  field: string,
+  fail: (w: string) => InvalidSpcError,
+  fix = 'choose a plain file name',
+): void {
   const problem = fileNameProblem(value);
-  if (problem) throw fail(`${field} ${JSON.stringify(value)} is not a plain file name: it ${problem}; ${fix} (no "/", no leading "..", at most ${MAX_FILE_NAME_BYTES} bytes in UTF-8)`);
+  if (problem)
+    throw fail(
+      `${field} ${JSON.stringify(value)} is not a plain file name: it ${problem}; ${fix} (no "/", no leading "..", at most ${MAX_FILE_NAME_BYTES} bytes in UTF-8)`,
+    );
 }
 
 function checkUniqueness(objects: SecretObject[], fail: (w: string) => InvalidSpcError): void {
   const names = new Set<string>();
   for (const o of objects) {
-    if (names.has(o.objectName)) throw fail(`objectName "${o.objectName}" appears twice; each object must be listed once`);
+    if (names.has(o.objectName))
+      throw fail(`objectName "${o.objectName}" appears twice; each object must be listed once`);
     names.add(o.objectName);
   }
   // A file name may not repeat, and an alias may not take another object's name.
   const files = new Map<string, string>();
   const claim = (file: string, owner: string) => {
     const other = files.get(file);
-    if (other !== undefined) throw fail(`${owner} writes file "${file}", which ${other} already writes; choose another objectAlias`);
+    if (other !== undefined)
+      throw fail(`${owner} writes file "${file}", which ${other} already writes; choose another objectAlias`);
     files.set(file, owner);
   };
   for (const o of objects) {
@@ -152,7 +178,9 @@ export function extractJmesPath(objectName: string, entry: JmesPathEntry, value:
   try {
     json = JSON.parse(value.toString('utf8'));
   } catch {
-    throw new InvalidSpcError(`object "${objectName}": jmesPath "${entry.path}" needs a JSON secret value, but the value is not JSON`);
+    throw new InvalidSpcError(
+      `object "${objectName}": jmesPath "${entry.path}" needs a JSON secret value, but the value is not JSON`,
+    );
   }
   let result: unknown;
   if (json !== null && typeof json === 'object' && !Array.isArray(json) && Object.hasOwn(json, entry.path)) {
@@ -165,7 +193,9 @@ export function extractJmesPath(objectName: string, entry: JmesPathEntry, value:
     }
   }
   if (result === null || result === undefined) {
-    throw new InvalidSpcError(`object "${objectName}": jmesPath "${entry.path}" selects nothing in the secret's JSON value; check the key`);
+    throw new InvalidSpcError(
+      `object "${objectName}": jmesPath "${entry.path}" selects nothing in the secret's JSON value; check the key`,
+    );
   }
   return Buffer.from(typeof result === 'string' ? result : JSON.stringify(result), 'utf8');
 }

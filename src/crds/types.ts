@@ -76,4 +76,3 @@ export interface SecretProviderClassPodStatus {
   metadata: ObjectMeta;
   status: SpcpsStatus;
 }
-

@@ -3,11 +3,17 @@
 import { NotAllowedError } from '../errors.js';
 import { ALLOW_LIST_ANNOTATION } from '../crds/types.js';
 
-export function checkAllowList(serviceAccount: string, annotations: Record<string, string> | undefined, secretNames: string[]): void {
+export function checkAllowList(
+  serviceAccount: string,
+  annotations: Record<string, string> | undefined,
+  secretNames: string[],
+): void {
   const raw = annotations?.[ALLOW_LIST_ANNOTATION];
   const example = `${ALLOW_LIST_ANNOTATION}: '${JSON.stringify(secretNames)}'`;
   if (raw === undefined) {
-    throw new NotAllowedError(`ServiceAccount ${serviceAccount} has no ${ALLOW_LIST_ANNOTATION} annotation, so its pods may use no CSMS secret; add e.g. ${example}`);
+    throw new NotAllowedError(
+      `ServiceAccount ${serviceAccount} has no ${ALLOW_LIST_ANNOTATION} annotation, so its pods may use no CSMS secret; add e.g. ${example}`,
+    );
   }
   let allowed: unknown;
   try {
@@ -16,11 +22,15 @@ export function checkAllowList(serviceAccount: string, annotations: Record<strin
     allowed = undefined;
   }
   if (!Array.isArray(allowed) || !allowed.every((x) => typeof x === 'string')) {
-    throw new NotAllowedError(`ServiceAccount ${serviceAccount}: annotation ${ALLOW_LIST_ANNOTATION} must be a JSON array of secret names, e.g. ${example}`);
+    throw new NotAllowedError(
+      `ServiceAccount ${serviceAccount}: annotation ${ALLOW_LIST_ANNOTATION} must be a JSON array of secret names, e.g. ${example}`,
+    );
   }
   const set = new Set(allowed as string[]);
   const missing = secretNames.filter((n) => !set.has(n));
   if (missing.length > 0) {
-    throw new NotAllowedError(`secret ${missing.map((n) => `"${n}"`).join(', ')} is not allowed for ServiceAccount ${serviceAccount}: add it to the ${ALLOW_LIST_ANNOTATION} annotation (now ${raw})`);
+    throw new NotAllowedError(
+      `secret ${missing.map((n) => `"${n}"`).join(', ')} is not allowed for ServiceAccount ${serviceAccount}: add it to the ${ALLOW_LIST_ANNOTATION} annotation (now ${raw})`,
+    );
   }
 }

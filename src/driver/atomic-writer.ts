@@ -12,8 +12,16 @@
 // memory operation, while a trip through libuv's thread pool costs far more on a busy
 // node and a publish makes a few dozen of them (BENCHMARKS.md).
 import {
-  chmodSync as chmod, lstatSync as lstat, mkdtempSync as mkdtemp, readdirSync as readdir, readFileSync as readFile,
-  readlinkSync as readlink, renameSync as rename, rmSync as rm, symlinkSync as symlink, writeFileSync as writeFile,
+  chmodSync as chmod,
+  lstatSync as lstat,
+  mkdtempSync as mkdtemp,
+  readdirSync as readdir,
+  readFileSync as readFile,
+  readlinkSync as readlink,
+  renameSync as rename,
+  rmSync as rm,
+  symlinkSync as symlink,
+  writeFileSync as writeFile,
 } from 'node:fs';
 import { basename, join } from 'node:path';
 
@@ -81,7 +89,8 @@ function removeLeftovers(dir: string, keep: string | undefined, names: Iterable<
   for (const entry of readdir(dir)) {
     if (entry === DATA || entry === keep || wanted.has(entry)) continue;
     const path = join(dir, entry);
-    if (entry.startsWith('..') || readlinkOrEmpty(path).startsWith(`${DATA}/`)) rm(path, { recursive: true, force: true });
+    if (entry.startsWith('..') || readlinkOrEmpty(path).startsWith(`${DATA}/`))
+      rm(path, { recursive: true, force: true });
   }
 }
 

@@ -27,7 +27,13 @@ export interface CsiServerOptions {
 type Handler = (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => void;
 
 export function loadCsiProto(): grpc.GrpcObject {
-  const def = protoLoader.loadSync(join(packageRoot, 'csi-proto/csi.proto'), { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const def = protoLoader.loadSync(join(packageRoot, 'csi-proto/csi.proto'), {
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
   return grpc.loadPackageDefinition(def);
 }
 
@@ -38,7 +44,12 @@ export function socketPath(endpoint: string): string {
 }
 
 /** Wraps an async handler: product errors become gRPC statuses, once, here. */
-function unary<Req, Res>(rpc: string, log: Logger, fn: (req: Req) => Promise<Res>, count?: (error?: string) => void): Handler {
+function unary<Req, Res>(
+  rpc: string,
+  log: Logger,
+  fn: (req: Req) => Promise<Res>,
+  count?: (error?: string) => void,
+): Handler {
   return (call, cb) => {
     fn(call.request as Req).then(
       (res) => {
@@ -62,7 +73,9 @@ export class CsiServer {
 
   constructor(private readonly opts: CsiServerOptions) {
     this.path = socketPath(opts.endpoint);
-    this.server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? 4 * 1024 * 1024 });
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
+    });
     const csi = (loadCsiProto().csi as grpc.GrpcObject).v1 as grpc.GrpcObject;
     this.server.addService((csi.Identity as grpc.ServiceClientConstructor).service, this.identity());
     this.server.addService((csi.Node as grpc.ServiceClientConstructor).service, this.node());
@@ -79,23 +92,40 @@ export class CsiServer {
 
   private node(): grpc.UntypedServiceImplementation {
     const { log, publisher, nodeId, kubeletRoot } = this.opts;
-    const unimplemented: Handler = (call, cb) => cb({ code: grpc.status.UNIMPLEMENTED, details: `${call.getPath()} is not implemented: secrets-store volumes are ephemeral and node-published only` });
+    const unimplemented: Handler = (call, cb) =>
+      cb({
+        code: grpc.status.UNIMPLEMENTED,
+        details: `${call.getPath()} is not implemented: secrets-store volumes are ephemeral and node-published only`,
+      });
     return {
-      NodePublishVolume: unary('NodePublishVolume', log, async (raw) => {
-        const end = metrics.publishDuration.startTimer();
-        try {
-          await publisher.publish(parsePublishRequest(raw as object, kubeletRoot));
-        } finally {
-          end();
+      NodePublishVolume: unary(
+        'NodePublishVolume',
+        log,
+        async (raw) => {
+          const end = metrics.publishDuration.startTimer();
+          try {
+            await publisher.publish(parsePublishRequest(raw as object, kubeletRoot));
+          } finally {
+            end();
+            metrics.mountedVolumes.set(publisher.volumes.size);
+          }
+          return {};
+        },
+        (error) =>
+          error
+            ? metrics.nodePublishError.inc({ provider: 'cce', error_type: error })
+            : metrics.nodePublish.inc({ provider: 'cce' }),
+      ),
+      NodeUnpublishVolume: unary(
+        'NodeUnpublishVolume',
+        log,
+        async (raw) => {
+          await publisher.unpublish(parseUnpublishRequest(raw as object, kubeletRoot));
           metrics.mountedVolumes.set(publisher.volumes.size);
-        }
-        return {};
-      }, (error) => (error ? metrics.nodePublishError.inc({ provider: 'cce', error_type: error }) : metrics.nodePublish.inc({ provider: 'cce' }))),
-      NodeUnpublishVolume: unary('NodeUnpublishVolume', log, async (raw) => {
-        await publisher.unpublish(parseUnpublishRequest(raw as object, kubeletRoot));
-        metrics.mountedVolumes.set(publisher.volumes.size);
-        return {};
-      }, (error) => (error ? metrics.nodeUnpublishError.inc({ error_type: error }) : metrics.nodeUnpublish.inc())),
+          return {};
+        },
+        (error) => (error ? metrics.nodeUnpublishError.inc({ error_type: error }) : metrics.nodeUnpublish.inc()),
+      ),
       NodeGetCapabilities: unary('NodeGetCapabilities', log, async () => ({ capabilities: [] })),
       NodeGetInfo: unary('NodeGetInfo', log, async () => ({ node_id: nodeId, max_volumes_per_node: '0' })),
       NodeStageVolume: unimplemented,
@@ -112,7 +142,10 @@ export class CsiServer {
     const oldUmask = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) =>
-        this.server.bindAsync(`unix:${this.path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+        this.server.bindAsync(`unix:${this.path}`, grpc.ServerCredentials.createInsecure(), (err) =>
+          err ? reject(err) : resolve(),
+        ),
+      );
     } finally {
       process.umask(oldUmask);
     }
@@ -123,8 +156,14 @@ export class CsiServer {
   /** Stops accepting, lets in-flight calls finish (up to `graceMs`), removes the socket. */
   async stop(graceMs = 10_000): Promise<void> {
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => { this.server.forceShutdown(); resolve(); }, graceMs);
-      this.server.tryShutdown(() => { clearTimeout(timer); resolve(); });
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
     });
     await unlink(this.path).catch(() => undefined);
   }
@@ -139,7 +178,10 @@ async function removeStaleSocket(path: string): Promise<void> {
   }
   const alive = await new Promise<boolean>((resolve) => {
     const s = connect(path);
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
   if (alive) throw new Error(`another process is serving ${path}; stop it first`);

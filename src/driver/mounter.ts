@@ -69,8 +69,14 @@ class MountHelper {
         child.kill('SIGKILL');
       }, SYSCALL_TIMEOUT_MS);
       this.pending.set(id, {
-        resolve: () => { clearTimeout(timer); resolve(); },
-        reject: (e) => { clearTimeout(timer); reject(e); },
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       });
       // Keep the process alive while an answer is due (a one-shot CLI has nothing else).
       (child.stdout as unknown as { ref(): void }).ref();
@@ -89,15 +95,21 @@ class MountHelper {
     for (const s of [child.stdin, child.stdout, child.stderr] as unknown as { unref?: () => void }[]) s.unref?.();
     createInterface({ input: child.stdout }).on('line', (line) => this.answer(line));
     let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-500); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-500);
+    });
     const fail = (why: string) => {
       if (this.child !== child) return;
       this.child = undefined; // the next request starts a new helper
       for (const p of this.pending.values()) p.reject(new Error(why));
       this.pending.clear();
     };
-    child.on('error', (err) => fail(`the mount helper (${PERL}, Debian package perl-base) could not run: ${err.message}`));
-    child.on('exit', (code, signal) => fail(`the mount helper exited (${signal ?? `code ${code}`})${stderr ? `: ${stderr.trim()}` : ''}`));
+    child.on('error', (err) =>
+      fail(`the mount helper (${PERL}, Debian package perl-base) could not run: ${err.message}`),
+    );
+    child.on('exit', (code, signal) =>
+      fail(`the mount helper exited (${signal ?? `code ${code}`})${stderr ? `: ${stderr.trim()}` : ''}`),
+    );
     child.stdin.on('error', () => undefined); // a dead helper is reported by 'exit'/'error'
     this.child = child;
     return child;
@@ -182,7 +194,10 @@ export interface OwnMount {
 }
 
 /** The top mount at `path` if it is a tmpfs this driver made (see MOUNT_SOURCE), else undefined. */
-export function ownMountAt(path: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): OwnMount | undefined {
+export function ownMountAt(
+  path: string,
+  mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'),
+): OwnMount | undefined {
   let top: string[] | undefined;
   for (const line of mountinfo.split('\n')) {
     const fields = line.split(' ');

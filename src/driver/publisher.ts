@@ -76,7 +76,12 @@ export class Publisher {
 
   private async publishLocked(req: PublishRequest): Promise<void> {
     const { log } = this.deps;
-    log.info('Servicing mount request', { Pod: req.podName, Namespace: req.podNamespace, ServiceAccount: req.serviceAccount, SecretProviderClass: req.spcName });
+    log.info('Servicing mount request', {
+      Pod: req.podName,
+      Namespace: req.podNamespace,
+      ServiceAccount: req.serviceAccount,
+      SecretProviderClass: req.spcName,
+    });
     const t0 = performance.now();
     const plan = await planVolume(this.deps.kube, req);
     // Only at mount time: pods already running keep rotating whatever the count becomes.
@@ -88,7 +93,8 @@ export class Publisher {
     const known = this.volumes.get(req.targetPath);
     if (known && (await isMountPoint(req.targetPath))) {
       if (known.fingerprint === plan.fingerprint) {
-        for (const v of known.versions) log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
+        for (const v of known.versions)
+          log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
         return;
       }
       await this.update(req, plan, known, this.deps.source);
@@ -103,15 +109,30 @@ export class Publisher {
     const recording = this.record(req, plan, content);
     let mounted = false;
     try {
-      const [name] = await settleAll([recording, mountTmpfs(req.targetPath, sizeBytes).then(() => { mounted = true; this.write(req, content); })]);
+      const [name] = await settleAll([
+        recording,
+        mountTmpfs(req.targetPath, sizeBytes).then(() => {
+          mounted = true;
+          this.write(req, content);
+        }),
+      ]);
       const tWritten = performance.now();
       await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
       this.remember(req, plan, content, name, sizeBytes);
       const ms = (a: number, b: number) => (b - a).toFixed(1);
-      log.v(4).info('Publish phases (ms)', { plan: ms(t0, tPlan), fetch: ms(tPlan, tFetched), writeAndStatus: ms(tFetched, tWritten), sync: ms(tWritten, performance.now()) });
+      log
+        .v(4)
+        .info('Publish phases (ms)', {
+          plan: ms(t0, tPlan),
+          fetch: ms(tPlan, tFetched),
+          writeAndStatus: ms(tFetched, tWritten),
+          sync: ms(tWritten, performance.now()),
+        });
     } catch (err) {
       if (mounted) {
-        await unmountAndRemove(req.targetPath, 1).catch((e) => log.error('Cleanup after a failed mount failed', { target: req.targetPath, error: errorMessage(e) }));
+        await unmountAndRemove(req.targetPath, 1).catch((e) =>
+          log.error('Cleanup after a failed mount failed', { target: req.targetPath, error: errorMessage(e) }),
+        );
       }
       const name = await recording.catch(() => undefined);
       if (name) await this.deps.spcps.delete(req.podNamespace, name, req.podUid).catch(() => undefined);
@@ -136,7 +157,10 @@ export class Publisher {
       const latest = plan.objects.filter((o) => o.objectVersion === 'latest');
       if (latest.length === 0) return 'unchanged';
       const creds = await resolveCredentials(known.request.secrets, this.deps.credentials);
-      const values = await source.fetch(latest.map((o) => ({ name: o.objectName, version: 'latest' })), creds);
+      const values = await source.fetch(
+        latest.map((o) => ({ name: o.objectName, version: 'latest' })),
+        creds,
+      );
       if (values.every((v) => known.digests[v.name] === digest(v.value))) return 'unchanged';
     }
     await this.update(known.request, plan, known, source);
@@ -144,10 +168,21 @@ export class Publisher {
   }
 
   /** Rewrites an existing volume: files first, then SPCPS and hooks; old files stay on any failure before the swap. */
-  private async update(req: PublishRequest, plan: VolumePlan, known: MountedVolume, source: SecretSource): Promise<void> {
+  private async update(
+    req: PublishRequest,
+    plan: VolumePlan,
+    known: MountedVolume,
+    source: SecretSource,
+  ): Promise<void> {
     const mounted = await isMountPoint(req.targetPath);
     // Pinned values come only from our tmpfs, never from the folder under its mount point.
-    const content = await this.fetchContent(req, plan, known, mounted ? readPublished(req.targetPath) : new Map(), source);
+    const content = await this.fetchContent(
+      req,
+      plan,
+      known,
+      mounted ? readPublished(req.targetPath) : new Map(),
+      source,
+    );
     const sizeBytes = Math.max(known.sizeBytes, tmpfsSizeFor(content.files));
     if (!mounted) {
       // Someone unmounted the tmpfs under a running pod: never put secrets on the node's disk.
@@ -166,7 +201,13 @@ export class Publisher {
    * Fetches what must be fetched; a pinned version already in `local`, the files of a
    * volume this driver wrote (or adopted as its own), is taken from there.
    */
-  private async fetchContent(req: PublishRequest, plan: VolumePlan, known: MountedVolume | undefined, local: FileSet, source: SecretSource): Promise<VolumeContent> {
+  private async fetchContent(
+    req: PublishRequest,
+    plan: VolumePlan,
+    known: MountedVolume | undefined,
+    local: FileSet,
+    source: SecretSource,
+  ): Promise<VolumeContent> {
     const values: (SecretVersion | undefined)[] = plan.objects.map((o) => {
       const had = known?.versions.find((v) => v.id === o.objectName);
       const value = local.get(o.fileName);
@@ -177,7 +218,10 @@ export class Publisher {
     const missing = plan.objects.filter((_, i) => !values[i]);
     if (missing.length > 0) {
       const creds = await resolveCredentials(req.secrets, this.deps.credentials);
-      const fetched = await source.fetch(missing.map((o) => ({ name: o.objectName, version: o.objectVersion })), creds);
+      const fetched = await source.fetch(
+        missing.map((o) => ({ name: o.objectName, version: o.objectVersion })),
+        creds,
+      );
       for (const v of fetched) this.deps.log.info('Get secret successfully', { name: v.name, version: v.versionId });
       for (let i = 0, j = 0; i < values.length; i++) if (!values[i]) values[i] = fetched[j++];
     }
@@ -186,11 +230,29 @@ export class Publisher {
 
   private write(req: PublishRequest, content: VolumeContent): void {
     const changed = writeAtomically(req.targetPath, content.files);
-    this.deps.log.v(2).info(changed ? 'Write secret files finished' : 'Secret files unchanged', { target: req.targetPath, files: content.files.size });
+    this.deps.log
+      .v(2)
+      .info(changed ? 'Write secret files finished' : 'Secret files unchanged', {
+        target: req.targetPath,
+        files: content.files.size,
+      });
   }
 
-  private remember(req: PublishRequest, plan: VolumePlan, content: VolumeContent, spcpsName: string, sizeBytes: number): void {
-    this.volumes.set({ request: req, spcpsName, fingerprint: plan.fingerprint, versions: content.versions, digests: content.digests, sizeBytes });
+  private remember(
+    req: PublishRequest,
+    plan: VolumePlan,
+    content: VolumeContent,
+    spcpsName: string,
+    sizeBytes: number,
+  ): void {
+    this.volumes.set({
+      request: req,
+      spcpsName,
+      fingerprint: plan.fingerprint,
+      versions: content.versions,
+      digests: content.digests,
+      sizeBytes,
+    });
   }
 
   private async unpublishLocked(req: UnpublishRequest): Promise<void> {
@@ -203,7 +265,14 @@ export class Publisher {
     if (known) {
       const { podNamespace: namespace } = known.request;
       // Unknown volumes are left to the garbage collector (the SPCPS is owned by the pod).
-      await this.deps.spcps.delete(namespace, known.spcpsName, known.request.podUid).catch((err) => log.warn('Deleting SecretProviderClassPodStatus failed; garbage collection will remove it', { spcps: `${namespace}/${known.spcpsName}`, error: errorMessage(err) }));
+      await this.deps.spcps
+        .delete(namespace, known.spcpsName, known.request.podUid)
+        .catch((err) =>
+          log.warn('Deleting SecretProviderClassPodStatus failed; garbage collection will remove it', {
+            spcps: `${namespace}/${known.spcpsName}`,
+            error: errorMessage(err),
+          }),
+        );
     }
     log.info('Unmounted volume', { target: targetPath });
   }

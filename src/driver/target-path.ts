@@ -22,7 +22,9 @@ export function expectedShape(kubeletRoot: string): string {
 /** The pod and volume a target path belongs to, or an error naming the expected shape. */
 export function parseTargetPath(kubeletRoot: string, target: string, rpc: string): VolumePath {
   const refuse = (why: string) =>
-    new InvalidRequestError(`${rpc}: target_path ${JSON.stringify(target)} ${why}; it must be ${expectedShape(kubeletRoot)}`);
+    new InvalidRequestError(
+      `${rpc}: target_path ${JSON.stringify(target)} ${why}; it must be ${expectedShape(kubeletRoot)}`,
+    );
   if (normalize(target) !== target || target.endsWith('/')) throw refuse('is not a normalized absolute path');
   const prefix = `${kubeletRoot}/pods/`;
   if (!target.startsWith(prefix)) throw refuse(`is outside the kubelet root ${kubeletRoot}`);
@@ -53,7 +55,9 @@ export function realFoldersUpTo(kubeletRoot: string, target: string, rpc: string
       return false;
     }
     if (!st.isDirectory()) {
-      throw new InvalidRequestError(`${rpc}: ${path} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a folder'}; the driver follows no link out of ${expectedShape(kubeletRoot)}`);
+      throw new InvalidRequestError(
+        `${rpc}: ${path} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a folder'}; the driver follows no link out of ${expectedShape(kubeletRoot)}`,
+      );
     }
   }
   return true;

@@ -21,7 +21,10 @@ export async function planVolume(kube: KubeView, req: PublishRequest): Promise<V
   const pod = await kube.pod(req.podNamespace, req.podName, req.podUid);
   // Before anything else is read: the request must be this node's pod and one of its own volumes.
   checkPodVolume(req, pod, kube.nodeName);
-  const [spc, sa] = await Promise.all([kube.spc(req.podNamespace, req.spcName), kube.serviceAccount(req.podNamespace, req.serviceAccount)]);
+  const [spc, sa] = await Promise.all([
+    kube.spc(req.podNamespace, req.spcName),
+    kube.serviceAccount(req.podNamespace, req.serviceAccount),
+  ]);
   return { pod, spc, ...checkVolume(req, spc, sa.metadata?.annotations) };
 }
 
@@ -33,7 +36,9 @@ export async function planVolume(kube: KubeView, req: PublishRequest): Promise<V
 export function checkPodVolume(req: PublishRequest, pod: k8s.V1Pod, nodeName: string): void {
   const who = `Pod ${req.podNamespace}/${req.podName}`;
   if (pod.spec?.nodeName !== nodeName) {
-    throw new InvalidRequestError(`${who} runs on node ${JSON.stringify(pod.spec?.nodeName ?? '')}, not on this node ${nodeName}`);
+    throw new InvalidRequestError(
+      `${who} runs on node ${JSON.stringify(pod.spec?.nodeName ?? '')}, not on this node ${nodeName}`,
+    );
   }
   const sa = pod.spec?.serviceAccountName || 'default';
   if (sa !== req.serviceAccount) {
@@ -41,24 +46,46 @@ export function checkPodVolume(req: PublishRequest, pod: k8s.V1Pod, nodeName: st
   }
   const volume = pod.spec?.volumes?.find((v) => v.name === req.volumeName);
   if (volume?.csi?.driver !== DRIVER_NAME) {
-    throw new InvalidRequestError(`${who} has no csi volume "${req.volumeName}" of driver ${DRIVER_NAME}, so its target path is not one this driver publishes`);
+    throw new InvalidRequestError(
+      `${who} has no csi volume "${req.volumeName}" of driver ${DRIVER_NAME}, so its target path is not one this driver publishes`,
+    );
   }
   const named = volume.csi.volumeAttributes?.secretProviderClass;
   if (named !== req.spcName) {
-    throw new InvalidRequestError(`${who} volume "${req.volumeName}" names SecretProviderClass ${JSON.stringify(named ?? '')}, not ${JSON.stringify(req.spcName)} as the request says`);
+    throw new InvalidRequestError(
+      `${who} volume "${req.volumeName}" names SecretProviderClass ${JSON.stringify(named ?? '')}, not ${JSON.stringify(req.spcName)} as the request says`,
+    );
   }
 }
 
 /** The checks of a publish that need no cluster: also what `cce-secrets-manager mount` runs. */
-export function checkVolume(req: PublishRequest, spc: SecretProviderClass, saAnnotations: Record<string, string> | undefined): Pick<VolumePlan, 'objects' | 'fingerprint'> {
+export function checkVolume(
+  req: PublishRequest,
+  spc: SecretProviderClass,
+  saAnnotations: Record<string, string> | undefined,
+): Pick<VolumePlan, 'objects' | 'fingerprint'> {
   const ref = `${req.podNamespace}/${req.spcName}`;
   if (spc.spec?.provider !== BUILTIN_PROVIDER) {
-    throw new PreconditionError(`SecretProviderClass ${ref}: spec.provider is "${spc.spec?.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only`);
+    throw new PreconditionError(
+      `SecretProviderClass ${ref}: spec.provider is "${spc.spec?.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only`,
+    );
   }
   const objects = parseSecretObjects(ref, spc.spec.parameters?.objects);
-  checkAllowList(`${req.podNamespace}/${req.serviceAccount}`, saAnnotations, objects.map((o) => o.objectName));
+  checkAllowList(
+    `${req.podNamespace}/${req.serviceAccount}`,
+    saAnnotations,
+    objects.map((o) => o.objectName),
+  );
   const fingerprint = createHash('sha256')
-    .update(JSON.stringify([req.podUid, spc.spec.parameters?.objects, spc.spec.secretObjects ?? null, saAnnotations?.[ALLOW_LIST_ANNOTATION], Object.entries(req.secrets).sort()]))
+    .update(
+      JSON.stringify([
+        req.podUid,
+        spc.spec.parameters?.objects,
+        spc.spec.secretObjects ?? null,
+        saAnnotations?.[ALLOW_LIST_ANNOTATION],
+        Object.entries(req.secrets).sort(),
+      ]),
+    )
     .digest('hex');
   return { objects, fingerprint };
 }

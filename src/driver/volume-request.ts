@@ -44,7 +44,9 @@ export function parsePublishRequest(req: RawPublishRequest, kubeletRoot: string)
   const path = parseTargetPath(kubeletRoot, targetPath, rpc);
   if (!req.volume_capability) throw new InvalidRequestError(`${rpc}: volume_capability is required`);
   if (req.readonly !== true) {
-    throw new InvalidRequestError(`${rpc}: readonly must be true; set readOnly: true on the pod's csi volume (secrets-store volumes are read-only)`);
+    throw new InvalidRequestError(
+      `${rpc}: readonly must be true; set readOnly: true on the pod's csi volume (secrets-store volumes are read-only)`,
+    );
   }
   const ctx = req.volume_context ?? {};
   const need = (key: string, fix: string) => {
@@ -55,13 +57,15 @@ export function parsePublishRequest(req: RawPublishRequest, kubeletRoot: string)
   const podInfo = 'set podInfoOnMount: true on the CSIDriver secrets-store.csi.k8s.io';
   const podUid = need(CTX_POD_UID, podInfo);
   if (podUid !== path.podUid) {
-    throw new InvalidRequestError(`${rpc}: target_path ${JSON.stringify(targetPath)} belongs to pod uid ${path.podUid}, not to ${podUid} named in volume_context["${CTX_POD_UID}"]`);
+    throw new InvalidRequestError(
+      `${rpc}: target_path ${JSON.stringify(targetPath)} belongs to pod uid ${path.podUid}, not to ${podUid} named in volume_context["${CTX_POD_UID}"]`,
+    );
   }
   return {
     volumeId: req.volume_id,
     targetPath,
     volumeName: path.volume,
-    spcName: need(CTX_SPC, 'set volumeAttributes.secretProviderClass on the pod\'s csi volume'),
+    spcName: need(CTX_SPC, "set volumeAttributes.secretProviderClass on the pod's csi volume"),
     podName: need(CTX_POD_NAME, podInfo),
     podNamespace: need(CTX_POD_NAMESPACE, podInfo),
     podUid,
@@ -76,7 +80,10 @@ export interface UnpublishRequest {
   podUid: string;
 }
 
-export function parseUnpublishRequest(req: { volume_id?: string; target_path?: string }, kubeletRoot: string): UnpublishRequest {
+export function parseUnpublishRequest(
+  req: { volume_id?: string; target_path?: string },
+  kubeletRoot: string,
+): UnpublishRequest {
   const rpc = 'NodeUnpublishVolume';
   if (!req.volume_id) throw new InvalidRequestError(`${rpc}: volume_id is required`);
   const targetPath = required(req.target_path, rpc);

@@ -3,7 +3,10 @@
 export class Backoff {
   private attempt = 0;
 
-  constructor(private readonly baseMs = 500, private readonly capMs = 30_000) {}
+  constructor(
+    private readonly baseMs = 500,
+    private readonly capMs = 30_000,
+  ) {}
 
   /** The next delay: random in [0, min(cap, base * 2^attempt)]. */
   next(): number {

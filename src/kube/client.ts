@@ -21,7 +21,13 @@ class PooledKubeConfig extends k8s.KubeConfig {
       const options = (made as http.Agent & { options: https.AgentOptions }).options;
       const Agent = made.constructor as typeof https.Agent;
       // client-go keeps 25 idle connections per host; close them after 30 s idle, before load balancers do.
-      this.pooled = new Agent({ ...options, keepAlive: true, keepAliveMsecs: 30_000, maxFreeSockets: 25, timeout: 30_000 });
+      this.pooled = new Agent({
+        ...options,
+        keepAlive: true,
+        keepAliveMsecs: 30_000,
+        maxFreeSockets: 25,
+        timeout: 30_000,
+      });
     }
     context.setAgent(this.pooled);
   }

@@ -31,16 +31,22 @@ export class EventRecorder {
     this.last.set(key, now);
     if (this.last.size > 10_000) this.forgetOlderThan(now - this.windowMs);
     const time = new Date();
-    this.core.createNamespacedEvent({
-      namespace: pod.namespace,
-      body: {
-        metadata: { generateName: `${pod.name}.` },
-        involvedObject: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
-        type, reason, message: message.slice(0, 1024),
-        source: { component: this.component },
-        firstTimestamp: time, lastTimestamp: time, count: 1,
-      },
-    }).catch((err) => this.log.v(2).info('Recording an event failed', { reason, error: apiErrorText(err) }));
+    this.core
+      .createNamespacedEvent({
+        namespace: pod.namespace,
+        body: {
+          metadata: { generateName: `${pod.name}.` },
+          involvedObject: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
+          type,
+          reason,
+          message: message.slice(0, 1024),
+          source: { component: this.component },
+          firstTimestamp: time,
+          lastTimestamp: time,
+          count: 1,
+        },
+      })
+      .catch((err) => this.log.v(2).info('Recording an event failed', { reason, error: apiErrorText(err) }));
   }
 
   private forgetOlderThan(cutoff: number): void {

@@ -21,7 +21,12 @@ export class SpcCensus {
   private last?: Census;
   private counting?: Promise<Census>;
 
-  constructor(private readonly custom: k8s.CustomObjectsApi, private readonly max: number, private readonly maxAgeMs = 5_000, private readonly pageSize = 100) {}
+  constructor(
+    private readonly custom: k8s.CustomObjectsApi,
+    private readonly max: number,
+    private readonly maxAgeMs = 5_000,
+    private readonly pageSize = 100,
+  ) {}
 
   async check(spc: SecretProviderClass): Promise<void> {
     const uid = spc.metadata.uid ?? '';
@@ -30,14 +35,20 @@ export class SpcCensus {
     // Not among the oldest in a count from a few seconds ago: it may be newer, so count again before refusing.
     if (!census.within.has(uid) && census.total >= this.max && cached) census = await this.recount();
     if (census.within.has(uid) || census.total < this.max) return;
-    throw new PreconditionError(`SecretProviderClass ${spc.metadata.namespace}/${spc.metadata.name} exceeds the limit of ${this.max} SecretProviderClasses in the cluster (there are ${census.total}); delete unused ones or raise maxSecretProviderClasses`);
+    throw new PreconditionError(
+      `SecretProviderClass ${spc.metadata.namespace}/${spc.metadata.name} exceeds the limit of ${this.max} SecretProviderClasses in the cluster (there are ${census.total}); delete unused ones or raise maxSecretProviderClasses`,
+    );
   }
 
   private recount(): Promise<Census> {
-    this.counting ??= this.count().then((c) => {
-      this.last = c;
-      return c;
-    }).finally(() => { this.counting = undefined; });
+    this.counting ??= this.count()
+      .then((c) => {
+        this.last = c;
+        return c;
+      })
+      .finally(() => {
+        this.counting = undefined;
+      });
     return this.counting;
   }
 
@@ -47,11 +58,17 @@ export class SpcCensus {
     let total = 0;
     let token: string | undefined;
     do {
-      const page = (await this.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: SPC_PLURAL, limit: this.pageSize, _continue: token })) as
-        { items: SecretProviderClass[]; metadata?: { continue?: string } };
+      const page = (await this.custom.listClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: SPC_PLURAL,
+        limit: this.pageSize,
+        _continue: token,
+      })) as { items: SecretProviderClass[]; metadata?: { continue?: string } };
       total += page.items.length;
       oldest = [...oldest, ...page.items.map((o) => ({ key: key(o), uid: o.metadata.uid ?? '' }))]
-        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).slice(0, this.max);
+        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+        .slice(0, this.max);
       token = page.metadata?.continue || undefined;
     } while (token);
     return { total, within: new Set(oldest.map((o) => o.uid)), at };

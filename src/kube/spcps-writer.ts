@@ -32,9 +32,14 @@ function podOwner(o: Spcps): k8s.V1OwnerReference | undefined {
 }
 
 function sameContent(a: SecretProviderClassPodStatus, b: SecretProviderClassPodStatus): boolean {
-  return isDeepStrictEqual(a.status, b.status) &&
+  return (
+    isDeepStrictEqual(a.status, b.status) &&
     isDeepStrictEqual(a.metadata.labels ?? {}, b.metadata.labels ?? {}) &&
-    isDeepStrictEqual((a.metadata.ownerReferences ?? []).map((o) => o.uid), (b.metadata.ownerReferences ?? []).map((o) => o.uid));
+    isDeepStrictEqual(
+      (a.metadata.ownerReferences ?? []).map((o) => o.uid),
+      (b.metadata.ownerReferences ?? []).map((o) => o.uid),
+    )
+  );
 }
 
 export class SpcpsWriter {
@@ -47,14 +52,19 @@ export class SpcpsWriter {
    * Writes `desired` (named by its primary name) for the pod it owns, or under the
    * alternative name when another pod holds the primary one. Returns the name used.
    */
-  async upsert(desired: SecretProviderClassPodStatus, alternative: string): Promise<{ name: string; outcome: WriteOutcome }> {
+  async upsert(
+    desired: SecretProviderClassPodStatus,
+    alternative: string,
+  ): Promise<{ name: string; outcome: WriteOutcome }> {
     const primary = desired.metadata.name;
     const first = await this.upsertAs(desired);
     if (first !== 'taken') return { name: primary, outcome: first };
     const second = await this.upsertAs({ ...desired, metadata: { ...desired.metadata, name: alternative } });
     if (second !== 'taken') return { name: alternative, outcome: second };
     const ns = desired.metadata.namespace;
-    throw new PreconditionError(`SecretProviderClassPodStatus ${ns}/${primary} and ${ns}/${alternative} both record other pods; delete the one that is not in use or rename the pod or the SecretProviderClass`);
+    throw new PreconditionError(
+      `SecretProviderClassPodStatus ${ns}/${primary} and ${ns}/${alternative} both record other pods; delete the one that is not in use or rename the pod or the SecretProviderClass`,
+    );
   }
 
   /** Deletes the SPCPS if it still records pod `podUid`; anything else is left alone. */
@@ -64,10 +74,16 @@ export class SpcpsWriter {
       const live = this.written.get(k) ?? (await this.get(namespace, name));
       this.written.delete(k);
       if (!live || podOwner(live)?.uid !== podUid) return;
-      await this.custom.deleteNamespacedCustomObject({ ...api(namespace), name, body: { preconditions: { uid: live.metadata.uid } } });
+      await this.custom.deleteNamespacedCustomObject({
+        ...api(namespace),
+        name,
+        body: { preconditions: { uid: live.metadata.uid } },
+      });
     } catch (err) {
       if (apiStatus(err) === 404 || apiStatus(err) === 409) return; // gone, or no longer the object we wrote
-      throw new ApiServerError(`deleting SecretProviderClassPodStatus ${namespace}/${name} failed: ${apiErrorText(err)}`);
+      throw new ApiServerError(
+        `deleting SecretProviderClassPodStatus ${namespace}/${name} failed: ${apiErrorText(err)}`,
+      );
     }
   }
 
@@ -79,19 +95,32 @@ export class SpcpsWriter {
       let live: Spcps | undefined = mine;
       if (!live) {
         try {
-          return this.remember(await this.custom.createNamespacedCustomObject({ ...api(namespace), body: desired }), 'created');
+          return this.remember(
+            await this.custom.createNamespacedCustomObject({ ...api(namespace), body: desired }),
+            'created',
+          );
         } catch (err) {
           if (apiStatus(err) !== 409) throw err;
         }
       }
       for (let attempt = 1; ; attempt++) {
         live ??= await this.get(namespace, name);
-        if (!live) return this.remember(await this.custom.createNamespacedCustomObject({ ...api(namespace), body: desired }), 'created');
+        if (!live)
+          return this.remember(
+            await this.custom.createNamespacedCustomObject({ ...api(namespace), body: desired }),
+            'created',
+          );
         if (!this.mayWrite(live, desired)) return 'taken';
         if (sameContent(live, desired)) return this.remember(live, 'unchanged');
-        const body = { ...desired, metadata: { ...desired.metadata, uid: live.metadata.uid, resourceVersion: live.metadata.resourceVersion } };
+        const body = {
+          ...desired,
+          metadata: { ...desired.metadata, uid: live.metadata.uid, resourceVersion: live.metadata.resourceVersion },
+        };
         try {
-          return this.remember(await this.custom.replaceNamespacedCustomObject({ ...api(namespace), name, body }), 'updated');
+          return this.remember(
+            await this.custom.replaceNamespacedCustomObject({ ...api(namespace), name, body }),
+            'updated',
+          );
         } catch (err) {
           // Changed or deleted since we read it: read again and decide again.
           if ((apiStatus(err) !== 409 && apiStatus(err) !== 404) || attempt >= 3) throw err;
@@ -99,7 +128,9 @@ export class SpcpsWriter {
         }
       }
     } catch (err) {
-      throw new ApiServerError(`writing SecretProviderClassPodStatus ${namespace}/${name} failed: ${apiErrorText(err)}`);
+      throw new ApiServerError(
+        `writing SecretProviderClassPodStatus ${namespace}/${name} failed: ${apiErrorText(err)}`,
+      );
     }
   }
 
@@ -122,7 +153,14 @@ export class SpcpsWriter {
   private remember(obj: unknown, outcome: WriteOutcome): WriteOutcome {
     const { apiVersion, kind, metadata: m, status } = obj as Spcps;
     // Only what comparison and a later replace need; managedFields and the rest stay out.
-    const metadata = { name: m.name, namespace: m.namespace, uid: m.uid, resourceVersion: m.resourceVersion, labels: m.labels, ownerReferences: m.ownerReferences };
+    const metadata = {
+      name: m.name,
+      namespace: m.namespace,
+      uid: m.uid,
+      resourceVersion: m.resourceVersion,
+      labels: m.labels,
+      ownerReferences: m.ownerReferences,
+    };
     this.written.set(key(m.namespace!, m.name), { apiVersion, kind, metadata, status });
     return outcome;
   }

@@ -25,29 +25,55 @@ export class KubeView {
   readonly spcs: WatchedObjects<SecretProviderClass>;
   private readonly census?: SpcCensus;
 
-  constructor(kc: k8s.KubeConfig, readonly nodeName: string, log: Logger, usage: VolumeUsage, maxSpcs = 0) {
+  constructor(
+    kc: k8s.KubeConfig,
+    readonly nodeName: string,
+    log: Logger,
+    usage: VolumeUsage,
+    maxSpcs = 0,
+  ) {
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     const onNode = `spec.nodeName=${nodeName}`;
-    this.pods = new ResourceCache('Pod', kc, '/api/v1/pods',
-      () => this.core.listPodForAllNamespaces({ fieldSelector: onNode }), log, { field: onNode });
-    this.serviceAccounts = new WatchedObjects(kc, {
-      kind: 'ServiceAccount',
-      path: '/api/v1/serviceaccounts',
-      read: (namespace, name) => this.read(`ServiceAccount ${namespace}/${name}`, () => this.core.readNamespacedServiceAccount({ name, namespace })),
-      listOne: () => this.core.listServiceAccountForAllNamespaces({ limit: 1 }),
-      inUse: (namespace, name) => usage.usesServiceAccount(namespace, name),
-    }, log);
+    this.pods = new ResourceCache(
+      'Pod',
+      kc,
+      '/api/v1/pods',
+      () => this.core.listPodForAllNamespaces({ fieldSelector: onNode }),
+      log,
+      { field: onNode },
+    );
+    this.serviceAccounts = new WatchedObjects(
+      kc,
+      {
+        kind: 'ServiceAccount',
+        path: '/api/v1/serviceaccounts',
+        read: (namespace, name) =>
+          this.read(`ServiceAccount ${namespace}/${name}`, () =>
+            this.core.readNamespacedServiceAccount({ name, namespace }),
+          ),
+        listOne: () => this.core.listServiceAccountForAllNamespaces({ limit: 1 }),
+        inUse: (namespace, name) => usage.usesServiceAccount(namespace, name),
+      },
+      log,
+    );
     const spcApi = { group: GROUP, version: VERSION, plural: SPC_PLURAL };
-    this.spcs = new WatchedObjects(kc, {
-      kind: 'SecretProviderClass',
-      path: `/apis/${GROUP}/${VERSION}/${SPC_PLURAL}`,
-      read: (namespace, name) => this.read(`SecretProviderClass ${namespace}/${name}`,
-        () => this.custom.getNamespacedCustomObject({ ...spcApi, namespace, name }) as Promise<SecretProviderClass>,
-        'create it in the pod\'s namespace or fix volumeAttributes.secretProviderClass'),
-      listOne: () => this.custom.listClusterCustomObject({ ...spcApi, limit: 1 }) as never,
-      inUse: (namespace, name) => usage.usesSpc(namespace, name),
-    }, log);
+    this.spcs = new WatchedObjects(
+      kc,
+      {
+        kind: 'SecretProviderClass',
+        path: `/apis/${GROUP}/${VERSION}/${SPC_PLURAL}`,
+        read: (namespace, name) =>
+          this.read(
+            `SecretProviderClass ${namespace}/${name}`,
+            () => this.custom.getNamespacedCustomObject({ ...spcApi, namespace, name }) as Promise<SecretProviderClass>,
+            "create it in the pod's namespace or fix volumeAttributes.secretProviderClass",
+          ),
+        listOne: () => this.custom.listClusterCustomObject({ ...spcApi, limit: 1 }) as never,
+        inUse: (namespace, name) => usage.usesSpc(namespace, name),
+      },
+      log,
+    );
     if (maxSpcs > 0) this.census = new SpcCensus(this.custom, maxSpcs);
   }
 
@@ -71,7 +97,9 @@ export class KubeView {
     if (cached?.metadata?.uid === uid) return cached;
     const pod = await this.read(`Pod ${namespace}/${name}`, () => this.core.readNamespacedPod({ name, namespace }));
     if (pod.metadata?.uid !== uid) {
-      throw new PreconditionError(`Pod ${namespace}/${name} has uid ${pod.metadata?.uid}, not ${uid} as the mount request says; the pod was replaced, kubelet will retry`);
+      throw new PreconditionError(
+        `Pod ${namespace}/${name} has uid ${pod.metadata?.uid}, not ${uid} as the mount request says; the pod was replaced, kubelet will retry`,
+      );
     }
     return pod;
   }

@@ -40,7 +40,11 @@ export class WatchedObjects<T extends Meta> {
   private stopped = false;
   private started = false;
 
-  constructor(private readonly kc: k8s.KubeConfig, private readonly opts: WatchedObjectsOptions<T>, private readonly log: Logger) {
+  constructor(
+    private readonly kc: k8s.KubeConfig,
+    private readonly opts: WatchedObjectsOptions<T>,
+    private readonly log: Logger,
+  ) {
     this.ttlMs = opts.ttlMs ?? 5_000;
   }
 
@@ -108,9 +112,12 @@ export class WatchedObjects<T extends Meta> {
     if (this.stopped) return;
     const startedAt = Date.now();
     try {
-      this.request = await new k8s.Watch(this.kc).watch(this.opts.path, { resourceVersion: this.resourceVersion, allowWatchBookmarks: true },
+      this.request = await new k8s.Watch(this.kc).watch(
+        this.opts.path,
+        { resourceVersion: this.resourceVersion, allowWatchBookmarks: true },
         (type, obj) => this.event(type, obj as T),
-        (err) => this.ended(err, startedAt));
+        (err) => this.ended(err, startedAt),
+      );
     } catch (err) {
       this.ended(err, startedAt);
     }
@@ -141,7 +148,8 @@ export class WatchedObjects<T extends Meta> {
   private ended(err: unknown, startedAt: number): void {
     this.request = undefined;
     if (this.stopped) return;
-    if (err && !isAbort(err)) this.log.warn('Watch failed, restarting', { kind: this.opts.kind, error: apiErrorText(err) });
+    if (err && !isAbort(err))
+      this.log.warn('Watch failed, restarting', { kind: this.opts.kind, error: apiErrorText(err) });
     // A watch that ran a while ended normally (server timeout): restart at once.
     if (Date.now() - startedAt > 60_000) this.backoff.reset();
     const delay = err || !this.resourceVersion ? this.backoff.next() : 0;

@@ -1,6 +1,13 @@
 // Reads secret versions from Huawei Cloud CSMS. Knows nothing of Kubernetes: given
 // credentials, a secret name and a version, it returns bytes and the version id.
-import { NotAllowedError, NotFoundError, PreconditionError, ProductError, StoreUnavailableError, UnauthenticatedError } from '../errors.js';
+import {
+  NotAllowedError,
+  NotFoundError,
+  PreconditionError,
+  ProductError,
+  StoreUnavailableError,
+  UnauthenticatedError,
+} from '../errors.js';
 import { metrics } from '../metrics.js';
 import { httpGet, type HttpReply } from './http-get.js';
 import { signRequest, type Credentials } from './signer.js';
@@ -49,7 +56,14 @@ export class CsmsClient {
   requests = 0;
 
   constructor(options: CsmsClientOptions) {
-    this.opts = { timeoutMs: 5000, maxAttempts: 4, backoffBaseMs: 200, backoffCapMs: 3000, maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES, ...options };
+    this.opts = {
+      timeoutMs: 5000,
+      maxAttempts: 4,
+      backoffBaseMs: 200,
+      backoffCapMs: 3000,
+      maxResponseBytes: DEFAULT_MAX_RESPONSE_BYTES,
+      ...options,
+    };
     this.opts.endpoint = this.opts.endpoint.replace(/\/+$/, '');
   }
 
@@ -76,11 +90,15 @@ export class CsmsClient {
       } catch (err) {
         if ((err as Error).name === 'TooLargeError') {
           done('too_large');
-          throw new StoreUnavailableError(`CSMS answered ${what} with more than ${this.opts.maxResponseBytes} bytes, over the limit set by --csms-max-response-bytes`);
+          throw new StoreUnavailableError(
+            `CSMS answered ${what} with more than ${this.opts.maxResponseBytes} bytes, over the limit set by --csms-max-response-bytes`,
+          );
         }
         const timedOut = (err as Error).name === 'TimeoutError';
         done(timedOut ? 'timeout' : 'network_error');
-        lastProblem = timedOut ? `timed out after ${this.opts.timeoutMs} ms` : `request failed (${(err as Error).message})`;
+        lastProblem = timedOut
+          ? `timed out after ${this.opts.timeoutMs} ms`
+          : `request failed (${(err as Error).message})`;
         continue;
       }
       const ok = res.status >= 200 && res.status < 300;
@@ -93,7 +111,9 @@ export class CsmsClient {
       }
       throw this.classify(res.status, body, what, projectId);
     }
-    throw new StoreUnavailableError(`CSMS at ${this.opts.endpoint} did not serve ${what} after ${this.opts.maxAttempts} attempts: ${lastProblem}; it is retried on the next mount or rotation`);
+    throw new StoreUnavailableError(
+      `CSMS at ${this.opts.endpoint} did not serve ${what} after ${this.opts.maxAttempts} attempts: ${lastProblem}; it is retried on the next mount or rotation`,
+    );
   }
 
   private send(path: string, projectId: string, creds: Credentials): Promise<HttpReply> {
@@ -113,17 +133,26 @@ export class CsmsClient {
   private classify(status: number, body: CsmsErrorBody, what: string, projectId: string): ProductError {
     const detail = body.code ? ` (${body.code}${body.message ? `: ${body.message}` : ''})` : ` (HTTP ${status})`;
     if (status === 404 || (body.code && NOT_FOUND_CODES.has(body.code))) {
-      return new NotFoundError(`${what} does not exist in CSMS project ${projectId}${detail}; create it in DEW or fix objectName/objectVersion`);
+      return new NotFoundError(
+        `${what} does not exist in CSMS project ${projectId}${detail}; create it in DEW or fix objectName/objectVersion`,
+      );
     }
     if (body.code && PENDING_DELETE_CODES.has(body.code)) {
-      return new PreconditionError(`${what} is pending deletion in CSMS${detail}; cancel the deletion or reference another secret`);
+      return new PreconditionError(
+        `${what} is pending deletion in CSMS${detail}; cancel the deletion or reference another secret`,
+      );
     }
     if (status === 401) {
-      const hint = body.code === 'APIGW.0303' ? 'the node clock is more than 15 minutes off' : 'check the access key, secret key and security token';
+      const hint =
+        body.code === 'APIGW.0303'
+          ? 'the node clock is more than 15 minutes off'
+          : 'check the access key, secret key and security token';
       return new UnauthenticatedError(`CSMS refused the credentials used for ${what}${detail}; ${hint}`);
     }
     if (status === 403) {
-      return new NotAllowedError(`CSMS denied access to ${what}${detail}; grant csms:secret:getVersion and kms:cmk:decryptDataKey to the credentials in use`);
+      return new NotAllowedError(
+        `CSMS denied access to ${what}${detail}; grant csms:secret:getVersion and kms:cmk:decryptDataKey to the credentials in use`,
+      );
     }
     return new PreconditionError(`CSMS rejected the request for ${what}${detail}`);
   }
@@ -140,7 +169,9 @@ function parseVersion(name: string, version: string, text: string): SecretVersio
   const versionId = v?.version_metadata?.id ?? version;
   if (typeof v?.secret_string === 'string') return { name, versionId, value: Buffer.from(v.secret_string, 'utf8') };
   if (typeof v?.secret_binary === 'string') return { name, versionId, value: Buffer.from(v.secret_binary, 'base64') };
-  throw new StoreUnavailableError(`CSMS answered secret "${name}" version "${version}" without secret_string or secret_binary`);
+  throw new StoreUnavailableError(
+    `CSMS answered secret "${name}" version "${version}" without secret_string or secret_binary`,
+  );
 }
 
 /** Accepts the three documented shapes: flat CSMS, API gateway, and KMS-nested. */

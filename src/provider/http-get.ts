@@ -18,7 +18,12 @@ const agents = { 'http:': new http.Agent(keep), 'https:': new https.Agent(keep) 
  * Rejects with an error named `TimeoutError` when the reply is not complete within `timeoutMs`,
  * and named `TooLargeError` as soon as the body passes `maxBytes` (the rest is not read).
  */
-export function httpGet(url: URL, headers: Record<string, string>, timeoutMs: number, maxBytes = Infinity): Promise<HttpReply> {
+export function httpGet(
+  url: URL,
+  headers: Record<string, string>,
+  timeoutMs: number,
+  maxBytes = Infinity,
+): Promise<HttpReply> {
   const agent = agents[url.protocol as keyof typeof agents];
   if (!agent) return Promise.reject(new Error(`unsupported protocol ${url.protocol} in ${url.origin}`));
   const get = url.protocol === 'https:' ? https.get : http.get;

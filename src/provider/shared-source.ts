@@ -21,7 +21,10 @@ export class SharedSource implements SecretSource {
   /** Distinct reads asked of the inner source (the store calls this cycle caused). */
   reads = 0;
 
-  constructor(private readonly inner: SecretSource, private readonly opts: SharedSourceOptions = {}) {
+  constructor(
+    private readonly inner: SecretSource,
+    private readonly opts: SharedSourceOptions = {},
+  ) {
     this.concurrency = opts.concurrency ?? 8;
   }
 
@@ -31,7 +34,9 @@ export class SharedSource implements SecretSource {
 
   private fetchOne(o: ObjectRequest, creds: Credentials): Promise<SecretVersion> {
     // Kept for the whole cycle: every volume of the cycle sees the same value.
-    return sharedRead(this.results, readKey(o, creds), () => this.limited(() => this.inner.fetch([o], creds).then((r) => r[0])));
+    return sharedRead(this.results, readKey(o, creds), () =>
+      this.limited(() => this.inner.fetch([o], creds).then((r) => r[0])),
+    );
   }
 
   private async limited<T>(work: () => Promise<T>): Promise<T> {

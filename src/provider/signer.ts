@@ -27,7 +27,10 @@ export function encodeRfc3986(s: string): string {
 
 /** `YYYYMMDDTHHMMSSZ` in UTC. */
 export function sdkDate(now: Date): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+  return now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}/, '');
 }
 
 export function parseSdkDate(value: string): Date | undefined {
@@ -36,7 +39,10 @@ export function parseSdkDate(value: string): Date | undefined {
 }
 
 function canonicalUri(pathname: string): string {
-  const path = pathname.split('/').map((seg) => encodeRfc3986(decodeURIComponent(seg))).join('/');
+  const path = pathname
+    .split('/')
+    .map((seg) => encodeRfc3986(decodeURIComponent(seg)))
+    .join('/');
   return path.endsWith('/') ? path : `${path}/`;
 }
 
@@ -55,7 +61,9 @@ export function canonicalRequest(req: SignableRequest, signedHeaders: string[]):
     canonicalQuery(req.url),
     headerLines,
     signedHeaders.join(';'),
-    createHash('sha256').update(req.body ?? '').digest('hex'),
+    createHash('sha256')
+      .update(req.body ?? '')
+      .digest('hex'),
   ].join('\n');
 }
 
@@ -72,7 +80,9 @@ export function signRequest(req: SignableRequest, creds: Credentials, now: Date 
   const added: Record<string, string> = { 'X-Sdk-Date': sdkDate(now), host: req.url.host };
   if (creds.securityToken) added['X-Security-Token'] = creds.securityToken;
   const headers = { ...req.headers, ...added };
-  const signed = Object.keys(headers).map((h) => h.toLowerCase()).sort();
+  const signed = Object.keys(headers)
+    .map((h) => h.toLowerCase())
+    .sort();
   const canonical = canonicalRequest({ ...req, headers }, signed);
   const sig = signature(creds.secretKey, stringToSign(added['X-Sdk-Date'], canonical));
   added.Authorization = `${ALGORITHM} Access=${creds.accessKey}, SignedHeaders=${signed.join(';')}, Signature=${sig}`;
@@ -86,6 +96,8 @@ export interface ParsedAuthorization {
 }
 
 export function parseAuthorization(value: string | undefined): ParsedAuthorization | undefined {
-  const m = /^SDK-HMAC-SHA256\s+Access=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]+)$/.exec(value ?? '');
+  const m = /^SDK-HMAC-SHA256\s+Access=([^,\s]+),\s*SignedHeaders=([^,\s]+),\s*Signature=([0-9a-f]+)$/.exec(
+    value ?? '',
+  );
   return m ? { accessKey: m[1], signedHeaders: m[2].split(';'), signature: m[3] } : undefined;
 }

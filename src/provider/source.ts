@@ -20,7 +20,11 @@ export function readKey(o: ObjectRequest, creds: Credentials): string {
 }
 
 /** The read of `key` already made or under way in `reads` (counted as shared), else a new one from `start`. */
-export function sharedRead(reads: Map<string, Promise<SecretVersion>>, key: string, start: () => Promise<SecretVersion>): Promise<SecretVersion> {
+export function sharedRead(
+  reads: Map<string, Promise<SecretVersion>>,
+  key: string,
+  start: () => Promise<SecretVersion>,
+): Promise<SecretVersion> {
   const existing = reads.get(key);
   if (existing) {
     metrics.sharedReads.inc();
@@ -43,6 +47,8 @@ export class CsmsSecretSource implements SecretSource {
   private fetchOne(o: ObjectRequest, creds: Credentials): Promise<SecretVersion> {
     const key = readKey(o, creds);
     // Only while in flight: a later mount reads again, so it sees a new `latest`.
-    return sharedRead(this.inflight, key, () => this.client.getVersion(o.name, o.version, creds).finally(() => this.inflight.delete(key)));
+    return sharedRead(this.inflight, key, () =>
+      this.client.getVersion(o.name, o.version, creds).finally(() => this.inflight.delete(key)),
+    );
   }
 }

@@ -39,29 +39,58 @@ export async function recoverVolumes(deps: RecoveryDeps): Promise<number> {
     if (!pod || !uid || pod.metadata?.uid !== uid) continue; // the pod is gone: kubelet unpublishes, the garbage collector cleans up
     try {
       const { request, mount } = await requestOf(deps, spcps, pod, mountinfo);
-      await publisher.adopt({ request, spcpsName: spcps.metadata.name, fingerprint: '', versions: status.objects ?? [], digests: {}, sizeBytes: mount.sizeBytes });
+      await publisher.adopt({
+        request,
+        spcpsName: spcps.metadata.name,
+        fingerprint: '',
+        versions: status.objects ?? [],
+        digests: {},
+        sizeBytes: mount.sizeBytes,
+      });
       adopted++;
     } catch (err) {
       const message = `SecretProviderClassPodStatus ${namespace}/${spcps.metadata.name} was not taken over: ${errorMessage(err)}`;
-      log.warn('Volume not taken over after a restart; left alone', { spcps: `${namespace}/${spcps.metadata.name}`, error: errorMessage(err) });
-      deps.events.emit({ name: pod.metadata!.name!, namespace, uid }, 'Warning', 'SecretProviderClassPodStatusIgnored', message);
+      log.warn('Volume not taken over after a restart; left alone', {
+        spcps: `${namespace}/${spcps.metadata.name}`,
+        error: errorMessage(err),
+      });
+      deps.events.emit(
+        { name: pod.metadata!.name!, namespace, uid },
+        'Warning',
+        'SecretProviderClassPodStatusIgnored',
+        message,
+      );
     }
   }
   return adopted;
 }
 
 /** The request kubelet made for this volume, rebuilt and checked as a publish would check it. */
-async function requestOf(deps: RecoveryDeps, spcps: Spcps, pod: k8s.V1Pod, mountinfo: string): Promise<{ request: PublishRequest; mount: OwnMount }> {
+async function requestOf(
+  deps: RecoveryDeps,
+  spcps: Spcps,
+  pod: k8s.V1Pod,
+  mountinfo: string,
+): Promise<{ request: PublishRequest; mount: OwnMount }> {
   const { status } = spcps;
   const path = parseTargetPath(deps.kubeletRoot, status.targetPath, 'take-over');
-  if (path.podUid !== pod.metadata!.uid) throw new Error(`status.targetPath belongs to pod uid ${path.podUid}, not to pod ${status.podName}`);
+  if (path.podUid !== pod.metadata!.uid)
+    throw new Error(`status.targetPath belongs to pod uid ${path.podUid}, not to pod ${status.podName}`);
   const request: PublishRequest = {
-    volumeId: '', targetPath: status.targetPath, volumeName: path.volume, spcName: status.secretProviderClassName,
-    podName: status.podName, podNamespace: spcps.metadata.namespace!, podUid: path.podUid,
-    serviceAccount: pod.spec?.serviceAccountName || 'default', secrets: {},
+    volumeId: '',
+    targetPath: status.targetPath,
+    volumeName: path.volume,
+    spcName: status.secretProviderClassName,
+    podName: status.podName,
+    podNamespace: spcps.metadata.namespace!,
+    podUid: path.podUid,
+    serviceAccount: pod.spec?.serviceAccountName || 'default',
+    secrets: {},
   };
   checkPodVolume(request, pod, deps.kube.nodeName);
-  const mount = realFoldersUpTo(deps.kubeletRoot, request.targetPath, 'take-over') ? ownMountAt(request.targetPath, mountinfo) : undefined;
+  const mount = realFoldersUpTo(deps.kubeletRoot, request.targetPath, 'take-over')
+    ? ownMountAt(request.targetPath, mountinfo)
+    : undefined;
   if (!mount) throw new Error(`no tmpfs made by this driver is mounted at ${request.targetPath}`);
   request.secrets = await nodePublishSecrets(deps.kube, pod, path.volume);
   return { request, mount };
@@ -71,7 +100,12 @@ async function* spcpsOnNode(kube: KubeView): AsyncGenerator<Spcps> {
   let token: string | undefined;
   do {
     const page = (await kube.custom.listClusterCustomObject({
-      group: GROUP, version: VERSION, plural: SPCPS_PLURAL, labelSelector: `${NODE_LABEL}=${kube.nodeName}`, limit: 100, _continue: token,
+      group: GROUP,
+      version: VERSION,
+      plural: SPCPS_PLURAL,
+      labelSelector: `${NODE_LABEL}=${kube.nodeName}`,
+      limit: 100,
+      _continue: token,
     })) as { items: Spcps[]; metadata?: { continue?: string } };
     yield* page.items;
     token = page.metadata?.continue || undefined;
@@ -84,5 +118,7 @@ async function nodePublishSecrets(kube: KubeView, pod: k8s.V1Pod, volumeName: st
   const ref = volume?.csi?.nodePublishSecretRef?.name;
   if (!ref) return {};
   const secret = await kube.core.readNamespacedSecret({ name: ref, namespace: pod.metadata!.namespace! });
-  return Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  return Object.fromEntries(
+    Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
+  );
 }

@@ -79,18 +79,37 @@ export class RotationReconciler {
         // One store outage fails many volumes with the same message: log it once per cycle.
         if (!logged.has(message)) {
           logged.add(message);
-          log.warn('Secret rotation failed; the volume keeps its last good files', { spc: `${pod.namespace}/${v.request.spcName}`, error: message });
+          log.warn('Secret rotation failed; the volume keeps its last good files', {
+            spc: `${pod.namespace}/${v.request.spcName}`,
+            error: message,
+          });
         }
-        events.emit(pod, 'Warning', 'SecretRotationFailed', `failed to rotate mounted contents for SecretProviderClass ${v.request.spcName}: ${message}`);
+        events.emit(
+          pod,
+          'Warning',
+          'SecretRotationFailed',
+          `failed to rotate mounted contents for SecretProviderClass ${v.request.spcName}: ${message}`,
+        );
         return;
       }
       if (outcome === 'updated') {
         updated++;
         metrics.rotationUpdated.inc();
-        events.emit(pod, 'Normal', 'SecretRotationComplete', `successfully rotated mounted contents for SecretProviderClass ${v.request.spcName}`);
+        events.emit(
+          pod,
+          'Normal',
+          'SecretRotationComplete',
+          `successfully rotated mounted contents for SecretProviderClass ${v.request.spcName}`,
+        );
       }
     });
-    const result = { volumes: volumes.length, updated, failed, storeReads: source.reads, durationMs: performance.now() - t0 };
+    const result = {
+      volumes: volumes.length,
+      updated,
+      failed,
+      storeReads: source.reads,
+      durationMs: performance.now() - t0,
+    };
     metrics.rotationReconcile.inc();
     metrics.rotationDuration.observe(result.durationMs / 1000);
     log.v(2).info('Rotation cycle finished', { ...result, durationMs: result.durationMs.toFixed(0) });

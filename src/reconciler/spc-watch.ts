@@ -45,10 +45,13 @@ export class SpcWatcher {
     if (!this.publisher.volumes.usesSpc(namespace, name)) return;
     const key = `${namespace}/${name}`;
     clearTimeout(this.pending.get(key));
-    this.pending.set(key, setTimeout(() => {
-      this.pending.delete(key);
-      void this.apply(namespace, name);
-    }, this.debounceMs));
+    this.pending.set(
+      key,
+      setTimeout(() => {
+        this.pending.delete(key);
+        void this.apply(namespace, name);
+      }, this.debounceMs),
+    );
   }
 
   private async apply(namespace: string, name: string): Promise<void> {
@@ -64,9 +67,18 @@ export class SpcWatcher {
       } catch (err) {
         metrics.spcUpdateError.inc();
         const message = errorMessage(err);
-        if (!logged) this.log.warn('SecretProviderClass change not applied; pods keep their files', { spc: `${namespace}/${name}`, error: message });
+        if (!logged)
+          this.log.warn('SecretProviderClass change not applied; pods keep their files', {
+            spc: `${namespace}/${name}`,
+            error: message,
+          });
         logged = true;
-        this.events.emit({ name: v.request.podName, namespace, uid: v.request.podUid }, 'Warning', 'SecretProviderClassUpdateFailed', message);
+        this.events.emit(
+          { name: v.request.podName, namespace, uid: v.request.podUid },
+          'Warning',
+          'SecretProviderClassUpdateFailed',
+          message,
+        );
       }
     });
   }

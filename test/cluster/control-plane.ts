@@ -38,14 +38,19 @@ export async function startControlPlane(binDir: string): Promise<ControlPlane> {
     const { server, token } = await startApiServer(binDir, dir, etcdUrl, procs);
     const kubeconfig = writeKubeconfig(dir, server, token);
     procs.push(
-      startProcess('kube-controller-manager', join(binDir, 'kube-controller-manager'), [
-        `--kubeconfig=${kubeconfig}`,
-        // Garbage collection (SPCPS and synced Secrets follow their Pod), namespace
-        // deletion, and default ServiceAccounts; nothing else is needed by the tests.
-        '--controllers=garbagecollector,namespace,serviceaccount',
-        '--leader-elect=false',
-        '--secure-port=0',
-      ], join(dir, 'kube-controller-manager.log')),
+      startProcess(
+        'kube-controller-manager',
+        join(binDir, 'kube-controller-manager'),
+        [
+          `--kubeconfig=${kubeconfig}`,
+          // Garbage collection (SPCPS and synced Secrets follow their Pod), namespace
+          // deletion, and default ServiceAccounts; nothing else is needed by the tests.
+          '--controllers=garbagecollector,namespace,serviceaccount',
+          '--leader-elect=false',
+          '--secure-port=0',
+        ],
+        join(dir, 'kube-controller-manager.log'),
+      ),
     );
     await installCrds(binDir, kubeconfig);
     return { binDir, kubeconfig, server, stop };
@@ -59,19 +64,29 @@ async function startEtcd(binDir: string, dir: string, procs: Managed[]): Promise
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const clientUrl = `http://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
-  const etcd = startProcess('etcd', join(binDir, 'etcd'), [
-    `--data-dir=${join(dir, 'etcd')}`,
-    `--listen-client-urls=${clientUrl}`,
-    `--advertise-client-urls=${clientUrl}`,
-    `--listen-peer-urls=${peerUrl}`,
-    `--initial-advertise-peer-urls=${peerUrl}`,
-    `--initial-cluster=default=${peerUrl}`,
-    // Test data is thrown away: skipping fsync makes the suite several times faster.
-    '--unsafe-no-fsync',
-    '--log-level=warn',
-  ], join(dir, 'etcd.log'));
+  const etcd = startProcess(
+    'etcd',
+    join(binDir, 'etcd'),
+    [
+      `--data-dir=${join(dir, 'etcd')}`,
+      `--listen-client-urls=${clientUrl}`,
+      `--advertise-client-urls=${clientUrl}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=default=${peerUrl}`,
+      // Test data is thrown away: skipping fsync makes the suite several times faster.
+      '--unsafe-no-fsync',
+      '--log-level=warn',
+    ],
+    join(dir, 'etcd.log'),
+  );
   procs.push(etcd);
-  await waitFor('etcd /health', () => httpOk(`${clientUrl}/health`), 30_000, () => logTail(etcd));
+  await waitFor(
+    'etcd /health',
+    () => httpOk(`${clientUrl}/health`),
+    30_000,
+    () => logTail(etcd),
+  );
   return clientUrl;
 }
 
@@ -82,57 +97,82 @@ async function startApiServer(binDir: string, dir: string, etcdUrl: string, proc
   writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
   writeFileSync(join(dir, 'sa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   writeFileSync(join(dir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`, { mode: 0o600 });
-  const apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), [
-    `--etcd-servers=${etcdUrl}`,
-    `--secure-port=${port}`,
-    '--bind-address=127.0.0.1',
-    '--advertise-address=127.0.0.1',
-    `--cert-dir=${join(dir, 'certs')}`,
-    `--token-auth-file=${join(dir, 'tokens.csv')}`,
-    '--service-account-issuer=https://kubernetes.default.svc',
-    `--service-account-key-file=${join(dir, 'sa.pub')}`,
-    `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
-    '--authorization-mode=RBAC',
-    '--service-cluster-ip-range=10.0.0.0/24',
-    '--allow-privileged=true',
-    '--disable-admission-plugins=ServiceAccount',
-  ], join(dir, 'kube-apiserver.log'));
+  const apiserver = startProcess(
+    'kube-apiserver',
+    join(binDir, 'kube-apiserver'),
+    [
+      `--etcd-servers=${etcdUrl}`,
+      `--secure-port=${port}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--cert-dir=${join(dir, 'certs')}`,
+      `--token-auth-file=${join(dir, 'tokens.csv')}`,
+      '--service-account-issuer=https://kubernetes.default.svc',
+      `--service-account-key-file=${join(dir, 'sa.pub')}`,
+      `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
+      '--authorization-mode=RBAC',
+      '--service-cluster-ip-range=10.0.0.0/24',
+      '--allow-privileged=true',
+      '--disable-admission-plugins=ServiceAccount',
+    ],
+    join(dir, 'kube-apiserver.log'),
+  );
   procs.push(apiserver);
   const server = `https://127.0.0.1:${port}`;
-  await waitFor('kube-apiserver /readyz', () => httpsOk(`${server}/readyz`, token), 60_000, () => logTail(apiserver));
+  await waitFor(
+    'kube-apiserver /readyz',
+    () => httpsOk(`${server}/readyz`, token),
+    60_000,
+    () => logTail(apiserver),
+  );
   return { server, token };
 }
 
 function writeKubeconfig(dir: string, server: string, token: string): string {
   const path = join(dir, 'kubeconfig');
   // The serving certificate is self-signed by kube-apiserver for this run only.
-  writeFileSync(path, [
-    'apiVersion: v1',
-    'kind: Config',
-    'clusters:',
-    `- name: test\n  cluster:\n    server: ${server}\n    insecure-skip-tls-verify: true`,
-    'users:',
-    `- name: admin\n  user:\n    token: ${token}`,
-    'contexts:',
-    '- name: test\n  context:\n    cluster: test\n    user: admin',
-    'current-context: test',
-    '',
-  ].join('\n'), { mode: 0o600 });
+  writeFileSync(
+    path,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters:',
+      `- name: test\n  cluster:\n    server: ${server}\n    insecure-skip-tls-verify: true`,
+      'users:',
+      `- name: admin\n  user:\n    token: ${token}`,
+      'contexts:',
+      '- name: test\n  context:\n    cluster: test\n    user: admin',
+      'current-context: test',
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
   return path;
 }
 
 async function installCrds(binDir: string, kubeconfig: string): Promise<void> {
   const kubectl = join(binDir, 'kubectl');
-  const files = readdirSync(crdDir).filter((f) => f.endsWith('.yaml')).map((f) => join(crdDir, f));
+  const files = readdirSync(crdDir)
+    .filter((f) => f.endsWith('.yaml'))
+    .map((f) => join(crdDir, f));
   await run(kubectl, ['--kubeconfig', kubeconfig, 'apply', '--server-side', ...files.flatMap((f) => ['-f', f])]);
-  await run(kubectl, ['--kubeconfig', kubeconfig, 'wait', '--for=condition=Established', '--timeout=60s',
+  await run(kubectl, [
+    '--kubeconfig',
+    kubeconfig,
+    'wait',
+    '--for=condition=Established',
+    '--timeout=60s',
     'crd/secretproviderclasses.secrets-store.csi.x-k8s.io',
-    'crd/secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io']);
+    'crd/secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io',
+  ]);
 }
 
 function httpOk(url: string): Promise<boolean> {
   return new Promise((resolve) => {
-    httpGet(url, (res) => { res.resume(); resolve(res.statusCode === 200); }).on('error', () => resolve(false));
+    httpGet(url, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    }).on('error', () => resolve(false));
   });
 }
 

@@ -56,10 +56,12 @@ export interface PodOptions {
 
 /** A Pod bound to `nodeName`; nothing runs it, but its API object is as kubelet would see it. */
 export async function createPod(namespace: string, name: string, opts: PodOptions = {}) {
-  const volumes = Object.entries(opts.volumes ?? (opts.spc ? { 'secrets-store-inline': opts.spc } : {})).map(([volume, spc]) => ({
-    name: volume,
-    csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: spc } },
-  }));
+  const volumes = Object.entries(opts.volumes ?? (opts.spc ? { 'secrets-store-inline': opts.spc } : {})).map(
+    ([volume, spc]) => ({
+      name: volume,
+      csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: spc } },
+    }),
+  );
   return core.createNamespacedPod({
     namespace,
     body: {
@@ -67,7 +69,13 @@ export async function createPod(namespace: string, name: string, opts: PodOption
       spec: {
         nodeName: opts.nodeName ?? 'node-1',
         serviceAccountName: opts.serviceAccountName,
-        containers: [{ name: 'app', image: 'registry.invalid/app:1', volumeMounts: volumes.map((v) => ({ name: v.name, mountPath: `/mnt/${v.name}`, readOnly: true })) }],
+        containers: [
+          {
+            name: 'app',
+            image: 'registry.invalid/app:1',
+            volumeMounts: volumes.map((v) => ({ name: v.name, mountPath: `/mnt/${v.name}`, readOnly: true })),
+          },
+        ],
         volumes,
       },
     },
@@ -90,21 +98,37 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
 }
 
 export async function createServiceAccount(namespace: string, name: string, allowed?: string[] | string) {
-  const annotations = allowed === undefined ? undefined
-    : { 'cce.io/dew-resource': typeof allowed === 'string' ? allowed : JSON.stringify(allowed) };
+  const annotations =
+    allowed === undefined
+      ? undefined
+      : { 'cce.io/dew-resource': typeof allowed === 'string' ? allowed : JSON.stringify(allowed) };
   return core.createNamespacedServiceAccount({ namespace, body: { metadata: { name, annotations } } });
 }
 
 export async function createSpc(namespace: string, name: string, objects: string, spec: Record<string, unknown> = {}) {
   return custom.createNamespacedCustomObject({
-    group: GROUP, version: 'v1', namespace, plural: 'secretproviderclasses',
-    body: { apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClass', metadata: { name }, spec: { provider: 'cce', parameters: { objects }, ...spec } },
+    group: GROUP,
+    version: 'v1',
+    namespace,
+    plural: 'secretproviderclasses',
+    body: {
+      apiVersion: `${GROUP}/v1`,
+      kind: 'SecretProviderClass',
+      metadata: { name },
+      spec: { provider: 'cce', parameters: { objects }, ...spec },
+    },
   });
 }
 
 export async function getSpcps(namespace: string, name: string): Promise<Record<string, any> | undefined> {
   try {
-    return await custom.getNamespacedCustomObject({ group: GROUP, version: 'v1', namespace, plural: 'secretproviderclasspodstatuses', name });
+    return await custom.getNamespacedCustomObject({
+      group: GROUP,
+      version: 'v1',
+      namespace,
+      plural: 'secretproviderclasspodstatuses',
+      name,
+    });
   } catch (err) {
     if ((err as { code?: number }).code === 404) return undefined;
     throw err;
@@ -112,10 +136,22 @@ export async function getSpcps(namespace: string, name: string): Promise<Record<
 }
 
 export async function patchSpcObjects(namespace: string, name: string, objects: string): Promise<void> {
-  await kubectl('patch', 'spc', name, '-n', namespace, '--type=merge', '-p', JSON.stringify({ spec: { parameters: { objects } } }));
+  await kubectl(
+    'patch',
+    'spc',
+    name,
+    '-n',
+    namespace,
+    '--type=merge',
+    '-p',
+    JSON.stringify({ spec: { parameters: { objects } } }),
+  );
 }
 
-export async function podEvents(namespace: string, pod: string): Promise<{ reason?: string; message?: string; type?: string }[]> {
+export async function podEvents(
+  namespace: string,
+  pod: string,
+): Promise<{ reason?: string; message?: string; type?: string }[]> {
   const list = await core.listNamespacedEvent({ namespace, fieldSelector: `involvedObject.name=${pod}` });
   return list.items;
 }

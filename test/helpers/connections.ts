@@ -4,7 +4,9 @@ import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 
 export async function connectionsUsed(work: () => Promise<void>): Promise<number> {
   const sockets = new Set<unknown>();
-  const seen = (message: unknown) => { sockets.add((message as { request: { socket: unknown } }).request.socket); };
+  const seen = (message: unknown) => {
+    sockets.add((message as { request: { socket: unknown } }).request.socket);
+  };
   subscribe('http.client.response.finish', seen);
   try {
     await work();

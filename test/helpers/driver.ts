@@ -49,19 +49,41 @@ export class DriverProcess {
 
   /** Resolves once Probe reports ready (or, with `ready: false`, once Probe answers at all). */
   async start(opts: { ready?: boolean } = {}): Promise<void> {
-    const args = ['serve', `--endpoint=unix://${this.socket}`, `--nodeid=${this.opts.nodeId}`, `--kubeconfig=${this.opts.kubeconfig ?? kubeconfigPath}`,
-      `--csms-endpoint=${this.opts.csmsEndpoint}`, ...(this.opts.projectId ? [`--project-id=${this.opts.projectId}`] : []), '-v=2', '--metrics-addr=127.0.0.1:0',
-      `--kubelet-root-dir=${this.kubeletRoot}`, ...(this.opts.extraArgs ?? [])];
+    const args = [
+      'serve',
+      `--endpoint=unix://${this.socket}`,
+      `--nodeid=${this.opts.nodeId}`,
+      `--kubeconfig=${this.opts.kubeconfig ?? kubeconfigPath}`,
+      `--csms-endpoint=${this.opts.csmsEndpoint}`,
+      ...(this.opts.projectId ? [`--project-id=${this.opts.projectId}`] : []),
+      '-v=2',
+      '--metrics-addr=127.0.0.1:0',
+      `--kubelet-root-dir=${this.kubeletRoot}`,
+      ...(this.opts.extraArgs ?? []),
+    ];
     // Started through its shebang, with the same Node flags as in production.
-    this.child = spawn(executable, args, { env: { ...process.env, ...this.opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout!.on('data', (d: Buffer) => { this.output += d.toString(); });
-    this.child.stderr!.on('data', (d: Buffer) => { this.output += d.toString(); });
-    await eventually('the driver to report ready on Probe', async () => {
-      if (this.child!.exitCode !== null) throw new Error(`driver exited ${this.child!.exitCode}:\n${this.output}`);
-      const res = await this.kubelet.call<{ ready?: { value: boolean } }>('Identity', 'Probe', {}).catch(() => undefined);
-      if (opts.ready === false) return res ? true : undefined;
-      return res?.ready?.value ? true : undefined;
-    }, 30_000);
+    this.child = spawn(executable, args, {
+      env: { ...process.env, ...this.opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child.stdout!.on('data', (d: Buffer) => {
+      this.output += d.toString();
+    });
+    this.child.stderr!.on('data', (d: Buffer) => {
+      this.output += d.toString();
+    });
+    await eventually(
+      'the driver to report ready on Probe',
+      async () => {
+        if (this.child!.exitCode !== null) throw new Error(`driver exited ${this.child!.exitCode}:\n${this.output}`);
+        const res = await this.kubelet
+          .call<{ ready?: { value: boolean } }>('Identity', 'Probe', {})
+          .catch(() => undefined);
+        if (opts.ready === false) return res ? true : undefined;
+        return res?.ready?.value ? true : undefined;
+      },
+      30_000,
+    );
   }
 
   /** http://host:port of /metrics, /healthz and /readyz, from the driver's log. */
@@ -96,7 +118,8 @@ export class DriverProcess {
   }
 }
 
-type Client = grpc.Client & Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
+type Client = grpc.Client &
+  Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
 
 /** A CSI client as kubelet is one: unary calls over the driver's socket. */
 export class Kubelet {
@@ -112,7 +135,9 @@ export class Kubelet {
       client = new Ctor(`unix://${this.socket}`, grpc.credentials.createInsecure()) as unknown as Client;
       this.clients.set(service, client);
     }
-    return new Promise((resolve, reject) => client![method](req, (err, res) => (err ? reject(err) : resolve(res as T))));
+    return new Promise((resolve, reject) =>
+      client![method](req, (err, res) => (err ? reject(err) : resolve(res as T))),
+    );
   }
 
   close(): void {
@@ -125,14 +150,25 @@ export class Kubelet {
  * The request kubelet sends for a pod's inline secrets-store volume (by default the
  * first csi volume of the pod's spec).
  */
-export function publishRequest(pod: k8s.V1Pod, spc: string, kubeletRoot: string, opts: { volume?: string; secrets?: Record<string, string> } = {}) {
+export function publishRequest(
+  pod: k8s.V1Pod,
+  spc: string,
+  kubeletRoot: string,
+  opts: { volume?: string; secrets?: Record<string, string> } = {},
+) {
   const uid = pod.metadata!.uid!;
-  const volume = opts.volume ?? pod.spec?.volumes?.find((v) => v.csi?.volumeAttributes?.secretProviderClass === spc)?.name ?? 'secrets-store-inline';
+  const volume =
+    opts.volume ??
+    pod.spec?.volumes?.find((v) => v.csi?.volumeAttributes?.secretProviderClass === spc)?.name ??
+    'secrets-store-inline';
   // kubelet creates the volume's folder (and writes vol_data.json there) before the call;
   // the driver creates only the `mount` folder itself.
   const volumeDir = join(kubeletRoot, 'pods', uid, 'volumes', 'kubernetes.io~csi', volume);
   mkdirSync(volumeDir, { recursive: true, mode: 0o750 });
-  writeFileSync(join(volumeDir, 'vol_data.json'), JSON.stringify({ driverName: 'secrets-store.csi.k8s.io', volumeHandle: `csi-${uid}-${volume}` }));
+  writeFileSync(
+    join(volumeDir, 'vol_data.json'),
+    JSON.stringify({ driverName: 'secrets-store.csi.k8s.io', volumeHandle: `csi-${uid}-${volume}` }),
+  );
   return {
     volume_id: `csi-${uid}-${volume}`,
     target_path: join(volumeDir, 'mount'),
@@ -152,7 +188,10 @@ export function publishRequest(pod: k8s.V1Pod, spc: string, kubeletRoot: string,
 
 /** Takes down every tmpfs a test mounted under `root` (what kubelet's unpublish would do). */
 export function unmountAll(root: string): void {
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(`${root}/`));
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((p) => p.startsWith(`${root}/`));
   for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
 }
 

@@ -2,24 +2,46 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { GROUP, createNamespace, createPod, custom, deleteNamespace, eventually, kc, kubectl } from '../helpers/cluster.js';
+import {
+  GROUP,
+  createNamespace,
+  createPod,
+  custom,
+  deleteNamespace,
+  eventually,
+  kc,
+  kubectl,
+} from '../helpers/cluster.js';
 
 function spc(name: string, provider: unknown = 'cce') {
   return {
     apiVersion: `${GROUP}/v1`,
     kind: 'SecretProviderClass',
     metadata: { name },
-    spec: { provider, parameters: { objects: '- objectName: "secret_1"\n  objectVersion: "v1"\n  objectType: "csms"\n' } },
+    spec: {
+      provider,
+      parameters: { objects: '- objectName: "secret_1"\n  objectVersion: "v1"\n  objectType: "csms"\n' },
+    },
   };
 }
 
 describe('control plane', () => {
   let ns: string;
-  before(async () => { ns = await createNamespace('cp'); });
-  after(async () => { await deleteNamespace(ns); });
+  before(async () => {
+    ns = await createNamespace('cp');
+  });
+  after(async () => {
+    await deleteNamespace(ns);
+  });
 
   it('lists an applied SecretProviderClass with kubectl get spc', async () => {
-    await custom.createNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: 'secretproviderclasses', body: spc('spc-test') });
+    await custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: 'v1',
+      namespace: ns,
+      plural: 'secretproviderclasses',
+      body: spc('spc-test'),
+    });
     const out = await kubectl('get', 'spc', '-n', ns);
     assert.match(out, /^NAME\s+PROVIDER\s+AGE/m);
     assert.match(out, /^spc-test\s+cce\s+/m);
@@ -27,11 +49,21 @@ describe('control plane', () => {
 
   it('shows pod, SPC and mounted columns for kubectl get spcps', async () => {
     await custom.createNamespacedCustomObject({
-      group: GROUP, version: 'v1', namespace: ns, plural: 'secretproviderclasspodstatuses',
+      group: GROUP,
+      version: 'v1',
+      namespace: ns,
+      plural: 'secretproviderclasspodstatuses',
       body: {
-        apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClassPodStatus',
+        apiVersion: `${GROUP}/v1`,
+        kind: 'SecretProviderClassPodStatus',
         metadata: { name: `web-0-${ns}-spc-test`, labels: { 'internal.secrets-store.csi.k8s.io/node-name': 'node-1' } },
-        status: { podName: 'web-0', secretProviderClassName: 'spc-test', mounted: true, targetPath: '/t', objects: [{ id: 'secret_1', version: 'v1' }] },
+        status: {
+          podName: 'web-0',
+          secretProviderClassName: 'spc-test',
+          mounted: true,
+          targetPath: '/t',
+          objects: [{ id: 'secret_1', version: 'v1' }],
+        },
       },
     });
     const out = await kubectl('get', 'spcps', '-n', ns, '-o', 'wide');
@@ -41,28 +73,63 @@ describe('control plane', () => {
 
   it('rejects an object that breaks the CRD schema, naming the field', async () => {
     await assert.rejects(
-      custom.createNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: 'secretproviderclasses', body: spc('bad', 42) }),
+      custom.createNamespacedCustomObject({
+        group: GROUP,
+        version: 'v1',
+        namespace: ns,
+        plural: 'secretproviderclasses',
+        body: spc('bad', 42),
+      }),
       (err: Error) => /spec\.provider/.test(String((err as { body?: unknown }).body ?? err.message)),
     );
     const noProvider = spc('bad2');
     delete (noProvider.spec as { provider?: unknown }).provider;
     await assert.rejects(
-      custom.createNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: 'secretproviderclasses', body: noProvider }),
+      custom.createNamespacedCustomObject({
+        group: GROUP,
+        version: 'v1',
+        namespace: ns,
+        plural: 'secretproviderclasses',
+        body: noProvider,
+      }),
       (err: Error) => /spec\.provider: Required value/.test(String((err as { body?: unknown }).body ?? err.message)),
     );
   });
 
   it('delivers an SPC update to a watch', async () => {
-    await custom.createNamespacedCustomObject({ group: GROUP, version: 'v1', namespace: ns, plural: 'secretproviderclasses', body: spc('watched') });
+    await custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: 'v1',
+      namespace: ns,
+      plural: 'secretproviderclasses',
+      body: spc('watched'),
+    });
     let stopWatch: AbortController | undefined;
     const seen = new Promise<string>((resolve, reject) => {
-      void new k8s.Watch(kc).watch(`/apis/${GROUP}/v1/namespaces/${ns}/secretproviderclasses`, {},
-        (type, obj: { metadata: { name: string }; spec: { parameters: { objects: string } } }) => {
-          if (type === 'MODIFIED' && obj.metadata.name === 'watched') resolve(obj.spec.parameters.objects);
-        }, (err) => err && reject(err)).then((req) => { stopWatch = req; });
+      void new k8s.Watch(kc)
+        .watch(
+          `/apis/${GROUP}/v1/namespaces/${ns}/secretproviderclasses`,
+          {},
+          (type, obj: { metadata: { name: string }; spec: { parameters: { objects: string } } }) => {
+            if (type === 'MODIFIED' && obj.metadata.name === 'watched') resolve(obj.spec.parameters.objects);
+          },
+          (err) => err && reject(err),
+        )
+        .then((req) => {
+          stopWatch = req;
+        });
     });
     await eventually('the watch to open', async () => stopWatch);
-    await kubectl('patch', 'spc', 'watched', '-n', ns, '--type=merge', '-p', JSON.stringify({ spec: { parameters: { objects: 'changed' } } }));
+    await kubectl(
+      'patch',
+      'spc',
+      'watched',
+      '-n',
+      ns,
+      '--type=merge',
+      '-p',
+      JSON.stringify({ spec: { parameters: { objects: 'changed' } } }),
+    );
     assert.equal(await seen, 'changed');
     stopWatch!.abort();
   });
@@ -71,10 +138,17 @@ describe('control plane', () => {
     const pod = await createPod(ns, 'owner');
     const name = `owner-${ns}-spc-test`;
     await custom.createNamespacedCustomObject({
-      group: GROUP, version: 'v1', namespace: ns, plural: 'secretproviderclasspodstatuses',
+      group: GROUP,
+      version: 'v1',
+      namespace: ns,
+      plural: 'secretproviderclasspodstatuses',
       body: {
-        apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClassPodStatus',
-        metadata: { name, ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: 'owner', uid: pod.metadata!.uid! }] },
+        apiVersion: `${GROUP}/v1`,
+        kind: 'SecretProviderClassPodStatus',
+        metadata: {
+          name,
+          ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: 'owner', uid: pod.metadata!.uid! }],
+        },
         status: { podName: 'owner', secretProviderClassName: 'spc-test', mounted: true, targetPath: '/t' },
       },
     });

@@ -8,10 +8,15 @@ import { it } from 'node:test';
 const run = promisify(execFile);
 
 it('the demo mounts, syncs, follows an SPC edit, rotates and unmounts', async () => {
-  const { stdout } = await run(process.execPath, [resolve(import.meta.dirname, '../../demo/run.js')], { timeout: 120_000 });
+  const { stdout } = await run(process.execPath, [resolve(import.meta.dirname, '../../demo/run.js')], {
+    timeout: 120_000,
+  });
   assert.match(stdout, /secret_test: p@ssw0rd-version-1/);
   assert.match(stdout, /dbusername01: db_user_alice/);
-  assert.match(stdout, /status:\n\s+mounted: true\n\s+objects:\n\s+- id: secret_1\n\s+version: v1\n\s+podName: nginx-spc\n\s+secretProviderClassName: spc-test/);
+  assert.match(
+    stdout,
+    /status:\n\s+mounted: true\n\s+objects:\n\s+- id: secret_1\n\s+version: v1\n\s+podName: nginx-spc\n\s+secretProviderClassName: spc-test/,
+  );
   assert.match(stdout, /my-secret-01\s+Opaque\s+2/);
   assert.match(stdout, /db_username_02=db_user_bob/);
   assert.match(stdout, /after \d+ ms: secret_test: p@ssw0rd-version-2/);

@@ -31,8 +31,17 @@ describe('driver lifecycle', () => {
     const first = new DriverProcess({ ...common, socketDir: dir });
     await first.start();
     try {
-      const second = await run(executable, ['serve', `--endpoint=unix://${join(dir, 'csi.sock')}`, '--nodeid=n', '--csms-endpoint=http://127.0.0.1:9', '--project-id=p1', `--kubeconfig=${process.env.CCE_TEST_KUBECONFIG}`])
-        .then(() => 'started', (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`);
+      const second = await run(executable, [
+        'serve',
+        `--endpoint=unix://${join(dir, 'csi.sock')}`,
+        '--nodeid=n',
+        '--csms-endpoint=http://127.0.0.1:9',
+        '--project-id=p1',
+        `--kubeconfig=${process.env.CCE_TEST_KUBECONFIG}`,
+      ]).then(
+        () => 'started',
+        (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`,
+      );
       assert.match(second, /^2: [\s\S]*another process is serving .*csi\.sock; stop it first/);
     } finally {
       await first.stop();
@@ -42,7 +51,10 @@ describe('driver lifecycle', () => {
   it('answers Probe with not-ready until its Kubernetes caches have synced', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cce-unready-'));
     const kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n');
+    writeFileSync(
+      kubeconfig,
+      'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
+    );
     const driver = new DriverProcess({ ...common, kubeconfig });
     await driver.start({ ready: false });
     try {
@@ -56,15 +68,28 @@ describe('driver lifecycle', () => {
 
   it('finishes an in-flight mount on SIGTERM before it exits', async () => {
     const projectId = 'feedfacefeedfacefeedfacefeedface';
-    const emulator = new CsmsEmulator({ projectId, credentials: [{ accessKey: 'TERMAK', secretKey: 'term-sk' }], secrets: [{ name: 'slow', versions: ['slow-value'] }] });
-    const driver = new DriverProcess({ ...common, projectId, csmsEndpoint: await emulator.listen(), env: { HUAWEICLOUD_SDK_AK: 'TERMAK', HUAWEICLOUD_SDK_SK: 'term-sk' } });
+    const emulator = new CsmsEmulator({
+      projectId,
+      credentials: [{ accessKey: 'TERMAK', secretKey: 'term-sk' }],
+      secrets: [{ name: 'slow', versions: ['slow-value'] }],
+    });
+    const driver = new DriverProcess({
+      ...common,
+      projectId,
+      csmsEndpoint: await emulator.listen(),
+      env: { HUAWEICLOUD_SDK_AK: 'TERMAK', HUAWEICLOUD_SDK_SK: 'term-sk' },
+    });
     const ns = await createNamespace('term');
     const root = driver.kubeletRoot;
     try {
       await driver.start();
       await createServiceAccount(ns, 'app', ['slow']);
       await createSpc(ns, 'spc', '- {objectName: slow, objectType: csms, objectVersion: v1}');
-      const req = publishRequest(await createPod(ns, 'app-0', { nodeName: common.nodeId, serviceAccountName: 'app', spc: 'spc' }), 'spc', root);
+      const req = publishRequest(
+        await createPod(ns, 'app-0', { nodeName: common.nodeId, serviceAccountName: 'app', spc: 'spc' }),
+        'spc',
+        root,
+      );
       emulator.store.addFault({ status: 0, latencyMs: 1500, times: 1 });
       const publishing = driver.kubelet.call('Node', 'NodePublishVolume', req);
       await new Promise((r) => setTimeout(r, 500));
@@ -82,8 +107,15 @@ describe('driver lifecycle', () => {
   });
 
   it('stops at start-up on an invalid flag, naming it', async () => {
-    const out = await run(executable, ['serve', '--nodeid=n', '--region=cn-north-4', '--rotation-poll-intervall=2m'])
-      .then(() => 'started', (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`);
+    const out = await run(executable, [
+      'serve',
+      '--nodeid=n',
+      '--region=cn-north-4',
+      '--rotation-poll-intervall=2m',
+    ]).then(
+      () => 'started',
+      (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`,
+    );
     assert.match(out, /^2: cce-secrets-manager: Unknown option '--rotation-poll-intervall'/);
   });
 });

@@ -15,10 +15,12 @@ import { Kubelet } from '../helpers/driver.js';
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../../..');
 
-it('the Dockerfile\'s runtime layout (bundle, protos, package.json; no node_modules) serves CSI', async () => {
+it("the Dockerfile's runtime layout (bundle, protos, package.json; no node_modules) serves CSI", async () => {
   const dockerfile = await readFile(join(repo, 'Dockerfile'), 'utf8');
   const runtime = dockerfile.split(/^FROM /m).at(-1)!;
-  const copies = [...runtime.matchAll(/^COPY (?:--from=build \/src\/)?(\S+) \.\/(\S+)$/gm)].map((m) => [m[1], m[2]] as const);
+  const copies = [...runtime.matchAll(/^COPY (?:--from=build \/src\/)?(\S+) \.\/(\S+)$/gm)].map(
+    (m) => [m[1], m[2]] as const,
+  );
   assert.deepEqual(copies.map(([from]) => from).sort(), ['csi-proto', 'dist/cce-secrets-manager.mjs', 'package.json']);
   const entry = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(runtime)![1]) as string[];
   assert.deepEqual(entry.slice(0, 3), ['tini', '--', 'node']);
@@ -28,15 +30,33 @@ it('the Dockerfile\'s runtime layout (bundle, protos, package.json; no node_modu
   assert.ok(!existsSync(join(app, 'node_modules')));
   const main = join(app, entry.at(-1)!.replace(/^\/app\//, ''));
   const node = entry.slice(3, -1); // node flags from ENTRYPOINT
-  assert.ok(node.every((a) => a.startsWith('--')), `unexpected ENTRYPOINT ${entry.join(' ')}`);
+  assert.ok(
+    node.every((a) => a.startsWith('--')),
+    `unexpected ENTRYPOINT ${entry.join(' ')}`,
+  );
   const { stdout: version } = await run(process.execPath, [...node, main, '--version'], { cwd: tmpdir() });
   assert.match(version, /^cce-secrets-manager \d+\.\d+\.\d+/);
 
   const socket = join(mkdtempSync(join(tmpdir(), 'cce-image-sock-')), 'csi.sock');
-  const child = spawn(process.execPath, [...node, main, 'serve', `--endpoint=unix://${socket}`, '--nodeid=image-node', `--kubeconfig=${kubeconfigPath}`,
-    '--csms-endpoint=http://127.0.0.1:9', '--project-id=p', '--metrics-addr='], { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      ...node,
+      main,
+      'serve',
+      `--endpoint=unix://${socket}`,
+      '--nodeid=image-node',
+      `--kubeconfig=${kubeconfigPath}`,
+      '--csms-endpoint=http://127.0.0.1:9',
+      '--project-id=p',
+      '--metrics-addr=',
+    ],
+    { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let logs = '';
-  child.stderr.on('data', (d: Buffer) => { logs += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => {
+    logs += d.toString();
+  });
   const kubelet = new Kubelet(socket);
   try {
     for (let i = 0; ; i++) {
@@ -45,7 +65,10 @@ it('the Dockerfile\'s runtime layout (bundle, protos, package.json; no node_modu
       assert.ok(i < 300 && child.exitCode === null, `the image layout did not become ready:\n${logs}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    assert.equal((await kubelet.call<{ name: string }>('Identity', 'GetPluginInfo', {})).name, 'secrets-store.csi.k8s.io');
+    assert.equal(
+      (await kubelet.call<{ name: string }>('Identity', 'GetPluginInfo', {})).name,
+      'secrets-store.csi.k8s.io',
+    );
   } finally {
     kubelet.close();
     child.kill('SIGTERM');

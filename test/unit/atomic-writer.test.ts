@@ -1,5 +1,17 @@
 import assert from 'node:assert/strict';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  unlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -9,7 +21,9 @@ const files = (o: Record<string, string>) => new Map(Object.entries(o).map(([k, 
 
 describe('atomic writer', () => {
   let dir: string;
-  beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'writer-')); });
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'writer-'));
+  });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
   it('publishes files as symlinks into ..data with mode 0644', async () => {
@@ -32,7 +46,10 @@ describe('atomic writer', () => {
     writeAtomically(dir, files({ a: 'one', gone: 'x' }));
     const first = await readlink(join(dir, '..data'));
     writeAtomically(dir, files({ a: 'uno', added: 'new' }));
-    assert.deepEqual(Object.fromEntries([...readPublished(dir)].map(([k, v]) => [k, v.toString()])), { a: 'uno', added: 'new' });
+    assert.deepEqual(Object.fromEntries([...readPublished(dir)].map(([k, v]) => [k, v.toString()])), {
+      a: 'uno',
+      added: 'new',
+    });
     const entries = await readdir(dir);
     assert.ok(!entries.includes('gone'));
     assert.ok(!entries.includes(first));
@@ -69,7 +86,11 @@ describe('atomic writer', () => {
     assert.equal(writeAtomically(dir, files({ a: 'one', b: 'two' })), true, 'a damaged volume is rewritten');
     assert.equal(await readFile(join(dir, 'b'), 'utf8'), 'two');
     const entries = await readdir(dir);
-    assert.deepEqual(entries.filter((e) => e.startsWith('..')).length, 2, `only ..data and its folder remain: ${entries}`);
+    assert.deepEqual(
+      entries.filter((e) => e.startsWith('..')).length,
+      2,
+      `only ..data and its folder remain: ${entries}`,
+    );
     assert.equal(writeAtomically(dir, files({ a: 'one', b: 'two' })), false, 'and is then unchanged');
   });
 

@@ -4,7 +4,10 @@ import { ConfigError, parseDuration, parseServeArgs } from '../../src/config.js'
 
 const base = ['--nodeid=n1', '--region=cn-north-4'];
 const refuses = (args: string[], pattern: RegExp, env: NodeJS.ProcessEnv = {}) =>
-  assert.throws(() => parseServeArgs(args, env), (e: Error) => e instanceof ConfigError && pattern.test(e.message));
+  assert.throws(
+    () => parseServeArgs(args, env),
+    (e: Error) => e instanceof ConfigError && pattern.test(e.message),
+  );
 
 describe('serve flags', () => {
   it('derives the CSMS endpoint from the region, with the .eu exception', () => {
@@ -17,9 +20,15 @@ describe('serve flags', () => {
   });
 
   it('prefers an explicit endpoint and reads node, project and verbosity the klog way', () => {
-    const c = parseServeArgs(['--csms-endpoint=http://127.0.0.1:9000', '-v=3', '--log-format-json'], { NODE_NAME: 'from-env', HUAWEICLOUD_SDK_PROJECT_ID: 'abc123' });
+    const c = parseServeArgs(['--csms-endpoint=http://127.0.0.1:9000', '-v=3', '--log-format-json'], {
+      NODE_NAME: 'from-env',
+      HUAWEICLOUD_SDK_PROJECT_ID: 'abc123',
+    });
     assert.ok(c !== 'help');
-    assert.deepEqual([c.nodeId, c.csmsEndpoint, c.projectId, c.verbosity, c.logJson], ['from-env', 'http://127.0.0.1:9000', 'abc123', 3, true]);
+    assert.deepEqual(
+      [c.nodeId, c.csmsEndpoint, c.projectId, c.verbosity, c.logJson],
+      ['from-env', 'http://127.0.0.1:9000', 'abc123', 3, true],
+    );
     assert.ok(Object.isFrozen(c));
   });
 
@@ -28,27 +37,47 @@ describe('serve flags', () => {
     refuses(['--region=cn-north-4'], /--nodeid is required/);
     refuses(['--nodeid=n1'], /set --region .* or --csms-endpoint/);
     refuses(['--nodeid=n1', '--region=north'], /--region "north" does not look like a Huawei Cloud region/);
-    refuses([...base, '--endpoint=/csi/csi.sock'], /--endpoint "\/csi\/csi.sock" must look like unix:\/\/\/csi\/csi.sock/);
+    refuses(
+      [...base, '--endpoint=/csi/csi.sock'],
+      /--endpoint "\/csi\/csi.sock" must look like unix:\/\/\/csi\/csi.sock/,
+    );
     refuses([...base, '--csms-endpoint=kms.example'], /--csms-endpoint "kms.example" must be an http\(s\) URL/);
     refuses([...base, '-v=high'], /-v "high" must be a whole number/);
     refuses([...base, '--csms-timeout=5'], /--csms-timeout "5" is not a duration/);
   });
 
   it('refuses plain http to another machine unless plaintext is intended', () => {
-    refuses([...base, '--csms-endpoint=http://10.0.0.8:8443'], /--csms-endpoint "http:\/\/10\.0\.0\.8:8443" is plain http to another machine; use https, or pass --allow-plaintext-endpoints/);
-    refuses([...base, '--metadata-endpoint=http://metadata.internal'], /--metadata-endpoint .* is plain http to another machine/);
-    for (const ok of [['--csms-endpoint=http://127.0.0.1:9'], ['--csms-endpoint=http://[::1]:9'], ['--metadata-endpoint=http://169.254.169.254'], ['--csms-endpoint=http://10.0.0.8', '--allow-plaintext-endpoints']]) {
+    refuses(
+      [...base, '--csms-endpoint=http://10.0.0.8:8443'],
+      /--csms-endpoint "http:\/\/10\.0\.0\.8:8443" is plain http to another machine; use https, or pass --allow-plaintext-endpoints/,
+    );
+    refuses(
+      [...base, '--metadata-endpoint=http://metadata.internal'],
+      /--metadata-endpoint .* is plain http to another machine/,
+    );
+    for (const ok of [
+      ['--csms-endpoint=http://127.0.0.1:9'],
+      ['--csms-endpoint=http://[::1]:9'],
+      ['--metadata-endpoint=http://169.254.169.254'],
+      ['--csms-endpoint=http://10.0.0.8', '--allow-plaintext-endpoints'],
+    ]) {
       assert.notEqual(parseServeArgs([...base, ...ok], {}), 'help');
     }
   });
 
   it('takes the kubelet root and the CSMS reply limit', () => {
-    const c = parseServeArgs([...base, '--kubelet-root-dir=/mnt/paas/kubernetes/kubelet/', '--csms-max-response-bytes=2048'], {});
+    const c = parseServeArgs(
+      [...base, '--kubelet-root-dir=/mnt/paas/kubernetes/kubelet/', '--csms-max-response-bytes=2048'],
+      {},
+    );
     assert.ok(c !== 'help');
     assert.deepEqual([c.kubeletRoot, c.csmsMaxResponseBytes], ['/mnt/paas/kubernetes/kubelet', 2048]);
     const d = parseServeArgs(base, {});
     assert.ok(d !== 'help' && d.kubeletRoot === '/var/lib/kubelet' && d.csmsMaxResponseBytes === 1048576);
-    refuses([...base, '--kubelet-root-dir=relative/kubelet'], /--kubelet-root-dir "relative\/kubelet" must be an absolute path/);
+    refuses(
+      [...base, '--kubelet-root-dir=relative/kubelet'],
+      /--kubelet-root-dir "relative\/kubelet" must be an absolute path/,
+    );
   });
 
   it('parses durations', () => {

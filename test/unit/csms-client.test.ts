@@ -6,7 +6,13 @@ import { CsmsEmulator } from '../../src/provider/emulator/server.js';
 import { CsmsSecretSource } from '../../src/provider/source.js';
 import { signRequest } from '../../src/provider/signer.js';
 import { connectionsUsed } from '../helpers/connections.js';
-import { NotAllowedError, NotFoundError, PreconditionError, StoreUnavailableError, UnauthenticatedError } from '../../src/errors.js';
+import {
+  NotAllowedError,
+  NotFoundError,
+  PreconditionError,
+  StoreUnavailableError,
+  UnauthenticatedError,
+} from '../../src/errors.js';
 
 const projectId = 'abcdefabcdefabcdefabcdefabcdef12';
 const creds = { accessKey: 'AK1', secretKey: 'SK1' };
@@ -14,7 +20,9 @@ const agency = { accessKey: 'AGENCYAK', secretKey: 'AGENCYSK', securityToken: 'a
 
 describe('CSMS client against the emulator', () => {
   const emulator = new CsmsEmulator({
-    projectId, credentials: [creds], agency,
+    projectId,
+    credentials: [creds],
+    agency,
     secrets: [
       { name: 'secret_1', versions: ['first', 'second'] },
       { name: 'bin', versions: [{ binary: Buffer.from([0, 1, 2, 255]).toString('base64') }] },
@@ -48,24 +56,37 @@ describe('CSMS client against the emulator', () => {
   });
 
   it('maps a missing secret or version to NotFoundError naming both', async () => {
-    await assert.rejects(client.getVersion('nope', 'v1', creds), (e: Error) => e instanceof NotFoundError && /secret "nope" version "v1" does not exist.*CSMS\.0005/.test(e.message));
+    await assert.rejects(
+      client.getVersion('nope', 'v1', creds),
+      (e: Error) =>
+        e instanceof NotFoundError && /secret "nope" version "v1" does not exist.*CSMS\.0005/.test(e.message),
+    );
     await assert.rejects(client.getVersion('secret_1', 'v9', creds), NotFoundError);
     emulator.store.addFault({ status: 404, secret: 'secret_1', times: 1, errorCode: 'APIGW.0101', shape: 'gateway' });
     await assert.rejects(client.getVersion('secret_1', 'v1', creds), NotFoundError);
   });
 
   it('reports a secret pending deletion as a precondition', async () => {
-    await assert.rejects(client.getVersion('doomed', 'v1', creds), (e: Error) => e instanceof PreconditionError && /pending deletion/.test(e.message));
+    await assert.rejects(
+      client.getVersion('doomed', 'v1', creds),
+      (e: Error) => e instanceof PreconditionError && /pending deletion/.test(e.message),
+    );
   });
 
   it('is refused with a wrong secret key, and never echoes the key', async () => {
-    await assert.rejects(client.getVersion('secret_1', 'v1', { accessKey: 'AK1', secretKey: 'wrong-secret' }),
-      (e: Error) => e instanceof UnauthenticatedError && /APIGW\.0301/.test(e.message) && !e.message.includes('wrong-secret'));
+    await assert.rejects(
+      client.getVersion('secret_1', 'v1', { accessKey: 'AK1', secretKey: 'wrong-secret' }),
+      (e: Error) =>
+        e instanceof UnauthenticatedError && /APIGW\.0301/.test(e.message) && !e.message.includes('wrong-secret'),
+    );
   });
 
   it('maps 403 to NotAllowedError', async () => {
     emulator.store.addFault({ status: 403, errorCode: 'CSMS.0401', shape: 'nested', times: 1 });
-    await assert.rejects(client.getVersion('secret_1', 'v1', creds), (e: Error) => e instanceof NotAllowedError && /csms:secret:getVersion/.test(e.message));
+    await assert.rejects(
+      client.getVersion('secret_1', 'v1', creds),
+      (e: Error) => e instanceof NotAllowedError && /csms:secret:getVersion/.test(e.message),
+    );
   });
 
   it('retries throttling with backoff and then succeeds', async () => {
@@ -77,9 +98,15 @@ describe('CSMS client against the emulator', () => {
 
   it('gives up on persistent 5xx and timeouts with StoreUnavailableError', async () => {
     emulator.store.addFault({ status: 502, times: 4 });
-    await assert.rejects(client.getVersion('secret_1', 'v1', creds), (e: Error) => e instanceof StoreUnavailableError && /after 4 attempts: HTTP 502/.test(e.message));
+    await assert.rejects(
+      client.getVersion('secret_1', 'v1', creds),
+      (e: Error) => e instanceof StoreUnavailableError && /after 4 attempts: HTTP 502/.test(e.message),
+    );
     emulator.store.addFault({ status: 0, latencyMs: 600, times: 4 });
-    await assert.rejects(client.getVersion('secret_1', 'v1', creds), (e: Error) => e instanceof StoreUnavailableError && /timed out after 300 ms/.test(e.message));
+    await assert.rejects(
+      client.getVersion('secret_1', 'v1', creds),
+      (e: Error) => e instanceof StoreUnavailableError && /timed out after 300 ms/.test(e.message),
+    );
   });
 
   it('uses node-agency keys from the metadata service, with their security token', async () => {
@@ -99,28 +126,47 @@ describe('CSMS client against the emulator', () => {
     await service.close();
     assert.deepEqual(await metadata.credentials(), agency, 'the cached keys, still valid');
     const fresh = new MetadataCredentials({ endpoint: metadataEndpoint });
-    await assert.rejects(fresh.credentials(), (e: Error) => e instanceof StoreUnavailableError &&
-      /no CSMS credentials are configured .* and the ECS metadata service at .* is unreachable/.test(e.message));
-    await assert.rejects(fresh.projectId(), (e: Error) => e instanceof StoreUnavailableError && /the CSMS project id is not configured/.test(e.message));
+    await assert.rejects(
+      fresh.credentials(),
+      (e: Error) =>
+        e instanceof StoreUnavailableError &&
+        /no CSMS credentials are configured .* and the ECS metadata service at .* is unreachable/.test(e.message),
+    );
+    await assert.rejects(
+      fresh.projectId(),
+      (e: Error) => e instanceof StoreUnavailableError && /the CSMS project id is not configured/.test(e.message),
+    );
   });
 
   it('shares one in-flight request among identical concurrent fetches', async () => {
     const source = new CsmsSecretSource(client);
     emulator.store.addFault({ status: 0, latencyMs: 100, times: 1 });
     const before = client.requests;
-    const results = await Promise.all(Array.from({ length: 10 }, () => source.fetch([{ name: 'secret_1', version: 'latest' }], creds)));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => source.fetch([{ name: 'secret_1', version: 'latest' }], creds)),
+    );
     assert.equal(client.requests - before, 1);
     assert.ok(results.every((r) => r[0].value.toString() === 'second'));
   });
 });
 
 describe('CSMS emulator signature checks', () => {
-  const emulator = new CsmsEmulator({ projectId, credentials: [creds, { accessKey: 'TMP', secretKey: 'TMPSK', securityToken: 'tok' }], secrets: [{ name: 's', versions: ['v'] }] });
+  const emulator = new CsmsEmulator({
+    projectId,
+    credentials: [creds, { accessKey: 'TMP', secretKey: 'TMPSK', securityToken: 'tok' }],
+    secrets: [{ name: 's', versions: ['v'] }],
+  });
   let endpoint: string;
-  before(async () => { endpoint = await emulator.listen(); });
+  before(async () => {
+    endpoint = await emulator.listen();
+  });
   after(() => emulator.close());
 
-  async function call(c: { accessKey: string; secretKey: string; securityToken?: string }, at: Date, extra: Record<string, string> = {}) {
+  async function call(
+    c: { accessKey: string; secretKey: string; securityToken?: string },
+    at: Date,
+    extra: Record<string, string> = {},
+  ) {
     const url = new URL(`${endpoint}/v1/${projectId}/secrets/s/versions/v1`);
     const signed = signRequest({ method: 'GET', url, headers: { 'X-Project-Id': projectId } }, c, at);
     delete signed.host;
@@ -130,7 +176,13 @@ describe('CSMS emulator signature checks', () => {
 
   it('accepts a correctly signed request', async () => assert.equal((await call(creds, new Date())).status, 200));
   it('rejects a date more than 15 minutes off', async () => {
-    assert.deepEqual(await call(creds, new Date(Date.now() - 16 * 60_000)), { status: 401, body: { code: 'APIGW.0303', message: 'Incorrect app authentication information: X-Sdk-Date is missing or more than 15 minutes off' } });
+    assert.deepEqual(await call(creds, new Date(Date.now() - 16 * 60_000)), {
+      status: 401,
+      body: {
+        code: 'APIGW.0303',
+        message: 'Incorrect app authentication information: X-Sdk-Date is missing or more than 15 minutes off',
+      },
+    });
   });
   it('rejects a tampered signature', async () => {
     const r = await call(creds, new Date(), { 'X-Project-Id': 'another' });
@@ -145,7 +197,11 @@ describe('CSMS emulator signature checks', () => {
 
 describe('credentials from nodePublishSecretRef', () => {
   it('takes access_key/secret_key/security_token and refuses half a pair', () => {
-    assert.deepEqual(credentialsFromSecretRef({ access_key: 'a', secret_key: 'b', security_token: 't' }), { accessKey: 'a', secretKey: 'b', securityToken: 't' });
+    assert.deepEqual(credentialsFromSecretRef({ access_key: 'a', secret_key: 'b', security_token: 't' }), {
+      accessKey: 'a',
+      secretKey: 'b',
+      securityToken: 't',
+    });
     assert.equal(credentialsFromSecretRef({}), undefined);
     assert.throws(() => credentialsFromSecretRef({ access_key: 'a' }), /both access_key and secret_key/);
   });

@@ -6,7 +6,9 @@ import { createLogger } from '../../src/log.js';
 function capture(json: boolean, verbosity = 0) {
   const stream = new PassThrough();
   let out = '';
-  stream.on('data', (d: Buffer) => { out += d.toString(); });
+  stream.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   return { log: createLogger({ json, verbosity, stream }), lines: () => out.trimEnd().split('\n').filter(Boolean) };
 }
 
@@ -17,8 +19,14 @@ describe('logger', () => {
     log.warn("object [secret_1]'s version [v1] doesn't change, read from local");
     await new Promise((r) => setImmediate(r));
     const [a, b] = lines();
-    assert.match(a, /^I\d{4} \d{2}:\d{2}:\d{2}\.\d{6}\s+\d+ log\.test\.ts:\d+\] "Get secret successfully" name="secret_1" version="v1"$/);
-    assert.match(b, /^W\d{4} .* log\.test\.ts:\d+\] object \[secret_1\]'s version \[v1\] doesn't change, read from local$/);
+    assert.match(
+      a,
+      /^I\d{4} \d{2}:\d{2}:\d{2}\.\d{6}\s+\d+ log\.test\.ts:\d+\] "Get secret successfully" name="secret_1" version="v1"$/,
+    );
+    assert.match(
+      b,
+      /^W\d{4} .* log\.test\.ts:\d+\] object \[secret_1\]'s version \[v1\] doesn't change, read from local$/,
+    );
   });
 
   it('writes JSON lines on request and honours verbosity', async () => {

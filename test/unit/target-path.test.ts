@@ -9,7 +9,7 @@ const uid = '6f1c7a52-0a3e-4a43-9b47-2b1f7b0f2c11';
 const good = `${root}/pods/${uid}/volumes/kubernetes.io~csi/secrets-store-inline/mount`;
 
 describe('target path rule', () => {
-  it('reads the pod uid and the volume name from kubelet\'s path', () => {
+  it("reads the pod uid and the volume name from kubelet's path", () => {
     assert.deepEqual(parseTargetPath(root, good, 'NodePublishVolume'), { podUid: uid, volume: 'secrets-store-inline' });
   });
 
@@ -27,9 +27,14 @@ describe('target path rule', () => {
       `${root}-other/pods/${uid}/volumes/kubernetes.io~csi/vol/mount`,
     ];
     for (const path of bad) {
-      assert.throws(() => parseTargetPath(root, path, 'NodeUnpublishVolume'), (e: Error) =>
-        e instanceof InvalidRequestError && e.message.startsWith('NodeUnpublishVolume: target_path') &&
-        e.message.endsWith(`it must be ${root}/pods/<pod uid>/volumes/kubernetes.io~csi/<volume>/mount`), path);
+      assert.throws(
+        () => parseTargetPath(root, path, 'NodeUnpublishVolume'),
+        (e: Error) =>
+          e instanceof InvalidRequestError &&
+          e.message.startsWith('NodeUnpublishVolume: target_path') &&
+          e.message.endsWith(`it must be ${root}/pods/<pod uid>/volumes/kubernetes.io~csi/<volume>/mount`),
+        path,
+      );
     }
   });
 });

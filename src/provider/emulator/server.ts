@@ -43,7 +43,8 @@ export class CsmsEmulator {
     let reply: Reply;
     try {
       if (url.pathname.startsWith('/_emulator/')) reply = this.control(req.method ?? 'GET', url.pathname, body);
-      else if (url.pathname.startsWith('/openstack/') || url.pathname.startsWith('/meta-data/')) reply = this.metadata(url.pathname);
+      else if (url.pathname.startsWith('/openstack/') || url.pathname.startsWith('/meta-data/'))
+        reply = this.metadata(url.pathname);
       else reply = await this.api(req, url, body);
     } catch (err) {
       reply = { status: 400, body: { error_code: 'CSMS.0004', error_msg: (err as Error).message } };
@@ -64,9 +65,11 @@ export class CsmsEmulator {
     const fault = this.store.takeFault(secretName);
     if (fault?.latencyMs) await new Promise((r) => setTimeout(r, fault.latencyMs));
     if (fault && fault.status !== 0) return faultReply(fault);
-    if (project !== this.store.projectId) return csmsError(400, 'CSMS.0002', `project id ${project} does not match the credentials' project`);
+    if (project !== this.store.projectId)
+      return csmsError(400, 'CSMS.0002', `project id ${project} does not match the credentials' project`);
     if (batch && req.method === 'POST') return this.batchGet(body);
-    if (!m || req.method !== 'GET') return csmsError(400, 'CSMS.0003', `unsupported request ${req.method} ${url.pathname}`);
+    if (!m || req.method !== 'GET')
+      return csmsError(400, 'CSMS.0003', `unsupported request ${req.method} ${url.pathname}`);
     const secret = this.store.get(secretName!);
     if (!secret) return csmsError(400, 'CSMS.0005', `secret ${secretName} does not exist`);
     if (m[3] === undefined) return { status: 200, body: { secret: secretMetadata(secret) } };
@@ -76,27 +79,49 @@ export class CsmsEmulator {
   }
 
   private value(secret: StoredSecret, versionId: string): Reply {
-    if (secret.state === 'PENDING_DELETE') return csmsError(400, 'CSMS.0103', `secret ${secret.name} is pending deletion`);
+    if (secret.state === 'PENDING_DELETE')
+      return csmsError(400, 'CSMS.0103', `secret ${secret.name} is pending deletion`);
     if (secret.state !== 'ENABLED') return csmsError(400, 'CSMS.0003', `secret ${secret.name} is ${secret.state}`);
     const version = versionId === 'latest' ? secret.versions.at(-1) : secret.versions.find((v) => v.id === versionId);
     if (!version) return csmsError(400, 'CSMS.0005', `version ${versionId} of secret ${secret.name} does not exist`);
-    return { status: 200, body: { version: { version_metadata: this.versionMetadata(secret, version.id), ...version.value } } };
+    return {
+      status: 200,
+      body: { version: { version_metadata: this.versionMetadata(secret, version.id), ...version.value } },
+    };
   }
 
   private versionMetadata(secret: StoredSecret, id: string) {
     const v = secret.versions.find((x) => x.id === id)!;
-    return { id: v.id, create_time: v.createTime, expire_time: null, kms_key_id: 'emulator-key', secret_name: secret.name, version_stages: this.store.stagesOf(secret, v) };
+    return {
+      id: v.id,
+      create_time: v.createTime,
+      expire_time: null,
+      kms_key_id: 'emulator-key',
+      secret_name: secret.name,
+      version_stages: this.store.stagesOf(secret, v),
+    };
   }
 
   private listVersions(secret: StoredSecret): Reply {
     const metas = secret.versions.map((v) => this.versionMetadata(secret, v.id)).reverse();
-    return { status: 200, body: { version_metadatas: metas, page_info: { next_marker: null, previous_marker: null, current_count: metas.length } } };
+    return {
+      status: 200,
+      body: {
+        version_metadatas: metas,
+        page_info: { next_marker: null, previous_marker: null, current_count: metas.length },
+      },
+    };
   }
 
   private stage(secret: StoredSecret, stage: string): Reply {
     const version = secret.versions.find((v) => this.store.stagesOf(secret, v).includes(stage));
     if (!version) return csmsError(400, 'CSMS.0005', `stage ${stage} of secret ${secret.name} does not exist`);
-    return { status: 200, body: { stage: { name: stage, secret_name: secret.name, version_id: version.id, update_time: version.createTime } } };
+    return {
+      status: 200,
+      body: {
+        stage: { name: stage, secret_name: secret.name, version_id: version.id, update_time: version.createTime },
+      },
+    };
   }
 
   private batchGet(body: string): Reply {
@@ -112,21 +137,38 @@ export class CsmsEmulator {
   /** Recomputes the signature over the listed headers; gateway-shaped errors as the real one. */
   private verify(req: IncomingMessage, url: URL, body: string): Reply | undefined {
     const auth = parseAuthorization(req.headers.authorization);
-    if (!auth) return gatewayError(401, 'APIGW.0301', 'Incorrect IAM authentication information: missing or malformed Authorization');
+    if (!auth)
+      return gatewayError(
+        401,
+        'APIGW.0301',
+        'Incorrect IAM authentication information: missing or malformed Authorization',
+      );
     const creds = this.store.credentials.get(auth.accessKey);
     if (!creds) return gatewayError(401, 'APIGW.0301', 'Incorrect IAM authentication information: unknown access key');
     const dateHeader = String(req.headers['x-sdk-date'] ?? '');
     const date = parseSdkDate(dateHeader);
     if (!date || Math.abs(Date.now() - date.getTime()) > MAX_CLOCK_SKEW_MS) {
-      return gatewayError(401, 'APIGW.0303', 'Incorrect app authentication information: X-Sdk-Date is missing or more than 15 minutes off');
+      return gatewayError(
+        401,
+        'APIGW.0303',
+        'Incorrect app authentication information: X-Sdk-Date is missing or more than 15 minutes off',
+      );
     }
     const signed = auth.signedHeaders;
     if (!signed.includes('host') || !signed.includes('x-sdk-date')) {
-      return gatewayError(401, 'APIGW.0301', 'Incorrect IAM authentication information: host and x-sdk-date must be signed');
+      return gatewayError(
+        401,
+        'APIGW.0301',
+        'Incorrect IAM authentication information: host and x-sdk-date must be signed',
+      );
     }
     const token = req.headers['x-security-token'];
     if (creds.securityToken !== undefined && (token !== creds.securityToken || !signed.includes('x-security-token'))) {
-      return gatewayError(401, 'APIGW.0301', 'Incorrect IAM authentication information: temporary credentials need their signed X-Security-Token');
+      return gatewayError(
+        401,
+        'APIGW.0301',
+        'Incorrect IAM authentication information: temporary credentials need their signed X-Security-Token',
+      );
     }
     const headers: Record<string, string> = {};
     for (const h of signed) headers[h] = String(req.headers[h] ?? '');
@@ -142,11 +184,22 @@ export class CsmsEmulator {
   private metadata(path: string): Reply {
     const agency = this.store.agency;
     if (path === '/meta-data/latest/api/token') return { status: 200, body: 'emulator-metadata-token' };
-    if (path === '/openstack/latest/meta_data.json') return { status: 200, body: { project_id: this.store.projectId, availability_zone: 'emulator-1a' } };
+    if (path === '/openstack/latest/meta_data.json')
+      return { status: 200, body: { project_id: this.store.projectId, availability_zone: 'emulator-1a' } };
     if (path === '/openstack/latest/securitykey') {
       if (!agency) return { status: 404, body: { error: 'Cloud Service Agency is not configured for this server' } };
       const expiresAt = new Date(Date.now() + (agency.ttlSeconds ?? 3600) * 1000).toISOString();
-      return { status: 200, body: { credential: { access: agency.accessKey, secret: agency.secretKey, securitytoken: agency.securityToken, expires_at: expiresAt } } };
+      return {
+        status: 200,
+        body: {
+          credential: {
+            access: agency.accessKey,
+            secret: agency.secretKey,
+            securitytoken: agency.securityToken,
+            expires_at: expiresAt,
+          },
+        },
+      };
     }
     return { status: 404, body: { error: `no metadata at ${path}` } };
   }
@@ -155,7 +208,10 @@ export class CsmsEmulator {
     const json = body ? (JSON.parse(body) as Record<string, unknown>) : {};
     const secretPath = /^\/_emulator\/secrets\/([^/]+)(\/versions|\/state)?$/.exec(path);
     if (secretPath && method === 'POST' && secretPath[2] === '/versions') {
-      const value = typeof json.secret_binary === 'string' ? { secret_binary: json.secret_binary } : { secret_string: String(json.secret_string ?? '') };
+      const value =
+        typeof json.secret_binary === 'string'
+          ? { secret_binary: json.secret_binary }
+          : { secret_string: String(json.secret_string ?? '') };
       return { status: 201, body: { id: this.store.addVersion(decodeURIComponent(secretPath[1]), value) } };
     }
     if (secretPath && method === 'PUT' && secretPath[2] === '/state') {
@@ -186,7 +242,13 @@ export class CsmsEmulator {
 }
 
 function secretMetadata(s: StoredSecret) {
-  return { id: s.name, name: s.name, state: s.state, kms_key_id: 'emulator-key', create_time: s.versions[0]?.createTime ?? 0 };
+  return {
+    id: s.name,
+    name: s.name,
+    state: s.state,
+    kms_key_id: 'emulator-key',
+    create_time: s.versions[0]?.createTime ?? 0,
+  };
 }
 
 function csmsError(status: number, code: string, msg: string): Reply {

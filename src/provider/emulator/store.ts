@@ -74,7 +74,8 @@ export class EmulatorStore {
       this.credentials.set(seed.agency.accessKey, seed.agency);
     }
     for (const s of seed.secrets) {
-      for (const v of s.versions) this.addVersion(s.name, typeof v === 'string' ? { secret_string: v } : { secret_binary: v.binary });
+      for (const v of s.versions)
+        this.addVersion(s.name, typeof v === 'string' ? { secret_string: v } : { secret_binary: v.binary });
       if (s.state) this.secrets.get(s.name)!.state = s.state;
     }
   }
