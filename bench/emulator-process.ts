@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { executable } from '../test/helpers/driver.js';
-import type { EmulatorSeed } from '../src/provider/emulator/store.js';
+import type { EmulatorSeed } from '../src/emulator/store.js';
 
 export interface EmulatorProcess {
   url: string;

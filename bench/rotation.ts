@@ -6,8 +6,8 @@
 import { readlink } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
-import { CsmsEmulator } from '../src/provider/emulator/server.js';
-import { forEachLimit } from '../src/reconciler/rotation.js';
+import { CsmsEmulator } from '../src/emulator/server.js';
+import { forEachLimit } from '../src/util/async.js';
 import {
   createNamespace,
   createPod,

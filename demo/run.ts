@@ -4,8 +4,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { installTools, startControlPlane, type ControlPlane } from '../test/cluster/control-plane.js';
-import { CsmsEmulator } from '../src/provider/emulator/server.js';
-import { loadSeed } from '../src/provider/emulator/store.js';
+import { CsmsEmulator } from '../src/emulator/server.js';
+import { loadSeed } from '../src/emulator/store.js';
 
 const STEPS = 8;
 const seedPath = resolve(import.meta.dirname, '../../demo/seed.yaml');

@@ -1,97 +1,23 @@
-// Every flag and environment variable of `serve`, parsed once into a frozen,
-// validated object; a bad value stops start-up with the flag and the allowed form.
-import { parseArgs } from 'node:util';
-import { csmsEndpointForRegion, DEFAULT_MAX_RESPONSE_BYTES } from './provider/csms-client.js';
+// The flag groups of every command, as tables (flags.ts): logging, CSMS and its
+// credentials (shared by `serve` and `mount`, so both check them alike), the node
+// driver's own, and the emulator's. `serve` gets one frozen, validated ServeConfig.
+import { DEFAULT_MAX_RESPONSE_BYTES, csmsEndpointForRegion } from './provider/csms-client.js';
 import { DEFAULT_METADATA_ENDPOINT } from './provider/credentials.js';
 import { parseListenAddress } from './ops-server.js';
+import { errorMessage } from './errors.js';
+import {
+  ConfigError,
+  boolean,
+  duration,
+  flagHelp,
+  parseFlags,
+  required,
+  text,
+  wholeNumber,
+  type FlagValues,
+} from './flags.js';
 
-export interface ServeConfig {
-  endpoint: string;
-  nodeId: string;
-  kubeconfig?: string;
-  csmsEndpoint: string;
-  projectId?: string;
-  metadataEndpoint: string;
-  verbosity: number;
-  logJson: boolean;
-  maxCallRecvMsgSize: number;
-  csmsTimeoutMs: number;
-  rotationEnabled: boolean;
-  rotationIntervalMs: number;
-  /** Whether secretObjects become Kubernetes Secrets (needs write access to Secrets). */
-  syncSecrets: boolean;
-  /** SPCs in the cluster beyond this many (oldest first) are refused at mount time; 0 = no limit. */
-  maxSecretProviderClasses: number;
-  /** host:port of /metrics, /healthz and /readyz; '' turns it off. */
-  metricsAddr: string;
-  /** kubelet's --root-dir: target paths must be its pods' CSI volume folders. */
-  kubeletRoot: string;
-  csmsMaxResponseBytes: number;
-}
-
-export class ConfigError extends Error {}
-
-export const SERVE_HELP = `Usage: cce-secrets-manager serve [flags]
-
-Serves the Secrets Store CSI node driver (secrets-store.csi.k8s.io) with the
-built-in Huawei Cloud DEW/CSMS provider (provider: cce).
-
-Flags:
-  --endpoint URL               CSI socket (default unix:///csi/csi.sock)
-  --nodeid NAME                this node's name (default $NODE_NAME; required)
-  --kubeconfig PATH            kubeconfig file (default: in-cluster ServiceAccount)
-  --region REGION              Huawei Cloud region, e.g. cn-north-4 (default $HUAWEICLOUD_SDK_REGION)
-  --csms-endpoint URL          CSMS endpoint; overrides --region (VPC endpoints, tests)
-  --project-id ID              project id (default $HUAWEICLOUD_SDK_PROJECT_ID, else ECS metadata)
-  --metadata-endpoint URL      ECS metadata service (default ${DEFAULT_METADATA_ENDPOINT})
-  --csms-timeout DURATION      per-request CSMS timeout, e.g. 5s (default 5s)
-  --enable-secret-rotation BOOL re-read "latest" objects periodically (default true)
-  --rotation-poll-interval DUR  rotation period, 1s..1440m, e.g. 30s, 2m, 90m (default 2m)
-  --enable-secret-sync BOOL     create Kubernetes Secrets from secretObjects (default true)
-  --max-secret-provider-classes N  SPCs allowed in the cluster; newer ones beyond it
-                               cannot be mounted (default 500, 0 = no limit)
-  --metrics-addr ADDR           /metrics, /healthz, /readyz listen address (default :8095; "" = off)
-  --kubelet-root-dir PATH       kubelet's root folder (default /var/lib/kubelet; CCE: /mnt/paas/kubernetes/kubelet);
-                               only <root>/pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount is ever touched
-  --csms-max-response-bytes N   largest CSMS reply accepted (default ${DEFAULT_MAX_RESPONSE_BYTES})
-  --allow-plaintext-endpoints   allow http:// CSMS or metadata endpoints that are not loopback
-                               or 169.254.169.254 (secrets and keys would cross the network unencrypted)
-  --max-call-recv-msg-size N   largest gRPC message accepted, bytes (default 4194304)
-  -v, --v N                    log verbosity (default 0)
-  --log-format-json            JSON log lines instead of klog text
-  -h, --help                   this help
-
-Credentials for CSMS, first found wins: the volume's nodePublishSecretRef
-(access_key, secret_key, security_token), HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK
-(/HUAWEICLOUD_SDK_SECURITY_TOKEN), then the node's IAM agency.
-`;
-
-/** `30s`, `2m`, `1h`, `1500ms` → milliseconds. */
-export function parseDuration(flag: string, value: string): number {
-  const m = /^(\d+)(ms|s|m|h)$/.exec(value.trim());
-  if (!m) throw new ConfigError(`${flag} "${value}" is not a duration; use e.g. 500ms, 30s, 2m or 1h`);
-  return Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-}
-
-function listenAddress(value: string): string {
-  if (value === '') return value;
-  try {
-    parseListenAddress(value);
-  } catch (err) {
-    throw new ConfigError((err as Error).message);
-  }
-  return value;
-}
-
-function bool(flag: string, value: string): boolean {
-  if (value !== 'true' && value !== 'false') throw new ConfigError(`${flag} "${value}" must be true or false`);
-  return value === 'true';
-}
-
-function nonNegativeInt(flag: string, value: string): number {
-  if (!/^\d+$/.test(value)) throw new ConfigError(`${flag} "${value}" must be a whole number`);
-  return Number(value);
-}
+export { ConfigError, parseDuration } from './flags.js';
 
 const PLAINTEXT_OK = /^(localhost|127(\.\d{1,3}){3}|\[::1\]|169\.254\.169\.254)$/;
 
@@ -104,8 +30,8 @@ export function checkEndpoint(flag: string, url: string, allowPlaintext: boolean
   let parsed: URL;
   try {
     parsed = new URL(url);
-  } catch {
-    throw new ConfigError(`${flag} "${url}" must be an http(s) URL`);
+  } catch (err) {
+    throw new ConfigError(`${flag} "${url}" must be an http(s) URL`, { cause: err });
   }
   if (parsed.protocol === 'https:') return;
   if (parsed.protocol !== 'http:') throw new ConfigError(`${flag} "${url}" must be an http(s) URL`);
@@ -116,91 +42,200 @@ export function checkEndpoint(flag: string, url: string, allowPlaintext: boolean
   }
 }
 
-export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | 'help' {
-  let parsed;
+export const LOG_FLAGS = {
+  verbosity: { name: 'v', short: 'v', metavar: 'N', default: '0', help: 'log verbosity', parse: wholeNumber },
+  logJson: { name: 'log-format-json', switch: true, help: 'JSON log lines instead of klog text', parse: Boolean },
+};
+
+export const CSMS_FLAGS = {
+  region: {
+    name: 'region',
+    metavar: 'REGION',
+    env: 'HUAWEICLOUD_SDK_REGION',
+    help: 'Huawei Cloud region, e.g. cn-north-4',
+    parse: text((v, flag) => {
+      if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(v)) {
+        throw new ConfigError(`${flag} "${v}" does not look like a Huawei Cloud region such as cn-north-4`);
+      }
+    }),
+  },
+  csmsEndpoint: {
+    name: 'csms-endpoint',
+    metavar: 'URL',
+    help: 'CSMS endpoint; overrides --region (VPC endpoints, tests)',
+    parse: text(),
+  },
+  projectId: {
+    name: 'project-id',
+    metavar: 'ID',
+    env: 'HUAWEICLOUD_SDK_PROJECT_ID',
+    help: 'project id (else read from ECS metadata when first needed)',
+    parse: text((v, flag) => {
+      if (!/^[0-9a-zA-Z]{1,64}$/.test(v))
+        throw new ConfigError(`${flag} "${v}" must be the project's id (32 hex characters)`);
+    }),
+  },
+  metadataEndpoint: {
+    name: 'metadata-endpoint',
+    metavar: 'URL',
+    default: DEFAULT_METADATA_ENDPOINT,
+    help: 'ECS metadata service (node agency keys, project id)',
+    parse: required('the ECS metadata service'),
+  },
+  csmsTimeoutMs: {
+    name: 'csms-timeout',
+    metavar: 'DURATION',
+    default: '5s',
+    help: 'per-request CSMS timeout, e.g. 5s',
+    parse: duration(),
+  },
+  csmsMaxResponseBytes: {
+    name: 'csms-max-response-bytes',
+    metavar: 'N',
+    default: String(DEFAULT_MAX_RESPONSE_BYTES),
+    help: 'largest CSMS reply accepted',
+    parse: wholeNumber,
+  },
+  allowPlaintext: {
+    name: 'allow-plaintext-endpoints',
+    switch: true,
+    help: 'allow http:// CSMS or metadata endpoints that are not loopback or 169.254.169.254\n(secrets and keys would cross the network unencrypted)',
+    parse: Boolean,
+  },
+};
+
+export interface CsmsSettings {
+  csmsEndpoint: string;
+  projectId?: string;
+  metadataEndpoint: string;
+  csmsTimeoutMs: number;
+  csmsMaxResponseBytes: number;
+}
+
+/** Where CSMS is and how it is reached, checked the same way for every command. */
+export function csmsSettings(o: FlagValues<typeof CSMS_FLAGS>): CsmsSettings {
+  const csmsEndpoint = o.csmsEndpoint ?? (o.region ? csmsEndpointForRegion(o.region) : undefined);
+  if (!csmsEndpoint)
+    throw new ConfigError('set --region (e.g. cn-north-4) or --csms-endpoint so the driver knows where CSMS is');
+  checkEndpoint('--csms-endpoint', csmsEndpoint, o.allowPlaintext);
+  checkEndpoint('--metadata-endpoint', o.metadataEndpoint, o.allowPlaintext);
+  const { projectId, metadataEndpoint, csmsTimeoutMs, csmsMaxResponseBytes } = o;
+  return { csmsEndpoint, projectId, metadataEndpoint, csmsTimeoutMs, csmsMaxResponseBytes };
+}
+
+const kubeletRootDir = (value: string | undefined, flag: string): string => {
+  const root = (value ?? '').replace(/\/+$/, '');
+  if (!/^\/[^\0]*$/.test(root) || root.split('/').includes('..')) {
+    throw new ConfigError(`${flag} "${value}" must be an absolute path without ".." (kubelet's --root-dir)`);
+  }
+  return root;
+};
+
+const listenAddress = (value: string | undefined, flag: string): string => {
+  if (!value) return '';
   try {
-    parsed = parseArgs({
-      // klog spells it -v=2; parseArgs only knows --v=2 and -v 2.
-      args: argv.map((a) => a.replace(/^-v=/, '--v=')),
-      strict: true,
-      allowPositionals: false,
-      options: {
-        endpoint: { type: 'string', default: 'unix:///csi/csi.sock' },
-        nodeid: { type: 'string' },
-        kubeconfig: { type: 'string' },
-        region: { type: 'string' },
-        'csms-endpoint': { type: 'string' },
-        'project-id': { type: 'string' },
-        'metadata-endpoint': { type: 'string', default: DEFAULT_METADATA_ENDPOINT },
-        'csms-timeout': { type: 'string', default: '5s' },
-        'max-call-recv-msg-size': { type: 'string', default: String(4 * 1024 * 1024) },
-        'enable-secret-rotation': { type: 'string', default: 'true' },
-        'rotation-poll-interval': { type: 'string', default: '2m' },
-        'enable-secret-sync': { type: 'string', default: 'true' },
-        'metrics-addr': { type: 'string', default: ':8095' },
-        'max-secret-provider-classes': { type: 'string', default: '500' },
-        'kubelet-root-dir': { type: 'string', default: '/var/lib/kubelet' },
-        'csms-max-response-bytes': { type: 'string', default: String(DEFAULT_MAX_RESPONSE_BYTES) },
-        'allow-plaintext-endpoints': { type: 'boolean', default: false },
-        v: { type: 'string', short: 'v', default: '0' },
-        'log-format-json': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
+    parseListenAddress(value);
   } catch (err) {
-    throw new ConfigError(`${(err as Error).message}; see 'cce-secrets-manager serve --help'`);
+    throw new ConfigError(`${flag}: ${errorMessage(err)}`, { cause: err });
   }
-  const o = parsed.values;
-  if (o.help) return 'help';
-  const nodeId = o.nodeid ?? env.NODE_NAME;
-  if (!nodeId) throw new ConfigError('--nodeid is required (or set NODE_NAME from the downward API spec.nodeName)');
-  if (!/^unix:\/\/\/.+/.test(o.endpoint!))
-    throw new ConfigError(`--endpoint "${o.endpoint}" must look like unix:///csi/csi.sock`);
-  const region = o.region ?? env.HUAWEICLOUD_SDK_REGION;
-  let csmsEndpoint = o['csms-endpoint'];
-  if (!csmsEndpoint) {
-    if (!region)
-      throw new ConfigError('set --region (e.g. cn-north-4) or --csms-endpoint so the driver knows where CSMS is');
-    if (!/^[a-z]{2}(-[a-z]+)+-\d+$/.test(region))
-      throw new ConfigError(`--region "${region}" does not look like a Huawei Cloud region such as cn-north-4`);
-    csmsEndpoint = csmsEndpointForRegion(region);
-  }
-  for (const [flag, url] of [
-    ['--csms-endpoint', csmsEndpoint],
-    ['--metadata-endpoint', o['metadata-endpoint']!],
-  ] as const) {
-    checkEndpoint(flag, url, o['allow-plaintext-endpoints']!);
-  }
-  const kubeletRoot = o['kubelet-root-dir']!.replace(/\/+$/, '');
-  if (!/^\/[^\0]*$/.test(kubeletRoot) || kubeletRoot.split('/').includes('..')) {
-    throw new ConfigError(
-      `--kubelet-root-dir "${o['kubelet-root-dir']}" must be an absolute path without ".." (kubelet's --root-dir)`,
-    );
-  }
-  const projectId = o['project-id'] ?? env.HUAWEICLOUD_SDK_PROJECT_ID;
-  if (projectId !== undefined && !/^[0-9a-zA-Z]{1,64}$/.test(projectId))
-    throw new ConfigError(`--project-id "${projectId}" must be the project's id (32 hex characters)`);
-  const rotationIntervalMs = parseDuration('--rotation-poll-interval', o['rotation-poll-interval']!);
-  if (rotationIntervalMs < 1000 || rotationIntervalMs > 1440 * 60_000) {
-    throw new ConfigError(`--rotation-poll-interval "${o['rotation-poll-interval']}" must be between 1s and 1440m`);
-  }
-  return Object.freeze({
-    endpoint: o.endpoint!,
-    nodeId,
-    kubeconfig: o.kubeconfig,
-    csmsEndpoint,
-    projectId,
-    metadataEndpoint: o['metadata-endpoint']!,
-    verbosity: nonNegativeInt('-v', o.v!),
-    logJson: o['log-format-json']!,
-    maxCallRecvMsgSize: nonNegativeInt('--max-call-recv-msg-size', o['max-call-recv-msg-size']!),
-    csmsTimeoutMs: parseDuration('--csms-timeout', o['csms-timeout']!),
-    rotationEnabled: bool('--enable-secret-rotation', o['enable-secret-rotation']!),
-    rotationIntervalMs,
-    syncSecrets: bool('--enable-secret-sync', o['enable-secret-sync']!),
-    metricsAddr: listenAddress(o['metrics-addr']!),
-    maxSecretProviderClasses: nonNegativeInt('--max-secret-provider-classes', o['max-secret-provider-classes']!),
-    kubeletRoot,
-    csmsMaxResponseBytes: nonNegativeInt('--csms-max-response-bytes', o['csms-max-response-bytes']!),
-  });
+  return value;
+};
+
+export const SERVE_FLAGS = {
+  endpoint: {
+    name: 'endpoint',
+    metavar: 'URL',
+    default: 'unix:///csi/csi.sock',
+    help: 'CSI socket',
+    parse: required('the CSI socket', (v, flag) => {
+      if (!/^unix:\/\/\/.+/.test(v)) throw new ConfigError(`${flag} "${v}" must look like unix:///csi/csi.sock`);
+    }),
+  },
+  nodeId: {
+    name: 'nodeid',
+    metavar: 'NAME',
+    env: 'NODE_NAME',
+    help: "this node's name",
+    parse: required('or set NODE_NAME from the downward API spec.nodeName'),
+  },
+  kubeconfig: {
+    name: 'kubeconfig',
+    metavar: 'PATH',
+    help: 'kubeconfig file (else the in-cluster ServiceAccount)',
+    parse: text(),
+  },
+  rotationEnabled: {
+    name: 'enable-secret-rotation',
+    metavar: 'BOOL',
+    default: 'true',
+    help: 're-read "latest" objects periodically',
+    parse: boolean,
+  },
+  rotationIntervalMs: {
+    name: 'rotation-poll-interval',
+    metavar: 'DURATION',
+    default: '2m',
+    help: 'rotation period, 1s..1440m, e.g. 30s, 2m, 90m',
+    parse: duration(1000, 1440 * 60_000, '1s and 1440m'),
+  },
+  syncSecrets: {
+    name: 'enable-secret-sync',
+    metavar: 'BOOL',
+    default: 'true',
+    help: 'create Kubernetes Secrets from secretObjects (needs write access to Secrets)',
+    parse: boolean,
+  },
+  maxSecretProviderClasses: {
+    name: 'max-secret-provider-classes',
+    metavar: 'N',
+    default: '500',
+    help: 'SPCs allowed in the cluster; newer ones beyond it cannot be mounted (0 = no limit)',
+    parse: wholeNumber,
+  },
+  metricsAddr: {
+    name: 'metrics-addr',
+    metavar: 'ADDR',
+    default: ':8095',
+    help: '/metrics, /healthz, /readyz listen address ("" = off)',
+    parse: listenAddress,
+  },
+  kubeletRoot: {
+    name: 'kubelet-root-dir',
+    metavar: 'PATH',
+    default: '/var/lib/kubelet',
+    help: "kubelet's root folder (CCE: /mnt/paas/kubernetes/kubelet); only\n<root>/pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount is ever touched",
+    parse: kubeletRootDir,
+  },
+  maxCallRecvMsgSize: {
+    name: 'max-call-recv-msg-size',
+    metavar: 'N',
+    default: String(4 * 1024 * 1024),
+    help: 'largest gRPC message accepted, bytes',
+    parse: wholeNumber,
+  },
+};
+
+const SERVE_TABLE = { ...SERVE_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
+
+export type ServeConfig = Readonly<
+  Omit<FlagValues<typeof SERVE_TABLE>, keyof typeof CSMS_FLAGS> & CsmsSettings & { allowPlaintext: boolean }
+>;
+
+export const SERVE_HELP = `Usage: cce-secrets-manager serve [flags]
+
+Serves the Secrets Store CSI node driver (secrets-store.csi.k8s.io) with the
+built-in Huawei Cloud DEW/CSMS provider (provider: cce).
+
+Flags:
+${flagHelp(SERVE_TABLE)}
+
+Credentials for CSMS, first found wins: the volume's nodePublishSecretRef
+(access_key, secret_key, security_token), HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK
+(/HUAWEICLOUD_SDK_SECURITY_TOKEN), then the node's IAM agency.
+`;
+
+export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | 'help' {
+  const o = parseFlags('serve', SERVE_TABLE, argv, env);
+  if (o === 'help') return 'help';
+  return Object.freeze({ ...o, ...csmsSettings(o) });
 }

@@ -1,6 +1,7 @@
 // The few error classes the product raises. Each carries a stable `kind` that the
 // CSI edge maps to one gRPC status code (driver/grpc-status.ts). Messages name the
-// object, the field and the fix, and never carry a secret value.
+// object, the field and the fix, and never carry a secret value; the error that led
+// to one is kept as its `cause`.
 
 export type ErrorKind =
   | 'invalid-argument'
@@ -10,6 +11,7 @@ export type ErrorKind =
   | 'unauthenticated'
   | 'unavailable'
   | 'deadline-exceeded'
+  | 'cancelled'
   | 'internal';
 
 export class ProductError extends Error {
@@ -23,61 +25,45 @@ export class ProductError extends Error {
   }
 }
 
-/** The CSI request itself is malformed (kubelet or a hand-made client sent it wrong). */
-export class InvalidRequestError extends ProductError {
-  constructor(message: string) {
-    super('invalid-argument', message);
-  }
+/** The error class of one kind, so each below is a one-liner. */
+function kindOf(kind: ErrorKind) {
+  return class extends ProductError {
+    constructor(message: string, options?: ErrorOptions) {
+      super(kind, message, options);
+    }
+  };
 }
+
+/** The CSI request itself is malformed (kubelet or a hand-made client sent it wrong). */
+export class InvalidRequestError extends kindOf('invalid-argument') {}
 
 /** A SecretProviderClass breaks one of the rules of its objects. */
-export class InvalidSpcError extends ProductError {
-  constructor(message: string) {
-    super('invalid-argument', message);
-  }
-}
+export class InvalidSpcError extends kindOf('invalid-argument') {}
 
 /** The configuration is fine but the cluster is not in a state to serve it. */
-export class PreconditionError extends ProductError {
-  constructor(message: string) {
-    super('failed-precondition', message);
-  }
-}
+export class PreconditionError extends kindOf('failed-precondition') {}
 
-export class NotFoundError extends ProductError {
-  constructor(message: string) {
-    super('not-found', message);
-  }
-}
+export class NotFoundError extends kindOf('not-found') {}
 
 /** The ServiceAccount allow-list, or the store's own policy, refuses access. */
-export class NotAllowedError extends ProductError {
-  constructor(message: string) {
-    super('permission-denied', message);
-  }
-}
+export class NotAllowedError extends kindOf('permission-denied') {}
 
 /** The store did not accept our credentials. */
-export class UnauthenticatedError extends ProductError {
-  constructor(message: string) {
-    super('unauthenticated', message);
-  }
-}
+export class UnauthenticatedError extends kindOf('unauthenticated') {}
 
 /** The store (or another dependency) could not be reached or kept failing. */
-export class StoreUnavailableError extends ProductError {
-  constructor(message: string, options?: ErrorOptions) {
-    super('unavailable', message, options);
-  }
-}
-
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
+export class StoreUnavailableError extends kindOf('unavailable') {}
 
 /** The Kubernetes API server failed or could not be reached. */
-export class ApiServerError extends ProductError {
-  constructor(message: string) {
-    super('unavailable', message);
-  }
+export class ApiServerError extends kindOf('unavailable') {}
+
+/** The caller gave up (kubelet cancelled the call) or the driver is shutting down. */
+export class CancelledError extends kindOf('cancelled') {}
+
+/** The caller's deadline passed before the work was done. */
+export class DeadlineError extends kindOf('deadline-exceeded') {}
+
+/** The message of anything thrown, for logs and wrapping. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }

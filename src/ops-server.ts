@@ -1,6 +1,6 @@
 // The operations endpoint: /metrics for Prometheus, /healthz and /readyz for probes.
 import { createServer, type Server } from 'node:http';
-import { registry } from './metrics.js';
+import type { Registry } from 'prom-client';
 
 export function parseListenAddress(addr: string): { host: string; port: number } {
   const m = /^(.*):(\d+)$/.exec(addr);
@@ -8,7 +8,7 @@ export function parseListenAddress(addr: string): { host: string; port: number }
   return { host: m[1] || '0.0.0.0', port: Number(m[2]) };
 }
 
-export async function startOpsServer(addr: string, ready: () => boolean): Promise<Server> {
+export async function startOpsServer(addr: string, ready: () => boolean, registry: Registry): Promise<Server> {
   const { host, port } = parseListenAddress(addr);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];

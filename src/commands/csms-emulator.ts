@@ -1,9 +1,33 @@
 // `cce-secrets-manager csms-emulator`: a local CSMS for development and tests.
-import { parseArgs } from 'node:util';
-import { CsmsEmulator } from '../provider/emulator/server.js';
-import { DEFAULT_SEED, loadSeed } from '../provider/emulator/store.js';
+import { CsmsEmulator } from '../emulator/server.js';
+import { DEFAULT_SEED, loadSeed } from '../emulator/store.js';
+import { ConfigError, flagHelp, parseFlags, required, text } from '../flags.js';
 
-export const EMULATOR_HELP = `Usage: cce-secrets-manager csms-emulator [--port N] [--host ADDR] [--seed FILE]
+const EMULATOR_FLAGS = {
+  port: {
+    name: 'port',
+    metavar: 'N',
+    default: '8443',
+    help: 'port to listen on (0 = any free port)',
+    parse: (v: string | undefined, flag: string): number => {
+      if (!/^\d+$/.test(v ?? '') || Number(v) > 65535) throw new ConfigError(`${flag} "${v}" must be a port number`);
+      return Number(v);
+    },
+  },
+  host: {
+    name: 'host',
+    metavar: 'ADDR',
+    default: '127.0.0.1',
+    help: 'address to listen on',
+    parse: required('an address'),
+  },
+  seed: { name: 'seed', metavar: 'FILE', help: 'secrets, credentials and project (YAML or JSON)', parse: text() },
+};
+
+export const EMULATOR_HELP = `Usage: cce-secrets-manager csms-emulator [flags]
+
+Flags:
+${flagHelp(EMULATOR_FLAGS)}
 
 Serves the CSMS read API (GET /v1/{project}/secrets/{name}/versions/{version}, ...)
 over HTTP with SDK-HMAC-SHA256 signature verification, plus test controls:
@@ -23,22 +47,14 @@ Seed file (YAML or JSON):
 `;
 
 export async function csmsEmulator(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      port: { type: 'string', default: '8443' },
-      host: { type: 'string', default: '127.0.0.1' },
-      seed: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
+  const o = parseFlags('csms-emulator', EMULATOR_FLAGS, argv);
+  if (o === 'help') {
     process.stdout.write(EMULATOR_HELP);
     return;
   }
-  const seed = values.seed ? loadSeed(values.seed) : DEFAULT_SEED;
+  const seed = o.seed ? loadSeed(o.seed) : DEFAULT_SEED;
   const emulator = new CsmsEmulator(seed);
-  const url = await emulator.listen(Number(values.port), values.host);
+  const url = await emulator.listen(o.port, o.host);
   process.stdout.write(`CSMS emulator listening on ${url} (project ${seed.projectId})\n`);
   const stop = () => void emulator.close().then(() => process.exit(0));
   process.on('SIGTERM', stop);

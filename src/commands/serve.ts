@@ -1,7 +1,10 @@
-// Builds the object graph of the node driver, starts it, and stops it on SIGTERM.
+// `cce-secrets-manager serve`: builds the object graph of the node driver, starts it,
+// and stops it on SIGTERM. Start-up fails loudly: if the caches or the take-over of
+// mounted volumes cannot start, the process exits rather than serve without rotation.
 import type { ServeConfig } from '../config.js';
+import { atomicWriter } from '../driver/atomic-writer.js';
 import { CsiServer } from '../driver/csi-server.js';
-import { startMountHelper } from '../driver/mounter.js';
+import { TmpfsMounter } from '../driver/mounter.js';
 import { Publisher } from '../driver/publisher.js';
 import { VolumeRegistry } from '../driver/volumes.js';
 import { errorMessage } from '../errors.js';
@@ -10,114 +13,123 @@ import { loadKubeConfig } from '../kube/client.js';
 import { EventRecorder } from '../kube/events.js';
 import { SpcpsWriter } from '../kube/spcps-writer.js';
 import { KubeView } from '../kube/view.js';
-import { createLogger } from '../log.js';
+import { createLogger, type Logger } from '../log.js';
+import { createProcessMetrics, type Metrics } from '../metrics.js';
 import { startOpsServer } from '../ops-server.js';
 import { version } from '../package-info.js';
 import { CsmsClient } from '../provider/csms-client.js';
+import { CsmsSecretSource } from '../provider/csms-source.js';
 import { defaultCredentialProvider, MetadataCredentials } from '../provider/credentials.js';
-import { CsmsSecretSource } from '../provider/source.js';
 import { recoverVolumes } from '../reconciler/recovery.js';
 import { RotationReconciler } from '../reconciler/rotation.js';
 import { SecretSync } from '../reconciler/secret-sync.js';
 import { SpcWatcher } from '../reconciler/spc-watch.js';
+import { sleep } from '../util/async.js';
 
-export async function serve(config: ServeConfig): Promise<void> {
-  startMountHelper();
-  const log = createLogger({ verbosity: config.verbosity, json: config.logJson });
-  log.info('Initializing Secrets Store CSI Driver', {
-    driver: 'secrets-store.csi.k8s.io',
-    version,
-    node: config.nodeId,
-    csmsEndpoint: config.csmsEndpoint,
-  });
-  process.on('unhandledRejection', (err) => log.error('Unhandled rejection', { error: errorMessage(err) }));
-
+/** The CSMS side: the source of secret values and the credentials chain. */
+function buildStore(config: ServeConfig, metrics: Metrics) {
   const metadata = new MetadataCredentials({ endpoint: config.metadataEndpoint });
-  // Resolved when first needed: the socket (and unpublish) must not wait for the metadata service.
-  const projectId = config.projectId ?? (() => metadata.projectId());
+  const client = new CsmsClient({
+    endpoint: config.csmsEndpoint,
+    // Resolved when first needed: the socket (and unpublish) must not wait for the metadata service.
+    projectId: config.projectId ?? (() => metadata.projectId()),
+    timeoutMs: config.csmsTimeoutMs,
+    maxResponseBytes: config.csmsMaxResponseBytes,
+    metrics,
+  });
+  const source = new CsmsSecretSource(client, () => metrics.sharedReads.inc());
+  return { source, credentials: defaultCredentialProvider(metadata) };
+}
+
+/** The parts of a running driver, wired together but not started. */
+function build(config: ServeConfig, log: Logger, metrics: Metrics, shutdown: AbortSignal) {
+  const mounter = new TmpfsMounter();
+  // Started while this process is still small and forks cheaply.
+  mounter.start();
   const volumes = new VolumeRegistry();
-  const kube = new KubeView(
-    loadKubeConfig(config.kubeconfig),
-    config.nodeId,
-    log,
-    volumes,
-    config.maxSecretProviderClasses,
-  );
-  const source = new CsmsSecretSource(
-    new CsmsClient({
-      endpoint: config.csmsEndpoint,
-      projectId,
-      timeoutMs: config.csmsTimeoutMs,
-      maxResponseBytes: config.csmsMaxResponseBytes,
-    }),
-  );
-  const events = new EventRecorder(kube.core, log);
+  const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log, volumes, {
+    maxSpcs: config.maxSecretProviderClasses,
+    onCachedObjects: (kind, size) => metrics.cachedObjects.set({ kind }, size),
+  });
+  const { source, credentials } = buildStore(config, metrics);
+  const events = new EventRecorder(kube.core, log, () => metrics.eventsSuppressed.inc());
   const secretSync = config.syncSecrets ? new SecretSync(kube.core, log, events) : undefined;
+  const { kubeletRoot } = config;
   const publisher = new Publisher({
-    kube,
-    source,
-    log,
-    volumes,
-    kubeletRoot: config.kubeletRoot,
+    cluster: kube,
     spcps: new SpcpsWriter(kube.custom),
-    credentials: defaultCredentialProvider(metadata),
+    ...{ source, credentials, log, volumes, kubeletRoot, mounter, writer: atomicWriter },
     onContent: secretSync && ((content) => secretSync.sync(content)),
   });
   const server = new CsiServer({
-    endpoint: config.endpoint,
-    nodeId: config.nodeId,
-    publisher,
-    log,
-    kubeletRoot: config.kubeletRoot,
+    ...{ endpoint: config.endpoint, nodeId: config.nodeId, publisher, log, metrics, shutdown, kubeletRoot },
     ready: () => kube.synced,
     maxReceiveMessageBytes: config.maxCallRecvMsgSize,
   });
+  const intervalMs = config.rotationIntervalMs;
   const rotation = config.rotationEnabled
-    ? new RotationReconciler({ publisher, source, events, log, intervalMs: config.rotationIntervalMs })
+    ? new RotationReconciler({ publisher, source, events, log, metrics, intervalMs })
     : undefined;
-  const spcWatch = new SpcWatcher(kube, publisher, source, events, log);
+  const spcWatch = new SpcWatcher({ kube, publisher, source, events, log, metrics });
+  return { kube, publisher, events, server, rotation, spcWatch };
+}
+
+type Driver = ReturnType<typeof build>;
+
+export async function serve(config: ServeConfig): Promise<void> {
+  const log = createLogger({ verbosity: config.verbosity, json: config.logJson });
+  log.info('Initializing Secrets Store CSI Driver', {
+    ...{ driver: 'secrets-store.csi.k8s.io', version, node: config.nodeId },
+    csmsEndpoint: config.csmsEndpoint,
+  });
+  process.on('unhandledRejection', (err) => log.error('Unhandled rejection', { error: errorMessage(err) }));
+  const metrics = createProcessMetrics();
+  const shutdown = new AbortController();
+  const driver = build(config, log, metrics, shutdown.signal);
 
   // Listen first so kubelet's registration and Probe work while the caches fill.
-  await server.start();
-  const ops = config.metricsAddr ? await startOpsServer(config.metricsAddr, () => kube.synced) : undefined;
+  await driver.server.start();
+  const ops = config.metricsAddr
+    ? await startOpsServer(config.metricsAddr, () => driver.kube.synced, metrics.registry)
+    : undefined;
   const opsAddr = ops?.address();
-  if (opsAddr && typeof opsAddr === 'object')
+  if (opsAddr && typeof opsAddr === 'object') {
     log.info('Serving metrics and health checks', { address: `${opsAddr.address}:${opsAddr.port}` });
-  void kube
-    .start()
-    .then(async () => {
-      log.info('Kubernetes caches synced');
-      spcWatch.start();
-      const backoff = new Backoff(1000);
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const adopted = await recoverVolumes({ kube, publisher, events, log, kubeletRoot: config.kubeletRoot });
-          if (adopted > 0) log.info('Took over volumes mounted before a restart', { volumes: adopted });
-          break;
-        } catch (err) {
-          log.warn('Taking over mounted volumes failed, retrying', { attempt, error: errorMessage(err) });
-          await new Promise((r) => setTimeout(r, backoff.next()));
-        }
-      }
-      rotation?.start();
-    })
-    .catch((err) => {
-      log.error('Start-up failed', { error: errorMessage(err) });
-      process.exit(1);
-    });
-
+  }
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     log.info('Shutting down', { signal });
-    spcWatch.stop();
-    await rotation?.stop();
-    await server.stop();
+    shutdown.abort();
+    driver.spcWatch.stop();
+    await driver.rotation?.stop();
+    await driver.server.stop();
     ops?.close();
-    await kube.stop();
+    await driver.kube.stop();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  await startReconcilers(config, driver, log, shutdown.signal);
+}
+
+/** Fills the caches, takes over volumes mounted before a restart, then starts rotation. */
+async function startReconcilers(config: ServeConfig, driver: Driver, log: Logger, shutdown: AbortSignal) {
+  const { kube, publisher, events } = driver;
+  await kube.start();
+  log.info('Kubernetes caches synced');
+  driver.spcWatch.start();
+  const backoff = new Backoff(1000);
+  for (let attempt = 1; !shutdown.aborted; attempt++) {
+    try {
+      const adopted = await recoverVolumes({ kube, publisher, events, log, kubeletRoot: config.kubeletRoot });
+      if (adopted > 0) log.info('Took over volumes mounted before a restart', { volumes: adopted });
+      break;
+    } catch (err) {
+      log.warn('Taking over mounted volumes failed, retrying', { attempt, error: errorMessage(err) });
+      await sleep(backoff.next(), shutdown).catch(() => undefined);
+    }
+  }
+  if (!shutdown.aborted) driver.rotation?.start();
 }

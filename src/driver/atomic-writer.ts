@@ -154,3 +154,13 @@ function quietly(fn: () => unknown): void {
 function timestamp(): string {
   return new Date().toISOString().replace(/[-:]/g, '_').replace('T', '_').replace('Z', '');
 }
+
+/** What the publisher needs of a volume's files; `atomicWriter` is the real one. */
+export interface VolumeWriter {
+  /** Publishes `files` into `dir`; false when they were already there intact. */
+  write(dir: string, files: FileSet): boolean;
+  /** The files published in `dir` (empty when none). */
+  read(dir: string): FileSet;
+}
+
+export const atomicWriter: VolumeWriter = { write: (dir, files) => writeAtomically(dir, files), read: readPublished };

@@ -6,9 +6,9 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { DRIVER_NAME } from '../crds/types.js';
 import type { Logger } from '../log.js';
-import { metrics } from '../metrics.js';
+import type { Metrics } from '../metrics.js';
 import { packageRoot, version } from '../package-info.js';
-import { grpcCodeName, toServiceError } from './grpc-status.js';
+import { unary, type Handler } from './grpc-call.js';
 import type { Publisher } from './publisher.js';
 import { parsePublishRequest, parseUnpublishRequest } from './volume-request.js';
 
@@ -21,10 +21,11 @@ export interface CsiServerOptions {
   kubeletRoot: string;
   ready: () => boolean;
   log: Logger;
+  metrics: Metrics;
+  /** Aborting it cancels the calls under way (the driver is shutting down). */
+  shutdown?: AbortSignal;
   maxReceiveMessageBytes?: number;
 }
-
-type Handler = (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => void;
 
 export function loadCsiProto(): grpc.GrpcObject {
   const def = protoLoader.loadSync(join(packageRoot, 'csi-proto/csi.proto'), {
@@ -43,30 +44,6 @@ export function socketPath(endpoint: string): string {
   return m[1];
 }
 
-/** Wraps an async handler: product errors become gRPC statuses, once, here. */
-function unary<Req, Res>(
-  rpc: string,
-  log: Logger,
-  fn: (req: Req) => Promise<Res>,
-  count?: (error?: string) => void,
-): Handler {
-  return (call, cb) => {
-    fn(call.request as Req).then(
-      (res) => {
-        count?.();
-        cb(null, res);
-      },
-      (err) => {
-        const status = toServiceError(err);
-        const code = grpcCodeName(status.code!);
-        count?.(code);
-        log.error(`${rpc} failed`, { code, error: status.details });
-        cb(status as grpc.ServiceError);
-      },
-    );
-  };
-}
-
 export class CsiServer {
   private readonly server: grpc.Server;
   private readonly path: string;
@@ -82,52 +59,47 @@ export class CsiServer {
   }
 
   private identity(): grpc.UntypedServiceImplementation {
-    const { log, ready } = this.opts;
+    const { ready } = this.opts;
     return {
-      GetPluginInfo: unary('GetPluginInfo', log, async () => ({ name: DRIVER_NAME, vendor_version: version })),
-      GetPluginCapabilities: unary('GetPluginCapabilities', log, async () => ({ capabilities: [] })),
-      Probe: unary('Probe', log, async () => ({ ready: { value: ready() } })),
+      GetPluginInfo: unary('GetPluginInfo', this.opts, async () => ({ name: DRIVER_NAME, vendor_version: version })),
+      GetPluginCapabilities: unary('GetPluginCapabilities', this.opts, async () => ({ capabilities: [] })),
+      Probe: unary('Probe', this.opts, async () => ({ ready: { value: ready() } })),
     };
   }
 
   private node(): grpc.UntypedServiceImplementation {
-    const { log, publisher, nodeId, kubeletRoot } = this.opts;
+    const { publisher, nodeId, kubeletRoot, metrics } = this.opts;
     const unimplemented: Handler = (call, cb) =>
       cb({
         code: grpc.status.UNIMPLEMENTED,
         details: `${call.getPath()} is not implemented: secrets-store volumes are ephemeral and node-published only`,
       });
+    const publish = async (raw: object, signal: AbortSignal) => {
+      const end = metrics.publishDuration.startTimer();
+      try {
+        await publisher.publish(parsePublishRequest(raw, kubeletRoot), signal);
+      } finally {
+        end();
+        metrics.mountedVolumes.set(publisher.volumes.size);
+      }
+      return {};
+    };
+    const unpublish = async (raw: object) => {
+      await publisher.unpublish(parseUnpublishRequest(raw, kubeletRoot));
+      metrics.mountedVolumes.set(publisher.volumes.size);
+      return {};
+    };
     return {
-      NodePublishVolume: unary(
-        'NodePublishVolume',
-        log,
-        async (raw) => {
-          const end = metrics.publishDuration.startTimer();
-          try {
-            await publisher.publish(parsePublishRequest(raw as object, kubeletRoot));
-          } finally {
-            end();
-            metrics.mountedVolumes.set(publisher.volumes.size);
-          }
-          return {};
-        },
-        (error) =>
-          error
-            ? metrics.nodePublishError.inc({ provider: 'cce', error_type: error })
-            : metrics.nodePublish.inc({ provider: 'cce' }),
+      NodePublishVolume: unary('NodePublishVolume', this.opts, publish, (error) =>
+        error
+          ? metrics.nodePublishError.inc({ provider: 'cce', error_type: error })
+          : metrics.nodePublish.inc({ provider: 'cce' }),
       ),
-      NodeUnpublishVolume: unary(
-        'NodeUnpublishVolume',
-        log,
-        async (raw) => {
-          await publisher.unpublish(parseUnpublishRequest(raw as object, kubeletRoot));
-          metrics.mountedVolumes.set(publisher.volumes.size);
-          return {};
-        },
-        (error) => (error ? metrics.nodeUnpublishError.inc({ error_type: error }) : metrics.nodeUnpublish.inc()),
+      NodeUnpublishVolume: unary('NodeUnpublishVolume', this.opts, unpublish, (error) =>
+        error ? metrics.nodeUnpublishError.inc({ error_type: error }) : metrics.nodeUnpublish.inc(),
       ),
-      NodeGetCapabilities: unary('NodeGetCapabilities', log, async () => ({ capabilities: [] })),
-      NodeGetInfo: unary('NodeGetInfo', log, async () => ({ node_id: nodeId, max_volumes_per_node: '0' })),
+      NodeGetCapabilities: unary('NodeGetCapabilities', this.opts, async () => ({ capabilities: [] })),
+      NodeGetInfo: unary('NodeGetInfo', this.opts, async () => ({ node_id: nodeId, max_volumes_per_node: '0' })),
       NodeStageVolume: unimplemented,
       NodeUnstageVolume: unimplemented,
       NodeGetVolumeStats: unimplemented,

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { extractJmesPath, type SecretObject } from '../crds/objects.js';
 import type { SpcpsObjectVersion } from '../crds/types.js';
-import type { SecretVersion } from '../provider/csms-client.js';
+import type { SecretVersion } from '../provider/source.js';
 import type { FileSet } from './atomic-writer.js';
 
 export interface VolumeContent {

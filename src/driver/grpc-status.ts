@@ -1,6 +1,6 @@
 // The one place where product errors become gRPC statuses that kubelet shows users.
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { ProductError, type ErrorKind } from '../errors.js';
+import { errorMessage, ProductError, type ErrorKind } from '../errors.js';
 
 const CODES: Record<ErrorKind, status> = {
   'invalid-argument': status.INVALID_ARGUMENT,
@@ -10,12 +10,13 @@ const CODES: Record<ErrorKind, status> = {
   unauthenticated: status.UNAUTHENTICATED,
   unavailable: status.UNAVAILABLE,
   'deadline-exceeded': status.DEADLINE_EXCEEDED,
+  cancelled: status.CANCELLED,
   internal: status.INTERNAL,
 };
 
 export function toServiceError(err: unknown): Partial<ServiceError> {
   if (err instanceof ProductError) return { code: CODES[err.kind], details: err.message };
-  return { code: status.INTERNAL, details: `internal error: ${(err as Error)?.message ?? String(err)}` };
+  return { code: status.INTERNAL, details: `internal error: ${errorMessage(err)}` };
 }
 
 export function grpcCodeName(code: status): string {

@@ -127,10 +127,16 @@ class MountHelper {
   }
 }
 
-const helper = new MountHelper();
-
-export function startMountHelper(): void {
-  helper.ensure();
+/** What the publisher needs of mounts; TmpfsMounter is the real one, tests give their own. */
+export interface Mounter {
+  /** Whether a file system other than the parent folder's is mounted at `path`. */
+  isMountPoint(path: string): Promise<boolean>;
+  /** Creates `path` if needed and mounts a tmpfs of `sizeBytes` there. */
+  mount(path: string, sizeBytes: number): Promise<void>;
+  /** Changes the size bound of a tmpfs of ours in place; its files stay. */
+  resize(path: string, sizeBytes: number): Promise<void>;
+  /** Unmounts (up to `layers` mounts) and removes the folder if nothing is left mounted; a missing path is fine. */
+  unmountAndRemove(path: string, layers?: number): Promise<void>;
 }
 
 /** A mount point sits on another device than its parent folder (our tmpfs always does). */
@@ -160,33 +166,45 @@ function tmpfsData(sizeBytes: number): string {
   return `mode=0755,size=${sizeBytes},nr_inodes=${inodes}`;
 }
 
-export async function mountTmpfs(path: string, sizeBytes: number): Promise<void> {
-  await mkdir(path, { recursive: true, mode: 0o750 });
-  await helper.run('mount', path, tmpfsData(sizeBytes)).catch((err: Error) => {
-    throw new Error(`mounting tmpfs at ${path} failed: ${err.message}`);
-  });
-}
+export class TmpfsMounter implements Mounter {
+  private readonly helper = new MountHelper();
 
-/** Changes the size bound of a tmpfs of ours in place; its files stay. */
-export async function resizeTmpfs(path: string, sizeBytes: number): Promise<void> {
-  await helper.run('remount', path, tmpfsData(sizeBytes)).catch((err: Error) => {
-    throw new Error(`resizing the tmpfs at ${path} failed: ${err.message}`);
-  });
-}
+  /** Starts the helper early, while this process is still small and forks cheaply. */
+  start(): void {
+    this.helper.ensure();
+  }
 
-/** Unmounts (up to `layers` mounts) and removes the target folder if nothing is left mounted; a missing path is fine. */
-export async function unmountAndRemove(path: string, layers = 8): Promise<void> {
-  // Several layers: a crashed run may have left mounts stacked on the same folder.
-  for (let layer = 0; layer < layers && (await isMountPoint(path)); layer++) {
-    await helper.run('umount', path).catch((err: Error) => {
-      throw new Error(`unmounting ${path} failed: ${err.message}`);
+  isMountPoint(path: string): Promise<boolean> {
+    return isMountPoint(path);
+  }
+
+  async mount(path: string, sizeBytes: number): Promise<void> {
+    await mkdir(path, { recursive: true, mode: 0o750 });
+    await this.helper.run('mount', path, tmpfsData(sizeBytes)).catch((err: Error) => {
+      throw new Error(`mounting tmpfs at ${path} failed: ${err.message}`, { cause: err });
     });
   }
-  if (await isMountPoint(path)) return;
-  // Only the empty mount point remains once the tmpfs is gone; never delete through a mount.
-  await rmdir(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw new Error(`removing ${path} after unmount failed: ${err.message}`);
-  });
+
+  async resize(path: string, sizeBytes: number): Promise<void> {
+    await this.helper.run('remount', path, tmpfsData(sizeBytes)).catch((err: Error) => {
+      throw new Error(`resizing the tmpfs at ${path} failed: ${err.message}`, { cause: err });
+    });
+  }
+
+  async unmountAndRemove(path: string, layers = 8): Promise<void> {
+    // Several layers: a crashed run may have left mounts stacked on the same folder.
+    for (let layer = 0; layer < layers && (await isMountPoint(path)); layer++) {
+      await this.helper.run('umount', path).catch((err: Error) => {
+        throw new Error(`unmounting ${path} failed: ${err.message}`, { cause: err });
+      });
+    }
+    if (await isMountPoint(path)) return;
+    // Only the empty mount point remains once the tmpfs is gone; never delete through a mount.
+    await rmdir(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT')
+        throw new Error(`removing ${path} after unmount failed: ${err.message}`, { cause: err });
+    });
+  }
 }
 
 export interface OwnMount {

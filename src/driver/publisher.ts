@@ -1,25 +1,26 @@
 // The one path from (pod, SPC) to files and an SPCPS, used by NodePublishVolume, the
 // rotation cycle and SPC edits alike. A fresh volume gets a tmpfs sized for the secrets
-// fetched, and any failure takes everything back; an existing volume keeps its files
-// unless the complete new content is in hand, and nothing is written that is unchanged.
+// fetched, and any failure or cancellation takes everything back; an existing volume
+// keeps its files unless the complete new content is in hand, and nothing is written
+// that is unchanged. Mounts, files, the cluster and the clock all come in through
+// PublisherDeps, so every branch is testable without root or an API server.
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
 import type { SecretProviderClass } from '../crds/types.js';
+import { errorMessage } from '../errors.js';
+import { spcpsNames, type SpcpsStore } from '../kube/spcps-writer.js';
 import type { Logger } from '../log.js';
-import type { SecretVersion } from '../provider/csms-client.js';
 import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
-import type { SecretSource } from '../provider/source.js';
-import type { KubeView } from '../kube/view.js';
-import { spcpsNames, type SpcpsWriter } from '../kube/spcps-writer.js';
-import { readPublished, writeAtomically, type FileSet } from './atomic-writer.js';
+import type { SecretSource, SecretVersion } from '../provider/source.js';
+import { settleAll } from '../util/async.js';
+import type { FileSet, VolumeWriter } from './atomic-writer.js';
 import { buildVolumeContent, digest, type VolumeContent } from './files.js';
 import { KeyedLock } from './keyed-lock.js';
-import { errorMessage } from '../errors.js';
-import { isMountPoint, mountTmpfs, resizeTmpfs, tmpfsSizeFor, unmountAndRemove } from './mounter.js';
+import { tmpfsSizeFor, type Mounter } from './mounter.js';
 import { desiredSpcps } from './spcps.js';
 import { realFoldersUpTo } from './target-path.js';
-import { planVolume, type VolumePlan } from './volume-plan.js';
+import { planVolume, type ClusterReads, type VolumePlan } from './volume-plan.js';
 import type { PublishRequest, UnpublishRequest } from './volume-request.js';
 import { VolumeRegistry, type MountedVolume } from './volumes.js';
 
@@ -32,16 +33,28 @@ export interface PublishedContent {
 }
 
 export interface PublisherDeps {
-  kube: KubeView;
+  cluster: ClusterReads;
   /** kubelet's root folder: the driver touches nothing outside its pods' CSI volume folders. */
   kubeletRoot: string;
   volumes?: VolumeRegistry;
-  spcps: SpcpsWriter;
+  spcps: SpcpsStore;
   source: SecretSource;
   credentials: CredentialProvider;
+  mounter: Mounter;
+  writer: VolumeWriter;
+  /** Milliseconds on a monotonic clock, for the phase timings in the log. */
+  now?: () => number;
   log: Logger;
   /** Run after the files are written; a failure fails the publish. */
   onContent?: (content: PublishedContent) => Promise<void>;
+}
+
+export interface RefreshOptions {
+  /** Where values come from (a rotation cycle shares one source across volumes). */
+  source?: SecretSource;
+  /** Only what the SPC says: `latest` values are not read again. */
+  specOnly?: boolean;
+  signal?: AbortSignal;
 }
 
 export type RefreshOutcome = 'unchanged' | 'updated' | 'gone';
@@ -49,20 +62,24 @@ export type RefreshOutcome = 'unchanged' | 'updated' | 'gone';
 export class Publisher {
   readonly volumes: VolumeRegistry;
   private readonly locks = new KeyedLock();
+  private readonly now: () => number;
 
   constructor(private readonly deps: PublisherDeps) {
     this.volumes = deps.volumes ?? new VolumeRegistry();
+    this.now = deps.now ?? (() => performance.now());
   }
 
-  publish(req: PublishRequest): Promise<void> {
-    return this.locks.run(req.targetPath, () => this.publishLocked(req));
+  /** With `signal`, a publish cancelled before it is done takes back everything it made. */
+  publish(req: PublishRequest, signal?: AbortSignal): Promise<void> {
+    return this.locks.run(req.targetPath, () => this.publishLocked(req, signal));
   }
 
   /** Brings a mounted volume up to date with its SPC and, unless `specOnly`, with the store's `latest` values. */
-  refresh(targetPath: string, source: SecretSource = this.deps.source, specOnly = false): Promise<RefreshOutcome> {
-    return this.locks.run(targetPath, () => this.refreshLocked(targetPath, source, specOnly));
+  refresh(targetPath: string, opts: RefreshOptions = {}): Promise<RefreshOutcome> {
+    return this.locks.run(targetPath, () => this.refreshLocked(targetPath, opts));
   }
 
+  /** Always runs to the end: kubelet retries an unpublish until it succeeds. */
   unpublish(req: UnpublishRequest): Promise<void> {
     return this.locks.run(req.targetPath, () => this.unpublishLocked(req));
   }
@@ -74,96 +91,104 @@ export class Publisher {
     });
   }
 
-  private async publishLocked(req: PublishRequest): Promise<void> {
-    const { log } = this.deps;
+  private async publishLocked(req: PublishRequest, signal?: AbortSignal): Promise<void> {
+    const { log, cluster } = this.deps;
     log.info('Servicing mount request', {
       Pod: req.podName,
       Namespace: req.podNamespace,
       ServiceAccount: req.serviceAccount,
       SecretProviderClass: req.spcName,
     });
-    const t0 = performance.now();
-    const plan = await planVolume(this.deps.kube, req);
+    const t0 = this.now();
+    const plan = await planVolume(cluster, req);
     // Only at mount time: pods already running keep rotating whatever the count becomes.
-    await this.deps.kube.checkSpcLimit(plan.spc);
+    await cluster.checkSpcLimit(plan.spc);
+    signal?.throwIfAborted();
     if (!realFoldersUpTo(this.deps.kubeletRoot, req.targetPath, 'NodePublishVolume')) {
       await mkdir(dirname(req.targetPath), { recursive: true, mode: 0o750 });
     }
-    const tPlan = performance.now();
     const known = this.volumes.get(req.targetPath);
-    if (known && (await isMountPoint(req.targetPath))) {
-      if (known.fingerprint === plan.fingerprint) {
-        for (const v of known.versions)
-          log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
-        return;
-      }
-      await this.update(req, plan, known, this.deps.source);
+    if (known && (await this.deps.mounter.isMountPoint(req.targetPath))) {
+      if (known.fingerprint !== plan.fingerprint) return this.update(req, plan, known, this.deps.source, signal);
+      for (const v of known.versions)
+        log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
       return;
     }
-    // A fresh volume (anything mounted here that we do not know is covered, never written
-    // into): fetch, then mount a tmpfs sized for the content and write the files while the
-    // SPCPS is recorded. Any failure takes all of it back.
-    const content = await this.fetchContent(req, plan, undefined, new Map(), this.deps.source);
-    const tFetched = performance.now();
+    await this.publishFresh(req, plan, t0, signal);
+  }
+
+  /**
+   * A fresh volume (anything mounted here that we do not know is covered, never written
+   * into): fetch, then mount a tmpfs sized for the content and write the files while the
+   * SPCPS is recorded. Any failure takes all of it back.
+   */
+  private async publishFresh(req: PublishRequest, plan: VolumePlan, t0: number, signal?: AbortSignal): Promise<void> {
+    const { mounter, log } = this.deps;
+    const tPlan = this.now();
+    const content = await this.fetchContent(req, plan, undefined, new Map(), this.deps.source, signal);
+    signal?.throwIfAborted();
+    const tFetched = this.now();
     const sizeBytes = tmpfsSizeFor(content.files);
     const recording = this.record(req, plan, content);
     let mounted = false;
     try {
-      const [name] = await settleAll([
-        recording,
-        mountTmpfs(req.targetPath, sizeBytes).then(() => {
-          mounted = true;
-          this.write(req, content);
-        }),
-      ]);
-      const tWritten = performance.now();
+      const mounting = mounter.mount(req.targetPath, sizeBytes).then(() => {
+        mounted = true;
+        this.write(req, content);
+      });
+      const [name] = await settleAll([recording, mounting]);
+      signal?.throwIfAborted();
+      const tWritten = this.now();
       await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
+      signal?.throwIfAborted();
       this.remember(req, plan, content, name, sizeBytes);
       const ms = (a: number, b: number) => (b - a).toFixed(1);
-      log
-        .v(4)
-        .info('Publish phases (ms)', {
-          plan: ms(t0, tPlan),
-          fetch: ms(tPlan, tFetched),
-          writeAndStatus: ms(tFetched, tWritten),
-          sync: ms(tWritten, performance.now()),
-        });
+      const phases = { plan: ms(t0, tPlan), fetch: ms(tPlan, tFetched), writeAndStatus: ms(tFetched, tWritten) };
+      log.v(4).info('Publish phases (ms)', { ...phases, sync: ms(tWritten, this.now()) });
     } catch (err) {
-      if (mounted) {
-        await unmountAndRemove(req.targetPath, 1).catch((e) =>
-          log.error('Cleanup after a failed mount failed', { target: req.targetPath, error: errorMessage(e) }),
-        );
-      }
-      const name = await recording.catch(() => undefined);
-      if (name) await this.deps.spcps.delete(req.podNamespace, name, req.podUid).catch(() => undefined);
+      await this.takeBack(req, mounted, recording);
       throw err;
     }
+  }
+
+  /** Undoes a fresh publish that failed: the tmpfs (with its files) and the SPCPS go. */
+  private async takeBack(req: PublishRequest, mounted: boolean, recording: Promise<string>): Promise<void> {
+    if (mounted) {
+      await this.deps.mounter.unmountAndRemove(req.targetPath, 1).catch((e) =>
+        this.deps.log.error('Cleanup after a failed mount failed', {
+          target: req.targetPath,
+          error: errorMessage(e),
+        }),
+      );
+    }
+    const name = await recording.catch(() => undefined);
+    if (name) await this.deps.spcps.delete(req.podNamespace, name, req.podUid).catch(() => undefined);
   }
 
   /** Records the SPCPS of a volume; resolves to the name it got (see spcpsNames). */
   private async record(req: PublishRequest, plan: VolumePlan, content: VolumeContent): Promise<string> {
     const [primary, alternative] = spcpsNames(req.podName, req.podNamespace, req.spcName);
-    const desired = desiredSpcps(req, plan.pod.metadata!.uid!, this.deps.kube.nodeName, content.versions, primary);
+    const podUid = plan.pod.metadata!.uid!;
+    const desired = desiredSpcps(req, podUid, this.deps.cluster.nodeName, content.versions, primary);
     return (await this.deps.spcps.upsert(desired, alternative)).name;
   }
 
-  private async refreshLocked(targetPath: string, source: SecretSource, specOnly: boolean): Promise<RefreshOutcome> {
+  private async refreshLocked(targetPath: string, opts: RefreshOptions): Promise<RefreshOutcome> {
     const known = this.volumes.get(targetPath);
     if (!known) return 'gone';
-    const plan = await planVolume(this.deps.kube, known.request);
+    const { source = this.deps.source, specOnly = false, signal } = opts;
+    const plan = await planVolume(this.deps.cluster, known.request);
     if (plan.fingerprint === known.fingerprint) {
       if (specOnly) return 'unchanged';
       // Only `latest` objects can change by themselves; pinned versions never do.
       const latest = plan.objects.filter((o) => o.objectVersion === 'latest');
       if (latest.length === 0) return 'unchanged';
       const creds = await resolveCredentials(known.request.secrets, this.deps.credentials);
-      const values = await source.fetch(
-        latest.map((o) => ({ name: o.objectName, version: 'latest' })),
-        creds,
-      );
+      const asked = latest.map((o) => ({ name: o.objectName, version: 'latest' }));
+      const values = await source.fetch(asked, creds, signal);
       if (values.every((v) => known.digests[v.name] === digest(v.value))) return 'unchanged';
     }
-    await this.update(known.request, plan, known, source);
+    await this.update(known.request, plan, known, source, signal);
     return 'updated';
   }
 
@@ -173,23 +198,21 @@ export class Publisher {
     plan: VolumePlan,
     known: MountedVolume,
     source: SecretSource,
+    signal?: AbortSignal,
   ): Promise<void> {
-    const mounted = await isMountPoint(req.targetPath);
+    const { mounter, writer } = this.deps;
+    const mounted = await mounter.isMountPoint(req.targetPath);
     // Pinned values come only from our tmpfs, never from the folder under its mount point.
-    const content = await this.fetchContent(
-      req,
-      plan,
-      known,
-      mounted ? readPublished(req.targetPath) : new Map(),
-      source,
-    );
+    const local = mounted ? writer.read(req.targetPath) : new Map<string, Buffer>();
+    const content = await this.fetchContent(req, plan, known, local, source, signal);
+    signal?.throwIfAborted();
     const sizeBytes = Math.max(known.sizeBytes, tmpfsSizeFor(content.files));
     if (!mounted) {
       // Someone unmounted the tmpfs under a running pod: never put secrets on the node's disk.
       this.deps.log.warn('Volume is no longer a tmpfs mount; mounting it again', { target: req.targetPath });
-      await mountTmpfs(req.targetPath, sizeBytes);
+      await mounter.mount(req.targetPath, sizeBytes);
     } else if (sizeBytes > known.sizeBytes) {
-      await resizeTmpfs(req.targetPath, sizeBytes);
+      await mounter.resize(req.targetPath, sizeBytes);
     }
     this.write(req, content);
     const name = await this.record(req, plan, content);
@@ -207,6 +230,7 @@ export class Publisher {
     known: MountedVolume | undefined,
     local: FileSet,
     source: SecretSource,
+    signal?: AbortSignal,
   ): Promise<VolumeContent> {
     const values: (SecretVersion | undefined)[] = plan.objects.map((o) => {
       const had = known?.versions.find((v) => v.id === o.objectName);
@@ -218,10 +242,8 @@ export class Publisher {
     const missing = plan.objects.filter((_, i) => !values[i]);
     if (missing.length > 0) {
       const creds = await resolveCredentials(req.secrets, this.deps.credentials);
-      const fetched = await source.fetch(
-        missing.map((o) => ({ name: o.objectName, version: o.objectVersion })),
-        creds,
-      );
+      const asked = missing.map((o) => ({ name: o.objectName, version: o.objectVersion }));
+      const fetched = await source.fetch(asked, creds, signal);
       for (const v of fetched) this.deps.log.info('Get secret successfully', { name: v.name, version: v.versionId });
       for (let i = 0, j = 0; i < values.length; i++) if (!values[i]) values[i] = fetched[j++];
     }
@@ -229,13 +251,9 @@ export class Publisher {
   }
 
   private write(req: PublishRequest, content: VolumeContent): void {
-    const changed = writeAtomically(req.targetPath, content.files);
-    this.deps.log
-      .v(2)
-      .info(changed ? 'Write secret files finished' : 'Secret files unchanged', {
-        target: req.targetPath,
-        files: content.files.size,
-      });
+    const changed = this.deps.writer.write(req.targetPath, content.files);
+    const message = changed ? 'Write secret files finished' : 'Secret files unchanged';
+    this.deps.log.v(2).info(message, { target: req.targetPath, files: content.files.size });
   }
 
   private remember(
@@ -245,43 +263,31 @@ export class Publisher {
     spcpsName: string,
     sizeBytes: number,
   ): void {
-    this.volumes.set({
-      request: req,
-      spcpsName,
-      fingerprint: plan.fingerprint,
-      versions: content.versions,
-      digests: content.digests,
-      sizeBytes,
-    });
+    const { versions, digests } = content;
+    this.volumes.set({ request: req, spcpsName, fingerprint: plan.fingerprint, versions, digests, sizeBytes });
   }
 
   private async unpublishLocked(req: UnpublishRequest): Promise<void> {
     const { log } = this.deps;
     const { targetPath } = req;
     // A missing folder has nothing to unmount; a link on the way is refused, never followed.
-    if (realFoldersUpTo(this.deps.kubeletRoot, targetPath, 'NodeUnpublishVolume')) await unmountAndRemove(targetPath);
+    if (realFoldersUpTo(this.deps.kubeletRoot, targetPath, 'NodeUnpublishVolume')) {
+      await this.deps.mounter.unmountAndRemove(targetPath);
+    }
     const known = this.volumes.get(targetPath);
     this.volumes.delete(targetPath);
-    if (known) {
-      const { podNamespace: namespace } = known.request;
-      // Unknown volumes are left to the garbage collector (the SPCPS is owned by the pod).
-      await this.deps.spcps
-        .delete(namespace, known.spcpsName, known.request.podUid)
-        .catch((err) =>
-          log.warn('Deleting SecretProviderClassPodStatus failed; garbage collection will remove it', {
-            spcps: `${namespace}/${known.spcpsName}`,
-            error: errorMessage(err),
-          }),
-        );
-    }
+    // Unknown volumes are left to the garbage collector (the SPCPS is owned by the pod).
+    if (known) await this.forgetStatus(known);
     log.info('Unmounted volume', { target: targetPath });
   }
-}
 
-/** Like Promise.all, but waits for every promise to settle before failing. */
-async function settleAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
-  const results = await Promise.allSettled(promises);
-  const failed = results.find((r) => r.status === 'rejected');
-  if (failed) throw (failed as PromiseRejectedResult).reason;
-  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+  private async forgetStatus(known: MountedVolume): Promise<void> {
+    const { podNamespace: namespace, podUid } = known.request;
+    await this.deps.spcps.delete(namespace, known.spcpsName, podUid).catch((err) =>
+      this.deps.log.warn('Deleting SecretProviderClassPodStatus failed; garbage collection will remove it', {
+        spcps: `${namespace}/${known.spcpsName}`,
+        error: errorMessage(err),
+      }),
+    );
+  }
 }

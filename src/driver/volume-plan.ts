@@ -5,7 +5,6 @@ import type * as k8s from '@kubernetes/client-node';
 import { InvalidRequestError, PreconditionError } from '../errors.js';
 import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
 import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, DRIVER_NAME, type SecretProviderClass } from '../crds/types.js';
-import type { KubeView } from '../kube/view.js';
 import { checkAllowList } from './allow-list.js';
 import type { PublishRequest } from './volume-request.js';
 
@@ -17,7 +16,17 @@ export interface VolumePlan {
   fingerprint: string;
 }
 
-export async function planVolume(kube: KubeView, req: PublishRequest): Promise<VolumePlan> {
+/** The cluster reads a plan needs (KubeView in the driver). */
+export interface ClusterReads {
+  readonly nodeName: string;
+  pod(namespace: string, name: string, uid: string): Promise<k8s.V1Pod>;
+  spc(namespace: string, name: string): Promise<SecretProviderClass>;
+  serviceAccount(namespace: string, name: string): Promise<k8s.V1ServiceAccount>;
+  /** Refuses an SPC beyond the cluster's SPC limit (checked at mount time only). */
+  checkSpcLimit(spc: SecretProviderClass): Promise<void>;
+}
+
+export async function planVolume(kube: ClusterReads, req: PublishRequest): Promise<VolumePlan> {
   const pod = await kube.pod(req.podNamespace, req.podName, req.podUid);
   // Before anything else is read: the request must be this node's pod and one of its own volumes.
   checkPodVolume(req, pod, kube.nodeName);

@@ -2,7 +2,6 @@
 // when it has synced, so reads hit memory and the API only sees watches.
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
-import { metrics } from '../metrics.js';
 import { Backoff } from './backoff.js';
 import { apiErrorText } from './client.js';
 
@@ -22,6 +21,8 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
     list: ListFn<T>,
     private readonly log: Logger,
     selectors: { label?: string; field?: string } = {},
+    /** Told how many objects are cached, whenever that changes. */
+    onSize?: (size: number) => void,
   ) {
     this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), list, false, selectors.label, selectors.field);
     this.informer.on('error', (err) => this.retry(err));
@@ -30,7 +31,7 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
     for (const verb of ['add', 'delete'] as const) {
       this.informer.on(verb, () => {
         this.backoff.reset();
-        metrics.cachedObjects.set({ kind }, this.informer.list().length);
+        onSize?.(this.informer.list().length);
       });
     }
   }

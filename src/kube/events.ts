@@ -2,7 +2,6 @@
 // pod and reason in each window, so a flapping store cannot flood the API server.
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
-import { metrics } from '../metrics.js';
 import { apiErrorText } from './client.js';
 
 export interface PodRef {
@@ -17,6 +16,8 @@ export class EventRecorder {
   constructor(
     private readonly core: k8s.CoreV1Api,
     private readonly log: Logger,
+    /** Called for each event not sent because of the window. */
+    private readonly onSuppressed: () => void = () => undefined,
     private readonly windowMs = 60_000,
     private readonly component = 'secrets-store-csi-driver',
   ) {}
@@ -25,7 +26,7 @@ export class EventRecorder {
     const key = `${pod.uid}/${reason}`;
     const now = Date.now();
     if (now - (this.last.get(key) ?? -Infinity) < this.windowMs) {
-      metrics.eventsSuppressed.inc();
+      this.onSuppressed();
       return;
     }
     this.last.set(key, now);

@@ -42,6 +42,9 @@ function sameContent(a: SecretProviderClassPodStatus, b: SecretProviderClassPodS
   );
 }
 
+/** What the publisher needs of SPCPS storage. */
+export type SpcpsStore = Pick<SpcpsWriter, 'upsert' | 'delete'>;
+
 export class SpcpsWriter {
   /** What we last wrote, by namespace/name: the comparison needs no cache of the cluster's SPCPS. */
   private readonly written = new Map<string, Spcps>();

@@ -17,6 +17,13 @@ export interface VolumeUsage {
   usesServiceAccount(namespace: string, name: string): boolean;
 }
 
+export interface KubeViewOptions {
+  /** SPCs allowed in the cluster (oldest first); 0 or unset = no limit. */
+  maxSpcs?: number;
+  /** Told how many objects of a kind the view keeps, whenever that changes. */
+  onCachedObjects?: (kind: string, size: number) => void;
+}
+
 export class KubeView {
   readonly core: k8s.CoreV1Api;
   readonly custom: k8s.CustomObjectsApi;
@@ -30,8 +37,9 @@ export class KubeView {
     readonly nodeName: string,
     log: Logger,
     usage: VolumeUsage,
-    maxSpcs = 0,
+    opts: KubeViewOptions = {},
   ) {
+    const onSize = (kind: string) => (size: number) => opts.onCachedObjects?.(kind, size);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     const onNode = `spec.nodeName=${nodeName}`;
@@ -42,6 +50,7 @@ export class KubeView {
       () => this.core.listPodForAllNamespaces({ fieldSelector: onNode }),
       log,
       { field: onNode },
+      onSize('Pod'),
     );
     this.serviceAccounts = new WatchedObjects(
       kc,
@@ -54,6 +63,7 @@ export class KubeView {
           ),
         listOne: () => this.core.listServiceAccountForAllNamespaces({ limit: 1 }),
         inUse: (namespace, name) => usage.usesServiceAccount(namespace, name),
+        onSize: onSize('ServiceAccount'),
       },
       log,
     );
@@ -71,10 +81,11 @@ export class KubeView {
           ),
         listOne: () => this.custom.listClusterCustomObject({ ...spcApi, limit: 1 }) as never,
         inUse: (namespace, name) => usage.usesSpc(namespace, name),
+        onSize: onSize('SecretProviderClass'),
       },
       log,
     );
-    if (maxSpcs > 0) this.census = new SpcCensus(this.custom, maxSpcs);
+    if (opts.maxSpcs) this.census = new SpcCensus(this.custom, opts.maxSpcs);
   }
 
   async start(): Promise<void> {

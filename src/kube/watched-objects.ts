@@ -4,7 +4,6 @@
 // event. Memory follows what this node's volumes use, not what the cluster holds.
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
-import { metrics } from '../metrics.js';
 import { Backoff } from './backoff.js';
 import { apiErrorText } from './client.js';
 
@@ -18,6 +17,8 @@ export interface WatchedObjectsOptions<T> {
   /** Whether a volume on this node uses the object; unused ones are dropped after `ttlMs`. */
   inUse: (namespace: string, name: string) => boolean;
   ttlMs?: number;
+  /** Told how many objects are kept, whenever that changes. */
+  onSize?: (size: number) => void;
 }
 
 interface Entry<T> {
@@ -178,10 +179,10 @@ export class WatchedObjects<T extends Meta> {
   }
 
   private counted(): void {
-    metrics.cachedObjects.set({ kind: this.opts.kind }, this.entries.size);
+    this.opts.onSize?.(this.entries.size);
   }
 }
 
 function isAbort(err: unknown): boolean {
-  return (err as Error)?.name === 'AbortError';
+  return err instanceof Error && err.name === 'AbortError';
 }

@@ -1,6 +1,7 @@
 // Reads secret versions from Huawei Cloud CSMS. Knows nothing of Kubernetes: given
 // credentials, a secret name and a version, it returns bytes and the version id.
 import {
+  errorMessage,
   NotAllowedError,
   NotFoundError,
   PreconditionError,
@@ -8,9 +9,11 @@ import {
   StoreUnavailableError,
   UnauthenticatedError,
 } from '../errors.js';
-import { metrics } from '../metrics.js';
+import type { Metrics } from '../metrics.js';
+import { sleep } from '../util/async.js';
 import { httpGet, type HttpReply } from './http-get.js';
 import { signRequest, type Credentials } from './signer.js';
+import type { SecretVersion } from './source.js';
 
 export interface CsmsClientOptions {
   /** e.g. https://kms.cn-north-4.myhuaweicloud.com */
@@ -24,13 +27,22 @@ export interface CsmsClientOptions {
   maxAttempts?: number;
   backoffBaseMs?: number;
   backoffCapMs?: number;
+  /** Where requests are counted and timed; not counted when unset. */
+  metrics?: Pick<Metrics, 'csmsRequests' | 'csmsDuration'>;
 }
 
-export interface SecretVersion {
+interface Read {
   name: string;
-  /** The concrete version id, e.g. "v3" also when "latest" was asked for. */
-  versionId: string;
-  value: Buffer;
+  version: string;
+  path: string;
+  projectId: string;
+  /** How messages name the read. */
+  what: string;
+}
+
+interface Retry {
+  retry: string;
+  cause?: unknown;
 }
 
 interface CsmsErrorBody {
@@ -51,7 +63,7 @@ export function csmsEndpointForRegion(region: string): string {
 }
 
 export class CsmsClient {
-  private readonly opts: Required<CsmsClientOptions>;
+  private readonly opts: Required<Omit<CsmsClientOptions, 'metrics'>> & Pick<CsmsClientOptions, 'metrics'>;
   /** Counts outbound HTTP requests, retries included (metrics and benchmarks read it). */
   requests = 0;
 
@@ -72,57 +84,79 @@ export class CsmsClient {
     return typeof p === 'string' ? p : p();
   }
 
-  async getVersion(name: string, version: string, creds: Credentials): Promise<SecretVersion> {
+  /** With `signal`, stops (between attempts and mid-request) with the signal's reason once it aborts. */
+  async getVersion(name: string, version: string, creds: Credentials, signal?: AbortSignal): Promise<SecretVersion> {
     const projectId = await this.project();
     const path = `/v1/${encodeURIComponent(projectId)}/secrets/${encodeURIComponent(name)}/versions/${encodeURIComponent(version)}`;
-    const what = `secret "${name}" version "${version}"`;
-    let lastProblem = '';
+    const read = { name, version, path, projectId, what: `secret "${name}" version "${version}"` };
+    let last: Retry | undefined;
     for (let attempt = 1; attempt <= this.opts.maxAttempts; attempt++) {
-      if (attempt > 1) await sleep(this.backoff(attempt));
-      let res: HttpReply;
-      const observe = metrics.csmsDuration.startTimer();
-      const done = (outcome: string) => {
-        observe({ outcome });
-        metrics.csmsRequests.inc({ outcome });
-      };
-      try {
-        res = await this.send(path, projectId, creds);
-      } catch (err) {
-        if ((err as Error).name === 'TooLargeError') {
-          done('too_large');
-          throw new StoreUnavailableError(
-            `CSMS answered ${what} with more than ${this.opts.maxResponseBytes} bytes, over the limit set by --csms-max-response-bytes`,
-          );
-        }
-        const timedOut = (err as Error).name === 'TimeoutError';
-        done(timedOut ? 'timeout' : 'network_error');
-        lastProblem = timedOut
-          ? `timed out after ${this.opts.timeoutMs} ms`
-          : `request failed (${(err as Error).message})`;
-        continue;
-      }
-      const ok = res.status >= 200 && res.status < 300;
-      done(ok ? 'ok' : res.status === 429 ? 'throttled' : res.status >= 500 ? 'server_error' : 'client_error');
-      if (ok) return parseVersion(name, version, res.body);
-      const body = parseErrorBody(res.body);
-      if (RETRYABLE_STATUS.has(res.status)) {
-        lastProblem = `HTTP ${res.status}${body.code ? ` ${body.code}` : ''}`;
-        continue;
-      }
-      throw this.classify(res.status, body, what, projectId);
+      if (attempt > 1) await sleep(this.backoff(attempt), signal);
+      signal?.throwIfAborted();
+      const outcome = await this.attempt(read, creds, signal);
+      if (!('retry' in outcome)) return outcome;
+      last = outcome;
     }
     throw new StoreUnavailableError(
-      `CSMS at ${this.opts.endpoint} did not serve ${what} after ${this.opts.maxAttempts} attempts: ${lastProblem}; it is retried on the next mount or rotation`,
+      `CSMS at ${this.opts.endpoint} did not serve ${read.what} after ${this.opts.maxAttempts} attempts: ${last?.retry}; it is retried on the next mount or rotation`,
+      { cause: last?.cause },
     );
   }
 
-  private send(path: string, projectId: string, creds: Credentials): Promise<HttpReply> {
+  /** One request: the version, a problem worth another attempt, or a thrown error that is final. */
+  private async attempt(read: Read, creds: Credentials, signal?: AbortSignal): Promise<SecretVersion | Retry> {
+    const done = this.timer();
+    let res: HttpReply;
+    try {
+      res = await this.send(read.path, read.projectId, creds, signal);
+    } catch (err) {
+      if (signal?.aborted) {
+        done('cancelled');
+        throw signal.reason;
+      }
+      const kind = err instanceof Error ? err.name : '';
+      if (kind === 'TooLargeError') {
+        done('too_large');
+        throw new StoreUnavailableError(
+          `CSMS answered ${read.what} with more than ${this.opts.maxResponseBytes} bytes, over the limit set by --csms-max-response-bytes`,
+          { cause: err },
+        );
+      }
+      done(kind === 'TimeoutError' ? 'timeout' : 'network_error');
+      const problem =
+        kind === 'TimeoutError' ? `timed out after ${this.opts.timeoutMs} ms` : `request failed (${errorMessage(err)})`;
+      return { retry: problem, cause: err };
+    }
+    const ok = res.status >= 200 && res.status < 300;
+    done(ok ? 'ok' : res.status === 429 ? 'throttled' : res.status >= 500 ? 'server_error' : 'client_error');
+    if (ok) return parseVersion(read.name, read.version, res.body);
+    const body = parseErrorBody(res.body);
+    if (RETRYABLE_STATUS.has(res.status)) return { retry: `HTTP ${res.status}${body.code ? ` ${body.code}` : ''}` };
+    throw this.classify(res.status, body, read.what, read.projectId);
+  }
+
+  /** Starts timing one request; the returned function records its outcome. */
+  private timer(): (outcome: string) => void {
+    const m = this.opts.metrics;
+    if (!m) return () => undefined;
+    const observe = m.csmsDuration.startTimer();
+    return (outcome) => {
+      observe({ outcome });
+      m.csmsRequests.inc({ outcome });
+    };
+  }
+
+  private send(path: string, projectId: string, creds: Credentials, signal?: AbortSignal): Promise<HttpReply> {
     const url = new URL(this.opts.endpoint + path);
     const headers: Record<string, string> = { 'X-Project-Id': projectId, 'Content-Type': 'application/json' };
     const signed = signRequest({ method: 'GET', url, headers }, creds);
     delete signed.host; // node:http derives Host from the URL; the signature already covers it
     this.requests++;
-    return httpGet(url, { ...headers, ...signed }, this.opts.timeoutMs, this.opts.maxResponseBytes);
+    return httpGet(
+      url,
+      { ...headers, ...signed },
+      { timeoutMs: this.opts.timeoutMs, maxBytes: this.opts.maxResponseBytes, signal },
+    );
   }
 
   private backoff(attempt: number): number {
@@ -161,9 +195,14 @@ export class CsmsClient {
 function parseVersion(name: string, version: string, text: string): SecretVersion {
   let body: { version?: { version_metadata?: { id?: string }; secret_string?: string; secret_binary?: string } };
   try {
-    body = JSON.parse(text);
-  } catch {
-    throw new StoreUnavailableError(`CSMS answered secret "${name}" version "${version}" with a body that is not JSON`);
+    body = JSON.parse(text) as typeof body;
+  } catch (err) {
+    throw new StoreUnavailableError(
+      `CSMS answered secret "${name}" version "${version}" with a body that is not JSON`,
+      {
+        cause: err,
+      },
+    );
   }
   const v = body.version;
   const versionId = v?.version_metadata?.id ?? version;
@@ -185,8 +224,4 @@ export function parseErrorBody(text: string): CsmsErrorBody {
   } catch {
     return {};
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

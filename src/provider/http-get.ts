@@ -14,21 +14,25 @@ export interface HttpReply {
 const keep = { keepAlive: true, maxFreeSockets: 16, timeout: 4_000 };
 const agents = { 'http:': new http.Agent(keep), 'https:': new https.Agent(keep) };
 
-/**
- * Rejects with an error named `TimeoutError` when the reply is not complete within `timeoutMs`,
- * and named `TooLargeError` as soon as the body passes `maxBytes` (the rest is not read).
- */
+export interface HttpGetOptions {
+  /** The reply must be complete within this; else rejects with an error named `TimeoutError`. */
+  timeoutMs: number;
+  /** As soon as the body passes this, rejects with an error named `TooLargeError` (the rest is not read). */
+  maxBytes?: number;
+  /** Aborting it destroys the request (rejects with an error named `AbortError`). */
+  signal?: AbortSignal;
+}
+
 export function httpGet(
   url: URL,
   headers: Record<string, string>,
-  timeoutMs: number,
-  maxBytes = Infinity,
+  { timeoutMs, maxBytes = Infinity, signal }: HttpGetOptions,
 ): Promise<HttpReply> {
   const agent = agents[url.protocol as keyof typeof agents];
   if (!agent) return Promise.reject(new Error(`unsupported protocol ${url.protocol} in ${url.origin}`));
   const get = url.protocol === 'https:' ? https.get : http.get;
   return new Promise((resolve, reject) => {
-    const req = get(url, { agent, headers }, (res) => {
+    const req = get(url, { agent, headers, signal }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       const declared = Number(res.headers['content-length'] ?? 0);

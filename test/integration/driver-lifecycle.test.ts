@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, it } from 'node:test';
 import { readFile } from 'node:fs/promises';
-import { CsmsEmulator } from '../../src/provider/emulator/server.js';
+import { CsmsEmulator } from '../../src/emulator/server.js';
 import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace } from '../helpers/cluster.js';
 import { DriverProcess, executable, publishRequest, unmountAll } from '../helpers/driver.js';
 

@@ -9,7 +9,7 @@ import { executable } from '../helpers/driver.js';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { CsmsEmulator } from '../../src/provider/emulator/server.js';
+import { CsmsEmulator } from '../../src/emulator/server.js';
 
 const run = promisify(execFile);
 const projectId = '99887766554433221100ffeeddccbbaa';

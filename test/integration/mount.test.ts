@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { isMountPoint } from '../../src/driver/mounter.js';
-import { CsmsEmulator } from '../../src/provider/emulator/server.js';
+import { CsmsEmulator } from '../../src/emulator/server.js';
 import {
   createNamespace,
   createPod,

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { CsmsEmulator } from '../../src/provider/emulator/server.js';
+import { CsmsEmulator } from '../../src/emulator/server.js';
 import {
   core,
   createNamespace,

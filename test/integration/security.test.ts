@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { isMountPoint } from '../../src/driver/mounter.js';
-import { CsmsEmulator } from '../../src/provider/emulator/server.js';
+import { CsmsEmulator } from '../../src/emulator/server.js';
 import {
   core,
   createNamespace,

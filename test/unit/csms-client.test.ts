@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CsmsClient, parseErrorBody } from '../../src/provider/csms-client.js';
 import { MetadataCredentials, credentialsFromSecretRef, resolveCredentials } from '../../src/provider/credentials.js';
-import { CsmsEmulator } from '../../src/provider/emulator/server.js';
-import { CsmsSecretSource } from '../../src/provider/source.js';
+import { CsmsEmulator } from '../../src/emulator/server.js';
+import { CsmsSecretSource } from '../../src/provider/csms-source.js';
 import { signRequest } from '../../src/provider/signer.js';
 import { connectionsUsed } from '../helpers/connections.js';
 import {

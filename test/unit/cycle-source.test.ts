@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CsmsClient } from '../../src/provider/csms-client.js';
-import { CsmsEmulator } from '../../src/provider/emulator/server.js';
-import { CsmsSecretSource } from '../../src/provider/source.js';
-import { SharedSource } from '../../src/provider/shared-source.js';
-import { tlsPart } from '../../src/reconciler/secret-sync.js';
+import { CsmsEmulator } from '../../src/emulator/server.js';
+import { CsmsSecretSource } from '../../src/provider/csms-source.js';
+import { CycleSource } from '../../src/provider/cycle-source.js';
 
 const projectId = 'aaaabbbbccccddddeeeeffff00001111';
 const creds = { accessKey: 'SHAREDAK', secretKey: 'shared-sk' };
 
-describe('SharedSource (one rotation cycle)', () => {
+describe('CycleSource (one rotation cycle)', () => {
   const emulator = new CsmsEmulator({
     projectId,
     credentials: [creds],
@@ -24,7 +23,7 @@ describe('SharedSource (one rotation cycle)', () => {
   after(() => emulator.close());
 
   it('reads each distinct secret once however many volumes ask', async () => {
-    const shared = new SharedSource(new CsmsSecretSource(client));
+    const shared = new CycleSource(new CsmsSecretSource(client));
     const before = emulator.store.total;
     const asks = Array.from({ length: 200 }, (_, i) =>
       shared.fetch([{ name: `s${i % 10}`, version: 'latest' }], creds),
@@ -47,7 +46,7 @@ describe('SharedSource (one rotation cycle)', () => {
         return [{ name: o[0].name, versionId: 'v1', value: Buffer.from('x') }];
       },
     };
-    const shared = new SharedSource(slow, { concurrency: 3 });
+    const shared = new CycleSource(slow, { concurrency: 3 });
     await Promise.all(
       Array.from({ length: 12 }, (_, i) => shared.fetch([{ name: `n${i}`, version: 'latest' }], creds)),
     );
@@ -55,7 +54,7 @@ describe('SharedSource (one rotation cycle)', () => {
   });
 
   it('slows down and retries when CSMS keeps throttling, instead of failing', async () => {
-    const shared = new SharedSource(
+    const shared = new CycleSource(
       new CsmsSecretSource(new CsmsClient({ endpoint, projectId, maxAttempts: 2, backoffBaseMs: 5, backoffCapMs: 5 })),
       { concurrency: 4, throttlePauseMs: 20 },
     );
@@ -63,20 +62,5 @@ describe('SharedSource (one rotation cycle)', () => {
     const [v] = await shared.fetch([{ name: 's1', version: 'latest' }], creds);
     assert.equal(v.value.toString(), 'v-1');
     assert.equal(shared.reads, 2, 'one throttled read, then one after slowing down');
-  });
-});
-
-describe('kubernetes.io/tls Secret data', () => {
-  const key = '-----BEGIN PRIVATE KEY-----\nMIIkey\n-----END PRIVATE KEY-----\n';
-  const cert = '-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----\n';
-  const ca = '-----BEGIN CERTIFICATE-----\nMIIca\n-----END CERTIFICATE-----\n';
-  it('splits a PEM bundle into tls.key and tls.crt', () => {
-    const bundle = Buffer.from(key + cert + ca);
-    assert.equal(tlsPart('tls.key', bundle).toString(), key);
-    assert.equal(tlsPart('tls.crt', bundle).toString(), cert + ca);
-  });
-  it('leaves a file that is not a key+certificate bundle as it is', () => {
-    assert.equal(tlsPart('tls.crt', Buffer.from(cert)).toString(), cert);
-    assert.equal(tlsPart('other', Buffer.from(key + cert)).toString(), key + cert);
   });
 });

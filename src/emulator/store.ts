@@ -2,7 +2,7 @@
 // credentials, injected faults and request counters. Pure state, no HTTP.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import type { Credentials } from '../signer.js';
+import type { Credentials } from '../provider/signer.js';
 
 export type StoredValue = { secret_string: string } | { secret_binary: string };
 

@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { canonicalRequest, parseAuthorization, parseSdkDate, signature, stringToSign } from '../signer.js';
+import { canonicalRequest, parseAuthorization, parseSdkDate, signature, stringToSign } from '../provider/signer.js';
 import { EmulatorStore, type EmulatorSeed, type Fault, type StoredSecret } from './store.js';
 
 const MAX_CLOCK_SKEW_MS = 15 * 60_000;

@@ -1,0 +1,64 @@
+// How a unary gRPC handler runs: the call's cancellation, deadline and the driver's
+// shutdown become one AbortSignal for the work, and errors become gRPC statuses, once, here.
+import type * as grpc from '@grpc/grpc-js';
+import { CancelledError, DeadlineError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { grpcCodeName, toServiceError } from './grpc-status.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- grpc-js's own untyped handler shape
+export type Handler = (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => void;
+
+/**
+ * Aborts when the caller cancels the call, when its deadline passes, or when the driver
+ * shuts down; `release` must be called when the handler is done.
+ */
+function callSignal(
+  rpc: string,
+  call: grpc.ServerUnaryCall<unknown, unknown>,
+  shutdown?: AbortSignal,
+): { signal: AbortSignal; release: () => void } {
+  const controller = new AbortController();
+  const cancel = (reason: Error) => controller.abort(reason);
+  const cancelled = () => cancel(new CancelledError(`${rpc} was cancelled by the caller; nothing was left behind`));
+  const stopping = () => cancel(new CancelledError(`${rpc} was cancelled: the driver is shutting down`));
+  call.on('cancelled', cancelled);
+  shutdown?.addEventListener('abort', stopping, { once: true });
+  const deadline = call.getDeadline();
+  const ms = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
+  const timer = Number.isFinite(ms)
+    ? setTimeout(() => cancel(new DeadlineError(`${rpc} ran past the caller's deadline; nothing was left behind`)), ms)
+    : undefined;
+  const release = () => {
+    clearTimeout(timer);
+    call.off('cancelled', cancelled);
+    shutdown?.removeEventListener('abort', stopping);
+  };
+  return { signal: controller.signal, release };
+}
+
+/** Wraps an async handler: product errors become gRPC statuses, once, here. */
+export function unary<Req, Res>(
+  rpc: string,
+  opts: { log: Logger; shutdown?: AbortSignal },
+  fn: (req: Req, signal: AbortSignal) => Promise<Res>,
+  count?: (error?: string) => void,
+): Handler {
+  return (call, cb) => {
+    const { signal, release } = callSignal(rpc, call, opts.shutdown);
+    fn(call.request as Req, signal)
+      .finally(release)
+      .then(
+        (res) => {
+          count?.();
+          cb(null, res);
+        },
+        (err) => {
+          const status = toServiceError(err);
+          const code = grpcCodeName(status.code!);
+          count?.(code);
+          opts.log.error(`${rpc} failed`, { code, error: status.details });
+          cb(status as grpc.ServiceError);
+        },
+      );
+  };
+}

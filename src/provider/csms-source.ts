@@ -1,0 +1,26 @@
+// The built-in SecretSource: CSMS reads, with identical reads in flight shared, so a
+// burst of mounts of one SPC asks CSMS once per secret.
+import type { CsmsClient } from './csms-client.js';
+import { SharedReads } from './shared-reads.js';
+import type { Credentials } from './signer.js';
+import { readKey, type ObjectRequest, type SecretSource, type SecretVersion } from './source.js';
+
+export class CsmsSecretSource implements SecretSource {
+  // Only while in flight: a later mount reads again, so it sees a new `latest`.
+  private readonly inflight: SharedReads;
+
+  constructor(
+    private readonly client: CsmsClient,
+    onShared?: () => void,
+  ) {
+    this.inflight = new SharedReads({ onShared });
+  }
+
+  fetch(objects: ObjectRequest[], creds: Credentials, signal?: AbortSignal): Promise<SecretVersion[]> {
+    return Promise.all(
+      objects.map((o) =>
+        this.inflight.read(readKey(o, creds), (s) => this.client.getVersion(o.name, o.version, creds, s), signal),
+      ),
+    );
+  }
+}

@@ -1,0 +1,79 @@
+// One pass over some mounted volumes through the publisher's refresh path, shared by
+// the rotation cycle and SPC edits: bounded concurrency, one CycleSource so each
+// distinct secret is read once, a warning logged once per distinct error, an Event on
+// each pod, and a stop between volumes when the signal fires.
+import type { Publisher } from '../driver/publisher.js';
+import type { MountedVolume } from '../driver/volumes.js';
+import { errorMessage } from '../errors.js';
+import type { EventRecorder, PodRef } from '../kube/events.js';
+import type { Logger } from '../log.js';
+import { CycleSource } from '../provider/cycle-source.js';
+import type { SecretSource } from '../provider/source.js';
+import { forEachLimit } from '../util/async.js';
+
+export interface RefreshPass {
+  publisher: Publisher;
+  events: EventRecorder;
+  log: Logger;
+  volumes: MountedVolume[];
+  source: SecretSource;
+  /** Only what the SPCs say: `latest` values are not read again. */
+  specOnly: boolean;
+  signal?: AbortSignal;
+  /** Volumes refreshed at once; store reads are bounded separately by `storeConcurrency`. */
+  concurrency?: number;
+  storeConcurrency?: number;
+  onShared?: () => void;
+  /** What a changed volume gets: a log line, an Event, a count. */
+  updated: { log: string; reason: string; message: (v: MountedVolume) => string; count?: () => void };
+  /** What a failed volume gets: a log line (once per distinct error), an Event, a count. */
+  failed: {
+    log: string;
+    reason: string;
+    message: (v: MountedVolume, error: string) => string;
+    count: (err: unknown) => void;
+  };
+}
+
+export interface PassResult {
+  volumes: number;
+  updated: number;
+  failed: number;
+  /** Reads the pass asked of the store (distinct secret versions, plus throttled retries). */
+  storeReads: number;
+}
+
+export async function refreshVolumes(pass: RefreshPass): Promise<PassResult> {
+  const { publisher, events, log, specOnly, signal } = pass;
+  const source = new CycleSource(pass.source, { concurrency: pass.storeConcurrency, onShared: pass.onShared });
+  const logged = new Set<string>();
+  let updated = 0;
+  let failed = 0;
+  await forEachLimit(
+    pass.volumes,
+    pass.concurrency ?? 16,
+    async (v) => {
+      const pod: PodRef = { name: v.request.podName, namespace: v.request.podNamespace, uid: v.request.podUid };
+      try {
+        if ((await publisher.refresh(v.request.targetPath, { source, specOnly, signal })) !== 'updated') return;
+        updated++;
+        pass.updated.count?.();
+        log.info(pass.updated.log, { spc: `${pod.namespace}/${v.request.spcName}`, pod: pod.name });
+        events.emit(pod, 'Normal', pass.updated.reason, pass.updated.message(v));
+      } catch (err) {
+        if (signal?.aborted) return;
+        failed++;
+        pass.failed.count(err);
+        const message = errorMessage(err);
+        // One store outage fails many volumes with the same message: log it once per pass.
+        if (!logged.has(message)) {
+          logged.add(message);
+          log.warn(pass.failed.log, { spc: `${pod.namespace}/${v.request.spcName}`, error: message });
+        }
+        events.emit(pod, 'Warning', pass.failed.reason, pass.failed.message(v, message));
+      }
+    },
+    signal,
+  );
+  return { volumes: pass.volumes.length, updated, failed, storeReads: source.reads };
+}
