@@ -42,7 +42,7 @@ function buildStore(config: ServeConfig, metrics: Metrics) {
 }
 
 /** The parts of a running driver, wired together but not started. */
-function build(config: ServeConfig, log: Logger, metrics: Metrics, shutdown: AbortSignal) {
+function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const mounter = new TmpfsMounter();
   // Started while this process is still small and forks cheaply.
   mounter.start();
@@ -62,7 +62,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics, shutdown: Abo
     onContent: secretSync && ((content) => secretSync.sync(content)),
   });
   const server = new CsiServer({
-    ...{ endpoint: config.endpoint, nodeId: config.nodeId, publisher, log, metrics, shutdown, kubeletRoot },
+    ...{ endpoint: config.endpoint, nodeId: config.nodeId, publisher, log, metrics, kubeletRoot },
     ready: () => kube.synced,
     maxReceiveMessageBytes: config.maxCallRecvMsgSize,
   });
@@ -85,7 +85,7 @@ export async function serve(config: ServeConfig): Promise<void> {
   process.on('unhandledRejection', (err) => log.error('Unhandled rejection', { error: errorMessage(err) }));
   const metrics = createProcessMetrics();
   const shutdown = new AbortController();
-  const driver = build(config, log, metrics, shutdown.signal);
+  const driver = build(config, log, metrics);
 
   // Listen first so kubelet's registration and Probe work while the caches fill.
   await driver.server.start();

@@ -22,8 +22,6 @@ export interface CsiServerOptions {
   ready: () => boolean;
   log: Logger;
   metrics: Metrics;
-  /** Aborting it cancels the calls under way (the driver is shutting down). */
-  shutdown?: AbortSignal;
   maxReceiveMessageBytes?: number;
 }
 
@@ -44,9 +42,13 @@ export function socketPath(endpoint: string): string {
   return m[1];
 }
 
+/** How long cancelled calls get to take back what they made before the server closes anyway. */
+const FORCE_AFTER_CANCEL_MS = 5_000;
+
 export class CsiServer {
   private readonly server: grpc.Server;
   private readonly path: string;
+  private readonly shutdown = new AbortController();
 
   constructor(private readonly opts: CsiServerOptions) {
     this.path = socketPath(opts.endpoint);
@@ -58,12 +60,19 @@ export class CsiServer {
     this.server.addService((csi.Node as grpc.ServiceClientConstructor).service, this.node());
   }
 
+  private get callOptions() {
+    return { log: this.opts.log, shutdown: this.shutdown.signal };
+  }
+
   private identity(): grpc.UntypedServiceImplementation {
     const { ready } = this.opts;
     return {
-      GetPluginInfo: unary('GetPluginInfo', this.opts, async () => ({ name: DRIVER_NAME, vendor_version: version })),
-      GetPluginCapabilities: unary('GetPluginCapabilities', this.opts, async () => ({ capabilities: [] })),
-      Probe: unary('Probe', this.opts, async () => ({ ready: { value: ready() } })),
+      GetPluginInfo: unary('GetPluginInfo', this.callOptions, async () => ({
+        name: DRIVER_NAME,
+        vendor_version: version,
+      })),
+      GetPluginCapabilities: unary('GetPluginCapabilities', this.callOptions, async () => ({ capabilities: [] })),
+      Probe: unary('Probe', this.callOptions, async () => ({ ready: { value: ready() } })),
     };
   }
 
@@ -90,16 +99,16 @@ export class CsiServer {
       return {};
     };
     return {
-      NodePublishVolume: unary('NodePublishVolume', this.opts, publish, (error) =>
+      NodePublishVolume: unary('NodePublishVolume', this.callOptions, publish, (error) =>
         error
           ? metrics.nodePublishError.inc({ provider: 'cce', error_type: error })
           : metrics.nodePublish.inc({ provider: 'cce' }),
       ),
-      NodeUnpublishVolume: unary('NodeUnpublishVolume', this.opts, unpublish, (error) =>
+      NodeUnpublishVolume: unary('NodeUnpublishVolume', this.callOptions, unpublish, (error) =>
         error ? metrics.nodeUnpublishError.inc({ error_type: error }) : metrics.nodeUnpublish.inc(),
       ),
-      NodeGetCapabilities: unary('NodeGetCapabilities', this.opts, async () => ({ capabilities: [] })),
-      NodeGetInfo: unary('NodeGetInfo', this.opts, async () => ({ node_id: nodeId, max_volumes_per_node: '0' })),
+      NodeGetCapabilities: unary('NodeGetCapabilities', this.callOptions, async () => ({ capabilities: [] })),
+      NodeGetInfo: unary('NodeGetInfo', this.callOptions, async () => ({ node_id: nodeId, max_volumes_per_node: '0' })),
       NodeStageVolume: unimplemented,
       NodeUnstageVolume: unimplemented,
       NodeGetVolumeStats: unimplemented,
@@ -125,15 +134,20 @@ export class CsiServer {
     this.opts.log.info('Listening for connections', { address: this.path });
   }
 
-  /** Stops accepting, lets in-flight calls finish (up to `graceMs`), removes the socket. */
+  /**
+   * Stops accepting and lets the calls under way finish for `graceMs`; then cancels
+   * them (each takes back what it made and answers CANCELLED) and removes the socket.
+   */
   async stop(graceMs = 10_000): Promise<void> {
     await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
+      const cancel = setTimeout(() => this.shutdown.abort(), graceMs);
+      const force = setTimeout(() => {
         this.server.forceShutdown();
         resolve();
-      }, graceMs);
+      }, graceMs + FORCE_AFTER_CANCEL_MS);
       this.server.tryShutdown(() => {
-        clearTimeout(timer);
+        clearTimeout(cancel);
+        clearTimeout(force);
         resolve();
       });
     });

@@ -18,16 +18,21 @@ function callSignal(
   shutdown?: AbortSignal,
 ): { signal: AbortSignal; release: () => void } {
   const controller = new AbortController();
+  const deadline = call.getDeadline();
+  const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
   const cancel = (reason: Error) => controller.abort(reason);
-  const cancelled = () => cancel(new CancelledError(`${rpc} was cancelled by the caller; nothing was left behind`));
+  const pastDeadline = () =>
+    cancel(new DeadlineError(`${rpc} ran past the caller's deadline; nothing was left behind`));
+  // grpc-js also reports a passed deadline as 'cancelled'.
+  const cancelled = () =>
+    Date.now() >= deadlineMs
+      ? pastDeadline()
+      : cancel(new CancelledError(`${rpc} was cancelled by the caller; nothing was left behind`));
   const stopping = () => cancel(new CancelledError(`${rpc} was cancelled: the driver is shutting down`));
   call.on('cancelled', cancelled);
   shutdown?.addEventListener('abort', stopping, { once: true });
-  const deadline = call.getDeadline();
-  const ms = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
-  const timer = Number.isFinite(ms)
-    ? setTimeout(() => cancel(new DeadlineError(`${rpc} ran past the caller's deadline; nothing was left behind`)), ms)
-    : undefined;
+  const ms = deadlineMs - Date.now();
+  const timer = Number.isFinite(ms) ? setTimeout(pastDeadline, ms) : undefined;
   const release = () => {
     clearTimeout(timer);
     call.off('cancelled', cancelled);

@@ -4,11 +4,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import assert from 'node:assert/strict';
-import * as grpc from '@grpc/grpc-js';
 import type * as k8s from '@kubernetes/client-node';
-import { loadCsiProto } from '../../src/driver/csi-server.js';
 import { eventually, kubeconfigPath } from './cluster.js';
+import { Kubelet } from './csi-client.js';
 
 /** The executable we ship (scripts/bundle.mjs), not the compiled modules: tests run what users run. */
 export const executable = resolve(import.meta.dirname, '../../cce-secrets-manager.mjs');
@@ -118,34 +116,6 @@ export class DriverProcess {
   }
 }
 
-type Client = grpc.Client &
-  Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void>;
-
-/** A CSI client as kubelet is one: unary calls over the driver's socket. */
-export class Kubelet {
-  private clients = new Map<string, Client>();
-
-  constructor(private readonly socket: string) {}
-
-  call<T = unknown>(service: 'Identity' | 'Node', method: string, req: unknown): Promise<T> {
-    let client = this.clients.get(service);
-    if (!client) {
-      const csi = (loadCsiProto().csi as grpc.GrpcObject).v1 as grpc.GrpcObject;
-      const Ctor = csi[service] as grpc.ServiceClientConstructor;
-      client = new Ctor(`unix://${this.socket}`, grpc.credentials.createInsecure()) as unknown as Client;
-      this.clients.set(service, client);
-    }
-    return new Promise((resolve, reject) =>
-      client![method](req, (err, res) => (err ? reject(err) : resolve(res as T))),
-    );
-  }
-
-  close(): void {
-    for (const c of this.clients.values()) c.close();
-    this.clients.clear();
-  }
-}
-
 /**
  * The request kubelet sends for a pod's inline secrets-store volume (by default the
  * first csi volume of the pod's spec).
@@ -193,13 +163,4 @@ export function unmountAll(root: string): void {
     .map((l) => l.split(' ')[4] ?? '')
     .filter((p) => p.startsWith(`${root}/`));
   for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
-}
-
-/** Asserts a CSI call fails with `code` and a message matching `pattern`. */
-export async function rejectsWith(p: Promise<unknown>, code: grpc.status, pattern: RegExp): Promise<void> {
-  await assert.rejects(p, (err: { code: number; details: string }) => {
-    assert.equal(grpc.status[err.code], grpc.status[code], `code for: ${err.details}`);
-    assert.match(err.details, pattern);
-    return true;
-  });
 }

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { it } from 'node:test';
 import { kubeconfigPath } from '../helpers/cluster.js';
-import { Kubelet } from '../helpers/driver.js';
+import { Kubelet } from '../helpers/csi-client.js';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../../..');

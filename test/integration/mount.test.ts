@@ -21,7 +21,8 @@ import {
   getSpcps,
   kubectl,
 } from '../helpers/cluster.js';
-import { DriverProcess, publishRequest, rejectsWith, unmountAll } from '../helpers/driver.js';
+import { rejectsWith } from '../helpers/csi-client.js';
+import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
 
 const run = promisify(execFile);
 const projectId = '5f1e2d3c4b5a69788796a5b4c3d2e1f0';

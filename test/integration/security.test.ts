@@ -26,7 +26,8 @@ import {
   podEvents,
   readSecret,
 } from '../helpers/cluster.js';
-import { DriverProcess, publishRequest, rejectsWith, unmountAll } from '../helpers/driver.js';
+import { rejectsWith } from '../helpers/csi-client.js';
+import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
 
 const projectId = '0123456789abcdef0123456789abcdef';
 const creds = { accessKey: 'SECURITYAK', secretKey: 'security-sk' };
