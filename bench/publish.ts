@@ -51,16 +51,73 @@ async function spcpsCreates(ns: string, pods: k8s.V1Pod[]): Promise<number[]> {
   return times;
 }
 
+interface Bench {
+  driver: DriverProcess;
+  emulator: Awaited<ReturnType<typeof startEmulatorProcess>>;
+  ns: string;
+  root: string;
+}
+
+const makePods = (ns: string, prefix: string, n: number) =>
+  Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      createPod(ns, `${prefix}-${i}`, { nodeName: nodeId, serviceAccountName: 'app', spc: 'three' }),
+    ),
+  );
+
+async function timedPublish(b: Bench, pod: k8s.V1Pod): Promise<number> {
+  const t0 = performance.now();
+  await b.driver.kubelet.call('Node', 'NodePublishVolume', publishRequest(pod, 'three', b.root));
+  return performance.now() - t0;
+}
+
+/** One mount at a time, after a warm-up (JIT, connections, caches). */
+async function measureSingles(b: Bench): Promise<k8s.V1Pod[]> {
+  const warm = await makePods(b.ns, 'warm', 5);
+  for (const p of warm) await timedPublish(b, p);
+  const singles = await makePods(b.ns, 'single', 40);
+  const single: number[] = [];
+  for (const p of singles) single.push(await timedPublish(b, p));
+  console.log(`single mount (sequential, 3 objects): ${summary(single)}`);
+  const floor = summary(await spcpsCreates(b.ns, singles));
+  console.log(`  floor, same run: SPCPS create alone (driver's client, same API server): ${floor}`);
+  if (process.env.BENCH_V) {
+    const phases = b.driver.logs.split('\n').filter((l) => l.includes('Publish phases'));
+    console.log(phases.slice(-8).join('\n'));
+  }
+  return [...warm, ...singles];
+}
+
+async function measureBurst(b: Bench): Promise<k8s.V1Pod[]> {
+  const burst = await makePods(b.ns, 'burst', 110);
+  await b.emulator.resetCounts();
+  const t0 = performance.now();
+  const each = await Promise.all(burst.map((p) => timedPublish(b, p)));
+  const wall = performance.now() - t0;
+  console.log(`110 concurrent mounts (3 objects each): all done in ${wall.toFixed(0)}ms; per call ${summary(each)}`);
+  console.log(`CSMS requests for the 110 concurrent mounts: ${await b.emulator.total()} (330 objects)`);
+  return burst;
+}
+
+async function reportMemory(b: Bench, volumes: number): Promise<void> {
+  const rss = () => rssMiB(b.driver.pid!).toFixed(1);
+  console.log(`driver RSS after ${volumes} mounted volumes: ${rss()} MiB right after the burst`);
+  await new Promise((r) => setTimeout(r, 10_000)); // V8's memory reducer runs once the process is idle
+  const mib = async (m: string) => ((await b.driver.metric(m)) / 1048576).toFixed(0);
+  const heap = `V8 heap used ${await mib('nodejs_heap_size_used_bytes')} of ${await mib('nodejs_heap_size_total_bytes')} MiB`;
+  const external = `external ${await mib('nodejs_external_memory_bytes')} MiB`;
+  console.log(`driver RSS after ${volumes} mounted volumes: ${rss()} MiB after 10 s idle (${heap}, ${external})`);
+}
+
 export async function run(): Promise<void> {
   const emulator = await startEmulatorProcess({
     projectId,
     credentials: [creds],
     secrets: ['db', 'api', 'tls'].map((name) => ({ name, versions: [`${name}-value-1`, `${name}-value-2`] })),
   });
-  const endpoint = emulator.url;
   const driver = new DriverProcess({
     nodeId,
-    csmsEndpoint: endpoint,
+    csmsEndpoint: emulator.url,
     projectId,
     env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
     extraArgs: [`-v=${process.env.BENCH_V ?? 0}`],
@@ -69,65 +126,18 @@ export async function run(): Promise<void> {
   await new Promise((r) => setTimeout(r, 2000));
   console.log(`driver RSS at start (caches synced, no volume): ${rssMiB(driver.pid!).toFixed(1)} MiB`);
   const ns = await createNamespace('bench');
-  const root = driver.kubeletRoot;
+  const b: Bench = { driver, emulator, ns, root: driver.kubeletRoot };
   try {
     await createServiceAccount(ns, 'app', ['db', 'api', 'tls']);
-    await createSpc(
-      ns,
-      'three',
-      '- {objectName: db, objectType: csms, objectVersion: latest}\n- {objectName: api, objectType: csms, objectVersion: v1}\n- {objectName: tls, objectType: csms, objectVersion: latest}\n',
-    );
-    const makePods = (prefix: string, n: number) =>
-      Promise.all(
-        Array.from({ length: n }, (_, i) =>
-          createPod(ns, `${prefix}-${i}`, { nodeName: nodeId, serviceAccountName: 'app', spc: 'three' }),
-        ),
-      );
-    const publish = async (req: ReturnType<typeof publishRequest>) => {
-      const t0 = performance.now();
-      await driver.kubelet.call('Node', 'NodePublishVolume', req);
-      return performance.now() - t0;
-    };
-
-    // Warm-up: JIT, connections, caches.
-    const warm = await makePods('warm', 5);
-    for (const p of warm) await publish(publishRequest(p, 'three', root));
-
-    const singles = await makePods('single', 40);
-    const single: number[] = [];
-    for (const p of singles) single.push(await publish(publishRequest(p, 'three', root)));
-    console.log(`single mount (sequential, 3 objects): ${summary(single)}`);
-    console.log(
-      `  floor, same run: SPCPS create alone (driver's client, same API server): ${summary(await spcpsCreates(ns, singles))}`,
-    );
-    if (process.env.BENCH_V)
-      console.log(
-        driver.logs
-          .split('\n')
-          .filter((l) => l.includes('Publish phases'))
-          .slice(-8)
-          .join('\n'),
-      );
-
-    const burst = await makePods('burst', 110);
-    await emulator.resetCounts();
-    const t0 = performance.now();
-    const each = await Promise.all(burst.map((p) => publish(publishRequest(p, 'three', root))));
-    const wall = performance.now() - t0;
-    console.log(`110 concurrent mounts (3 objects each): all done in ${wall.toFixed(0)}ms; per call ${summary(each)}`);
-    console.log(`CSMS requests for the 110 concurrent mounts: ${await emulator.total()} (330 objects)`);
-    console.log(
-      `driver RSS after ${5 + 40 + 110} mounted volumes: ${rssMiB(driver.pid!).toFixed(1)} MiB right after the burst`,
-    );
-    await new Promise((r) => setTimeout(r, 10_000)); // V8's memory reducer runs once the process is idle
-    const mib = async (m: string) => ((await driver.metric(m)) / 1048576).toFixed(0);
-    console.log(
-      `driver RSS after ${5 + 40 + 110} mounted volumes: ${rssMiB(driver.pid!).toFixed(1)} MiB after 10 s idle ` +
-        `(V8 heap used ${await mib('nodejs_heap_size_used_bytes')} of ${await mib('nodejs_heap_size_total_bytes')} MiB, external ${await mib('nodejs_external_memory_bytes')} MiB)`,
-    );
-
-    for (const p of [...warm, ...singles, ...burst]) {
-      const req = publishRequest(p, 'three', root);
+    const objects = ['db:latest', 'api:v1', 'tls:latest'].map((o) => {
+      const [name, version] = o.split(':');
+      return `- {objectName: ${name}, objectType: csms, objectVersion: ${version}}\n`;
+    });
+    await createSpc(ns, 'three', objects.join(''));
+    const pods = [...(await measureSingles(b)), ...(await measureBurst(b))];
+    await reportMemory(b, pods.length);
+    for (const p of pods) {
+      const req = publishRequest(p, 'three', b.root);
       await driver.kubelet.call('Node', 'NodeUnpublishVolume', {
         volume_id: req.volume_id,
         target_path: req.target_path,

@@ -54,91 +54,93 @@ async function apiWrites(): Promise<Record<string, number>> {
   return out;
 }
 
+type Request = ReturnType<typeof publishRequest>;
+
+/** SPCS SPCs of 5 `latest` objects each over SECRETS secrets, and VOLUMES pods mounting them. */
+async function mountAll(driver: DriverProcess, ns: string, requests: Request[]): Promise<void> {
+  await createServiceAccount(
+    ns,
+    'app',
+    Array.from({ length: SECRETS }, (_, i) => `s${i}`),
+  );
+  for (let i = 0; i < SPCS; i++) {
+    const objects = Array.from({ length: 5 }, (_, k) => `s${(i + k * 10) % SECRETS}`);
+    await createSpc(
+      ns,
+      `spc-${i}`,
+      objects.map((o) => `- {objectName: ${o}, objectType: csms, objectVersion: latest}`).join('\n'),
+    );
+  }
+  const t0 = performance.now();
+  await forEachLimit(
+    Array.from({ length: VOLUMES }, (_, i) => i),
+    16,
+    async (i) => {
+      const spc = `spc-${i % SPCS}`;
+      const pod = await createPod(ns, `p${i}`, { nodeName: nodeId, serviceAccountName: 'app', spc });
+      const req = publishRequest(pod, spc, driver.kubeletRoot);
+      await driver.kubelet.call('Node', 'NodePublishVolume', req);
+      requests.push(req);
+    },
+  );
+  const secs = ((performance.now() - t0) / 1000).toFixed(1);
+  console.log(`setup: ${VOLUMES} volumes x 5 objects (50 distinct latest secrets) mounted in ${secs}s`);
+}
+
+async function nextCycle(driver: DriverProcess): Promise<void> {
+  const n = await driver.metric('rotation_reconcile_total');
+  await eventually(
+    'a rotation cycle',
+    async () => ((await driver.metric('rotation_reconcile_total')) > n ? true : undefined),
+    60_000,
+  );
+  await new Promise((r) => setTimeout(r, 500)); // events are recorded in the background
+}
+
+/** One cycle's time, CSMS calls, rewritten volumes, API writes and memory. */
+async function measureCycle(driver: DriverProcess, emulator: CsmsEmulator, requests: Request[], label: string) {
+  const links = () => Promise.all(requests.map((r) => readlink(join(r.target_path, '..data'))));
+  const before = {
+    calls: emulator.store.total,
+    writes: await apiWrites(),
+    links: await links(),
+    secs: await driver.metric('rotation_reconcile_duration_sec_sum'),
+  };
+  await nextCycle(driver);
+  const writes = await apiWrites();
+  const rewritten = (await links()).filter((l, i) => l !== before.links[i]).length;
+  const ms = ((await driver.metric('rotation_reconcile_duration_sec_sum')) - before.secs) * 1000;
+  const delta = JSON.stringify(Object.fromEntries(WRITTEN.map((k) => [k, writes[k] - before.writes[k]])));
+  const mib = async (m: string) => ((await driver.metric(m)) / 1048576).toFixed(0);
+  const heap = `V8 heap used ${await mib('nodejs_heap_size_used_bytes')} of ${await mib('nodejs_heap_size_total_bytes')} MiB`;
+  console.log(
+    `cycle (${label}): ${ms.toFixed(0)}ms, CSMS calls ${emulator.store.total - before.calls}, volumes rewritten ${rewritten}, ` +
+      `API writes ${delta}, driver RSS ${rssMiB(driver.pid!).toFixed(1)} MiB (${heap})`,
+  );
+}
+
 export async function run(): Promise<void> {
   const emulator = new CsmsEmulator({
     projectId,
     credentials: [creds],
     secrets: Array.from({ length: SECRETS }, (_, i) => ({ name: `s${i}`, versions: [`value-${i}-1`] })),
   });
-  const endpoint = await emulator.listen();
   const driver = new DriverProcess({
     nodeId,
-    csmsEndpoint: endpoint,
+    csmsEndpoint: await emulator.listen(),
     projectId,
     env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
     extraArgs: ['-v=0', '--rotation-poll-interval=10s'],
   });
   await driver.start();
   const ns = await createNamespace('bench-rot');
-  const root = driver.kubeletRoot;
-  const requests: ReturnType<typeof publishRequest>[] = [];
+  const requests: Request[] = [];
   try {
-    await createServiceAccount(
-      ns,
-      'app',
-      Array.from({ length: SECRETS }, (_, i) => `s${i}`),
-    );
-    for (let i = 0; i < SPCS; i++) {
-      await createSpc(
-        ns,
-        `spc-${i}`,
-        Array.from(
-          { length: 5 },
-          (_, k) => `- {objectName: s${(i + k * 10) % SECRETS}, objectType: csms, objectVersion: latest}`,
-        ).join('\n'),
-      );
-    }
-    const t0 = performance.now();
-    await forEachLimit(
-      Array.from({ length: VOLUMES }, (_, i) => i),
-      16,
-      async (i) => {
-        const pod = await createPod(ns, `p${i}`, {
-          nodeName: nodeId,
-          serviceAccountName: 'app',
-          spc: `spc-${i % SPCS}`,
-        });
-        const req = publishRequest(pod, `spc-${i % SPCS}`, root);
-        await driver.kubelet.call('Node', 'NodePublishVolume', req);
-        requests.push(req);
-      },
-    );
-    console.log(
-      `setup: ${VOLUMES} volumes x 5 objects (50 distinct latest secrets) mounted in ${((performance.now() - t0) / 1000).toFixed(1)}s`,
-    );
-
-    const links = () => Promise.all(requests.map((r) => readlink(join(r.target_path, '..data'))));
-    const nextCycle = async () => {
-      const n = await driver.metric('rotation_reconcile_total');
-      await eventually(
-        'a rotation cycle',
-        async () => ((await driver.metric('rotation_reconcile_total')) > n ? true : undefined),
-        60_000,
-      );
-      await new Promise((r) => setTimeout(r, 500)); // events are recorded in the background
-    };
-    await nextCycle();
-    for (const [label, change] of [
-      ['nothing changed', false],
-      ['one secret changed', true],
-    ] as const) {
-      if (change) emulator.store.addVersion('s7', { secret_string: 'value-7-2' });
-      const before = {
-        calls: emulator.store.total,
-        writes: await apiWrites(),
-        links: await links(),
-        secs: await driver.metric('rotation_reconcile_duration_sec_sum'),
-      };
-      await nextCycle();
-      const writes = await apiWrites();
-      const rewritten = (await links()).filter((l, i) => l !== before.links[i]).length;
-      const secs = (await driver.metric('rotation_reconcile_duration_sec_sum')) - before.secs;
-      console.log(
-        `cycle (${label}): ${(secs * 1000).toFixed(0)}ms, CSMS calls ${emulator.store.total - before.calls}, volumes rewritten ${rewritten}, ` +
-          `API writes ${JSON.stringify(Object.fromEntries(WRITTEN.map((k) => [k, writes[k] - before.writes[k]])))}, driver RSS ${rssMiB(driver.pid!).toFixed(1)} MiB ` +
-          `(V8 heap used ${((await driver.metric('nodejs_heap_size_used_bytes')) / 1048576).toFixed(0)} of ${((await driver.metric('nodejs_heap_size_total_bytes')) / 1048576).toFixed(0)} MiB)`,
-      );
-    }
+    await mountAll(driver, ns, requests);
+    await nextCycle(driver);
+    await measureCycle(driver, emulator, requests, 'nothing changed');
+    emulator.store.addVersion('s7', { secret_string: 'value-7-2' });
+    await measureCycle(driver, emulator, requests, 'one secret changed');
   } finally {
     await forEachLimit(requests, 16, (r) =>
       driver.kubelet

@@ -90,7 +90,7 @@ function readManifest(path: string, kind: string): Manifest {
     throw new ConfigError(`${path}: ${errorMessage(err).split('\n')[0]}`, { cause: err });
   }
   if (!doc || (doc as Manifest).kind !== kind) throw new ConfigError(`${path} is not a ${kind} manifest`);
-  return doc as Manifest;
+  return doc;
 }
 
 /** Go's spelling of a gRPC code, as kubelet shows it: PERMISSION_DENIED → PermissionDenied. */

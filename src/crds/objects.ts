@@ -187,7 +187,7 @@ export function extractJmesPath(objectName: string, entry: JmesPathEntry, value:
     result = (json as Record<string, unknown>)[entry.path];
   } else {
     try {
-      result = jmespath.search(json as object, entry.path);
+      result = jmespath.search(json, entry.path);
     } catch {
       result = null;
     }

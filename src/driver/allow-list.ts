@@ -26,7 +26,7 @@ export function checkAllowList(
       `ServiceAccount ${serviceAccount}: annotation ${ALLOW_LIST_ANNOTATION} must be a JSON array of secret names, e.g. ${example}`,
     );
   }
-  const set = new Set(allowed as string[]);
+  const set = new Set(allowed);
   const missing = secretNames.filter((n) => !set.has(n));
   if (missing.length > 0) {
     throw new NotAllowedError(

@@ -62,7 +62,7 @@ export function unary<Req, Res>(
           const code = grpcCodeName(status.code!);
           count?.(code);
           opts.log.error(`${rpc} failed`, { code, error: status.details });
-          cb(status as grpc.ServiceError);
+          cb(status);
         },
       );
   };

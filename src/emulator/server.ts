@@ -211,7 +211,7 @@ export class CsmsEmulator {
       const value =
         typeof json.secret_binary === 'string'
           ? { secret_binary: json.secret_binary }
-          : { secret_string: String(json.secret_string ?? '') };
+          : { secret_string: typeof json.secret_string === 'string' ? json.secret_string : '' };
       return { status: 201, body: { id: this.store.addVersion(decodeURIComponent(secretPath[1]), value) } };
     }
     if (secretPath && method === 'PUT' && secretPath[2] === '/state') {

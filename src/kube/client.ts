@@ -52,10 +52,10 @@ export function apiErrorText(err: unknown): string {
   const e = err as { code?: number; body?: unknown; message?: string };
   let reason = '';
   try {
-    const body = typeof e.body === 'string' ? JSON.parse(e.body) : e.body;
-    reason = (body as { message?: string })?.message ?? '';
+    const body = (typeof e.body === 'string' ? JSON.parse(e.body) : e.body) as { message?: string } | undefined;
+    reason = body?.message ?? '';
   } catch {
-    reason = '';
+    // not JSON: the code or the message below says enough
   }
   return reason || (e.code ? `HTTP ${e.code}` : (e.message ?? String(err)));
 }

@@ -55,7 +55,7 @@ export async function recoverVolumes(deps: RecoveryDeps): Promise<number> {
         error: errorMessage(err),
       });
       deps.events.emit(
-        { name: pod.metadata!.name!, namespace, uid },
+        { name: pod.metadata.name!, namespace, uid },
         'Warning',
         'SecretProviderClassPodStatusIgnored',
         message,

@@ -54,9 +54,9 @@ export function untilAborted<T>(promise: Promise<T>, signal?: AbortSignal): Prom
         signal.removeEventListener('abort', aborted);
         resolve(value);
       },
-      (err: unknown) => {
+      (err: Error) => {
         signal.removeEventListener('abort', aborted);
-        reject(err as Error);
+        reject(err);
       },
     );
   });

@@ -12,8 +12,8 @@ export interface Managed {
 export function startProcess(name: string, bin: string, args: string[], logPath: string): Managed {
   const out = createWriteStream(logPath);
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout!.pipe(out);
-  child.stderr!.pipe(out);
+  child.stdout.pipe(out);
+  child.stderr.pipe(out);
   return { name, child, logPath };
 }
 

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
+import { errorMessage } from '../../src/errors.js';
 
 const run = promisify(execFile);
 
@@ -30,7 +31,7 @@ export async function kubectl(...args: string[]): Promise<string> {
     return stdout;
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new Error(`kubectl ${args.join(' ')}: ${e.stderr || e.message}`);
+    throw new Error(`kubectl ${args.join(' ')}: ${e.stderr || e.message}`, { cause: err });
   }
 }
 
@@ -92,7 +93,7 @@ export async function eventually<T>(what: string, fn: () => Promise<T | undefine
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${errorMessage(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -26,7 +26,7 @@ export class Kubelet {
     }
     const options = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
     return new Promise((resolve, reject) =>
-      client![method](req, options, (err, res) => (err ? reject(err) : resolve(res as T))),
+      client[method](req, options, (err, res) => (err ? reject(err) : resolve(res as T))),
     );
   }
 

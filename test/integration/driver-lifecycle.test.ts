@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import { readFile } from 'node:fs/promises';
 import { CsmsEmulator } from '../../src/emulator/server.js';
 import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace } from '../helpers/cluster.js';
@@ -14,108 +14,106 @@ import { DriverProcess, executable, publishRequest, unmountAll } from '../helper
 const run = promisify(execFile);
 const common = { csmsEndpoint: 'http://127.0.0.1:9', projectId: 'p1', nodeId: 'node-lifecycle' };
 
-describe('driver lifecycle', () => {
-  it('replaces a stale socket file left by a crashed run', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cce-stale-'));
-    writeFileSync(join(dir, 'csi.sock'), 'left over');
-    const driver = new DriverProcess({ ...common, socketDir: dir });
-    await driver.start();
-    const info = await driver.kubelet.call<{ name: string }>('Identity', 'GetPluginInfo', {});
-    assert.equal(info.name, 'secrets-store.csi.k8s.io');
-    assert.equal(await driver.stop(), 0, 'SIGTERM ends the process cleanly');
-    assert.equal(existsSync(join(dir, 'csi.sock')), false, 'the socket is removed on shutdown');
-  });
+it('replaces a stale socket file left by a crashed run', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cce-stale-'));
+  writeFileSync(join(dir, 'csi.sock'), 'left over');
+  const driver = new DriverProcess({ ...common, socketDir: dir });
+  await driver.start();
+  const info = await driver.kubelet.call<{ name: string }>('Identity', 'GetPluginInfo', {});
+  assert.equal(info.name, 'secrets-store.csi.k8s.io');
+  assert.equal(await driver.stop(), 0, 'SIGTERM ends the process cleanly');
+  assert.equal(existsSync(join(dir, 'csi.sock')), false, 'the socket is removed on shutdown');
+});
 
-  it('refuses to start over the socket of a running driver', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cce-twice-'));
-    const first = new DriverProcess({ ...common, socketDir: dir });
-    await first.start();
-    try {
-      const second = await run(executable, [
-        'serve',
-        `--endpoint=unix://${join(dir, 'csi.sock')}`,
-        '--nodeid=n',
-        '--csms-endpoint=http://127.0.0.1:9',
-        '--project-id=p1',
-        `--kubeconfig=${process.env.CCE_TEST_KUBECONFIG}`,
-      ]).then(
-        () => 'started',
-        (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`,
-      );
-      assert.match(second, /^2: [\s\S]*another process is serving .*csi\.sock; stop it first/);
-    } finally {
-      await first.stop();
-    }
-  });
-
-  it('answers Probe with not-ready until its Kubernetes caches have synced', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cce-unready-'));
-    const kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(
-      kubeconfig,
-      'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
-    );
-    const driver = new DriverProcess({ ...common, kubeconfig });
-    await driver.start({ ready: false });
-    try {
-      const probe = await driver.kubelet.call<{ ready: { value: boolean } }>('Identity', 'Probe', {});
-      assert.equal(probe.ready.value, false);
-      assert.equal(driver.exitCode, null, 'an unreachable API server does not crash the driver');
-    } finally {
-      await driver.stop();
-    }
-  });
-
-  it('finishes an in-flight mount on SIGTERM before it exits', async () => {
-    const projectId = 'feedfacefeedfacefeedfacefeedface';
-    const emulator = new CsmsEmulator({
-      projectId,
-      credentials: [{ accessKey: 'TERMAK', secretKey: 'term-sk' }],
-      secrets: [{ name: 'slow', versions: ['slow-value'] }],
-    });
-    const driver = new DriverProcess({
-      ...common,
-      projectId,
-      csmsEndpoint: await emulator.listen(),
-      env: { HUAWEICLOUD_SDK_AK: 'TERMAK', HUAWEICLOUD_SDK_SK: 'term-sk' },
-    });
-    const ns = await createNamespace('term');
-    const root = driver.kubeletRoot;
-    try {
-      await driver.start();
-      await createServiceAccount(ns, 'app', ['slow']);
-      await createSpc(ns, 'spc', '- {objectName: slow, objectType: csms, objectVersion: v1}');
-      const req = publishRequest(
-        await createPod(ns, 'app-0', { nodeName: common.nodeId, serviceAccountName: 'app', spc: 'spc' }),
-        'spc',
-        root,
-      );
-      emulator.store.addFault({ status: 0, latencyMs: 1500, times: 1 });
-      const publishing = driver.kubelet.call('Node', 'NodePublishVolume', req);
-      await new Promise((r) => setTimeout(r, 500));
-      const exiting = driver.stop();
-      await publishing;
-      assert.equal(await exiting, 0);
-      assert.equal(await readFile(join(req.target_path, 'slow'), 'utf8'), 'slow-value');
-      assert.match(driver.logs, /"Shutting down" signal="SIGTERM"/);
-    } finally {
-      await driver.stop();
-      await emulator.close();
-      await deleteNamespace(ns);
-      unmountAll(root);
-    }
-  });
-
-  it('stops at start-up on an invalid flag, naming it', async () => {
-    const out = await run(executable, [
+it('refuses to start over the socket of a running driver', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cce-twice-'));
+  const first = new DriverProcess({ ...common, socketDir: dir });
+  await first.start();
+  try {
+    const second = await run(executable, [
       'serve',
+      `--endpoint=unix://${join(dir, 'csi.sock')}`,
       '--nodeid=n',
-      '--region=cn-north-4',
-      '--rotation-poll-intervall=2m',
+      '--csms-endpoint=http://127.0.0.1:9',
+      '--project-id=p1',
+      `--kubeconfig=${process.env.CCE_TEST_KUBECONFIG}`,
     ]).then(
       () => 'started',
       (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`,
     );
-    assert.match(out, /^2: cce-secrets-manager: Unknown option '--rotation-poll-intervall'/);
+    assert.match(second, /^2: [\s\S]*another process is serving .*csi\.sock; stop it first/);
+  } finally {
+    await first.stop();
+  }
+});
+
+it('answers Probe with not-ready until its Kubernetes caches have synced', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cce-unready-'));
+  const kubeconfig = join(dir, 'kubeconfig');
+  writeFileSync(
+    kubeconfig,
+    'apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n',
+  );
+  const driver = new DriverProcess({ ...common, kubeconfig });
+  await driver.start({ ready: false });
+  try {
+    const probe = await driver.kubelet.call<{ ready: { value: boolean } }>('Identity', 'Probe', {});
+    assert.equal(probe.ready.value, false);
+    assert.equal(driver.exitCode, null, 'an unreachable API server does not crash the driver');
+  } finally {
+    await driver.stop();
+  }
+});
+
+it('finishes an in-flight mount on SIGTERM before it exits', async () => {
+  const projectId = 'feedfacefeedfacefeedfacefeedface';
+  const emulator = new CsmsEmulator({
+    projectId,
+    credentials: [{ accessKey: 'TERMAK', secretKey: 'term-sk' }],
+    secrets: [{ name: 'slow', versions: ['slow-value'] }],
   });
+  const driver = new DriverProcess({
+    ...common,
+    projectId,
+    csmsEndpoint: await emulator.listen(),
+    env: { HUAWEICLOUD_SDK_AK: 'TERMAK', HUAWEICLOUD_SDK_SK: 'term-sk' },
+  });
+  const ns = await createNamespace('term');
+  const root = driver.kubeletRoot;
+  try {
+    await driver.start();
+    await createServiceAccount(ns, 'app', ['slow']);
+    await createSpc(ns, 'spc', '- {objectName: slow, objectType: csms, objectVersion: v1}');
+    const req = publishRequest(
+      await createPod(ns, 'app-0', { nodeName: common.nodeId, serviceAccountName: 'app', spc: 'spc' }),
+      'spc',
+      root,
+    );
+    emulator.store.addFault({ status: 0, latencyMs: 1500, times: 1 });
+    const publishing = driver.kubelet.call('Node', 'NodePublishVolume', req);
+    await new Promise((r) => setTimeout(r, 500));
+    const exiting = driver.stop();
+    await publishing;
+    assert.equal(await exiting, 0);
+    assert.equal(await readFile(join(req.target_path, 'slow'), 'utf8'), 'slow-value');
+    assert.match(driver.logs, /"Shutting down" signal="SIGTERM"/);
+  } finally {
+    await driver.stop();
+    await emulator.close();
+    await deleteNamespace(ns);
+    unmountAll(root);
+  }
+});
+
+it('stops at start-up on an invalid flag, naming it', async () => {
+  const out = await run(executable, [
+    'serve',
+    '--nodeid=n',
+    '--region=cn-north-4',
+    '--rotation-poll-intervall=2m',
+  ]).then(
+    () => 'started',
+    (e: { code: number; stderr: string }) => `${e.code}: ${e.stderr}`,
+  );
+  assert.match(out, /^2: cce-secrets-manager: Unknown option '--rotation-poll-intervall'/);
 });

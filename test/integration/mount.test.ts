@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { isMountPoint } from '../../src/driver/mounter.js';
 import { CsmsEmulator } from '../../src/emulator/server.js';
@@ -38,362 +38,360 @@ const values = {
 const seedSa = ['secret_1', 'secret_2'];
 const spcTest = '- objectName: "secret_1"\n  objectAlias: "secret_test"\n  objectVersion: "v1"\n  objectType: "csms"\n';
 
-describe('NodePublishVolume / NodeUnpublishVolume', () => {
-  const emulator = new CsmsEmulator({
+const emulator = new CsmsEmulator({
+  projectId,
+  credentials: [creds],
+  secrets: [
+    { name: 'secret_1', versions: [values.v1, values.v2] },
+    { name: 'secret_2', versions: [values.s2] },
+    { name: 'bin_secret', versions: [{ binary: values.bin.toString('base64') }] },
+  ],
+});
+const kubeletRoot = mkdtempSync(join(tmpdir(), 'cce-kubelet-'));
+let driver: DriverProcess;
+let ns: string;
+
+before(async () => {
+  const endpoint = await emulator.listen();
+  driver = new DriverProcess({
+    nodeId,
+    csmsEndpoint: endpoint,
     projectId,
-    credentials: [creds],
-    secrets: [
-      { name: 'secret_1', versions: [values.v1, values.v2] },
-      { name: 'secret_2', versions: [values.s2] },
-      { name: 'bin_secret', versions: [{ binary: values.bin.toString('base64') }] },
-    ],
+    kubeletRoot,
+    env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
   });
-  const kubeletRoot = mkdtempSync(join(tmpdir(), 'cce-kubelet-'));
-  let driver: DriverProcess;
-  let ns: string;
+  await driver.start();
+  ns = await createNamespace('mount');
+  await createServiceAccount(ns, 'nginx-spc-sa', seedSa);
+  await createSpc(ns, 'spc-test', spcTest);
+});
+after(async () => {
+  await driver.stop();
+  await emulator.close();
+  await deleteNamespace(ns);
+  unmountAll(kubeletRoot);
+});
 
-  before(async () => {
-    const endpoint = await emulator.listen();
-    driver = new DriverProcess({
-      nodeId,
-      csmsEndpoint: endpoint,
-      projectId,
-      kubeletRoot,
-      env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
-    });
-    await driver.start();
-    ns = await createNamespace('mount');
-    await createServiceAccount(ns, 'nginx-spc-sa', seedSa);
-    await createSpc(ns, 'spc-test', spcTest);
+async function pod(name: string, spc: string | Record<string, string>, sa = 'nginx-spc-sa') {
+  return createPod(ns, name, {
+    nodeName: nodeId,
+    serviceAccountName: sa,
+    ...(typeof spc === 'string' ? { spc } : { volumes: spc }),
   });
-  after(async () => {
-    await driver.stop();
-    await emulator.close();
-    await deleteNamespace(ns);
-    unmountAll(kubeletRoot);
+}
+
+it('answers identity and node info calls as a CSI node plugin', async () => {
+  const info = await driver.kubelet.call<{ name: string; vendor_version: string }>('Identity', 'GetPluginInfo', {});
+  assert.equal(info.name, 'secrets-store.csi.k8s.io');
+  assert.match(info.vendor_version, /^\d+\.\d+\.\d+/);
+  assert.deepEqual(await driver.kubelet.call('Node', 'NodeGetInfo', {}), {
+    node_id: nodeId,
+    max_volumes_per_node: '0',
+    accessible_topology: null,
   });
+  await rejectsWith(driver.kubelet.call('Node', 'NodeStageVolume', {}), status.UNIMPLEMENTED, /not implemented/);
+  assert.equal((await stat(driver.socket)).mode & 0o777, 0o600);
+});
 
-  async function pod(name: string, spc: string | Record<string, string>, sa = 'nginx-spc-sa') {
-    return createPod(ns, name, {
-      nodeName: nodeId,
-      serviceAccountName: sa,
-      ...(typeof spc === 'string' ? { spc } : { volumes: spc }),
-    });
-  }
+it('mounts the seed example: the aliased file on tmpfs and the SPCPS', async () => {
+  const p = await pod('nginx-spc-1', 'spc-test');
+  const req = publishRequest(p, 'spc-test', kubeletRoot);
+  await driver.kubelet.call('Node', 'NodePublishVolume', req);
+  assert.ok(await isMountPoint(req.target_path));
+  const mounts = await readFile('/proc/self/mounts', 'utf8');
+  assert.match(mounts, new RegExp(`^cce-secrets-manager ${req.target_path.replace(/[.~]/g, '\\$&')} tmpfs `, 'm'));
+  assert.deepEqual(
+    (await readdir(req.target_path)).filter((f) => !f.startsWith('..')),
+    ['secret_test'],
+  );
+  assert.equal(await readFile(join(req.target_path, 'secret_test'), 'utf8'), values.v1);
+  assert.equal((await stat(join(req.target_path, 'secret_test'))).mode & 0o777, 0o644);
+  // An application running as non-root reads it (kubelet exposes only the mount to the container).
+  for (let d = dirname(req.target_path); d.startsWith(kubeletRoot); d = dirname(d)) await chmod(d, 0o755);
+  const { stdout } = await run('setpriv', [
+    '--reuid=65534',
+    '--regid=65534',
+    '--clear-groups',
+    'cat',
+    join(req.target_path, 'secret_test'),
+  ]);
+  assert.equal(stdout, values.v1);
 
-  it('answers identity and node info calls as a CSI node plugin', async () => {
-    const info = await driver.kubelet.call<{ name: string; vendor_version: string }>('Identity', 'GetPluginInfo', {});
-    assert.equal(info.name, 'secrets-store.csi.k8s.io');
-    assert.match(info.vendor_version, /^\d+\.\d+\.\d+/);
-    assert.deepEqual(await driver.kubelet.call('Node', 'NodeGetInfo', {}), {
-      node_id: nodeId,
-      max_volumes_per_node: '0',
-      accessible_topology: null,
-    });
-    await rejectsWith(driver.kubelet.call('Node', 'NodeStageVolume', {}), status.UNIMPLEMENTED, /not implemented/);
-    assert.equal((await stat(driver.socket)).mode & 0o777, 0o600);
+  const spcps = await getSpcps(ns, `nginx-spc-1-${ns}-spc-test`);
+  assert.deepEqual(spcps?.status, {
+    mounted: true,
+    objects: [{ id: 'secret_1', version: 'v1' }],
+    podName: 'nginx-spc-1',
+    secretProviderClassName: 'spc-test',
+    targetPath: req.target_path,
   });
+  assert.equal(spcps?.metadata.labels['internal.secrets-store.csi.k8s.io/node-name'], nodeId);
+  assert.deepEqual(
+    spcps?.metadata.ownerReferences.map((o: { kind: string; uid: string }) => [o.kind, o.uid]),
+    [['Pod', p.metadata!.uid]],
+  );
+  assert.match(
+    await kubectl('get', 'spcps', '-n', ns),
+    new RegExp(`nginx-spc-1-${ns}-spc-test\\s+nginx-spc-1\\s+spc-test\\s+true`),
+  );
+});
 
-  it('mounts the seed example: the aliased file on tmpfs and the SPCPS', async () => {
-    const p = await pod('nginx-spc-1', 'spc-test');
-    const req = publishRequest(p, 'spc-test', kubeletRoot);
-    await driver.kubelet.call('Node', 'NodePublishVolume', req);
-    assert.ok(await isMountPoint(req.target_path));
-    const mounts = await readFile('/proc/self/mounts', 'utf8');
-    assert.match(mounts, new RegExp(`^cce-secrets-manager ${req.target_path.replace(/[.~]/g, '\\$&')} tmpfs `, 'm'));
-    assert.deepEqual(
-      (await readdir(req.target_path)).filter((f) => !f.startsWith('..')),
-      ['secret_test'],
-    );
-    assert.equal(await readFile(join(req.target_path, 'secret_test'), 'utf8'), values.v1);
-    assert.equal((await stat(join(req.target_path, 'secret_test'))).mode & 0o777, 0o644);
-    // An application running as non-root reads it (kubelet exposes only the mount to the container).
-    for (let d = dirname(req.target_path); d.startsWith(kubeletRoot); d = dirname(d)) await chmod(d, 0o755);
-    const { stdout } = await run('setpriv', [
-      '--reuid=65534',
-      '--regid=65534',
-      '--clear-groups',
-      'cat',
-      join(req.target_path, 'secret_test'),
-    ]);
-    assert.equal(stdout, values.v1);
+it('refuses a secret the ServiceAccount does not list, leaving nothing mounted', async () => {
+  await createSpc(ns, 'spc-undeclared', '- {objectName: secret_3, objectType: csms, objectVersion: v1}');
+  const req = publishRequest(await pod('nginx-undeclared', 'spc-undeclared'), 'spc-undeclared', kubeletRoot);
+  await rejectsWith(
+    driver.kubelet.call('Node', 'NodePublishVolume', req),
+    status.PERMISSION_DENIED,
+    new RegExp(
+      `secret "secret_3" is not allowed for ServiceAccount ${ns}/nginx-spc-sa: add it to the cce.io/dew-resource annotation`,
+    ),
+  );
+  assert.equal(existsSync(req.target_path), false);
+});
 
-    const spcps = await getSpcps(ns, `nginx-spc-1-${ns}-spc-test`);
-    assert.deepEqual(spcps?.status, {
-      mounted: true,
-      objects: [{ id: 'secret_1', version: 'v1' }],
-      podName: 'nginx-spc-1',
-      secretProviderClassName: 'spc-test',
-      targetPath: req.target_path,
-    });
-    assert.equal(spcps?.metadata.labels['internal.secrets-store.csi.k8s.io/node-name'], nodeId);
-    assert.deepEqual(
-      spcps?.metadata.ownerReferences.map((o: { kind: string; uid: string }) => [o.kind, o.uid]),
-      [['Pod', p.metadata!.uid]],
-    );
-    assert.match(
-      await kubectl('get', 'spcps', '-n', ns),
-      new RegExp(`nginx-spc-1-${ns}-spc-test\\s+nginx-spc-1\\s+spc-test\\s+true`),
-    );
-  });
-
-  it('refuses a secret the ServiceAccount does not list, leaving nothing mounted', async () => {
-    await createSpc(ns, 'spc-undeclared', '- {objectName: secret_3, objectType: csms, objectVersion: v1}');
-    const req = publishRequest(await pod('nginx-undeclared', 'spc-undeclared'), 'spc-undeclared', kubeletRoot);
+it('refuses a ServiceAccount without a valid allow-list annotation', async () => {
+  await createServiceAccount(ns, 'no-annotation');
+  await createServiceAccount(ns, 'bad-annotation', 'secret_1,secret_2');
+  for (const sa of ['no-annotation', 'bad-annotation']) {
+    const req = publishRequest(await pod(`pod-${sa}`, 'spc-test', sa), 'spc-test', kubeletRoot);
     await rejectsWith(
       driver.kubelet.call('Node', 'NodePublishVolume', req),
       status.PERMISSION_DENIED,
-      new RegExp(
-        `secret "secret_3" is not allowed for ServiceAccount ${ns}/nginx-spc-sa: add it to the cce.io/dew-resource annotation`,
-      ),
+      new RegExp(`ServiceAccount ${ns}/${sa}.*cce.io/dew-resource`),
     );
-    assert.equal(existsSync(req.target_path), false);
-  });
+  }
+});
 
-  it('refuses a ServiceAccount without a valid allow-list annotation', async () => {
-    await createServiceAccount(ns, 'no-annotation');
-    await createServiceAccount(ns, 'bad-annotation', 'secret_1,secret_2');
-    for (const sa of ['no-annotation', 'bad-annotation']) {
-      const req = publishRequest(await pod(`pod-${sa}`, 'spc-test', sa), 'spc-test', kubeletRoot);
-      await rejectsWith(
-        driver.kubelet.call('Node', 'NodePublishVolume', req),
-        status.PERMISSION_DENIED,
-        new RegExp(`ServiceAccount ${ns}/${sa}.*cce.io/dew-resource`),
-      );
-    }
-  });
-
-  it('validates the request fields, naming each', async () => {
-    const good = publishRequest(await pod('nginx-validate', 'spc-test'), 'spc-test', kubeletRoot);
-    const cases: [Record<string, unknown>, RegExp][] = [
-      [{ target_path: '' }, /target_path is required/],
-      [{ volume_id: '' }, /volume_id is required/],
-      [{ volume_capability: null }, /volume_capability is required/],
-      [{ readonly: false }, /readonly must be true/],
-      [
-        { volume_context: { ...good.volume_context, secretProviderClass: '' } },
-        /volume_context\["secretProviderClass"\] is required/,
-      ],
-      [
-        { volume_context: { ...good.volume_context, 'csi.storage.k8s.io/pod.uid': '' } },
-        /pod\.uid"\] is required; set podInfoOnMount: true/,
-      ],
-    ];
-    for (const [patch, pattern] of cases) {
-      await rejectsWith(
-        driver.kubelet.call('Node', 'NodePublishVolume', { ...good, ...patch }),
-        status.INVALID_ARGUMENT,
-        pattern,
-      );
-    }
+it('validates the request fields, naming each', async () => {
+  const good = publishRequest(await pod('nginx-validate', 'spc-test'), 'spc-test', kubeletRoot);
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ target_path: '' }, /target_path is required/],
+    [{ volume_id: '' }, /volume_id is required/],
+    [{ volume_capability: null }, /volume_capability is required/],
+    [{ readonly: false }, /readonly must be true/],
+    [
+      { volume_context: { ...good.volume_context, secretProviderClass: '' } },
+      /volume_context\["secretProviderClass"\] is required/,
+    ],
+    [
+      { volume_context: { ...good.volume_context, 'csi.storage.k8s.io/pod.uid': '' } },
+      /pod\.uid"\] is required; set podInfoOnMount: true/,
+    ],
+  ];
+  for (const [patch, pattern] of cases) {
     await rejectsWith(
-      driver.kubelet.call('Node', 'NodeUnpublishVolume', { volume_id: 'x' }),
+      driver.kubelet.call('Node', 'NodePublishVolume', { ...good, ...patch }),
       status.INVALID_ARGUMENT,
-      /NodeUnpublishVolume: target_path is required/,
+      pattern,
     );
-  });
+  }
+  await rejectsWith(
+    driver.kubelet.call('Node', 'NodeUnpublishVolume', { volume_id: 'x' }),
+    status.INVALID_ARGUMENT,
+    /NodeUnpublishVolume: target_path is required/,
+  );
+});
 
-  it('refuses SPC mistakes with the SPC, the object and the rule', async () => {
-    await createSpc(ns, 'spc-bad-type', '- {objectName: secret_1, objectType: kms, objectVersion: v1}');
-    await createSpc(
-      ns,
-      'spc-dup',
-      '- {objectName: secret_1, objectType: csms, objectVersion: v1}\n- {objectName: secret_1, objectType: csms, objectVersion: v2}',
-    );
-    await createSpc(
-      ns,
-      'spc-escape',
-      '- {objectName: secret_1, objectAlias: ../../etc/x, objectType: csms, objectVersion: v1}',
-    );
-    await createSpc(ns, 'spc-vault', '- {objectName: secret_1, objectType: csms, objectVersion: v1}', {
-      provider: 'vault',
-    });
-    const p = await pod('nginx-badspc', {
-      'bad-type': 'spc-bad-type',
-      dup: 'spc-dup',
-      escape: 'spc-escape',
-      vault: 'spc-vault',
-      missing: 'spc-missing',
-    });
-    const cases: [string, status, RegExp][] = [
-      [
-        'spc-bad-type',
-        status.INVALID_ARGUMENT,
-        new RegExp(`SecretProviderClass ${ns}/spc-bad-type: object "secret_1": objectType must be "csms"`),
-      ],
-      ['spc-dup', status.INVALID_ARGUMENT, /objectName "secret_1" appears twice/],
-      ['spc-escape', status.INVALID_ARGUMENT, /objectAlias "..\/..\/etc\/x" is not a plain file name/],
-      ['spc-vault', status.FAILED_PRECONDITION, /spec.provider is "vault"; this driver serves provider "cce" only/],
-      ['spc-missing', status.NOT_FOUND, new RegExp(`SecretProviderClass ${ns}/spc-missing not found`)],
-    ];
-    for (const [spc, code, pattern] of cases) {
-      const req = publishRequest(p, spc, kubeletRoot);
-      await rejectsWith(driver.kubelet.call('Node', 'NodePublishVolume', req), code, pattern);
-      assert.equal(existsSync(req.target_path), false);
-    }
+it('refuses SPC mistakes with the SPC, the object and the rule', async () => {
+  await createSpc(ns, 'spc-bad-type', '- {objectName: secret_1, objectType: kms, objectVersion: v1}');
+  await createSpc(
+    ns,
+    'spc-dup',
+    '- {objectName: secret_1, objectType: csms, objectVersion: v1}\n- {objectName: secret_1, objectType: csms, objectVersion: v2}',
+  );
+  await createSpc(
+    ns,
+    'spc-escape',
+    '- {objectName: secret_1, objectAlias: ../../etc/x, objectType: csms, objectVersion: v1}',
+  );
+  await createSpc(ns, 'spc-vault', '- {objectName: secret_1, objectType: csms, objectVersion: v1}', {
+    provider: 'vault',
   });
+  const p = await pod('nginx-badspc', {
+    'bad-type': 'spc-bad-type',
+    dup: 'spc-dup',
+    escape: 'spc-escape',
+    vault: 'spc-vault',
+    missing: 'spc-missing',
+  });
+  const cases: [string, status, RegExp][] = [
+    [
+      'spc-bad-type',
+      status.INVALID_ARGUMENT,
+      new RegExp(`SecretProviderClass ${ns}/spc-bad-type: object "secret_1": objectType must be "csms"`),
+    ],
+    ['spc-dup', status.INVALID_ARGUMENT, /objectName "secret_1" appears twice/],
+    ['spc-escape', status.INVALID_ARGUMENT, /objectAlias "..\/..\/etc\/x" is not a plain file name/],
+    ['spc-vault', status.FAILED_PRECONDITION, /spec.provider is "vault"; this driver serves provider "cce" only/],
+    ['spc-missing', status.NOT_FOUND, new RegExp(`SecretProviderClass ${ns}/spc-missing not found`)],
+  ];
+  for (const [spc, code, pattern] of cases) {
+    const req = publishRequest(p, spc, kubeletRoot);
+    await rejectsWith(driver.kubelet.call('Node', 'NodePublishVolume', req), code, pattern);
+    assert.equal(existsSync(req.target_path), false);
+  }
+});
 
-  it('refuses a request for a pod uid that is not the pod in the API', async () => {
-    const p = await pod('nginx-uid', 'spc-test');
-    const req = publishRequest(
-      { ...p, metadata: { ...p.metadata, uid: '00000000-0000-0000-0000-000000000000' } },
-      'spc-test',
-      kubeletRoot,
-    );
+it('refuses a request for a pod uid that is not the pod in the API', async () => {
+  const p = await pod('nginx-uid', 'spc-test');
+  const req = publishRequest(
+    { ...p, metadata: { ...p.metadata, uid: '00000000-0000-0000-0000-000000000000' } },
+    'spc-test',
+    kubeletRoot,
+  );
+  await rejectsWith(
+    driver.kubelet.call('Node', 'NodePublishVolume', req),
+    status.FAILED_PRECONDITION,
+    /has uid .* not 00000000-/,
+  );
+  assert.equal(existsSync(req.target_path), false);
+});
+
+it('is idempotent: a repeated publish fetches nothing and writes nothing', async () => {
+  const req = publishRequest(await pod('nginx-idem', 'spc-test'), 'spc-test', kubeletRoot);
+  await driver.kubelet.call('Node', 'NodePublishVolume', req);
+  const spcps = await getSpcps(ns, `nginx-idem-${ns}-spc-test`);
+  const fetches = emulator.store.total;
+  await driver.kubelet.call('Node', 'NodePublishVolume', req);
+  assert.equal(emulator.store.total, fetches);
+  assert.equal(
+    (await getSpcps(ns, `nginx-idem-${ns}-spc-test`))?.metadata.resourceVersion,
+    spcps?.metadata.resourceVersion,
+  );
+  assert.match(driver.logs, /object \[secret_1\]'s version \[v1\] doesn't change, read from local/);
+});
+
+it('serializes concurrent publishes of one target into one mount', async () => {
+  const req = publishRequest(await pod('nginx-concurrent', 'spc-test'), 'spc-test', kubeletRoot);
+  await Promise.all(Array.from({ length: 8 }, () => driver.kubelet.call('Node', 'NodePublishVolume', req)));
+  const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .filter((l) => l.split(' ')[4] === req.target_path);
+  assert.equal(mounts.length, 1);
+  assert.equal(await readFile(join(req.target_path, 'secret_test'), 'utf8'), values.v1);
+});
+
+it('unpublishes: unmounts, removes the target and the SPCPS, and is idempotent', async () => {
+  const req = publishRequest(await pod('nginx-unpub', 'spc-test'), 'spc-test', kubeletRoot);
+  await driver.kubelet.call('Node', 'NodePublishVolume', req);
+  assert.ok(await getSpcps(ns, `nginx-unpub-${ns}-spc-test`));
+  await driver.kubelet.call('Node', 'NodeUnpublishVolume', {
+    volume_id: req.volume_id,
+    target_path: req.target_path,
+  });
+  assert.equal(await isMountPoint(req.target_path), false);
+  assert.equal(existsSync(req.target_path), false);
+  assert.equal(await getSpcps(ns, `nginx-unpub-${ns}-spc-test`), undefined);
+  await driver.kubelet.call('Node', 'NodeUnpublishVolume', {
+    volume_id: req.volume_id,
+    target_path: req.target_path,
+  });
+});
+
+it('fails with NOT_FOUND for a secret missing in CSMS and leaves nothing behind', async () => {
+  await createServiceAccount(ns, 'wide-sa', ['secret_1', 'secret_2', 'ghost', 'bin_secret']);
+  await createSpc(
+    ns,
+    'spc-ghost',
+    '- {objectName: secret_2, objectType: csms, objectVersion: v1}\n- {objectName: ghost, objectType: csms, objectVersion: v1}',
+  );
+  const req = publishRequest(await pod('nginx-ghost', 'spc-ghost', 'wide-sa'), 'spc-ghost', kubeletRoot);
+  await rejectsWith(
+    driver.kubelet.call('Node', 'NodePublishVolume', req),
+    status.NOT_FOUND,
+    /secret "ghost" version "v1" does not exist in CSMS/,
+  );
+  assert.equal(existsSync(req.target_path), false);
+  assert.equal(await getSpcps(ns, `nginx-ghost-${ns}-spc-ghost`), undefined);
+});
+
+it('fails with UNAVAILABLE while CSMS is down, then mounts once it is back', async () => {
+  await createSpc(ns, 'spc-s2', '- {objectName: secret_2, objectType: csms, objectVersion: latest}');
+  const req = publishRequest(await pod('nginx-down', 'spc-s2', 'wide-sa'), 'spc-s2', kubeletRoot);
+  emulator.store.addFault({ status: 503, errorCode: 'CSMS.0001' });
+  try {
     await rejectsWith(
       driver.kubelet.call('Node', 'NodePublishVolume', req),
-      status.FAILED_PRECONDITION,
-      /has uid .* not 00000000-/,
+      status.UNAVAILABLE,
+      /did not serve secret "secret_2" version "latest" after \d+ attempts: HTTP 503/,
     );
     assert.equal(existsSync(req.target_path), false);
-  });
+  } finally {
+    emulator.store.clearFaults();
+  }
+  await driver.kubelet.call('Node', 'NodePublishVolume', req);
+  assert.equal(await readFile(join(req.target_path, 'secret_2'), 'utf8'), values.s2);
+});
 
-  it('is idempotent: a repeated publish fetches nothing and writes nothing', async () => {
-    const req = publishRequest(await pod('nginx-idem', 'spc-test'), 'spc-test', kubeletRoot);
-    await driver.kubelet.call('Node', 'NodePublishVolume', req);
-    const spcps = await getSpcps(ns, `nginx-idem-${ns}-spc-test`);
-    const fetches = emulator.store.total;
-    await driver.kubelet.call('Node', 'NodePublishVolume', req);
-    assert.equal(emulator.store.total, fetches);
-    assert.equal(
-      (await getSpcps(ns, `nginx-idem-${ns}-spc-test`))?.metadata.resourceVersion,
-      spcps?.metadata.resourceVersion,
+it('writes a binary secret byte for byte', async () => {
+  await createSpc(
+    ns,
+    'spc-bin',
+    '- {objectName: bin_secret, objectAlias: key.bin, objectType: csms, objectVersion: v1}',
+  );
+  const req = publishRequest(await pod('nginx-bin', 'spc-bin', 'wide-sa'), 'spc-bin', kubeletRoot);
+  await driver.kubelet.call('Node', 'NodePublishVolume', req);
+  assert.ok((await readFile(join(req.target_path, 'key.bin'))).equals(values.bin));
+});
+
+it('refuses SecretProviderClasses beyond the configured limit, oldest first', async () => {
+  const existing = (await kubectl('get', 'spc', '-A', '-o', 'name')).trim().split('\n').filter(Boolean).length;
+  const limited = new DriverProcess({
+    nodeId,
+    csmsEndpoint: driver.opts.csmsEndpoint,
+    projectId,
+    kubeletRoot,
+    env: driver.opts.env,
+    extraArgs: [`--max-secret-provider-classes=${existing + 1}`],
+  });
+  await limited.start();
+  try {
+    await createSpc(ns, 'spc-within', '- {objectName: secret_1, objectType: csms, objectVersion: v1}');
+    await new Promise((r) => setTimeout(r, 1100)); // creation timestamps have one-second resolution
+    await createSpc(ns, 'spc-beyond', '- {objectName: secret_1, objectType: csms, objectVersion: v1}');
+    const p = await pod('nginx-limit', { within: 'spc-within', beyond: 'spc-beyond' });
+    await limited.kubelet.call(
+      'Node',
+      'NodePublishVolume',
+      publishRequest(p, 'spc-within', kubeletRoot, { volume: 'within' }),
     );
-    assert.match(driver.logs, /object \[secret_1\]'s version \[v1\] doesn't change, read from local/);
-  });
-
-  it('serializes concurrent publishes of one target into one mount', async () => {
-    const req = publishRequest(await pod('nginx-concurrent', 'spc-test'), 'spc-test', kubeletRoot);
-    await Promise.all(Array.from({ length: 8 }, () => driver.kubelet.call('Node', 'NodePublishVolume', req)));
-    const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
-      .split('\n')
-      .filter((l) => l.split(' ')[4] === req.target_path);
-    assert.equal(mounts.length, 1);
-    assert.equal(await readFile(join(req.target_path, 'secret_test'), 'utf8'), values.v1);
-  });
-
-  it('unpublishes: unmounts, removes the target and the SPCPS, and is idempotent', async () => {
-    const req = publishRequest(await pod('nginx-unpub', 'spc-test'), 'spc-test', kubeletRoot);
-    await driver.kubelet.call('Node', 'NodePublishVolume', req);
-    assert.ok(await getSpcps(ns, `nginx-unpub-${ns}-spc-test`));
-    await driver.kubelet.call('Node', 'NodeUnpublishVolume', {
-      volume_id: req.volume_id,
-      target_path: req.target_path,
-    });
-    assert.equal(await isMountPoint(req.target_path), false);
-    assert.equal(existsSync(req.target_path), false);
-    assert.equal(await getSpcps(ns, `nginx-unpub-${ns}-spc-test`), undefined);
-    await driver.kubelet.call('Node', 'NodeUnpublishVolume', {
-      volume_id: req.volume_id,
-      target_path: req.target_path,
-    });
-  });
-
-  it('fails with NOT_FOUND for a secret missing in CSMS and leaves nothing behind', async () => {
-    await createServiceAccount(ns, 'wide-sa', ['secret_1', 'secret_2', 'ghost', 'bin_secret']);
-    await createSpc(
-      ns,
-      'spc-ghost',
-      '- {objectName: secret_2, objectType: csms, objectVersion: v1}\n- {objectName: ghost, objectType: csms, objectVersion: v1}',
-    );
-    const req = publishRequest(await pod('nginx-ghost', 'spc-ghost', 'wide-sa'), 'spc-ghost', kubeletRoot);
     await rejectsWith(
-      driver.kubelet.call('Node', 'NodePublishVolume', req),
-      status.NOT_FOUND,
-      /secret "ghost" version "v1" does not exist in CSMS/,
-    );
-    assert.equal(existsSync(req.target_path), false);
-    assert.equal(await getSpcps(ns, `nginx-ghost-${ns}-spc-ghost`), undefined);
-  });
-
-  it('fails with UNAVAILABLE while CSMS is down, then mounts once it is back', async () => {
-    await createSpc(ns, 'spc-s2', '- {objectName: secret_2, objectType: csms, objectVersion: latest}');
-    const req = publishRequest(await pod('nginx-down', 'spc-s2', 'wide-sa'), 'spc-s2', kubeletRoot);
-    emulator.store.addFault({ status: 503, errorCode: 'CSMS.0001' });
-    try {
-      await rejectsWith(
-        driver.kubelet.call('Node', 'NodePublishVolume', req),
-        status.UNAVAILABLE,
-        /did not serve secret "secret_2" version "latest" after \d+ attempts: HTTP 503/,
-      );
-      assert.equal(existsSync(req.target_path), false);
-    } finally {
-      emulator.store.clearFaults();
-    }
-    await driver.kubelet.call('Node', 'NodePublishVolume', req);
-    assert.equal(await readFile(join(req.target_path, 'secret_2'), 'utf8'), values.s2);
-  });
-
-  it('writes a binary secret byte for byte', async () => {
-    await createSpc(
-      ns,
-      'spc-bin',
-      '- {objectName: bin_secret, objectAlias: key.bin, objectType: csms, objectVersion: v1}',
-    );
-    const req = publishRequest(await pod('nginx-bin', 'spc-bin', 'wide-sa'), 'spc-bin', kubeletRoot);
-    await driver.kubelet.call('Node', 'NodePublishVolume', req);
-    assert.ok((await readFile(join(req.target_path, 'key.bin'))).equals(values.bin));
-  });
-
-  it('refuses SecretProviderClasses beyond the configured limit, oldest first', async () => {
-    const existing = (await kubectl('get', 'spc', '-A', '-o', 'name')).trim().split('\n').filter(Boolean).length;
-    const limited = new DriverProcess({
-      nodeId,
-      csmsEndpoint: driver.opts.csmsEndpoint,
-      projectId,
-      kubeletRoot,
-      env: driver.opts.env,
-      extraArgs: [`--max-secret-provider-classes=${existing + 1}`],
-    });
-    await limited.start();
-    try {
-      await createSpc(ns, 'spc-within', '- {objectName: secret_1, objectType: csms, objectVersion: v1}');
-      await new Promise((r) => setTimeout(r, 1100)); // creation timestamps have one-second resolution
-      await createSpc(ns, 'spc-beyond', '- {objectName: secret_1, objectType: csms, objectVersion: v1}');
-      const p = await pod('nginx-limit', { within: 'spc-within', beyond: 'spc-beyond' });
-      await limited.kubelet.call(
+      limited.kubelet.call(
         'Node',
         'NodePublishVolume',
-        publishRequest(p, 'spc-within', kubeletRoot, { volume: 'within' }),
-      );
-      await rejectsWith(
-        limited.kubelet.call(
-          'Node',
-          'NodePublishVolume',
-          publishRequest(p, 'spc-beyond', kubeletRoot, { volume: 'beyond' }),
-        ),
-        status.FAILED_PRECONDITION,
-        new RegExp(
-          `SecretProviderClass ${ns}/spc-beyond exceeds the limit of ${existing + 1} SecretProviderClasses in the cluster \\(there are ${existing + 2}\\)`,
-        ),
-      );
-    } finally {
-      await limited.stop();
-    }
-  });
+        publishRequest(p, 'spc-beyond', kubeletRoot, { volume: 'beyond' }),
+      ),
+      status.FAILED_PRECONDITION,
+      new RegExp(
+        `SecretProviderClass ${ns}/spc-beyond exceeds the limit of ${existing + 1} SecretProviderClasses in the cluster \\(there are ${existing + 2}\\)`,
+      ),
+    );
+  } finally {
+    await limited.stop();
+  }
+});
 
-  it('counts publishes, failures and CSMS requests on /metrics, and answers health checks', async () => {
-    assert.ok((await driver.metric('node_publish_total', { provider: 'cce' })) >= 5);
-    assert.ok((await driver.metric('node_publish_error_total', { error_type: 'PERMISSION_DENIED' })) >= 1);
-    assert.ok((await driver.metric('node_publish_error_total', { error_type: 'INVALID_ARGUMENT' })) >= 6);
-    assert.ok((await driver.metric('node_unpublish_total')) >= 1);
-    assert.ok((await driver.metric('csms_requests_total', { outcome: 'ok' })) >= 3);
-    assert.ok((await driver.metric('csms_requests_total', { outcome: 'server_error' })) >= 1);
-    assert.ok((await driver.metric('mounted_volumes')) >= 4);
-    const before = await driver.metric('node_publish_total', { provider: 'cce' });
-    const req = publishRequest(await pod('nginx-metrics', 'spc-test'), 'spc-test', kubeletRoot);
-    await driver.kubelet.call('Node', 'NodePublishVolume', req);
-    assert.equal(await driver.metric('node_publish_total', { provider: 'cce' }), before + 1);
-    assert.ok((await driver.metric('process_resident_memory_bytes')) > 10e6);
-    assert.equal((await fetch(`${driver.opsUrl}/healthz`)).status, 200);
-    assert.equal((await fetch(`${driver.opsUrl}/readyz`)).status, 200);
-  });
+it('counts publishes, failures and CSMS requests on /metrics, and answers health checks', async () => {
+  assert.ok((await driver.metric('node_publish_total', { provider: 'cce' })) >= 5);
+  assert.ok((await driver.metric('node_publish_error_total', { error_type: 'PERMISSION_DENIED' })) >= 1);
+  assert.ok((await driver.metric('node_publish_error_total', { error_type: 'INVALID_ARGUMENT' })) >= 6);
+  assert.ok((await driver.metric('node_unpublish_total')) >= 1);
+  assert.ok((await driver.metric('csms_requests_total', { outcome: 'ok' })) >= 3);
+  assert.ok((await driver.metric('csms_requests_total', { outcome: 'server_error' })) >= 1);
+  assert.ok((await driver.metric('mounted_volumes')) >= 4);
+  const before = await driver.metric('node_publish_total', { provider: 'cce' });
+  const req = publishRequest(await pod('nginx-metrics', 'spc-test'), 'spc-test', kubeletRoot);
+  await driver.kubelet.call('Node', 'NodePublishVolume', req);
+  assert.equal(await driver.metric('node_publish_total', { provider: 'cce' }), before + 1);
+  assert.ok((await driver.metric('process_resident_memory_bytes')) > 10e6);
+  assert.equal((await fetch(`${driver.opsUrl}/healthz`)).status, 200);
+  assert.equal((await fetch(`${driver.opsUrl}/readyz`)).status, 200);
+});
 
-  it('never logs a secret value', async () => {
-    const logs = driver.logs;
-    assert.match(logs, /Servicing mount request/);
-    assert.match(logs, /"Get secret successfully" name="secret_1" version="v1"/);
-    for (const v of [values.v1, values.v2, values.s2, values.bin.toString('base64'), creds.secretKey])
-      assert.ok(!logs.includes(v), 'a secret value reached the log');
-  });
+it('never logs a secret value', async () => {
+  const logs = driver.logs;
+  assert.match(logs, /Servicing mount request/);
+  assert.match(logs, /"Get secret successfully" name="secret_1" version="v1"/);
+  for (const v of [values.v1, values.v2, values.s2, values.bin.toString('base64'), creds.secretKey])
+    assert.ok(!logs.includes(v), 'a secret value reached the log');
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { it } from 'node:test';
 import { ConfigError, parseDuration, parseServeArgs } from '../../src/config.js';
 
 const base = ['--nodeid=n1', '--region=cn-north-4'];
@@ -9,80 +9,78 @@ const refuses = (args: string[], pattern: RegExp, env: NodeJS.ProcessEnv = {}) =
     (e: Error) => e instanceof ConfigError && pattern.test(e.message),
   );
 
-describe('serve flags', () => {
-  it('derives the CSMS endpoint from the region, with the .eu exception', () => {
-    const c = parseServeArgs(base, {});
-    assert.ok(c !== 'help');
-    assert.equal(c.csmsEndpoint, 'https://kms.cn-north-4.myhuaweicloud.com');
-    assert.equal(c.endpoint, 'unix:///csi/csi.sock');
-    const eu = parseServeArgs(['--nodeid=n1', '--region=eu-west-101'], {});
-    assert.ok(eu !== 'help' && eu.csmsEndpoint === 'https://kms.eu-west-101.myhuaweicloud.eu');
-  });
+it('derives the CSMS endpoint from the region, with the .eu exception', () => {
+  const c = parseServeArgs(base, {});
+  assert.ok(c !== 'help');
+  assert.equal(c.csmsEndpoint, 'https://kms.cn-north-4.myhuaweicloud.com');
+  assert.equal(c.endpoint, 'unix:///csi/csi.sock');
+  const eu = parseServeArgs(['--nodeid=n1', '--region=eu-west-101'], {});
+  assert.ok(eu !== 'help' && eu.csmsEndpoint === 'https://kms.eu-west-101.myhuaweicloud.eu');
+});
 
-  it('prefers an explicit endpoint and reads node, project and verbosity the klog way', () => {
-    const c = parseServeArgs(['--csms-endpoint=http://127.0.0.1:9000', '-v=3', '--log-format-json'], {
-      NODE_NAME: 'from-env',
-      HUAWEICLOUD_SDK_PROJECT_ID: 'abc123',
-    });
-    assert.ok(c !== 'help');
-    assert.deepEqual(
-      [c.nodeId, c.csmsEndpoint, c.projectId, c.verbosity, c.logJson],
-      ['from-env', 'http://127.0.0.1:9000', 'abc123', 3, true],
-    );
-    assert.ok(Object.isFrozen(c));
+it('prefers an explicit endpoint and reads node, project and verbosity the klog way', () => {
+  const c = parseServeArgs(['--csms-endpoint=http://127.0.0.1:9000', '-v=3', '--log-format-json'], {
+    NODE_NAME: 'from-env',
+    HUAWEICLOUD_SDK_PROJECT_ID: 'abc123',
   });
+  assert.ok(c !== 'help');
+  assert.deepEqual(
+    [c.nodeId, c.csmsEndpoint, c.projectId, c.verbosity, c.logJson],
+    ['from-env', 'http://127.0.0.1:9000', 'abc123', 3, true],
+  );
+  assert.ok(Object.isFrozen(c));
+});
 
-  it('refuses bad input, naming the flag', () => {
-    refuses([...base, '--no-such-flag'], /Unknown option '--no-such-flag'/);
-    refuses(['--region=cn-north-4'], /--nodeid is required/);
-    refuses(['--nodeid=n1'], /set --region .* or --csms-endpoint/);
-    refuses(['--nodeid=n1', '--region=north'], /--region "north" does not look like a Huawei Cloud region/);
-    refuses(
-      [...base, '--endpoint=/csi/csi.sock'],
-      /--endpoint "\/csi\/csi.sock" must look like unix:\/\/\/csi\/csi.sock/,
-    );
-    refuses([...base, '--csms-endpoint=kms.example'], /--csms-endpoint "kms.example" must be an http\(s\) URL/);
-    refuses([...base, '-v=high'], /-v "high" must be a whole number/);
-    refuses([...base, '--csms-timeout=5'], /--csms-timeout "5" is not a duration/);
-  });
+it('refuses bad input, naming the flag', () => {
+  refuses([...base, '--no-such-flag'], /Unknown option '--no-such-flag'/);
+  refuses(['--region=cn-north-4'], /--nodeid is required/);
+  refuses(['--nodeid=n1'], /set --region .* or --csms-endpoint/);
+  refuses(['--nodeid=n1', '--region=north'], /--region "north" does not look like a Huawei Cloud region/);
+  refuses(
+    [...base, '--endpoint=/csi/csi.sock'],
+    /--endpoint "\/csi\/csi.sock" must look like unix:\/\/\/csi\/csi.sock/,
+  );
+  refuses([...base, '--csms-endpoint=kms.example'], /--csms-endpoint "kms.example" must be an http\(s\) URL/);
+  refuses([...base, '-v=high'], /-v "high" must be a whole number/);
+  refuses([...base, '--csms-timeout=5'], /--csms-timeout "5" is not a duration/);
+});
 
-  it('refuses plain http to another machine unless plaintext is intended', () => {
-    refuses(
-      [...base, '--csms-endpoint=http://10.0.0.8:8443'],
-      /--csms-endpoint "http:\/\/10\.0\.0\.8:8443" is plain http to another machine; use https, or pass --allow-plaintext-endpoints/,
-    );
-    refuses(
-      [...base, '--metadata-endpoint=http://metadata.internal'],
-      /--metadata-endpoint .* is plain http to another machine/,
-    );
-    for (const ok of [
-      ['--csms-endpoint=http://127.0.0.1:9'],
-      ['--csms-endpoint=http://[::1]:9'],
-      ['--metadata-endpoint=http://169.254.169.254'],
-      ['--csms-endpoint=http://10.0.0.8', '--allow-plaintext-endpoints'],
-    ]) {
-      assert.notEqual(parseServeArgs([...base, ...ok], {}), 'help');
-    }
-  });
+it('refuses plain http to another machine unless plaintext is intended', () => {
+  refuses(
+    [...base, '--csms-endpoint=http://10.0.0.8:8443'],
+    /--csms-endpoint "http:\/\/10\.0\.0\.8:8443" is plain http to another machine; use https, or pass --allow-plaintext-endpoints/,
+  );
+  refuses(
+    [...base, '--metadata-endpoint=http://metadata.internal'],
+    /--metadata-endpoint .* is plain http to another machine/,
+  );
+  for (const ok of [
+    ['--csms-endpoint=http://127.0.0.1:9'],
+    ['--csms-endpoint=http://[::1]:9'],
+    ['--metadata-endpoint=http://169.254.169.254'],
+    ['--csms-endpoint=http://10.0.0.8', '--allow-plaintext-endpoints'],
+  ]) {
+    assert.notEqual(parseServeArgs([...base, ...ok], {}), 'help');
+  }
+});
 
-  it('takes the kubelet root and the CSMS reply limit', () => {
-    const c = parseServeArgs(
-      [...base, '--kubelet-root-dir=/mnt/paas/kubernetes/kubelet/', '--csms-max-response-bytes=2048'],
-      {},
-    );
-    assert.ok(c !== 'help');
-    assert.deepEqual([c.kubeletRoot, c.csmsMaxResponseBytes], ['/mnt/paas/kubernetes/kubelet', 2048]);
-    const d = parseServeArgs(base, {});
-    assert.ok(d !== 'help' && d.kubeletRoot === '/var/lib/kubelet' && d.csmsMaxResponseBytes === 1048576);
-    refuses(
-      [...base, '--kubelet-root-dir=relative/kubelet'],
-      /--kubelet-root-dir "relative\/kubelet" must be an absolute path/,
-    );
-  });
+it('takes the kubelet root and the CSMS reply limit', () => {
+  const c = parseServeArgs(
+    [...base, '--kubelet-root-dir=/mnt/paas/kubernetes/kubelet/', '--csms-max-response-bytes=2048'],
+    {},
+  );
+  assert.ok(c !== 'help');
+  assert.deepEqual([c.kubeletRoot, c.csmsMaxResponseBytes], ['/mnt/paas/kubernetes/kubelet', 2048]);
+  const d = parseServeArgs(base, {});
+  assert.ok(d !== 'help' && d.kubeletRoot === '/var/lib/kubelet' && d.csmsMaxResponseBytes === 1048576);
+  refuses(
+    [...base, '--kubelet-root-dir=relative/kubelet'],
+    /--kubelet-root-dir "relative\/kubelet" must be an absolute path/,
+  );
+});
 
-  it('parses durations', () => {
-    assert.equal(parseDuration('--x', '1500ms'), 1500);
-    assert.equal(parseDuration('--x', '2m'), 120_000);
-    assert.throws(() => parseDuration('--x', '2min'), /--x "2min" is not a duration/);
-  });
+it('parses durations', () => {
+  assert.equal(parseDuration('--x', '1500ms'), 1500);
+  assert.equal(parseDuration('--x', '2m'), 120_000);
+  assert.throws(() => parseDuration('--x', '2min'), /--x "2min" is not a duration/);
 });

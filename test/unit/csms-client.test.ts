@@ -18,136 +18,133 @@ const projectId = 'abcdefabcdefabcdefabcdefabcdef12';
 const creds = { accessKey: 'AK1', secretKey: 'SK1' };
 const agency = { accessKey: 'AGENCYAK', secretKey: 'AGENCYSK', securityToken: 'agency-token' };
 
-describe('CSMS client against the emulator', () => {
-  const emulator = new CsmsEmulator({
-    projectId,
-    credentials: [creds],
-    agency,
-    secrets: [
-      { name: 'secret_1', versions: ['first', 'second'] },
-      { name: 'bin', versions: [{ binary: Buffer.from([0, 1, 2, 255]).toString('base64') }] },
-      { name: 'doomed', versions: ['x'], state: 'PENDING_DELETE' },
-    ],
-  });
-  let endpoint: string;
-  let client: CsmsClient;
-  before(async () => {
-    endpoint = await emulator.listen();
-    client = new CsmsClient({ endpoint, projectId, backoffBaseMs: 5, backoffCapMs: 20, timeoutMs: 300 });
-  });
-  after(() => emulator.close());
+const emulator = new CsmsEmulator({
+  projectId,
+  credentials: [creds],
+  agency,
+  secrets: [
+    { name: 'secret_1', versions: ['first', 'second'] },
+    { name: 'bin', versions: [{ binary: Buffer.from([0, 1, 2, 255]).toString('base64') }] },
+    { name: 'doomed', versions: ['x'], state: 'PENDING_DELETE' },
+  ],
+});
+let endpoint: string;
+let client: CsmsClient;
+before(async () => {
+  endpoint = await emulator.listen();
+  client = new CsmsClient({ endpoint, projectId, backoffBaseMs: 5, backoffCapMs: 20, timeoutMs: 300 });
+});
+after(() => emulator.close());
 
-  it('reads a pinned version and resolves latest to its concrete id', async () => {
-    const v1 = await client.getVersion('secret_1', 'v1', creds);
-    assert.deepEqual([v1.versionId, v1.value.toString()], ['v1', 'first']);
-    const latest = await client.getVersion('secret_1', 'latest', creds);
-    assert.deepEqual([latest.versionId, latest.value.toString()], ['v2', 'second']);
-  });
+it('reads a pinned version and resolves latest to its concrete id', async () => {
+  const v1 = await client.getVersion('secret_1', 'v1', creds);
+  assert.deepEqual([v1.versionId, v1.value.toString()], ['v1', 'first']);
+  const latest = await client.getVersion('secret_1', 'latest', creds);
+  assert.deepEqual([latest.versionId, latest.value.toString()], ['v2', 'second']);
+});
 
-  it('reuses one kept-alive connection for sequential reads', async () => {
-    const used = await connectionsUsed(async () => {
-      for (let i = 0; i < 5; i++) await client.getVersion('secret_1', 'v1', creds);
-    });
-    assert.equal(used, 1);
+it('reuses one kept-alive connection for sequential reads', async () => {
+  const used = await connectionsUsed(async () => {
+    for (let i = 0; i < 5; i++) await client.getVersion('secret_1', 'v1', creds);
   });
+  assert.equal(used, 1);
+});
 
-  it('decodes secret_binary to bytes', async () => {
-    assert.deepEqual([...(await client.getVersion('bin', 'v1', creds)).value], [0, 1, 2, 255]);
-  });
+it('decodes secret_binary to bytes', async () => {
+  assert.deepEqual([...(await client.getVersion('bin', 'v1', creds)).value], [0, 1, 2, 255]);
+});
 
-  it('maps a missing secret or version to NotFoundError naming both', async () => {
-    await assert.rejects(
-      client.getVersion('nope', 'v1', creds),
-      (e: Error) =>
-        e instanceof NotFoundError && /secret "nope" version "v1" does not exist.*CSMS\.0005/.test(e.message),
-    );
-    await assert.rejects(client.getVersion('secret_1', 'v9', creds), NotFoundError);
-    emulator.store.addFault({ status: 404, secret: 'secret_1', times: 1, errorCode: 'APIGW.0101', shape: 'gateway' });
-    await assert.rejects(client.getVersion('secret_1', 'v1', creds), NotFoundError);
-  });
+it('maps a missing secret or version to NotFoundError naming both', async () => {
+  await assert.rejects(
+    client.getVersion('nope', 'v1', creds),
+    (e: Error) => e instanceof NotFoundError && /secret "nope" version "v1" does not exist.*CSMS\.0005/.test(e.message),
+  );
+  await assert.rejects(client.getVersion('secret_1', 'v9', creds), NotFoundError);
+  emulator.store.addFault({ status: 404, secret: 'secret_1', times: 1, errorCode: 'APIGW.0101', shape: 'gateway' });
+  await assert.rejects(client.getVersion('secret_1', 'v1', creds), NotFoundError);
+});
 
-  it('reports a secret pending deletion as a precondition', async () => {
-    await assert.rejects(
-      client.getVersion('doomed', 'v1', creds),
-      (e: Error) => e instanceof PreconditionError && /pending deletion/.test(e.message),
-    );
-  });
+it('reports a secret pending deletion as a precondition', async () => {
+  await assert.rejects(
+    client.getVersion('doomed', 'v1', creds),
+    (e: Error) => e instanceof PreconditionError && /pending deletion/.test(e.message),
+  );
+});
 
-  it('is refused with a wrong secret key, and never echoes the key', async () => {
-    await assert.rejects(
-      client.getVersion('secret_1', 'v1', { accessKey: 'AK1', secretKey: 'wrong-secret' }),
-      (e: Error) =>
-        e instanceof UnauthenticatedError && /APIGW\.0301/.test(e.message) && !e.message.includes('wrong-secret'),
-    );
-  });
+it('is refused with a wrong secret key, and never echoes the key', async () => {
+  await assert.rejects(
+    client.getVersion('secret_1', 'v1', { accessKey: 'AK1', secretKey: 'wrong-secret' }),
+    (e: Error) =>
+      e instanceof UnauthenticatedError && /APIGW\.0301/.test(e.message) && !e.message.includes('wrong-secret'),
+  );
+});
 
-  it('maps 403 to NotAllowedError', async () => {
-    emulator.store.addFault({ status: 403, errorCode: 'CSMS.0401', shape: 'nested', times: 1 });
-    await assert.rejects(
-      client.getVersion('secret_1', 'v1', creds),
-      (e: Error) => e instanceof NotAllowedError && /csms:secret:getVersion/.test(e.message),
-    );
-  });
+it('maps 403 to NotAllowedError', async () => {
+  emulator.store.addFault({ status: 403, errorCode: 'CSMS.0401', shape: 'nested', times: 1 });
+  await assert.rejects(
+    client.getVersion('secret_1', 'v1', creds),
+    (e: Error) => e instanceof NotAllowedError && /csms:secret:getVersion/.test(e.message),
+  );
+});
 
-  it('retries throttling with backoff and then succeeds', async () => {
-    emulator.store.addFault({ status: 429, times: 2 });
-    const before = client.requests;
-    assert.equal((await client.getVersion('secret_1', 'v1', creds)).value.toString(), 'first');
-    assert.equal(client.requests - before, 3);
-  });
+it('retries throttling with backoff and then succeeds', async () => {
+  emulator.store.addFault({ status: 429, times: 2 });
+  const before = client.requests;
+  assert.equal((await client.getVersion('secret_1', 'v1', creds)).value.toString(), 'first');
+  assert.equal(client.requests - before, 3);
+});
 
-  it('gives up on persistent 5xx and timeouts with StoreUnavailableError', async () => {
-    emulator.store.addFault({ status: 502, times: 4 });
-    await assert.rejects(
-      client.getVersion('secret_1', 'v1', creds),
-      (e: Error) => e instanceof StoreUnavailableError && /after 4 attempts: HTTP 502/.test(e.message),
-    );
-    emulator.store.addFault({ status: 0, latencyMs: 600, times: 4 });
-    await assert.rejects(
-      client.getVersion('secret_1', 'v1', creds),
-      (e: Error) => e instanceof StoreUnavailableError && /timed out after 300 ms/.test(e.message),
-    );
-  });
+it('gives up on persistent 5xx and timeouts with StoreUnavailableError', async () => {
+  emulator.store.addFault({ status: 502, times: 4 });
+  await assert.rejects(
+    client.getVersion('secret_1', 'v1', creds),
+    (e: Error) => e instanceof StoreUnavailableError && /after 4 attempts: HTTP 502/.test(e.message),
+  );
+  emulator.store.addFault({ status: 0, latencyMs: 600, times: 4 });
+  await assert.rejects(
+    client.getVersion('secret_1', 'v1', creds),
+    (e: Error) => e instanceof StoreUnavailableError && /timed out after 300 ms/.test(e.message),
+  );
+});
 
-  it('uses node-agency keys from the metadata service, with their security token', async () => {
-    const metadata = new MetadataCredentials({ endpoint });
-    assert.equal(await metadata.projectId(), projectId);
-    const agencyCreds = await resolveCredentials({}, metadata);
-    assert.deepEqual(agencyCreds, agency);
-    assert.equal((await client.getVersion('secret_1', 'v2', agencyCreds)).value.toString(), 'second');
-  });
+it('uses node-agency keys from the metadata service, with their security token', async () => {
+  const metadata = new MetadataCredentials({ endpoint });
+  assert.equal(await metadata.projectId(), projectId);
+  const agencyCreds = await resolveCredentials({}, metadata);
+  assert.deepEqual(agencyCreds, agency);
+  assert.equal((await client.getVersion('secret_1', 'v2', agencyCreds)).value.toString(), 'second');
+});
 
-  it('keeps using valid agency keys through a metadata hiccup, and says what is missing when it has none', async () => {
-    const service = new CsmsEmulator({ projectId, credentials: [], secrets: [], agency });
-    const metadataEndpoint = await service.listen();
-    // Refresh on every call (refreshAheadMs covers the whole lifetime), so each call asks the metadata service.
-    const metadata = new MetadataCredentials({ endpoint: metadataEndpoint, refreshAheadMs: 3_600_000 });
-    assert.deepEqual(await metadata.credentials(), agency);
-    await service.close();
-    assert.deepEqual(await metadata.credentials(), agency, 'the cached keys, still valid');
-    const fresh = new MetadataCredentials({ endpoint: metadataEndpoint });
-    await assert.rejects(
-      fresh.credentials(),
-      (e: Error) =>
-        e instanceof StoreUnavailableError &&
-        /no CSMS credentials are configured .* and the ECS metadata service at .* is unreachable/.test(e.message),
-    );
-    await assert.rejects(
-      fresh.projectId(),
-      (e: Error) => e instanceof StoreUnavailableError && /the CSMS project id is not configured/.test(e.message),
-    );
-  });
+it('keeps using valid agency keys through a metadata hiccup, and says what is missing when it has none', async () => {
+  const service = new CsmsEmulator({ projectId, credentials: [], secrets: [], agency });
+  const metadataEndpoint = await service.listen();
+  // Refresh on every call (refreshAheadMs covers the whole lifetime), so each call asks the metadata service.
+  const metadata = new MetadataCredentials({ endpoint: metadataEndpoint, refreshAheadMs: 3_600_000 });
+  assert.deepEqual(await metadata.credentials(), agency);
+  await service.close();
+  assert.deepEqual(await metadata.credentials(), agency, 'the cached keys, still valid');
+  const fresh = new MetadataCredentials({ endpoint: metadataEndpoint });
+  await assert.rejects(
+    fresh.credentials(),
+    (e: Error) =>
+      e instanceof StoreUnavailableError &&
+      /no CSMS credentials are configured .* and the ECS metadata service at .* is unreachable/.test(e.message),
+  );
+  await assert.rejects(
+    fresh.projectId(),
+    (e: Error) => e instanceof StoreUnavailableError && /the CSMS project id is not configured/.test(e.message),
+  );
+});
 
-  it('shares one in-flight request among identical concurrent fetches', async () => {
-    const source = new CsmsSecretSource(client);
-    emulator.store.addFault({ status: 0, latencyMs: 100, times: 1 });
-    const before = client.requests;
-    const results = await Promise.all(
-      Array.from({ length: 10 }, () => source.fetch([{ name: 'secret_1', version: 'latest' }], creds)),
-    );
-    assert.equal(client.requests - before, 1);
-    assert.ok(results.every((r) => r[0].value.toString() === 'second'));
-  });
+it('shares one in-flight request among identical concurrent fetches', async () => {
+  const source = new CsmsSecretSource(client);
+  emulator.store.addFault({ status: 0, latencyMs: 100, times: 1 });
+  const before = client.requests;
+  const results = await Promise.all(
+    Array.from({ length: 10 }, () => source.fetch([{ name: 'secret_1', version: 'latest' }], creds)),
+  );
+  assert.equal(client.requests - before, 1);
+  assert.ok(results.every((r) => r[0].value.toString() === 'second'));
 });
 
 describe('CSMS emulator signature checks', () => {
