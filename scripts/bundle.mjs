@@ -1,7 +1,8 @@
-// Builds the executable we ship: src/main.ts and every runtime dependency in one ES module.
-// Why a bundle: @kubernetes/client-node loads ~50 MB of generated code for every API group
+// Builds the executable we ship: src/main.ts and every runtime dependency in one ES module,
+// but koffi, whose native binary cannot be bundled: it ships as node_modules/koffi beside it.
+// Why a bundle: @kubernetes/client-node loads generated code for every API group
 // when imported, and V8 keeps all of that source in the heap. Tree-shaking keeps only what
-// the driver calls, which halves the driver's memory (see BENCHMARKS.md). Tests run this
+// the driver calls, which cuts the driver's memory (see BENCHMARKS.md). Tests run this
 // file, so what is tested is what ships.
 import { chmodSync } from 'node:fs';
 import { build } from 'esbuild';
@@ -11,6 +12,7 @@ await build({
   entryPoints: ['src/main.ts'],
   outfile,
   bundle: true,
+  external: ['koffi'],
   platform: 'node',
   format: 'esm',
   target: 'node20',

@@ -1,8 +1,8 @@
 #!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 --max-old-space-size=128
 // Entry point: dispatches to a sub-command.
-// The runtime settings above keep the resident size small (BENCHMARKS.md): two malloc arenas,
-// 1 MiB young-generation semi-spaces, and a 128 MiB old generation, which V8 then collects
-// before it grows (31–37 MiB of heap in use with 1,000 volumes). Override in the chart.
+// The runtime settings above keep the resident size small: two malloc arenas, small
+// young-generation semi-spaces, and an old generation bound that V8 collects before it
+// reaches (BENCHMARKS.md has the heap in use at scale). Override in the chart.
 import { ConfigError, parseServeArgs, SERVE_HELP } from './config.js';
 import { csmsEmulator } from './commands/csms-emulator.js';
 import { mountCommand } from './commands/mount.js';

@@ -44,8 +44,6 @@ function buildStore(config: ServeConfig, metrics: Metrics) {
 /** The parts of a running driver, wired together but not started. */
 function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const mounter = new TmpfsMounter();
-  // Started while this process is still small and forks cheaply.
-  mounter.start();
   const volumes = new VolumeRegistry();
   const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log, volumes, {
     maxSpcs: config.maxSecretProviderClasses,
@@ -71,7 +69,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
     ? new RotationReconciler({ publisher, source, events, log, metrics, intervalMs })
     : undefined;
   const spcWatch = new SpcWatcher({ kube, publisher, source, events, log, metrics });
-  return { kube, publisher, events, server, rotation, spcWatch };
+  return { kube, mounter, publisher, events, server, rotation, spcWatch };
 }
 
 type Driver = ReturnType<typeof build>;
@@ -87,6 +85,7 @@ export async function serve(config: ServeConfig): Promise<void> {
   const shutdown = new AbortController();
   const driver = build(config, log, metrics);
 
+  await driver.mounter.start();
   // Listen first so kubelet's registration and Probe work while the caches fill.
   await driver.server.start();
   const ops = config.metricsAddr

@@ -1,7 +1,7 @@
 // Access to the real control plane that test/run.ts started for this run.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { errorMessage } from '../../src/errors.js';
@@ -164,4 +164,14 @@ export async function readSecret(namespace: string, name: string) {
     if ((err as { code?: number }).code === 404) return undefined;
     throw err;
   }
+}
+
+export const chartDir = resolve(import.meta.dirname, '../../../charts/cce-secrets-manager');
+
+/** Runs the tools cache's helm; a failure is returned (code, output), not thrown. */
+export async function helm(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return run(join(binDir, 'helm'), args, { maxBuffer: 16 * 1024 * 1024 }).then(
+    (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
+  );
 }

@@ -1,39 +1,17 @@
 // The Helm chart against the real API server: lint, render, server-side dry-run of every
-// object, the values schema, least-privilege RBAC, and the driver running with only it.
+// object, the values schema, and a server-side dry-run install (RBAC: chart-rbac.test.ts).
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import { CsmsEmulator } from '../../src/emulator/server.js';
-import {
-  binDir,
-  createNamespace,
-  createPod,
-  createServiceAccount,
-  createSpc,
-  deleteNamespace,
-  kc,
-  kubeconfigPath,
-  kubectl,
-  readSecret,
-} from '../helpers/cluster.js';
-import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { chartDir, createNamespace, deleteNamespace, helm, kubeconfigPath, kubectl } from '../helpers/cluster.js';
 
-const run = promisify(execFile);
-const chart = resolve(import.meta.dirname, '../../../charts/cce-secrets-manager');
+const chart = chartDir;
 const dir = mkdtempSync(join(tmpdir(), 'cce-chart-'));
 
-async function helm(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return run(join(binDir, 'helm'), args, { maxBuffer: 16 * 1024 * 1024 }).then(
-    (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
-    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
-  );
-}
 const render = (ns: string, ...set: string[]) =>
   helm('template', 'csm', chart, '-n', ns, '--kube-version', '1.33.13', ...set.flatMap((s) => ['--set', s]));
 const docs = (yaml: string) =>
@@ -195,102 +173,4 @@ it('installs (server dry run) and shows NOTES on checking the install and a firs
     docs((await render(ns, 'crds.install=false')).out).filter((d) => d.kind === 'CustomResourceDefinition').length,
     0,
   );
-});
-
-const sa = () => `system:serviceaccount:${ns}:cce-secrets-manager`;
-let rbacFile: string;
-before(async () => {
-  rbacFile = join(dir, 'rbac.yaml');
-  writeFileSync(
-    rbacFile,
-    (await helm('template', 'csm', chart, '-n', ns, '--kube-version', '1.33.13', '--show-only', 'templates/rbac.yaml'))
-      .out,
-  );
-  await kubectl('apply', '-f', rbacFile);
-});
-after(async () => {
-  await kubectl('delete', '-f', rbacFile, '--ignore-not-found');
-});
-
-it('grants exactly the verbs the driver uses', async () => {
-  const can = async (verb: string, resource: string) =>
-    (await kubectl('auth', 'can-i', verb, resource, '--as', sa(), '-A').catch((e: Error) => e.message))
-      .trim()
-      .endsWith('yes');
-  const granted: [string, string][] = [
-    ['list', 'pods'],
-    ['watch', 'pods'],
-    ['get', 'pods'],
-    ['list', 'serviceaccounts'],
-    ['watch', 'secretproviderclasses.secrets-store.csi.x-k8s.io'],
-    ['create', 'secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io'],
-    ['update', 'secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io'],
-    ['delete', 'secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io'],
-    ['create', 'events'],
-    ['get', 'secrets'],
-    ['create', 'secrets'],
-    ['update', 'secrets'],
-  ];
-  const denied: [string, string][] = [
-    ['list', 'secrets'],
-    ['delete', 'secrets'],
-    ['watch', 'secrets'],
-    ['create', 'pods'],
-    ['delete', 'pods'],
-    ['update', 'secretproviderclasses.secrets-store.csi.x-k8s.io'],
-    ['watch', 'secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io'],
-    ['create', 'serviceaccounts'],
-    ['patch', 'events'],
-    ['get', 'nodes'],
-    ['create', 'pods/exec'],
-  ];
-  for (const [verb, res] of granted) assert.ok(await can(verb, res), `should be able to ${verb} ${res}`);
-  for (const [verb, res] of denied) assert.ok(!(await can(verb, res)), `should not be able to ${verb} ${res}`);
-});
-
-it('is enough for the driver to mount, sync a Secret and clean up', async () => {
-  const token = (await kubectl('create', 'token', 'cce-secrets-manager', '-n', ns)).trim();
-  const limitedConfig = join(dir, 'driver-kubeconfig');
-  writeFileSync(
-    limitedConfig,
-    `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${kc.getCurrentCluster()!.server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: "${token}"}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`,
-  );
-  const projectId = 'abcdef0123456789abcdef0123456789';
-  const emulator = new CsmsEmulator({
-    projectId,
-    credentials: [{ accessKey: 'RBACAK', secretKey: 'rbac-sk' }],
-    secrets: [{ name: 'secret_1', versions: ['{"key1":"x"}'] }],
-  });
-  const driver = new DriverProcess({
-    nodeId: 'node-rbac',
-    csmsEndpoint: await emulator.listen(),
-    projectId,
-    kubeconfig: limitedConfig,
-    env: { HUAWEICLOUD_SDK_AK: 'RBACAK', HUAWEICLOUD_SDK_SK: 'rbac-sk' },
-  });
-  const root = driver.kubeletRoot;
-  try {
-    await driver.start();
-    await createServiceAccount(ns, 'app', ['secret_1']);
-    await createSpc(
-      ns,
-      'spc',
-      '- {objectName: secret_1, objectType: csms, objectVersion: latest, jmesPath: [{path: key1, objectAlias: k}]}',
-      { secretObjects: [{ secretName: 'synced', data: [{ objectName: 'k', key: 'k' }] }] },
-    );
-    const pod = await createPod(ns, 'app-0', { nodeName: 'node-rbac', serviceAccountName: 'app', spc: 'spc' });
-    const req = publishRequest(pod, 'spc', root);
-    await driver.kubelet.call('Node', 'NodePublishVolume', req);
-    assert.equal(await readFile(join(req.target_path, 'k'), 'utf8'), 'x');
-    assert.equal(Buffer.from((await readSecret(ns, 'synced'))?.data?.k ?? '', 'base64').toString(), 'x');
-    await driver.kubelet.call('Node', 'NodeUnpublishVolume', {
-      volume_id: req.volume_id,
-      target_path: req.target_path,
-    });
-    assert.doesNotMatch(driver.logs, /forbidden/i);
-  } finally {
-    await driver.stop();
-    await emulator.close();
-    unmountAll(root);
-  }
 });

@@ -3,7 +3,7 @@
 // that layout is started with the ENTRYPOINT's own Node flags.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -15,25 +15,36 @@ import { Kubelet } from '../helpers/csi-client.js';
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../../..');
 
-it("the Dockerfile's runtime layout (bundle, protos, package.json; no node_modules) serves CSI", async () => {
+/** The Dockerfile's runtime stage, assembled into a folder: the executable and node's flags. */
+async function assembleRuntime(): Promise<{ main: string; node: string[] }> {
   const dockerfile = await readFile(join(repo, 'Dockerfile'), 'utf8');
   const runtime = dockerfile.split(/^FROM /m).at(-1)!;
   const copies = [...runtime.matchAll(/^COPY (?:--from=build \/src\/)?(\S+) \.\/(\S+)$/gm)].map(
     (m) => [m[1], m[2]] as const,
   );
   assert.deepEqual(copies.map(([from]) => from).sort(), ['csi-proto', 'dist/cce-secrets-manager.mjs', 'package.json']);
+  // The build stage installs koffi alone (its platform binary comes with it) into /koffi.
+  assert.match(runtime, /^COPY --from=build \/koffi\/node_modules \.\/node_modules$/m);
   const entry = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(runtime)![1]) as string[];
   assert.deepEqual(entry.slice(0, 3), ['tini', '--', 'node']);
 
   const app = mkdtempSync(join(tmpdir(), 'cce-image-app-'));
   for (const [from, to] of copies) cpSync(join(repo, from), join(app, to), { recursive: true });
-  assert.ok(!existsSync(join(app, 'node_modules')));
+  for (const pkg of ['koffi', '@koromix']) {
+    cpSync(join(repo, 'node_modules', pkg), join(app, 'node_modules', pkg), { recursive: true });
+  }
+  assert.deepEqual(readdirSync(join(app, 'node_modules')).sort(), ['@koromix', 'koffi']);
   const main = join(app, entry.at(-1)!.replace(/^\/app\//, ''));
   const node = entry.slice(3, -1); // node flags from ENTRYPOINT
   assert.ok(
     node.every((a) => a.startsWith('--')),
     `unexpected ENTRYPOINT ${entry.join(' ')}`,
   );
+  return { main, node };
+}
+
+it("the Dockerfile's runtime layout (bundle, protos, package.json, koffi only) serves CSI", async () => {
+  const { main, node } = await assembleRuntime();
   const { stdout: version } = await run(process.execPath, [...node, main, '--version'], { cwd: tmpdir() });
   assert.match(version, /^cce-secrets-manager \d+\.\d+\.\d+/);
 
