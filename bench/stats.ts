@@ -1,3 +1,4 @@
+// Percentiles, summaries and resident memory for the benchmarks' printed numbers.
 import { readFileSync } from 'node:fs';
 
 export function percentile(sorted: number[], p: number): number {

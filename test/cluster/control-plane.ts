@@ -1,3 +1,4 @@
+// The test control plane: tools from the cache, then etcd, kube-apiserver and kube-controller-manager.
 import { execFile, execFileSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,3 +1,4 @@
+// Child processes of the test control plane: logged to files, stopped gently, on free loopback ports.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';

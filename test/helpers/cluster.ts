@@ -175,3 +175,18 @@ export async function helm(...args: string[]): Promise<{ code: number; out: stri
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
   );
 }
+
+/** Creates an SPCPS by hand, as anyone who may write in the namespace could. */
+export async function createSpcps(
+  namespace: string,
+  metadata: Record<string, unknown>,
+  status: Record<string, unknown>,
+) {
+  await custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: 'v1',
+    namespace,
+    plural: 'secretproviderclasspodstatuses',
+    body: { apiVersion: `${GROUP}/v1`, kind: 'SecretProviderClassPodStatus', metadata, status },
+  });
+}

@@ -6,6 +6,7 @@ import {
   GROUP,
   createNamespace,
   createPod,
+  createSpcps,
   custom,
   deleteNamespace,
   eventually,
@@ -53,24 +54,17 @@ it('lists an applied SecretProviderClass with kubectl get spc', async () => {
 });
 
 it('shows pod, SPC and mounted columns for kubectl get spcps', async () => {
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: 'v1',
-    namespace: ns,
-    plural: 'secretproviderclasspodstatuses',
-    body: {
-      apiVersion: `${GROUP}/v1`,
-      kind: 'SecretProviderClassPodStatus',
-      metadata: { name: `web-0-${ns}-spc-test`, labels: { 'internal.secrets-store.csi.k8s.io/node-name': 'node-1' } },
-      status: {
-        podName: 'web-0',
-        secretProviderClassName: 'spc-test',
-        mounted: true,
-        targetPath: '/t',
-        objects: [{ id: 'secret_1', version: 'v1' }],
-      },
+  await createSpcps(
+    ns,
+    { name: `web-0-${ns}-spc-test`, labels: { 'internal.secrets-store.csi.k8s.io/node-name': 'node-1' } },
+    {
+      podName: 'web-0',
+      secretProviderClassName: 'spc-test',
+      mounted: true,
+      targetPath: '/t',
+      objects: [{ id: 'secret_1', version: 'v1' }],
     },
-  });
+  );
   const out = await kubectl('get', 'spcps', '-n', ns, '-o', 'wide');
   assert.match(out, /^NAME\s+POD\s+SPC\s+MOUNTED\s+NODE\s+AGE/m);
   assert.match(out, new RegExp(`^web-0-${ns}-spc-test\\s+web-0\\s+spc-test\\s+true\\s+node-1\\s+`, 'm'));
@@ -142,21 +136,14 @@ it('delivers an SPC update to a watch', async () => {
 it('garbage-collects an SPCPS after its owner Pod is deleted', async () => {
   const pod = await createPod(ns, 'owner');
   const name = `owner-${ns}-spc-test`;
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: 'v1',
-    namespace: ns,
-    plural: 'secretproviderclasspodstatuses',
-    body: {
-      apiVersion: `${GROUP}/v1`,
-      kind: 'SecretProviderClassPodStatus',
-      metadata: {
-        name,
-        ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: 'owner', uid: pod.metadata!.uid! }],
-      },
-      status: { podName: 'owner', secretProviderClassName: 'spc-test', mounted: true, targetPath: '/t' },
+  await createSpcps(
+    ns,
+    {
+      name,
+      ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: 'owner', uid: pod.metadata!.uid! }],
     },
-  });
+    { podName: 'owner', secretProviderClassName: 'spc-test', mounted: true, targetPath: '/t' },
+  );
   await kubectl('delete', 'pod', 'owner', '-n', ns, '--grace-period=0', '--force', '--wait=false');
   await eventually('the SPCPS to be garbage-collected', async () => {
     const out = await kubectl('get', 'spcps', '-n', ns, '--ignore-not-found', '-o', 'name');

@@ -16,6 +16,7 @@ import {
   core,
   createNamespace,
   createPod,
+  createSpcps,
   createServiceAccount,
   createSpc,
   custom,
@@ -337,28 +338,21 @@ it('refuses to create a Secret type that Kubernetes fills with a token', async (
 
 /** A hand-made SPCPS claiming that `targetPath` is a volume of `victim` on this node. */
 async function decoySpcps(name: string, victim: k8s.V1Pod, targetPath: string): Promise<void> {
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: 'v1',
-    namespace: ns,
-    plural: 'secretproviderclasspodstatuses',
-    body: {
-      apiVersion: `${GROUP}/v1`,
-      kind: 'SecretProviderClassPodStatus',
-      metadata: {
-        name,
-        labels: { 'internal.secrets-store.csi.k8s.io/node-name': nodeId },
-        ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: victim.metadata!.name!, uid: victim.metadata!.uid! }],
-      },
-      status: {
-        podName: victim.metadata!.name!,
-        secretProviderClassName: 'spc-steal',
-        mounted: true,
-        targetPath,
-        objects: [{ id: 'token', version: 'v1' }],
-      },
+  await createSpcps(
+    ns,
+    {
+      name,
+      labels: { 'internal.secrets-store.csi.k8s.io/node-name': nodeId },
+      ownerReferences: [{ apiVersion: 'v1', kind: 'Pod', name: victim.metadata!.name!, uid: victim.metadata!.uid! }],
     },
-  });
+    {
+      podName: victim.metadata!.name!,
+      secretProviderClassName: 'spc-steal',
+      mounted: true,
+      targetPath,
+      objects: [{ id: 'token', version: 'v1' }],
+    },
+  );
 }
 
 it('adopts only its own volumes: a hand-made SPCPS pointing at any tmpfs reads nothing from it', async () => {

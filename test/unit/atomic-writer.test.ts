@@ -1,3 +1,4 @@
+// The atomic writer on a plain folder: swaps, leftovers, damaged volumes and names at the byte limit.
 import assert from 'node:assert/strict';
 import {
   lstat,

@@ -1,3 +1,4 @@
+// The serve flags: defaults, environment fallbacks, and refusals that name the flag.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { ConfigError, parseDuration, parseServeArgs } from '../../src/config.js';

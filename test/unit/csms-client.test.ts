@@ -1,3 +1,4 @@
+// The CSMS client against the emulator: signing, errors by code, retries, limits and the metadata credentials.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CsmsClient, parseErrorBody } from '../../src/provider/csms-client.js';
@@ -7,6 +8,7 @@ import { CsmsSecretSource } from '../../src/provider/csms-source.js';
 import { signRequest } from '../../src/provider/signer.js';
 import { connectionsUsed } from '../helpers/connections.js';
 import {
+  CancelledError,
   NotAllowedError,
   NotFoundError,
   PreconditionError,
@@ -145,6 +147,39 @@ it('shares one in-flight request among identical concurrent fetches', async () =
   );
   assert.equal(client.requests - before, 1);
   assert.ok(results.every((r) => r[0].value.toString() === 'second'));
+});
+
+it('a shared read goes on while one caller cancels, and stops when every caller has', async () => {
+  const source = new CsmsSecretSource(client);
+  const object = [{ name: 'secret_1', version: 'latest' }];
+  emulator.store.addFault({ status: 0, latencyMs: 200, times: 1 });
+  const quitter = new AbortController();
+  const leaving = source.fetch(object, creds, quitter.signal);
+  const staying = source.fetch(object, creds, new AbortController().signal);
+  quitter.abort(new CancelledError('the first caller gave up'));
+  await assert.rejects(leaving, /the first caller gave up/);
+  assert.equal((await staying)[0].value.toString(), 'second');
+
+  emulator.store.addFault({ status: 0, latencyMs: 2000, times: 1 });
+  const everyone = new AbortController();
+  const started = Date.now();
+  const both = [source.fetch(object, creds, everyone.signal), source.fetch(object, creds, everyone.signal)];
+  setTimeout(() => everyone.abort(new CancelledError('both gave up')), 50);
+  for (const p of both) await assert.rejects(p, /both gave up/);
+  assert.ok(Date.now() - started < 1000, 'the callers do not wait for the request');
+  // The next read starts afresh rather than joining the cancelled one.
+  assert.equal((await source.fetch(object, creds))[0].value.toString(), 'second');
+});
+
+it('stops retrying once its signal aborts', async () => {
+  emulator.store.addFault({ status: 503, times: 100 });
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new CancelledError('shutting down')), 30);
+  const slow = new CsmsClient({ endpoint, projectId, backoffBaseMs: 1000, backoffCapMs: 1000, maxAttempts: 10 });
+  const started = Date.now();
+  await assert.rejects(slow.getVersion('secret_1', 'latest', creds, controller.signal), /shutting down/);
+  assert.ok(Date.now() - started < 900, 'no backoff sleep after the abort');
+  emulator.store.clearFaults();
 });
 
 describe('CSMS emulator signature checks', () => {

@@ -1,3 +1,4 @@
+// CycleSource: one read per distinct secret in a pass, bounded concurrency, slowing down when throttled.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CsmsClient } from '../../src/provider/csms-client.js';

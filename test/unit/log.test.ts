@@ -1,3 +1,4 @@
+// The logger: klog-shaped text and JSON lines, and verbosity levels.
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { describe, it } from 'node:test';

@@ -1,3 +1,4 @@
+// The SPC `objects` parser: every rule and its message, jmesPath, aliases and limits.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { extractJmesPath, parseSecretObjects } from '../../src/crds/objects.js';

@@ -1,3 +1,4 @@
+// Secrets from secretObjects: the kubernetes.io/tls split of a PEM bundle.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { tlsPart } from '../../src/crds/secret-objects.js';

@@ -1,3 +1,4 @@
+// The SDK-HMAC-SHA256 signer: a hand-derived vector, the canonical request, tokens, the header it writes.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { canonicalRequest, parseAuthorization, signRequest } from '../../src/provider/signer.js';

@@ -1,3 +1,4 @@
+// The target path rule: the one shape of a kubelet CSI volume folder, and every other shape refused.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseTargetPath } from '../../src/driver/target-path.js';
