@@ -3,6 +3,7 @@
 // The runtime settings above keep the resident size small: two malloc arenas, small
 // young-generation semi-spaces, and an old generation bound that V8 collects before it
 // reaches (BENCHMARKS.md has the heap in use at scale). Override in the chart.
+import { errorMessage } from './errors.js';
 import { ConfigError, parseServeArgs, SERVE_HELP } from './config.js';
 import { csmsEmulator } from './commands/csms-emulator.js';
 import { mountCommand } from './commands/mount.js';
@@ -51,6 +52,6 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err) => {
   const usage = err instanceof ConfigError || String((err as { code?: string }).code).startsWith('ERR_PARSE_ARGS');
-  process.stderr.write(`cce-secrets-manager: ${usage ? '' : 'fatal: '}${(err as Error).message}\n`);
+  process.stderr.write(`cce-secrets-manager: ${usage ? '' : 'fatal: '}${errorMessage(err)}\n`);
   process.exit(2);
 });

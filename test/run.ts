@@ -35,7 +35,7 @@ let plane: ControlPlane;
 try {
   plane = await startControlPlane(binDir);
 } catch (err) {
-  fail(`could not start the control plane: ${(err as Error).message}`);
+  fail(`could not start the control plane: ${err instanceof Error ? err.message : String(err)}`);
 }
 console.log(`test: control plane ready in ${((Date.now() - t0) / 1000).toFixed(1)}s at ${plane.server}`);
 

@@ -3,7 +3,7 @@
 // serves mount time, the one-shot CLI and (later) admission, so the messages match.
 import jmespath from 'jmespath';
 import { parse as parseYaml } from 'yaml';
-import { InvalidSpcError } from '../errors.js';
+import { errorMessage, InvalidSpcError } from '../errors.js';
 
 export interface JmesPathEntry {
   path: string;
@@ -44,7 +44,7 @@ export function parseSecretObjects(spcRef: string, objectsYaml: string | undefin
   try {
     doc = parseYaml(objectsYaml);
   } catch (err) {
-    const first = String((err as Error).message).split('\n')[0];
+    const first = errorMessage(err).split('\n')[0];
     throw fail(`spec.parameters.objects is not valid YAML (${first}); it must be a YAML list of objects`);
   }
   if (!Array.isArray(doc) || doc.length === 0) {
@@ -177,9 +177,10 @@ export function extractJmesPath(objectName: string, entry: JmesPathEntry, value:
   let json: unknown;
   try {
     json = JSON.parse(value.toString('utf8'));
-  } catch {
+  } catch (err) {
     throw new InvalidSpcError(
       `object "${objectName}": jmesPath "${entry.path}" needs a JSON secret value, but the value is not JSON`,
+      { cause: err },
     );
   }
   let result: unknown;

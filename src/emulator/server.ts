@@ -2,6 +2,7 @@
 // SDK-HMAC-SHA256 signature verified, plus /_emulator/ controls for tests and users
 // (publish a version, inject faults, read request counts) and the ECS metadata
 // endpoints that hand out node-agency keys.
+import { errorMessage } from '../errors.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -47,7 +48,7 @@ export class CsmsEmulator {
         reply = this.metadata(url.pathname);
       else reply = await this.api(req, url, body);
     } catch (err) {
-      reply = { status: 400, body: { error_code: 'CSMS.0004', error_msg: (err as Error).message } };
+      reply = { status: 400, body: { error_code: 'CSMS.0004', error_msg: errorMessage(err) } };
     }
     const text = typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body);
     res.writeHead(reply.status, { 'Content-Type': typeof reply.body === 'string' ? 'text/plain' : 'application/json' });

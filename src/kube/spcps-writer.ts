@@ -86,6 +86,7 @@ export class SpcpsWriter {
       if (apiStatus(err) === 404 || apiStatus(err) === 409) return; // gone, or no longer the object we wrote
       throw new ApiServerError(
         `deleting SecretProviderClassPodStatus ${namespace}/${name} failed: ${apiErrorText(err)}`,
+        { cause: err },
       );
     }
   }
@@ -133,6 +134,7 @@ export class SpcpsWriter {
     } catch (err) {
       throw new ApiServerError(
         `writing SecretProviderClassPodStatus ${namespace}/${name} failed: ${apiErrorText(err)}`,
+        { cause: err },
       );
     }
   }

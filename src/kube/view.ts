@@ -130,7 +130,9 @@ export class KubeView {
       await this.census.check(spc);
     } catch (err) {
       if (err instanceof PreconditionError) throw err;
-      throw new ApiServerError(`counting SecretProviderClasses for the limit failed: ${apiErrorText(err)}`);
+      throw new ApiServerError(`counting SecretProviderClasses for the limit failed: ${apiErrorText(err)}`, {
+        cause: err,
+      });
     }
   }
 
@@ -138,8 +140,8 @@ export class KubeView {
     try {
       return await get();
     } catch (err) {
-      if (apiStatus(err) === 404) throw new NotFoundError(`${what} not found; ${fix}`);
-      throw new ApiServerError(`reading ${what} from the API server failed: ${apiErrorText(err)}`);
+      if (apiStatus(err) === 404) throw new NotFoundError(`${what} not found; ${fix}`, { cause: err });
+      throw new ApiServerError(`reading ${what} from the API server failed: ${apiErrorText(err)}`, { cause: err });
     }
   }
 }

@@ -1,6 +1,6 @@
 // Where CSMS credentials come from, in order: the volume's nodePublishSecretRef,
 // the process environment, then the node's IAM agency via the ECS metadata service.
-import { StoreUnavailableError, UnauthenticatedError } from '../errors.js';
+import { errorMessage, StoreUnavailableError, UnauthenticatedError } from '../errors.js';
 import type { Credentials } from './signer.js';
 
 export interface CredentialProvider {
@@ -130,7 +130,7 @@ export class MetadataCredentials implements CredentialProvider {
       });
     } catch (err) {
       throw new StoreUnavailableError(
-        `${missing} and the ECS metadata service at ${this.endpoint} is unreachable (${(err as Error).message}); it is retried on the next mount`,
+        `${missing} and the ECS metadata service at ${this.endpoint} is unreachable (${errorMessage(err)}); it is retried on the next mount`,
         { cause: err },
       );
     }

@@ -13,7 +13,7 @@ import { forEachLimit } from '../util/async.js';
 
 export interface RefreshPass {
   publisher: Publisher;
-  events: EventRecorder;
+  events: Pick<EventRecorder, 'emit'>;
   log: Logger;
   volumes: MountedVolume[];
   source: SecretSource;

@@ -53,7 +53,7 @@ export class SecretSync {
         // Another pod's sync won the race: read again and merge on top of it.
         if (apiStatus(err) === 409 && attempt < 5) continue;
         if (err instanceof InvalidSpcError || err instanceof PreconditionError) throw err;
-        throw new ApiServerError(`syncing Secret ${namespace}/${name} failed: ${apiErrorText(err)}`);
+        throw new ApiServerError(`syncing Secret ${namespace}/${name} failed: ${apiErrorText(err)}`, { cause: err });
       }
     }
   }

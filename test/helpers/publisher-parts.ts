@@ -121,7 +121,8 @@ export class Parts {
     };
   }
 
-  private source(): SecretSource {
+  /** The in-memory store as a SecretSource (what a publisher from `publisher()` reads). */
+  source(): SecretSource {
     const readOne = (o: ObjectRequest): SecretVersion => {
       const versions = this.store.get(o.name);
       const index = o.version === 'latest' ? (versions?.length ?? 0) - 1 : Number(o.version.slice(1)) - 1;
