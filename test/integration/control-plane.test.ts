@@ -40,14 +40,19 @@ after(async () => {
   await deleteNamespace(ns);
 });
 
-it('lists an applied SecretProviderClass with kubectl get spc', async () => {
+/** Creates an SPC object as written, without the test helpers' defaults. */
+async function applySpc(body: object): Promise<void> {
   await custom.createNamespacedCustomObject({
     group: GROUP,
     version: 'v1',
     namespace: ns,
     plural: 'secretproviderclasses',
-    body: spc('spc-test'),
+    body,
   });
+}
+
+it('lists an applied SecretProviderClass with kubectl get spc', async () => {
+  await applySpc(spc('spc-test'));
   const out = await kubectl('get', 'spc', '-n', ns);
   assert.match(out, /^NAME\s+PROVIDER\s+AGE/m);
   assert.match(out, /^spc-test\s+cce\s+/m);
@@ -96,13 +101,7 @@ it('rejects an object that breaks the CRD schema, naming the field', async () =>
 });
 
 it('delivers an SPC update to a watch', async () => {
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: 'v1',
-    namespace: ns,
-    plural: 'secretproviderclasses',
-    body: spc('watched'),
-  });
+  await applySpc(spc('watched'));
   let stopWatch: AbortController | undefined;
   const seen = new Promise<string>((resolve, reject) => {
     void new k8s.Watch(kc)

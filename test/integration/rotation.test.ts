@@ -343,25 +343,19 @@ it('keeps a synced Secret while any pod uses it and lets GC delete it after the 
 
 it('carries on rotating volumes mounted before a driver restart', async () => {
   await createSpc(ns, 'spc-restart', '- {objectName: restart, objectType: csms, objectVersion: latest}');
-  const first = new DriverProcess({
+  const options = {
     nodeId: 'node-restart',
     csmsEndpoint: rotating.opts.csmsEndpoint,
     projectId,
     env,
     kubeletRoot: root,
     extraArgs: ['--rotation-poll-interval=1s'],
-  });
+  };
+  const first = new DriverProcess(options);
   await first.start();
   const { dir } = await mount(first, 'nginx-restart', 'spc-restart');
   assert.equal(await first.stop(), 0);
-  const second = new DriverProcess({
-    nodeId: 'node-restart',
-    csmsEndpoint: rotating.opts.csmsEndpoint,
-    projectId,
-    env,
-    kubeletRoot: root,
-    extraArgs: ['--rotation-poll-interval=1s'],
-  });
+  const second = new DriverProcess(options);
   await second.start();
   try {
     emulator.store.addVersion('restart', { secret_string: 'restart-v2' });
