@@ -5,7 +5,7 @@ import type { ServeConfig } from '../config.js';
 import { atomicWriter } from '../driver/atomic-writer.js';
 import { CsiServer } from '../driver/csi-server.js';
 import { TmpfsMounter } from '../driver/mounter.js';
-import { Publisher } from '../driver/publisher.js';
+import { Publisher, type PublishedContent } from '../driver/publisher.js';
 import { VolumeRegistry } from '../driver/volumes.js';
 import { errorMessage } from '../errors.js';
 import { Backoff } from '../kube/backoff.js';
@@ -52,17 +52,33 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const { source, credentials } = buildStore(config, metrics);
   const events = new EventRecorder(kube.core, log, () => metrics.eventsSuppressed.inc());
   const secretSync = config.syncSecrets ? new SecretSync(kube.core, log, events) : undefined;
-  const { kubeletRoot } = config;
+  const { kubeletRoot, endpoint, nodeId } = config;
+  const spcps = new SpcpsWriter(kube.custom);
+  const onContent = secretSync && ((content: PublishedContent) => secretSync.sync(content));
+  const writer = atomicWriter;
   const publisher = new Publisher({
     cluster: kube,
-    spcps: new SpcpsWriter(kube.custom),
-    ...{ source, credentials, log, volumes, kubeletRoot, mounter, writer: atomicWriter },
-    onContent: secretSync && ((content) => secretSync.sync(content)),
+    spcps,
+    source,
+    credentials,
+    log,
+    volumes,
+    kubeletRoot,
+    mounter,
+    writer,
+    onContent,
   });
+  const ready = () => kube.synced;
+  const maxReceiveMessageBytes = config.maxCallRecvMsgSize;
   const server = new CsiServer({
-    ...{ endpoint: config.endpoint, nodeId: config.nodeId, publisher, log, metrics, kubeletRoot },
-    ready: () => kube.synced,
-    maxReceiveMessageBytes: config.maxCallRecvMsgSize,
+    endpoint,
+    nodeId,
+    publisher,
+    log,
+    metrics,
+    kubeletRoot,
+    ready,
+    maxReceiveMessageBytes,
   });
   const intervalMs = config.rotationIntervalMs;
   const rotation = config.rotationEnabled

@@ -22,12 +22,12 @@ function callSignal(
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
   const cancel = (reason: Error) => controller.abort(reason);
   const pastDeadline = () =>
-    cancel(new DeadlineError(`${rpc} ran past the caller's deadline; nothing was left behind`));
+    cancel(new DeadlineError(`${rpc} ran past the caller's deadline; what it had begun was taken back`));
   // grpc-js also reports a passed deadline as 'cancelled'.
   const cancelled = () =>
     Date.now() >= deadlineMs
       ? pastDeadline()
-      : cancel(new CancelledError(`${rpc} was cancelled by the caller; nothing was left behind`));
+      : cancel(new CancelledError(`${rpc} was cancelled by the caller; what it had begun was taken back`));
   const stopping = () => cancel(new CancelledError(`${rpc} was cancelled: the driver is shutting down`));
   call.on('cancelled', cancelled);
   shutdown?.addEventListener('abort', stopping, { once: true });
