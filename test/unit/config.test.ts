@@ -1,7 +1,9 @@
 // The serve flags: defaults, environment fallbacks, and refusals that name the flag.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { ConfigError, parseDuration, parseServeArgs } from '../../src/config.js';
+import { PassThrough } from 'node:stream';
+import { mountCommand } from '../../src/commands/mount.js';
+import { ConfigError, CSMS_FLAGS, parseDuration, parseServeArgs, SERVE_FLAGS, SERVE_HELP } from '../../src/config.js';
 
 const base = ['--nodeid=n1', '--region=cn-north-4'];
 const refuses = (args: string[], pattern: RegExp, env: NodeJS.ProcessEnv = {}) =>
@@ -84,4 +86,24 @@ it('parses durations', () => {
   assert.equal(parseDuration('--x', '1500ms'), 1500);
   assert.equal(parseDuration('--x', '2m'), 120_000);
   assert.throws(() => parseDuration('--x', '2min'), /--x "2min" is not a duration/);
+});
+
+it('checks the CSMS flags of `mount` with the same rules as `serve`', async () => {
+  const sink = new PassThrough();
+  for (const [flag, pattern] of [
+    ['--region=north', /--region "north" does not look like a Huawei Cloud region/],
+    ['--project-id=not/an/id', /--project-id "not\/an\/id" must be the project's id/],
+    ['--csms-timeout=5', /--csms-timeout "5" is not a duration/],
+  ] as const) {
+    await assert.rejects(mountCommand(['--spc=x.yaml', '--dry-run', flag], sink), pattern);
+    refuses([...base, flag], pattern);
+  }
+});
+
+it('documents every flag of the table in the help, with its default and environment variable', () => {
+  for (const f of Object.values({ ...SERVE_FLAGS, ...CSMS_FLAGS })) {
+    assert.ok(SERVE_HELP.includes(`--${f.name}`), `--${f.name} is in serve --help`);
+  }
+  assert.match(SERVE_HELP, /--rotation-poll-interval DURATION +rotation period.*\(default 2m\)/);
+  assert.match(SERVE_HELP, /--nodeid NAME +this node's name \(\$NODE_NAME\)/);
 });
