@@ -58,6 +58,12 @@ export class CsiServer {
     const csi = (loadCsiProto().csi as grpc.GrpcObject).v1 as grpc.GrpcObject;
     this.server.addService((csi.Identity as grpc.ServiceClientConstructor).service, this.identity());
     this.server.addService((csi.Node as grpc.ServiceClientConstructor).service, this.node());
+    // A node-only driver: no controller capabilities (csi-sanity and some tools ask).
+    this.server.addService((csi.Controller as grpc.ServiceClientConstructor).service, {
+      ControllerGetCapabilities: unary('ControllerGetCapabilities', this.callOptions, async () => ({
+        capabilities: [],
+      })),
+    });
   }
 
   private get callOptions() {

@@ -7,8 +7,11 @@ set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.33.13}"
 HELM_VERSION="${HELM_VERSION:-v3.18.6}"
+CSI_TEST_VERSION="${CSI_TEST_VERSION:-v5.6.0}"
 CACHE_ROOT="${CCE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cce-secrets-manager}"
 BIN="$CACHE_ROOT/k8s-$K8S_VERSION-helm-$HELM_VERSION/bin"
+# csi-sanity has its own cache folder (its own version); BIN gets a link to it.
+SANITY_BIN="$CACHE_ROOT/csi-test-$CSI_TEST_VERSION/bin"
 
 say() { echo "install-tools: $*" >&2; }
 die() { echo "install-tools: ERROR: $*" >&2; exit 1; }
@@ -18,10 +21,27 @@ have_all() {
     [ -x "$BIN/etcd" ] && [ -x "$BIN/helm" ] && [ -x "$BIN/kubectl" ]
 }
 
-if have_all; then echo "$BIN"; exit 0; fi
+need_go() {
+  command -v go >/dev/null 2>&1 ||
+    die "Go is required to build the Kubernetes test tools (install Go 1.24+ from your distribution, e.g. 'apt-get install golang', and put 'go' on PATH)"
+}
 
-command -v go >/dev/null 2>&1 ||
-  die "Go is required to build kube-apiserver and etcd (install Go 1.24+ from your distribution, e.g. 'apt-get install golang', and put 'go' on PATH)"
+# kubernetes-csi's conformance suite, run by test/integration/csi-sanity.test.ts.
+ensure_sanity() {
+  if [ ! -x "$SANITY_BIN/csi-sanity" ]; then
+    need_go
+    say "building csi-sanity $CSI_TEST_VERSION into $SANITY_BIN (first run only: about a minute)"
+    mkdir -p "$SANITY_BIN"
+    GOFLAGS= GOBIN="$SANITY_BIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+      "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION" >&2 ||
+      die "building csi-sanity $CSI_TEST_VERSION failed"
+  fi
+  ln -sfn "$SANITY_BIN/csi-sanity" "$BIN/csi-sanity"
+}
+
+if have_all; then ensure_sanity; echo "$BIN"; exit 0; fi
+
+need_go
 
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 patch="${K8S_VERSION##*.}"
@@ -92,4 +112,5 @@ GOFLAGS= GOBIN="$BIN" go install -trimpath \
 say "built in $(( $(date +%s) - start ))s"
 
 have_all || die "build finished but a binary is missing in $BIN"
+ensure_sanity
 echo "$BIN"
