@@ -8,6 +8,14 @@ export const CTX_POD_NAME = 'csi.storage.k8s.io/pod.name';
 export const CTX_POD_NAMESPACE = 'csi.storage.k8s.io/pod.namespace';
 export const CTX_POD_UID = 'csi.storage.k8s.io/pod.uid';
 export const CTX_SERVICE_ACCOUNT = 'csi.storage.k8s.io/serviceAccount.name';
+/** What kubelet passes when the CSIDriver has tokenRequests: JSON of audience → token. */
+export const CTX_SA_TOKENS = 'csi.storage.k8s.io/serviceAccount.tokens';
+
+/** A ServiceAccount token kubelet requested for one audience; never logged. */
+export interface ServiceAccountToken {
+  token: string;
+  expirationTimestamp: string;
+}
 
 export interface PublishRequest {
   volumeId: string;
@@ -21,6 +29,8 @@ export interface PublishRequest {
   serviceAccount: string;
   /** nodePublishSecretRef data; never logged. */
   secrets: Record<string, string>;
+  /** By audience, when the CSIDriver has tokenRequests; never logged. */
+  serviceAccountTokens?: Record<string, ServiceAccountToken>;
 }
 
 export interface RawPublishRequest {
@@ -71,7 +81,36 @@ export function parsePublishRequest(req: RawPublishRequest, kubeletRoot: string)
     podUid,
     serviceAccount: need(CTX_SERVICE_ACCOUNT, podInfo),
     secrets: req.secrets ?? {},
+    serviceAccountTokens: parseTokens(rpc, ctx[CTX_SA_TOKENS]),
   };
+}
+
+/**
+ * kubelet's `{"<audience>": {"token": "...", "expirationTimestamp": "..."}}`. A malformed
+ * value is refused; the message names the key and the form, never the value.
+ */
+function parseTokens(rpc: string, json: string | undefined): Record<string, ServiceAccountToken> | undefined {
+  if (json === undefined || json === '') return undefined;
+  const refuse = () =>
+    new InvalidRequestError(
+      `${rpc}: volume_context["${CTX_SA_TOKENS}"] is not the JSON kubelet writes for the CSIDriver's tokenRequests ` +
+        '({"<audience>": {"token": ..., "expirationTimestamp": ...}})',
+    );
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    // Not kept as the cause: JSON.parse's message quotes the text, which holds tokens.
+    throw refuse();
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw refuse();
+  const tokens: Record<string, ServiceAccountToken> = {};
+  for (const [audience, value] of Object.entries(parsed)) {
+    const { token, expirationTimestamp } = (value ?? {}) as Partial<ServiceAccountToken>;
+    if (typeof token !== 'string' || !token || typeof expirationTimestamp !== 'string') throw refuse();
+    tokens[audience] = { token, expirationTimestamp };
+  }
+  return tokens;
 }
 
 export interface UnpublishRequest {
