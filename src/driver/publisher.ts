@@ -98,6 +98,8 @@ export class Publisher {
       Namespace: req.podNamespace,
       ServiceAccount: req.serviceAccount,
       SecretProviderClass: req.spcName,
+      // Which audiences kubelet sent tokens for; the tokens themselves are never logged.
+      tokenAudiences: req.serviceAccountTokens ? Object.keys(req.serviceAccountTokens).join(',') : undefined,
     });
     const t0 = this.now();
     const plan = await planVolume(cluster, req);

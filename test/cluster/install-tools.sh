@@ -39,42 +39,114 @@ ensure_sanity() {
   ln -sfn "$SANITY_BIN/csi-sanity" "$BIN/csi-sanity"
 }
 
-if have_all; then ensure_sanity; echo "$BIN"; exit 0; fi
+# A Go module that builds commands of k8s.io/kubernetes at K8S_VERSION: its staging
+# modules, replaced by ./staging paths upstream, point to their releases.
+write_k8s_module() {
+  local dir="$1" name="$2"
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local patch="${K8S_VERSION##*.}"
+  local modfile staging godebug etcd_version
+  modfile="$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  [ -f "$modfile" ] || die "could not download k8s.io/kubernetes@$K8S_VERSION through the Go module proxy (check GOPROXY)"
+  staging="$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$modfile")"
+  [ -n "$staging" ] || die "found no staging replace block in $modfile"
+  godebug="$(grep -E '^godebug' "$modfile" || true)"
+  etcd_version="$(sed -n 's#^[[:space:]]*go.etcd.io/etcd/client/v3 \(v[^ ]*\).*#\1#p' "$modfile" | head -n1)"
+  [ -n "$etcd_version" ] || die "could not read the etcd client version Kubernetes pins"
+  ETCD_VERSION="$etcd_version"
+  {
+    echo "module cce-secrets-manager/$name"
+    echo "go 1.24"
+    [ -n "$godebug" ] && echo "$godebug"
+    echo "require ("
+    echo "  k8s.io/kubernetes $K8S_VERSION"
+    echo "  go.etcd.io/etcd/server/v3 $etcd_version"
+    echo ")"
+    echo "replace ("
+    for m in $staging; do echo "  $m => $m v0.$minor.$patch"; done
+    echo ")"
+  } > "$dir/go.mod"
+}
+
+# kubelet and a container runtime for it (Kubernetes' own in-memory fake CRI server, run by
+# a small main of ours), for test/integration/kubelet.test.ts; their own cache folder.
+# The folder's revision changes whenever fake-cri's main below does.
+NODE_BIN="$CACHE_ROOT/k8s-$K8S_VERSION-node-r2/bin"
+ensure_node_tools() {
+  if [ ! -x "$NODE_BIN/kubelet" ] || [ ! -x "$NODE_BIN/fake-cri" ]; then
+    need_go
+    say "building kubelet $K8S_VERSION and fake-cri into $NODE_BIN (first run only: a few minutes)"
+    local dir; dir="$(mktemp -d)"
+    mkdir -p "$NODE_BIN" "$dir/fake-cri"
+    write_k8s_module "$dir" k8s-node-tools
+    cat > "$dir/fake-cri/main.go" <<'GO'
+// fake-cri serves Kubernetes' in-memory fake container runtime (sandboxes and containers
+// as records, every image present) on the unix socket given as its one argument.
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	fakeremote "k8s.io/cri-client/pkg/fake"
+)
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: fake-cri unix:///path/to/cri.sock")
+		os.Exit(2)
+	}
+	runtime := fakeremote.NewFakeRemoteRuntime()
+	// kubelet refuses an image without a size; every pulled image gets this one.
+	runtime.ImageService.SetFakeImageSize(1 << 20)
+	if err := runtime.Start(os.Args[1]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	<-stop
+	runtime.Stop()
+}
+GO
+    printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kubelet"\n' > "$dir/tools.go"
+    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go mod tidy >&2 &&
+      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $(version_flags)" -o "$NODE_BIN/" \
+        k8s.io/kubernetes/cmd/kubelet >&2 &&
+      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$NODE_BIN/fake-cri" ./fake-cri >&2) ||
+      die "building kubelet and fake-cri failed"
+    rm -rf "$dir"
+  fi
+  ln -sfn "$NODE_BIN/kubelet" "$BIN/kubelet"
+  ln -sfn "$NODE_BIN/fake-cri" "$BIN/fake-cri"
+}
+
+version_flags() {
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local flags="" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags="$flags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags="$flags -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$flags"
+}
+
+if have_all; then ensure_sanity; ensure_node_tools; echo "$BIN"; exit 0; fi
 
 need_go
-
-minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
-patch="${K8S_VERSION##*.}"
-STAGING_VERSION="v0.$minor.$patch"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$BIN"
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
+minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
 
 say "building Kubernetes $K8S_VERSION tools into $BIN (first run only: several minutes)"
 say "downloading k8s.io/kubernetes@$K8S_VERSION module"
-modfile="$(cd "$work" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
-[ -f "$modfile" ] || die "could not download k8s.io/kubernetes@$K8S_VERSION through the Go module proxy (check GOPROXY)"
+write_k8s_module "$work" k8s-tools
+etcd_version="$ETCD_VERSION"
 
-# The staging modules are replaced by ./staging paths upstream; point each to its release.
-staging="$(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$modfile")"
-[ -n "$staging" ] || die "found no staging replace block in $modfile"
-godebug="$(grep -E '^godebug' "$modfile" || true)"
-etcd_version="$(sed -n 's#^[[:space:]]*go.etcd.io/etcd/client/v3 \(v[^ ]*\).*#\1#p' "$modfile" | head -n1)"
-[ -n "$etcd_version" ] || die "could not read the etcd client version Kubernetes pins"
-
-{
-  echo "module cce-secrets-manager/k8s-tools"
-  echo "go 1.24"
-  [ -n "$godebug" ] && echo "$godebug"
-  echo "require ("
-  echo "  k8s.io/kubernetes $K8S_VERSION"
-  echo "  go.etcd.io/etcd/server/v3 $etcd_version"
-  echo ")"
-  echo "replace ("
-  for m in $staging; do echo "  $m => $m $STAGING_VERSION"; done
-  echo ")"
-} > "$work/go.mod"
 cat > "$work/tools.go" <<'GO'
 //go:build tools
 
@@ -91,11 +163,7 @@ GO
 say "resolving module graph (go mod tidy)"
 (cd "$work" && go mod tidy >&2) || die "go mod tidy failed for the wrapper module"
 
-ver_flags=""
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  ver_flags="$ver_flags -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  ver_flags="$ver_flags -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-done
+ver_flags="$(version_flags)"
 
 start=$(date +%s)
 say "building kube-apiserver, kube-controller-manager, kubectl"
@@ -113,4 +181,5 @@ say "built in $(( $(date +%s) - start ))s"
 
 have_all || die "build finished but a binary is missing in $BIN"
 ensure_sanity
+ensure_node_tools
 echo "$BIN"

@@ -1,0 +1,217 @@
+// The seed's workflow through a real kubelet: kubectl apply of a ServiceAccount, an SPC
+// and a Pod on a kubelet node; kubelet's own CSI volume plugin calls the driver, reports
+// its errors as FailedMount events, retries, and unpublishes when the pod goes. The
+// CSIDriver is the chart's. The registrar is test/cluster/registrar.ts (see there why).
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, it } from 'node:test';
+import { CsmsEmulator } from '../../src/emulator/server.js';
+import { isMountPoint } from '../../src/driver/mounter.js';
+import { startKubeletNode, waitForNode, type KubeletNode } from '../cluster/kubelet-node.js';
+import { registerWithKubelet, type Registration } from '../cluster/registrar.js';
+import {
+  binDir,
+  chartDir,
+  core,
+  createNamespace,
+  deleteNamespace,
+  eventually,
+  getSpcps,
+  helm,
+  kubeconfigPath,
+  kubectl,
+  podEvents,
+  readSecret,
+} from '../helpers/cluster.js';
+import { DriverProcess, unmountAll } from '../helpers/driver.js';
+
+const NODE = 'node-kubelet';
+const DRIVER = 'secrets-store.csi.k8s.io';
+const projectId = 'a1a1a1a1b2b2b2b2c3c3c3c3d4d4d4d4';
+const creds = { accessKey: 'KUBELETAK', secretKey: 'kubelet-sk' };
+const dir = mkdtempSync(join(tmpdir(), 'cce-kubelet-test-'));
+const emulator = new CsmsEmulator({
+  projectId,
+  credentials: [creds],
+  secrets: [{ name: 'secret_1', versions: ['{"user":"alice"}'] }],
+});
+let ns: string;
+let node: KubeletNode;
+let driver: DriverProcess;
+let registration: Registration;
+let csmsEndpoint: string;
+const socketDir = mkdtempSync(join(tmpdir(), 'cce-kubelet-csi-'));
+
+function startDriver(): DriverProcess {
+  return new DriverProcess({
+    nodeId: NODE,
+    csmsEndpoint,
+    projectId,
+    socketDir,
+    kubeletRoot: node.root,
+    env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
+    extraArgs: ['--rotation-poll-interval=2s'],
+  });
+}
+
+before(async () => {
+  ns = await createNamespace('kubelet');
+  csmsEndpoint = await emulator.listen();
+  node = await startKubeletNode(binDir, kubeconfigPath, NODE);
+  await waitForNode(node, 'the kubelet node to be Ready', async () =>
+    (await core.readNode({ name: NODE })).status!.conditions!.some((c) => c.type === 'Ready' && c.status === 'True'),
+  );
+  // The chart's CSIDriver, with a token request so kubelet passes ServiceAccount tokens.
+  const csidriver = join(dir, 'csidriver.yaml');
+  const args = [
+    '--kube-version',
+    '1.33.13',
+    '--show-only',
+    'templates/csidriver.yaml',
+    '--set',
+    'tokenRequests[0].audience=dew.test',
+  ];
+  writeFileSync(csidriver, (await helm('template', 'csm', chartDir, ...args)).out);
+  await kubectl('apply', '-f', csidriver);
+  driver = startDriver();
+  await driver.start();
+  registration = await registerWithKubelet(node.root, DRIVER, driver.socket);
+  await waitForNode(node, 'kubelet to register the driver in its CSINode', async () =>
+    (await kubectl('get', 'csinode', NODE, '-o', 'jsonpath={.spec.drivers[*].name}')).includes(DRIVER),
+  );
+});
+
+after(async () => {
+  await deleteNamespace(ns);
+  await registration?.stop();
+  await driver?.stop();
+  if (node) unmountAll(node.root);
+  await node?.stop();
+  await emulator.close();
+});
+
+/** kubectl apply, as an app team would, of a ServiceAccount, an SPC and a Pod on the node. */
+async function applyWorkload(pod: string, allowed: string[]): Promise<void> {
+  const manifest = `
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: ${pod}, namespace: ${ns}, annotations: {cce.io/dew-resource: '${JSON.stringify(allowed)}'}}
+---
+apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {name: ${pod}, namespace: ${ns}}
+spec:
+  provider: cce
+  parameters:
+    objects: |
+      - objectName: secret_1
+        objectType: csms
+        objectVersion: latest
+  secretObjects:
+    - secretName: ${pod}-synced
+      type: Opaque
+      data: [{objectName: secret_1, key: value}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ${pod}, namespace: ${ns}}
+spec:
+  nodeName: ${NODE}
+  serviceAccountName: ${pod}
+  containers:
+    - name: app
+      image: registry.invalid/app:1
+      volumeMounts: [{name: secrets, mountPath: /mnt/secrets, readOnly: true}]
+  volumes:
+    - name: secrets
+      csi: {driver: ${DRIVER}, readOnly: true, volumeAttributes: {secretProviderClass: ${pod}}}
+`;
+  const file = join(dir, `${pod}.yaml`);
+  writeFileSync(file, manifest);
+  await kubectl('apply', '-f', file);
+}
+
+async function runningPod(name: string) {
+  try {
+    return await eventually(
+      `pod ${name} to run`,
+      async () => {
+        const pod = await core.readNamespacedPod({ name, namespace: ns });
+        return pod.status?.phase === 'Running' ? pod : undefined;
+      },
+      60_000,
+    );
+  } catch (err) {
+    const events = (await podEvents(ns, name)).map((e) => `${e.reason}: ${e.message}`).join('\n');
+    throw new Error(
+      `${String(err)}\nevents:\n${events}\nkubelet:\n${node.logs()}\ndriver:\n${driver.logs.slice(-3000)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+const volumeDir = (uid: string) => join(node.root, 'pods', uid, 'volumes', 'kubernetes.io~csi', 'secrets', 'mount');
+
+it('mounts through kubelet: files in its pod folder, containers running, SPCPS and Secret recorded', async () => {
+  await applyWorkload('app', ['secret_1']);
+  const pod = await runningPod('app');
+  const mount = volumeDir(pod.metadata!.uid!);
+  assert.equal(readFileSync(join(mount, 'secret_1'), 'utf8'), '{"user":"alice"}');
+  assert.ok(await isMountPoint(mount), 'a tmpfs of the driver');
+  assert.ok(
+    pod.status?.containerStatuses?.every((c) => c.state?.running),
+    'the containers started in the runtime',
+  );
+  const spcps = await getSpcps(ns, `app-${ns}-app`);
+  assert.deepEqual(spcps?.status.objects, [{ id: 'secret_1', version: 'v1' }]);
+  const secret = await readSecret(ns, 'app-synced');
+  assert.equal(Buffer.from(secret!.data!.value, 'base64').toString(), '{"user":"alice"}');
+  // The chart's tokenRequests made kubelet pass a token; the driver took it and logged none.
+  assert.match(driver.logs, /tokenAudiences="dew\.test"/);
+  assert.doesNotMatch(driver.logs, /eyJ/);
+});
+
+it('reports a secret outside the allow-list as FailedMount, and mounts once the annotation is fixed', async () => {
+  await applyWorkload('denied', []);
+  const event = await eventually(
+    'a FailedMount event',
+    async () => (await podEvents(ns, 'denied')).find((e) => e.reason === 'FailedMount'),
+    60_000,
+  );
+  assert.match(event.message ?? '', /code = PermissionDenied desc = .*secret_1/);
+  const pending = await core.readNamespacedPod({ name: 'denied', namespace: ns });
+  assert.equal(pending.status?.phase, 'Pending');
+  assert.equal(pending.status?.containerStatuses?.[0]?.state?.waiting?.reason, 'ContainerCreating');
+  const patch = JSON.stringify({ metadata: { annotations: { 'cce.io/dew-resource': '["secret_1"]' } } });
+  await kubectl('patch', 'serviceaccount', 'denied', '-n', ns, '--type=merge', '-p', patch);
+  await runningPod('denied');
+});
+
+it('keeps the files across a driver restart, and rotation goes on', async () => {
+  const pod = await runningPod('app');
+  const file = join(volumeDir(pod.metadata!.uid!), 'secret_1');
+  await driver.stop();
+  driver = startDriver();
+  await driver.start();
+  assert.equal(readFileSync(file, 'utf8'), '{"user":"alice"}');
+  emulator.store.addVersion('secret_1', { secret_string: '{"user":"bob"}' });
+  await eventually('the rotated value', async () => (readFileSync(file, 'utf8').includes('bob') ? true : undefined));
+});
+
+it('unpublishes when the pod is deleted: the tmpfs, the SPCPS and the pod go, without forcing', async () => {
+  const pod = await runningPod('app');
+  const mount = volumeDir(pod.metadata!.uid!);
+  await kubectl('delete', 'pod', 'app', '-n', ns, '--wait=false');
+  await eventually(
+    'the pod to be gone',
+    async () => ((await kubectl('get', 'pod', 'app', '-n', ns, '--ignore-not-found', '-o', 'name')) ? undefined : true),
+    60_000,
+  );
+  assert.equal(existsSync(mount), false);
+  assert.equal(await getSpcps(ns, `app-${ns}-app`), undefined);
+  assert.match(driver.logs, /NodeUnpublishVolume|Unmounted volume/);
+});
