@@ -1,9 +1,13 @@
-// `npm run demo`: the real product on this machine. A real kube-apiserver + etcd (built
-// from Go modules on first run), the CSMS emulator with the documentation's secrets,
-// the driver on a temporary socket, and this script playing kubelet for one pod.
-import { readdir, readFile } from 'node:fs/promises';
+// `npm run demo`: the real product on this machine. A real kube-apiserver + etcd and a
+// real kubelet (built from Go modules on first run; the kubelet's containers run in
+// Kubernetes' fake CRI server), the CSMS emulator with the documentation's secrets, and
+// the driver registered with that kubelet, which mounts the pod's volumes through it.
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { installTools, startControlPlane, type ControlPlane } from '../test/cluster/control-plane.js';
+import { startKubeletNode, waitForNode, type KubeletNode } from '../test/cluster/kubelet-node.js';
+import { registerWithKubelet, type Registration } from '../test/cluster/registrar.js';
 import { CsmsEmulator } from '../src/emulator/server.js';
 import { loadSeed } from '../src/emulator/store.js';
 
@@ -26,18 +30,33 @@ if (process.getuid?.() !== 0) {
 const started = performance.now();
 step(
   1,
-  'Kubernetes control plane (kube-apiserver + etcd + kube-controller-manager; the first run builds them: minutes)',
+  'Kubernetes: kube-apiserver + etcd + kube-controller-manager, and a kubelet node (the first run builds them: minutes)',
 );
 const plane: ControlPlane = await startControlPlane(installTools());
 say(indent(`API server ready at ${plane.server}`));
 process.env.CCE_TEST_KUBECONFIG = plane.kubeconfig;
 process.env.CCE_TEST_BIN = plane.binDir;
-const { createNamespace, createPod, createServiceAccount, createSpc, eventually, kubectl, patchSpcObjects } =
-  await import('../test/helpers/cluster.js');
-const { DriverProcess, publishRequest } = await import('../test/helpers/driver.js');
+const cluster = await import('../test/helpers/cluster.js');
+const { chartDir, core, createNamespace, createPod, createServiceAccount, createSpc, eventually, helm } = cluster;
+const { kubectl, patchSpcObjects } = cluster;
+const { DriverProcess } = await import('../test/helpers/driver.js');
+const node: KubeletNode = await startKubeletNode(plane.binDir, plane.kubeconfig, 'demo-node');
+await waitForNode(node, 'the kubelet node to be Ready', async () =>
+  (await core.readNode({ name: 'demo-node' })).status!.conditions!.some(
+    (c) => c.type === 'Ready' && c.status === 'True',
+  ),
+);
+say(indent(`$ kubectl get nodes\n${await kubectl('get', 'nodes')}`));
 const seed = loadSeed(seedPath);
 const emulator = new CsmsEmulator(seed);
 let driver: InstanceType<typeof DriverProcess> | undefined;
+let registration: Registration | undefined;
+
+async function writeTemp(name: string, text: string): Promise<string> {
+  const path = join(await mkdtemp(join(tmpdir(), 'cce-demo-')), name);
+  await writeFile(path, text);
+  return path;
+}
 
 async function show(dir: string): Promise<string> {
   const names = (await readdir(dir)).filter((n) => !n.startsWith('..')).sort();
@@ -49,16 +68,32 @@ try {
   const endpoint = await emulator.listen();
   say(indent(`${endpoint}: secret_1 (v1, v2) and secret_2 (JSON with key1, key2)`));
 
-  step(3, 'The driver: cce-secrets-manager serve --rotation-poll-interval=2s');
+  step(
+    3,
+    "The driver (cce-secrets-manager serve --rotation-poll-interval=2s), registered with kubelet; the chart's CSIDriver",
+  );
   driver = new DriverProcess({
     nodeId: 'demo-node',
+    kubeletRoot: node.root,
     csmsEndpoint: endpoint,
     projectId: seed.projectId,
     extraArgs: ['--rotation-poll-interval=2s'],
     env: { HUAWEICLOUD_SDK_AK: seed.credentials[0].accessKey, HUAWEICLOUD_SDK_SK: seed.credentials[0].secretKey },
   });
   await driver.start();
-  say(indent(`listening on ${driver.socket}; Probe says ready`));
+  registration = await registerWithKubelet(node.root, 'secrets-store.csi.k8s.io', driver.socket);
+  const csidriver = (
+    await helm('template', 'csm', chartDir, '--kube-version', '1.33.13', '--show-only', 'templates/csidriver.yaml')
+  ).out;
+  await kubectl('apply', '-f', await writeTemp('csidriver.yaml', csidriver));
+  await eventually('kubelet to register the driver', async () =>
+    (await kubectl('get', 'csinode', 'demo-node', '-o', 'jsonpath={.spec.drivers[*].name}')) ? true : undefined,
+  );
+  say(
+    indent(
+      `listening on ${driver.socket}; kubelet registered it:\n$ kubectl get csinode demo-node -o jsonpath='{.spec.drivers[*].name}'\n${await kubectl('get', 'csinode', 'demo-node', '-o', 'jsonpath={.spec.drivers[*].name}')}`,
+    ),
+  );
 
   step(
     4,
@@ -95,18 +130,28 @@ try {
   });
   say(indent(`$ kubectl get spc\n${await kubectl('get', 'spc', '-n', ns)}`));
 
-  step(5, "kubelet calls NodePublishVolume for the pod's two secrets-store volumes");
-  const root = driver.kubeletRoot;
-  const volume1 = publishRequest(pod, 'spc-test', root, { volume: 'secrets-store-inline' });
-  const volume2 = publishRequest(pod, 'nginx-deployment-spc-k8s-secrets', root, { volume: 'k8s-secrets' });
-  for (const req of [volume1, volume2]) {
-    const t0 = performance.now();
-    await driver.kubelet.call('Node', 'NodePublishVolume', req);
-    say(
-      indent(
-        `mounted ${req.volume_context.secretProviderClass} in ${(performance.now() - t0).toFixed(0)} ms; files:\n${indent(await show(req.target_path))}`,
-      ),
-    );
+  step(5, "kubelet calls NodePublishVolume for the pod's two secrets-store volumes and starts its container");
+  const t5 = performance.now();
+  await eventually(
+    'the pod to run',
+    async () =>
+      (await core.readNamespacedPod({ name: 'nginx-spc', namespace: ns })).status?.phase === 'Running'
+        ? true
+        : undefined,
+    60_000,
+  );
+  say(
+    indent(
+      `running after ${(performance.now() - t5).toFixed(0)} ms\n$ kubectl get pods\n${await kubectl('get', 'pods', '-n', ns)}`,
+    ),
+  );
+  const described = await kubectl('describe', 'pod', 'nginx-spc', '-n', ns);
+  say(indent(`$ kubectl describe pod nginx-spc   (events)\n${described.slice(described.indexOf('Events:'))}`));
+  const volumeDir = (volume: string) =>
+    join(node.root, 'pods', pod.metadata!.uid!, 'volumes', 'kubernetes.io~csi', volume, 'mount');
+  const volume1 = { target_path: volumeDir('secrets-store-inline') };
+  for (const volume of ['secrets-store-inline', 'k8s-secrets']) {
+    say(indent(`files of volume ${volume} under kubelet's pod folder:\n${indent(await show(volumeDir(volume)))}`));
   }
   const spcpsName = `nginx-spc-${ns}-spc-test`;
   say(indent(`$ kubectl get spcps\n${await kubectl('get', 'spcps', '-n', ns)}`));
@@ -162,15 +207,11 @@ try {
     ),
   );
 
-  step(8, 'kubelet calls NodeUnpublishVolume when the pod goes away');
-  for (const req of [volume1, volume2])
-    await driver.kubelet.call('Node', 'NodeUnpublishVolume', {
-      volume_id: req.volume_id,
-      target_path: req.target_path,
-    });
+  step(8, 'kubectl delete pod: kubelet calls NodeUnpublishVolume and the pod goes');
+  await kubectl('delete', 'pod', 'nginx-spc', '-n', ns, '--wait=true', '--timeout=60s');
   say(
     indent(
-      `targets removed; ${(await kubectl('get', 'spcps', '-n', ns, '--ignore-not-found')).trim() || 'no SPCPS left'}`,
+      `pod gone; targets removed; ${(await kubectl('get', 'spcps', '-n', ns, '--ignore-not-found')).trim() || 'no SPCPS left'}`,
     ),
   );
   say("\nThe driver's log lines for all this:");
@@ -179,7 +220,7 @@ try {
       driver.logs
         .split('\n')
         .filter((l) =>
-          /Servicing mount request|Get secret successfully|Created synced Secret|Applied SecretProviderClass change|Unmounted/.test(
+          /Servicing mount request|Get secret successfully|Created synced Secret|Applied SecretProviderClass change|Rotated mounted contents|Unmounted/.test(
             l,
           ),
         )
@@ -188,7 +229,9 @@ try {
   );
   say(`\nDemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
 } finally {
+  await registration?.stop();
   await driver?.stop();
+  await node.stop();
   await emulator.close();
   await plane.stop();
 }

@@ -7,11 +7,16 @@ import { it } from 'node:test';
 
 const run = promisify(execFile);
 
-it('the demo mounts, syncs, follows an SPC edit, rotates and unmounts', async () => {
+it('the demo mounts through kubelet, syncs, follows an SPC edit, rotates and unmounts', async () => {
   const { stdout } = await run(process.execPath, [resolve(import.meta.dirname, '../../demo/run.js')], {
     timeout: 120_000,
   });
-  assert.match(stdout, /secret_test: p@ssw0rd-version-1/);
+  assert.match(stdout, /nginx-spc\s+1\/1\s+Running/);
+  assert.match(stdout, /Started\s+\d*\w*\s+kubelet\s+Started container app/);
+  assert.match(
+    stdout,
+    /files of volume secrets-store-inline under kubelet's pod folder:\n\s+secret_test: p@ssw0rd-version-1/,
+  );
   assert.match(stdout, /dbusername01: db_user_alice/);
   assert.match(
     stdout,
