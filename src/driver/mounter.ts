@@ -9,6 +9,7 @@ import { mkdir, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import { readFileSync } from 'node:fs';
+import { Semaphore } from '../util/async.js';
 import type { FileSet } from './atomic-writer.js';
 
 // MS_NOSUID | MS_NODEV | MS_NOEXEC; MS_REMOUNT changes the size of a mounted one.
@@ -31,8 +32,7 @@ type AsyncCall = { async: (...args: unknown[]) => void };
 /** libc's mount(2) and umount2(2), loaded on first use. */
 export class Syscalls {
   private loaded?: Promise<{ mount: AsyncCall; umount2: AsyncCall; errno: () => number }>;
-  private running = 0;
-  private readonly queue: (() => void)[] = [];
+  private readonly slots = new Semaphore(SYSCALL_CONCURRENCY);
 
   load() {
     this.loaded ??= import('koffi').then(({ default: koffi }) => {
@@ -50,8 +50,7 @@ export class Syscalls {
 
   async call(name: 'mount' | 'umount2', ...args: unknown[]): Promise<void> {
     const libc = await this.load();
-    while (this.running >= SYSCALL_CONCURRENCY) await new Promise<void>((r) => this.queue.push(r));
-    this.running++;
+    const release = await this.slots.acquire();
     try {
       await new Promise<void>((resolve, reject) => {
         // A call stuck in the kernel holds one pool thread; the volume's caller is told.
@@ -67,8 +66,7 @@ export class Syscalls {
         });
       });
     } finally {
-      this.running--;
-      this.queue.shift()?.();
+      release();
     }
   }
 }

@@ -3,6 +3,7 @@
 // (publish a version, inject faults, read request counts) and the ECS metadata
 // endpoints that hand out node-agency keys.
 import { errorMessage } from '../errors.js';
+import { sleep } from '../util/async.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -64,7 +65,7 @@ export class CsmsEmulator {
     const secretName = m ? decodeURIComponent(m[2]) : undefined;
     this.store.count(`${req.method} ${secretName ?? url.pathname}${m?.[4] ? `/${m[4]}` : ''}`);
     const fault = this.store.takeFault(secretName);
-    if (fault?.latencyMs) await new Promise((r) => setTimeout(r, fault.latencyMs));
+    if (fault?.latencyMs) await sleep(fault.latencyMs);
     if (fault && fault.status !== 0) return faultReply(fault);
     if (project !== this.store.projectId)
       return csmsError(400, 'CSMS.0002', `project id ${project} does not match the credentials' project`);

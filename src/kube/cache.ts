@@ -2,6 +2,7 @@
 // when it has synced, so reads hit memory and the API only sees watches.
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
+import { sleep } from '../util/async.js';
 import { Backoff } from './backoff.js';
 import { apiErrorText } from './client.js';
 
@@ -52,7 +53,7 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
         this.syncedOnce = true;
         return;
       }
-      await new Promise((r) => setTimeout(r, this.backoff.next()));
+      await sleep(this.backoff.next());
     }
   }
 

@@ -4,6 +4,7 @@
 // event. Memory follows what this node's volumes use, not what the cluster holds.
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
+import { sleep } from '../util/async.js';
 import { Backoff } from './backoff.js';
 import { apiErrorText } from './client.js';
 
@@ -96,7 +97,7 @@ export class WatchedObjects<T extends Meta> {
         this.resourceVersion = (await this.opts.listOne()).metadata?.resourceVersion;
       } catch (err) {
         this.log.warn('Listing failed, retrying', { kind: this.opts.kind, error: apiErrorText(err) });
-        await new Promise((r) => setTimeout(r, this.backoff.next()));
+        await sleep(this.backoff.next());
       }
     }
     this.started = true;

@@ -3,7 +3,7 @@
 import type { CsmsClient } from './csms-client.js';
 import { SharedReads } from './shared-reads.js';
 import type { Credentials } from './signer.js';
-import { readKey, type ObjectRequest, type SecretSource, type SecretVersion } from './source.js';
+import type { ObjectRequest, SecretSource, SecretVersion } from './source.js';
 
 export class CsmsSecretSource implements SecretSource {
   // Only while in flight: a later mount reads again, so it sees a new `latest`.
@@ -17,10 +17,6 @@ export class CsmsSecretSource implements SecretSource {
   }
 
   fetch(objects: ObjectRequest[], creds: Credentials, signal?: AbortSignal): Promise<SecretVersion[]> {
-    return Promise.all(
-      objects.map((o) =>
-        this.inflight.read(readKey(o, creds), (s) => this.client.getVersion(o.name, o.version, creds, s), signal),
-      ),
-    );
+    return this.inflight.fetch(objects, creds, (o, s) => this.client.getVersion(o.name, o.version, creds, s), signal);
   }
 }

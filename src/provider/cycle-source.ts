@@ -3,10 +3,10 @@
 // `concurrency` reads run at a time, and throttling from the store halves that and
 // spaces the reads out.
 import { ProductError } from '../errors.js';
-import { sleep } from '../util/async.js';
+import { Semaphore, sleep } from '../util/async.js';
 import { SharedReads } from './shared-reads.js';
 import type { Credentials } from './signer.js';
-import { readKey, type ObjectRequest, type SecretSource, type SecretVersion } from './source.js';
+import type { ObjectRequest, SecretSource, SecretVersion } from './source.js';
 
 export interface CycleSourceOptions {
   concurrency?: number;
@@ -18,9 +18,7 @@ export interface CycleSourceOptions {
 export class CycleSource implements SecretSource {
   // Kept for the whole cycle: every volume of the cycle sees the same value.
   private readonly results: SharedReads;
-  private running = 0;
-  private readonly waiting: (() => void)[] = [];
-  private concurrency: number;
+  private readonly slots: Semaphore;
   private throttled = false;
   /** Distinct reads asked of the inner source (the store calls this cycle caused). */
   reads = 0;
@@ -29,26 +27,19 @@ export class CycleSource implements SecretSource {
     private readonly inner: SecretSource,
     private readonly opts: CycleSourceOptions = {},
   ) {
-    this.concurrency = opts.concurrency ?? 8;
+    this.slots = new Semaphore(opts.concurrency ?? 8);
     this.results = new SharedReads({ keepFinished: true, onShared: opts.onShared });
   }
 
   fetch(objects: ObjectRequest[], creds: Credentials, signal?: AbortSignal): Promise<SecretVersion[]> {
-    return Promise.all(
-      objects.map((o) =>
-        this.results.read(
-          readKey(o, creds),
-          (s) => this.limited(s, async () => (await this.inner.fetch([o], creds, s))[0]),
-          signal,
-        ),
-      ),
-    );
+    const readOne = (o: ObjectRequest, s: AbortSignal) =>
+      this.limited(s, async () => (await this.inner.fetch([o], creds, s))[0]);
+    return this.results.fetch(objects, creds, readOne, signal);
   }
 
   private async limited<T>(signal: AbortSignal, work: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      while (this.running >= this.concurrency) await new Promise<void>((r) => this.waiting.push(r));
-      this.running++;
+      const release = await this.slots.acquire();
       try {
         signal.throwIfAborted();
         if (this.throttled) await sleep(this.opts.throttlePauseMs ?? 500, signal);
@@ -58,10 +49,9 @@ export class CycleSource implements SecretSource {
         if (!isThrottled(err) || attempt >= 3) throw err;
         // Throttled even after the client's own retries: slow the whole cycle down, then retry.
         this.throttled = true;
-        this.concurrency = Math.max(1, Math.floor(this.concurrency / 2));
+        this.slots.limit = Math.max(1, Math.floor(this.slots.limit / 2));
       } finally {
-        this.running--;
-        this.waiting.shift()?.();
+        release();
       }
     }
   }

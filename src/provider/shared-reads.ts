@@ -3,7 +3,8 @@
 // cancelled only when every caller has given up, so one cancelled mount never fails
 // another that shares its read.
 import { untilAborted } from '../util/async.js';
-import type { SecretVersion } from './source.js';
+import type { Credentials } from './signer.js';
+import { readKey, type ObjectRequest, type SecretVersion } from './source.js';
 
 interface Shared {
   promise: Promise<SecretVersion>;
@@ -24,7 +25,17 @@ export class SharedReads {
 
   constructor(private readonly opts: SharedReadsOptions = {}) {}
 
-  read(
+  /** Every object of `objects`, each read through `readOne` unless a read of it can be shared. */
+  fetch(
+    objects: ObjectRequest[],
+    creds: Credentials,
+    readOne: (o: ObjectRequest, signal: AbortSignal) => Promise<SecretVersion>,
+    signal?: AbortSignal,
+  ): Promise<SecretVersion[]> {
+    return Promise.all(objects.map((o) => this.read(readKey(o, creds), (s) => readOne(o, s), signal)));
+  }
+
+  private read(
     key: string,
     start: (signal: AbortSignal) => Promise<SecretVersion>,
     signal?: AbortSignal,

@@ -1,5 +1,5 @@
 // Small promise helpers shared across layers: bounded concurrency, settle-then-fail,
-// and sleeps that end early when their AbortSignal fires.
+// a semaphore, and sleeps that end early when their AbortSignal fires.
 
 /** Runs `fn` over `items`, at most `limit` at a time; with `signal`, starts no new item once it is aborted. */
 export async function forEachLimit<T>(
@@ -13,6 +13,24 @@ export async function forEachLimit<T>(
     while (next < items.length && !signal?.aborted) await fn(items[next++]);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** At most `limit` holders at once; a lowered limit takes effect as holders release. */
+export class Semaphore {
+  private held = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(public limit: number) {}
+
+  /** Resolves to the release function once a place is free. */
+  async acquire(): Promise<() => void> {
+    while (this.held >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
+    this.held++;
+    return () => {
+      this.held--;
+      this.waiting.shift()?.();
+    };
+  }
 }
 
 /** Like Promise.all, but waits for every promise to settle before failing. */

@@ -76,28 +76,10 @@ it('shows pod, SPC and mounted columns for kubectl get spcps', async () => {
 });
 
 it('rejects an object that breaks the CRD schema, naming the field', async () => {
-  await assert.rejects(
-    custom.createNamespacedCustomObject({
-      group: GROUP,
-      version: 'v1',
-      namespace: ns,
-      plural: 'secretproviderclasses',
-      body: spc('bad', 42),
-    }),
-    (err: Error) => /spec\.provider/.test(apiErrorBody(err)),
-  );
+  await assert.rejects(applySpc(spc('bad', 42)), (err: Error) => /spec\.provider/.test(apiErrorBody(err)));
   const noProvider = spc('bad2');
   delete (noProvider.spec as { provider?: unknown }).provider;
-  await assert.rejects(
-    custom.createNamespacedCustomObject({
-      group: GROUP,
-      version: 'v1',
-      namespace: ns,
-      plural: 'secretproviderclasses',
-      body: noProvider,
-    }),
-    (err: Error) => /spec\.provider: Required value/.test(apiErrorBody(err)),
-  );
+  await assert.rejects(applySpc(noProvider), (err: Error) => /spec\.provider: Required value/.test(apiErrorBody(err)));
 });
 
 it('delivers an SPC update to a watch', async () => {
