@@ -3,6 +3,7 @@
 // driver's own, and the emulator's. `serve` gets one frozen, validated ServeConfig.
 import { DEFAULT_MAX_RESPONSE_BYTES, csmsEndpointForRegion } from './provider/csms-client.js';
 import { DEFAULT_METADATA_ENDPOINT } from './provider/credentials.js';
+import { DEFAULT_PROVIDER_DIRS } from './driver/external-provider.js';
 import { parseListenAddress } from './ops-server.js';
 import { errorMessage } from './errors.js';
 import {
@@ -210,10 +211,42 @@ export const SERVE_FLAGS = {
     name: 'max-call-recv-msg-size',
     metavar: 'N',
     default: String(4 * 1024 * 1024),
-    help: 'largest gRPC message accepted, bytes',
+    help: 'largest gRPC message accepted from kubelet or from a provider, bytes',
     parse: wholeNumber,
   },
+  providerVolume: {
+    name: 'provider-volume',
+    metavar: 'PATH',
+    default: DEFAULT_PROVIDER_DIRS[0],
+    help: 'folder of external providers\' sockets (<provider>.sock), for SPCs whose provider is not "cce"',
+    parse: (value: string | undefined, flag: string) => absoluteFolder(value ?? '', flag),
+  },
+  additionalProviderPaths: {
+    name: 'additional-provider-volume-paths',
+    metavar: 'PATHS',
+    default: DEFAULT_PROVIDER_DIRS.slice(1).join(','),
+    help: 'more such folders, comma-separated ("" = none)',
+    parse: (value: string | undefined, flag: string) =>
+      (value ?? '')
+        .split(',')
+        .filter((p) => p !== '')
+        .map((p) => absoluteFolder(p, flag)),
+  },
+  providerTimeoutMs: {
+    name: 'provider-timeout',
+    metavar: 'DURATION',
+    default: '30s',
+    help: 'deadline of each call to an external provider',
+    parse: duration(),
+  },
 };
+
+function absoluteFolder(value: string, flag: string): string {
+  if (!/^\/[^\0]*$/.test(value) || value.split('/').includes('..')) {
+    throw new ConfigError(`${flag} "${value}" must be an absolute path without ".."`);
+  }
+  return value.replace(/\/+$/, '') || '/';
+}
 
 const SERVE_TABLE = { ...SERVE_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
 
@@ -224,7 +257,8 @@ export type ServeConfig = Readonly<
 export const SERVE_HELP = `Usage: cce-secrets-manager serve [flags]
 
 Serves the Secrets Store CSI node driver (secrets-store.csi.k8s.io) with the
-built-in Huawei Cloud DEW/CSMS provider (provider: cce).
+built-in Huawei Cloud DEW/CSMS provider (provider: cce). SPCs of any other
+provider go to that provider's socket, <provider folder>/<provider>.sock.
 
 Flags:
 ${flagHelp(SERVE_TABLE)}

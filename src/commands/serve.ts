@@ -4,6 +4,7 @@
 import type { ServeConfig } from '../config.js';
 import { atomicWriter } from '../driver/atomic-writer.js';
 import { CsiServer } from '../driver/csi-server.js';
+import { ExternalProviders } from '../driver/external-provider.js';
 import { TmpfsMounter } from '../driver/mounter.js';
 import { Publisher, type PublishedContent } from '../driver/publisher.js';
 import { VolumeRegistry } from '../driver/volumes.js';
@@ -56,11 +57,18 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const spcps = new SpcpsWriter(kube.custom);
   const onContent = secretSync && ((content: PublishedContent) => secretSync.sync(content));
   const writer = atomicWriter;
+  const providers = new ExternalProviders({
+    dirs: [config.providerVolume, ...config.additionalProviderPaths],
+    maxReceiveBytes: config.maxCallRecvMsgSize,
+    timeoutMs: config.providerTimeoutMs,
+    log,
+  });
   const publisher = new Publisher({
     cluster: kube,
     spcps,
     source,
     credentials,
+    providers,
     log,
     volumes,
     kubeletRoot,

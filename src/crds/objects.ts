@@ -8,6 +8,8 @@ import { errorMessage, InvalidSpcError } from '../errors.js';
 export interface JmesPathEntry {
   path: string;
   objectAlias: string;
+  /** From `filePermission`; else the object's, else the volume's default. */
+  mode?: number;
 }
 
 export interface SecretObject {
@@ -17,11 +19,14 @@ export interface SecretObject {
   objectVersion: string;
   objectType: 'csms';
   jmesPath: JmesPathEntry[];
+  /** From `filePermission` (an octal string such as "0440"); else the volume's default. */
+  mode?: number;
 }
 
 const SECRET_NAME = /^[a-zA-Z0-9._-]{1,64}$/;
 const VERSION = /^(v[1-9][0-9]{0,8}|latest)$/;
-const KNOWN_KEYS = new Set(['objectName', 'objectAlias', 'objectVersion', 'objectType', 'jmesPath']);
+const KNOWN_KEYS = new Set(['objectName', 'objectAlias', 'objectVersion', 'objectType', 'jmesPath', 'filePermission']);
+const FILE_PERMISSION = /^0?[0-7]{3}$/;
 
 /** Bounds on what one SPC may ask of a node (SECURITY.md): the parameter's size and the files of a volume. */
 export const LIMITS = Object.freeze({ objectsBytes: 64 * 1024, files: 100 });
@@ -96,13 +101,26 @@ function parseOne(item: unknown, index: number, fail: (w: string) => InvalidSpcE
     // The name becomes the file name, so it obeys the same rule as an alias.
     checkFileName(name, `${at('objectName')} (the file name when there is no objectAlias)`, fail, 'set an objectAlias');
   }
+  const mode = parseFilePermission(o.filePermission, at('filePermission'), fail);
   return {
     objectName: name,
     fileName,
     objectVersion: o.objectVersion,
     objectType: 'csms',
     jmesPath: parseJmesPath(o.jmesPath, at, fail),
+    ...(mode === undefined ? {} : { mode }),
   };
+}
+
+/** `filePermission` as the AWS provider spells it: an octal string, "0440" or "440". */
+function parseFilePermission(raw: unknown, field: string, fail: (w: string) => InvalidSpcError): number | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (typeof raw !== 'string' || !FILE_PERMISSION.test(raw)) {
+    throw fail(
+      `${field} must be an octal file mode in quotes such as "0440" or "0644", got ${describe(raw)} (a bare 0440 is read as a number; quote it)`,
+    );
+  }
+  return parseInt(raw, 8);
 }
 
 function parseJmesPath(raw: unknown, at: (f: string) => string, fail: (w: string) => InvalidSpcError): JmesPathEntry[] {
@@ -117,7 +135,8 @@ function parseJmesPath(raw: unknown, at: (f: string) => string, fail: (w: string
     if (typeof e.objectAlias !== 'string' || e.objectAlias === '')
       throw fail(`${field}.objectAlias is required (the file name)`);
     checkFileName(e.objectAlias, `${field}.objectAlias`, fail);
-    return { path: e.path, objectAlias: e.objectAlias };
+    const mode = parseFilePermission(e.filePermission, `${field}.filePermission`, fail);
+    return { path: e.path, objectAlias: e.objectAlias, ...(mode === undefined ? {} : { mode }) };
   });
 }
 

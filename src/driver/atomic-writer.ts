@@ -13,6 +13,7 @@
 // node and a publish makes a few dozen of them (BENCHMARKS.md).
 import {
   chmodSync as chmod,
+  chownSync as chown,
   lstatSync as lstat,
   mkdtempSync as mkdtemp,
   readdirSync as readdir,
@@ -32,6 +33,14 @@ const LINK_TMP = '..link_tmp';
 const DATA_FOLDER = /^\.\.[^/]+$/;
 
 export type FileSet = Map<string, Buffer>;
+
+/** Who may read the files: a mode per file (else 0644) and, for a pod's fsGroup, their group. */
+export interface FilePerms {
+  modes?: ReadonlyMap<string, number>;
+  gid?: number;
+}
+
+export const DEFAULT_FILE_MODE = 0o644;
 
 function dataFolder(dir: string): string | undefined {
   let target: string;
@@ -73,6 +82,16 @@ function isLinkTo(path: string, want: string): boolean {
   }
 }
 
+/** Each published file already has the mode and group asked for. */
+function samePerms(dir: string, folder: string, files: FileSet, perms: FilePerms): boolean {
+  for (const name of files.keys()) {
+    const st = lstat(join(dir, folder, name));
+    if ((st.mode & 0o777) !== (perms.modes?.get(name) ?? DEFAULT_FILE_MODE)) return false;
+    if (perms.gid !== undefined && st.gid !== perms.gid) return false;
+  }
+  return true;
+}
+
 /** Nothing but `..data`, its folder and one correct link per file. */
 function isClean(dir: string, files: FileSet, folder: string): boolean {
   for (const entry of readdir(dir)) {
@@ -103,10 +122,17 @@ function readlinkOrEmpty(path: string): string {
 }
 
 /** Publishes `files` into `dir`. Returns false, touching nothing, when they are already there intact. */
-export function writeAtomically(dir: string, files: FileSet, mode = 0o644): boolean {
+export function writeAtomically(dir: string, files: FileSet, perms: FilePerms = {}): boolean {
   const folder = dataFolder(dir);
   const previous = readPublished(dir);
-  if (folder && previous.size > 0 && sameFiles(previous, files) && isClean(dir, files, folder)) return false;
+  if (
+    folder &&
+    previous.size > 0 &&
+    sameFiles(previous, files) &&
+    isClean(dir, files, folder) &&
+    samePerms(dir, folder, files, perms)
+  )
+    return false;
 
   let fresh: string | undefined;
   try {
@@ -114,7 +140,8 @@ export function writeAtomically(dir: string, files: FileSet, mode = 0o644): bool
     fresh = mkdtemp(join(dir, `..${timestamp()}.`));
     // mkdtemp makes it 0700, which would hide the files from a pod running as non-root.
     chmod(fresh, 0o755);
-    for (const [name, content] of files) writeFile(join(fresh, name), content, { mode });
+    for (const [name, content] of files)
+      writeOne(join(fresh, name), content, perms.modes?.get(name) ?? DEFAULT_FILE_MODE, perms.gid);
     symlink(basename(fresh), join(dir, DATA_TMP));
     rename(join(dir, DATA_TMP), join(dir, DATA));
   } catch (err) {
@@ -131,6 +158,13 @@ export function writeAtomically(dir: string, files: FileSet, mode = 0o644): bool
     throw err;
   }
   return true;
+}
+
+function writeOne(path: string, content: Buffer, mode: number, gid: number | undefined): void {
+  writeFile(path, content, { mode });
+  // The process umask may have taken bits away (group write, say); the mode asked for is exact.
+  chmod(path, mode);
+  if (gid !== undefined) chown(path, 0, gid);
 }
 
 function ensureLink(dir: string, name: string): void {
@@ -157,10 +191,10 @@ function timestamp(): string {
 
 /** What the publisher needs of a volume's files; `atomicWriter` is the real one. */
 export interface VolumeWriter {
-  /** Publishes `files` into `dir`; false when they were already there intact. */
-  write(dir: string, files: FileSet): boolean;
+  /** Publishes `files` into `dir`; false when they were already there intact, with those permissions. */
+  write(dir: string, files: FileSet, perms?: FilePerms): boolean;
   /** The files published in `dir` (empty when none). */
   read(dir: string): FileSet;
 }
 
-export const atomicWriter: VolumeWriter = { write: (dir, files) => writeAtomically(dir, files), read: readPublished };
+export const atomicWriter: VolumeWriter = { write: writeAtomically, read: readPublished };

@@ -8,7 +8,9 @@ import { DRIVER_NAME } from '../crds/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { packageRoot, version } from '../package-info.js';
+import { ProviderError } from './external-provider.js';
 import { unary, type Handler } from './grpc-call.js';
+import { grpcCodeName, toServiceError } from './grpc-status.js';
 import type { Publisher } from './publisher.js';
 import { parsePublishRequest, parseUnpublishRequest } from './volume-request.js';
 
@@ -91,8 +93,14 @@ export class CsiServer {
       });
     const publish = async (raw: object, signal: AbortSignal) => {
       const end = metrics.publishDuration.startTimer();
+      // The provider is known once the SPC is read; a request refused before that counts under "".
+      const labels: { provider?: string } = {};
       try {
-        await publisher.publish(parsePublishRequest(raw, kubeletRoot), signal);
+        await publisher.publish(parsePublishRequest(raw, kubeletRoot), signal, labels);
+        metrics.nodePublish.inc({ provider: labels.provider ?? '' });
+      } catch (err) {
+        metrics.nodePublishError.inc({ provider: labels.provider ?? '', error_type: errorType(err) });
+        throw err;
       } finally {
         end();
         metrics.mountedVolumes.set(publisher.volumes.size);
@@ -105,11 +113,7 @@ export class CsiServer {
       return {};
     };
     return {
-      NodePublishVolume: unary('NodePublishVolume', this.callOptions, publish, (error) =>
-        error
-          ? metrics.nodePublishError.inc({ provider: 'cce', error_type: error })
-          : metrics.nodePublish.inc({ provider: 'cce' }),
-      ),
+      NodePublishVolume: unary('NodePublishVolume', this.callOptions, publish),
       NodeUnpublishVolume: unary('NodeUnpublishVolume', this.callOptions, unpublish, (error) =>
         error ? metrics.nodeUnpublishError.inc({ error_type: error }) : metrics.nodeUnpublish.inc(),
       ),
@@ -159,6 +163,11 @@ export class CsiServer {
     });
     await unlink(this.path).catch(() => undefined);
   }
+}
+
+/** upstream's `error_type`: a provider's own error code, else the gRPC code the call ends with. */
+function errorType(err: unknown): string {
+  return err instanceof ProviderError ? err.errorType : grpcCodeName(toServiceError(err).code!);
 }
 
 /** A socket file left by a crashed run is removed; a live one means another driver runs. */

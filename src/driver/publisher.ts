@@ -7,15 +7,16 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
-import type { SecretProviderClass } from '../crds/types.js';
-import { errorMessage } from '../errors.js';
+import { BUILTIN_PROVIDER, type SecretProviderClass } from '../crds/types.js';
+import { errorMessage, PreconditionError } from '../errors.js';
 import { spcpsNames, type SpcpsStore } from '../kube/spcps-writer.js';
 import type { Logger } from '../log.js';
 import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
 import type { SecretSource, SecretVersion } from '../provider/source.js';
 import { settleAll } from '../util/async.js';
 import type { FileSet, VolumeWriter } from './atomic-writer.js';
-import { buildVolumeContent, digest, type VolumeContent } from './files.js';
+import { buildVolumeContent, digest, filePerms, type VolumeContent } from './files.js';
+import { providerMountRequest, providerContent, type ProviderCaller } from './provider-content.js';
 import { KeyedLock } from './keyed-lock.js';
 import { tmpfsSizeFor, type Mounter } from './mounter.js';
 import { desiredSpcps } from './spcps.js';
@@ -40,6 +41,8 @@ export interface PublisherDeps {
   spcps: SpcpsStore;
   source: SecretSource;
   credentials: CredentialProvider;
+  /** External providers (SPCs whose provider is not `cce`); without it such SPCs are refused. */
+  providers?: ProviderCaller;
   mounter: Mounter;
   writer: VolumeWriter;
   /** Milliseconds on a monotonic clock, for the phase timings in the log. */
@@ -69,9 +72,12 @@ export class Publisher {
     this.now = deps.now ?? (() => performance.now());
   }
 
-  /** With `signal`, a publish cancelled before it is done takes back everything it made. */
-  publish(req: PublishRequest, signal?: AbortSignal): Promise<void> {
-    return this.locks.run(req.targetPath, () => this.publishLocked(req, signal));
+  /**
+   * With `signal`, a publish cancelled before it is done takes back everything it made.
+   * `labels.provider` is set as soon as the SPC is read, for the caller's metrics.
+   */
+  publish(req: PublishRequest, signal?: AbortSignal, labels: { provider?: string } = {}): Promise<void> {
+    return this.locks.run(req.targetPath, () => this.publishLocked(req, signal, labels));
   }
 
   /** Brings a mounted volume up to date with its SPC and, unless `specOnly`, with the store's `latest` values. */
@@ -91,7 +97,11 @@ export class Publisher {
     });
   }
 
-  private async publishLocked(req: PublishRequest, signal?: AbortSignal): Promise<void> {
+  private async publishLocked(
+    req: PublishRequest,
+    signal: AbortSignal | undefined,
+    labels: { provider?: string },
+  ): Promise<void> {
     const { log, cluster } = this.deps;
     log.info('Servicing mount request', {
       Pod: req.podName,
@@ -103,6 +113,9 @@ export class Publisher {
     });
     const t0 = this.now();
     const plan = await planVolume(cluster, req);
+    // spec.provider is the user's text: only a provider that exists becomes a metric label.
+    const real = plan.provider === BUILTIN_PROVIDER || this.deps.providers?.has(plan.provider);
+    labels.provider = real ? plan.provider : 'unknown';
     // Only at mount time: pods already running keep rotating whatever the count becomes.
     await cluster.checkSpcLimit(plan.spc);
     signal?.throwIfAborted();
@@ -136,7 +149,7 @@ export class Publisher {
     try {
       const mounting = mounter.mount(req.targetPath, sizeBytes).then(() => {
         mounted = true;
-        this.write(req, content);
+        this.write(req, plan, content);
       });
       const [name] = await settleAll([recording, mounting]);
       signal?.throwIfAborted();
@@ -180,6 +193,7 @@ export class Publisher {
     if (!known) return 'gone';
     const { source = this.deps.source, specOnly = false, signal } = opts;
     const plan = await planVolume(this.deps.cluster, known.request);
+    if (plan.provider !== BUILTIN_PROVIDER) return this.refreshExternal(known, plan, opts);
     if (plan.fingerprint === known.fingerprint) {
       if (specOnly) return 'unchanged';
       // Only `latest` objects can change by themselves; pinned versions never do.
@@ -194,6 +208,20 @@ export class Publisher {
     return 'updated';
   }
 
+  /** An external provider is asked again, with the versions the volume holds; only a different answer is written. */
+  private async refreshExternal(known: MountedVolume, plan: VolumePlan, opts: RefreshOptions): Promise<RefreshOutcome> {
+    const { specOnly = false, signal } = opts;
+    if (specOnly && plan.fingerprint === known.fingerprint) return 'unchanged';
+    const content = await this.fetchExternal(known.request, plan, known, signal);
+    const same = (a: Record<string, string>, b: Record<string, string>) =>
+      Object.keys(a).length === Object.keys(b).length && Object.entries(a).every(([k, v]) => b[k] === v);
+    const sameVersions = JSON.stringify(content.versions) === JSON.stringify(known.versions);
+    if (plan.fingerprint === known.fingerprint && sameVersions && same(content.digests, known.digests))
+      return 'unchanged';
+    await this.update(known.request, plan, known, this.deps.source, signal, content);
+    return 'updated';
+  }
+
   /** Rewrites an existing volume: files first, then SPCPS and hooks; old files stay on any failure before the swap. */
   private async update(
     req: PublishRequest,
@@ -201,12 +229,13 @@ export class Publisher {
     known: MountedVolume,
     source: SecretSource,
     signal?: AbortSignal,
+    fetched?: VolumeContent,
   ): Promise<void> {
     const { mounter, writer } = this.deps;
     const mounted = await mounter.isMountPoint(req.targetPath);
     // Pinned values come only from our tmpfs, never from the folder under its mount point.
-    const local = mounted ? writer.read(req.targetPath) : new Map<string, Buffer>();
-    const content = await this.fetchContent(req, plan, known, local, source, signal);
+    const local = mounted && !fetched ? writer.read(req.targetPath) : new Map<string, Buffer>();
+    const content = fetched ?? (await this.fetchContent(req, plan, known, local, source, signal));
     signal?.throwIfAborted();
     const sizeBytes = Math.max(known.sizeBytes, tmpfsSizeFor(content.files));
     if (!mounted) {
@@ -216,7 +245,7 @@ export class Publisher {
     } else if (sizeBytes > known.sizeBytes) {
       await mounter.resize(req.targetPath, sizeBytes);
     }
-    this.write(req, content);
+    this.write(req, plan, content);
     const name = await this.record(req, plan, content);
     await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
     this.remember(req, plan, content, name, sizeBytes);
@@ -234,6 +263,7 @@ export class Publisher {
     source: SecretSource,
     signal?: AbortSignal,
   ): Promise<VolumeContent> {
+    if (plan.provider !== BUILTIN_PROVIDER) return this.fetchExternal(req, plan, known, signal);
     const values: (SecretVersion | undefined)[] = plan.objects.map((o) => {
       const had = known?.versions.find((v) => v.id === o.objectName);
       const value = local.get(o.fileName);
@@ -252,8 +282,24 @@ export class Publisher {
     return buildVolumeContent(plan.objects, values as SecretVersion[]);
   }
 
-  private write(req: PublishRequest, content: VolumeContent): void {
-    const changed = this.deps.writer.write(req.targetPath, content.files);
+  private fetchExternal(
+    req: PublishRequest,
+    plan: VolumePlan,
+    known: MountedVolume | undefined,
+    signal?: AbortSignal,
+  ): Promise<VolumeContent> {
+    const { providers } = this.deps;
+    if (!providers) {
+      throw new PreconditionError(
+        `SecretProviderClass ${req.podNamespace}/${req.spcName}: spec.provider is "${plan.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only (external providers are off)`,
+      );
+    }
+    return providerContent(providers, plan.provider, providerMountRequest(req, plan, known?.versions ?? []), signal);
+  }
+
+  private write(req: PublishRequest, plan: VolumePlan, content: VolumeContent): void {
+    const perms = filePerms(content.modes, content.files, plan.pod.spec?.securityContext?.fsGroup);
+    const changed = this.deps.writer.write(req.targetPath, content.files, perms);
     const message = changed ? 'Write secret files finished' : 'Secret files unchanged';
     this.deps.log.v(2).info(message, { target: req.targetPath, files: content.files.size });
   }

@@ -1,16 +1,21 @@
 // Everything a volume's content depends on inside the cluster, read and checked:
-// the pod (same uid as kubelet's), its SPC and the ServiceAccount allow-list.
+// the pod (same uid as kubelet's), its SPC and, for the built-in CSMS provider, the
+// ServiceAccount allow-list. Other providers get the SPC's parameters as they are.
 import { createHash } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
-import { InvalidRequestError, PreconditionError } from '../errors.js';
+import { InvalidRequestError, InvalidSpcError, PreconditionError } from '../errors.js';
 import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
 import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, DRIVER_NAME, type SecretProviderClass } from '../crds/types.js';
 import { checkAllowList } from './allow-list.js';
+import { ExternalProviders } from './external-provider.js';
 import type { PublishRequest } from './volume-request.js';
 
 export interface VolumePlan {
   pod: k8s.V1Pod;
   spc: SecretProviderClass;
+  /** `cce` (built in) or the name of an external provider's socket. */
+  provider: string;
+  /** The built-in provider's objects; empty for an external provider, which reads its own parameters. */
   objects: SecretObject[];
   /** Changes whenever anything but the store's values would change the volume. */
   fingerprint: string;
@@ -30,11 +35,39 @@ export async function planVolume(kube: ClusterReads, req: PublishRequest): Promi
   const pod = await kube.pod(req.podNamespace, req.podName, req.podUid);
   // Before anything else is read: the request must be this node's pod and one of its own volumes.
   checkPodVolume(req, pod, kube.nodeName);
-  const [spc, sa] = await Promise.all([
-    kube.spc(req.podNamespace, req.spcName),
-    kube.serviceAccount(req.podNamespace, req.serviceAccount),
-  ]);
-  return { pod, spc, ...checkVolume(req, spc, sa.metadata?.annotations) };
+  const spc = await kube.spc(req.podNamespace, req.spcName);
+  const provider = spc.spec?.provider;
+  if (provider !== BUILTIN_PROVIDER) return { pod, spc, provider, ...checkExternal(req, spc, pod) };
+  const sa = await kube.serviceAccount(req.podNamespace, req.serviceAccount);
+  return { pod, spc, provider, ...checkVolume(req, spc, sa.metadata?.annotations, pod.spec?.securityContext?.fsGroup) };
+}
+
+/** An SPC of an external provider: a provider name that can only be a socket of the provider folders. */
+function checkExternal(
+  req: PublishRequest,
+  spc: SecretProviderClass,
+  pod: k8s.V1Pod,
+): Pick<VolumePlan, 'objects' | 'fingerprint'> {
+  const ref = `${req.podNamespace}/${req.spcName}`;
+  if (typeof spc.spec?.provider !== 'string' || spc.spec.provider === '') {
+    throw new InvalidSpcError(`SecretProviderClass ${ref}: spec.provider is required, e.g. "${BUILTIN_PROVIDER}"`);
+  }
+  ExternalProviders.checkName(ref, spc.spec.provider);
+  const attributes = pod.spec?.volumes?.find((v) => v.name === req.volumeName)?.csi?.volumeAttributes;
+  const fingerprint = createHash('sha256')
+    .update(
+      JSON.stringify([
+        req.podUid,
+        spc.spec.provider,
+        Object.entries(spc.spec.parameters ?? {}).sort(),
+        spc.spec.secretObjects ?? null,
+        Object.entries(attributes ?? {}).sort(),
+        Object.entries(req.secrets).sort(),
+        pod.spec?.securityContext?.fsGroup ?? null,
+      ]),
+    )
+    .digest('hex');
+  return { objects: [], fingerprint };
 }
 
 /**
@@ -72,6 +105,7 @@ export function checkVolume(
   req: PublishRequest,
   spc: SecretProviderClass,
   saAnnotations: Record<string, string> | undefined,
+  fsGroup?: number,
 ): Pick<VolumePlan, 'objects' | 'fingerprint'> {
   const ref = `${req.podNamespace}/${req.spcName}`;
   if (spc.spec?.provider !== BUILTIN_PROVIDER) {
@@ -93,6 +127,7 @@ export function checkVolume(
         spc.spec.secretObjects ?? null,
         saAnnotations?.[ALLOW_LIST_ANNOTATION],
         Object.entries(req.secrets).sort(),
+        fsGroup ?? null,
       ]),
     )
     .digest('hex');

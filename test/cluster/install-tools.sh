@@ -123,6 +123,220 @@ GO
   ln -sfn "$NODE_BIN/fake-cri" "$BIN/fake-cri"
 }
 
+# The upstream Secrets Store CSI driver and a provider built on upstream's own fake provider
+# server (provider/fake in the driver module), for the provider-API tests and benchmarks;
+# their own cache folder. The driver's logging dependency monis.app/mlog is refused by the
+# module proxy, so a stand-in of ours with the four functions the driver calls replaces it.
+# `secrets-store-csi-driver-unlimited` is the same code with controller-runtime's client
+# rate limit lifted (cfg.QPS = -1), to compare code rather than configuration.
+UPSTREAM_VERSION="${UPSTREAM_VERSION:-v1.6.0}"
+UPSTREAM_BIN="$CACHE_ROOT/secrets-store-csi-driver-$UPSTREAM_VERSION-r2/bin"
+ensure_upstream() {
+  if [ ! -x "$UPSTREAM_BIN/secrets-store-csi-driver" ] || [ ! -x "$UPSTREAM_BIN/secrets-store-csi-driver-unlimited" ] ||
+    [ ! -x "$UPSTREAM_BIN/fake-provider" ]; then
+    need_go
+    say "building secrets-store-csi-driver $UPSTREAM_VERSION and fake-provider into $UPSTREAM_BIN (first run only: a few minutes)"
+    local dir src; dir="$(mktemp -d)"
+    mkdir -p "$UPSTREAM_BIN" "$dir/mlog" "$dir/fake-provider"
+    src="$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/secrets-store-csi-driver@$UPSTREAM_VERSION" |
+      sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+    [ -d "$src" ] || die "could not download sigs.k8s.io/secrets-store-csi-driver@$UPSTREAM_VERSION (check GOPROXY)"
+    write_mlog_standin "$dir/mlog"
+    write_fake_provider_main "$dir/fake-provider/main.go"
+    # A writable copy of the driver module for the rate-limit-lifted build.
+    cp -r "$src" "$dir/driver-unlimited" && chmod -R u+w "$dir/driver-unlimited"
+    sed -i 's|^\(\tcfg := ctrl.GetConfigOrDie()\)$|\1\n\tcfg.QPS = -1|' "$dir/driver-unlimited/cmd/secrets-store-csi-driver/main.go"
+    grep -q 'cfg.QPS = -1' "$dir/driver-unlimited/cmd/secrets-store-csi-driver/main.go" ||
+      die "could not lift the client rate limit in the driver's main.go"
+    {
+      echo "module cce-secrets-manager/upstream-peers"
+      echo "go $(sed -n 's/^go //p' "$src/go.mod")"
+      echo "require sigs.k8s.io/secrets-store-csi-driver $UPSTREAM_VERSION"
+      echo "replace monis.app/mlog => ./mlog"
+    } > "$dir/go.mod"
+    printf '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver"\n' > "$dir/tools.go"
+    local ldflags="-s -w -X sigs.k8s.io/secrets-store-csi-driver/pkg/version.BuildVersion=$UPSTREAM_VERSION"
+    (cd "$dir" && export CGO_ENABLED=0 GOFLAGS=-mod=mod && go mod tidy >&2 &&
+      go build -trimpath -ldflags "$ldflags" -o "$UPSTREAM_BIN/secrets-store-csi-driver" \
+        sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver >&2 &&
+      go build -trimpath -ldflags "-s -w" -o "$UPSTREAM_BIN/fake-provider" ./fake-provider >&2 &&
+      cp go.mod go.unlimited.mod && cp go.sum go.unlimited.sum &&
+      echo "replace sigs.k8s.io/secrets-store-csi-driver => ./driver-unlimited" >> go.unlimited.mod &&
+      go build -modfile go.unlimited.mod -trimpath -ldflags "$ldflags" -o "$UPSTREAM_BIN/secrets-store-csi-driver-unlimited" \
+        sigs.k8s.io/secrets-store-csi-driver/cmd/secrets-store-csi-driver >&2) ||
+      die "building the upstream driver $UPSTREAM_VERSION and fake-provider failed"
+    rm -rf "$dir"
+  fi
+  local tool
+  for tool in secrets-store-csi-driver secrets-store-csi-driver-unlimited fake-provider; do
+    ln -sfn "$UPSTREAM_BIN/$tool" "$BIN/$tool"
+  done
+}
+
+# Our stand-in for monis.app/mlog: the driver's main calls Setup, Fatal, Error and
+# ValidateAndSetKlogLevelAndFormatGlobally; klog does the logging.
+write_mlog_standin() {
+  echo "module monis.app/mlog" > "$1/go.mod"
+  echo "go 1.22" >> "$1/go.mod"
+  echo "require k8s.io/klog/v2 v2.130.1" >> "$1/go.mod"
+  cat > "$1/mlog.go" <<'GO'
+// Package mlog stands in for monis.app/mlog, which the module proxy does not serve.
+package mlog
+
+import (
+	"context"
+	"os"
+
+	"k8s.io/klog/v2"
+)
+
+type LogFormat string
+
+const (
+	FormatText LogFormat = "text"
+	FormatJSON LogFormat = "json"
+)
+
+func Setup() func() { return klog.Flush }
+
+func ValidateAndSetKlogLevelAndFormatGlobally(_ context.Context, _ klog.Level, _ LogFormat) error {
+	return nil
+}
+
+func Error(msg string, err error, keysAndValues ...interface{}) {
+	klog.ErrorS(err, msg, keysAndValues...)
+}
+
+func Fatal(err error, keysAndValues ...interface{}) {
+	klog.ErrorS(err, "fatal", keysAndValues...)
+	klog.Flush()
+	os.Exit(1)
+}
+GO
+}
+
+# fake-provider serves upstream's provider/fake MockCSIProviderServer (which parses the
+# request exactly as a provider must) on the socket given by --endpoint. What Mount returns
+# comes from the JSON file given by --config, read again whenever it changes, so a test can
+# rotate versions; with --record, each request is written there as JSON for the test to check.
+write_fake_provider_main() {
+  cat > "$1" <<'GO'
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/fake"
+	"sigs.k8s.io/secrets-store-csi-driver/provider/v1alpha1"
+)
+
+type config struct {
+	Files     []*v1alpha1.File  `json:"files"`
+	Objects   map[string]string `json:"objects"`
+	ErrorCode string            `json:"errorCode"`
+	// A gRPC failure instead of an answer: "<code name>: <message>".
+	Fail string `json:"fail"`
+}
+
+type provider struct {
+	v1alpha1.UnimplementedCSIDriverProviderServer
+	configPath, recordPath string
+	mu                     sync.Mutex
+	loaded                 string
+	mock                   *fake.MockCSIProviderServer
+}
+
+func (p *provider) current() (*fake.MockCSIProviderServer, error) {
+	raw, err := os.ReadFile(p.configPath)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.mock != nil && string(raw) == p.loaded {
+		return p.mock, nil
+	}
+	var c config
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, err
+	}
+	mock, _ := fake.NewMocKCSIProviderServer("")
+	mock.SetFiles(c.Files)
+	mock.SetObjects(c.Objects)
+	mock.SetProviderErrorCode(c.ErrorCode)
+	if c.Fail != "" {
+		name, msg, _ := strings.Cut(c.Fail, ": ")
+		code := codes.Unknown
+		_ = code.UnmarshalJSON([]byte(`"` + name + `"`))
+		mock.SetReturnError(status.Error(code, msg))
+	}
+	p.mock, p.loaded = mock, string(raw)
+	return mock, nil
+}
+
+func (p *provider) Version(ctx context.Context, req *v1alpha1.VersionRequest) (*v1alpha1.VersionResponse, error) {
+	mock, err := p.current()
+	if err != nil {
+		return nil, err
+	}
+	return mock.Version(ctx, req)
+}
+
+func (p *provider) Mount(ctx context.Context, req *v1alpha1.MountRequest) (*v1alpha1.MountResponse, error) {
+	if p.recordPath != "" {
+		raw, _ := json.Marshal(req)
+		if err := os.WriteFile(p.recordPath, raw, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	mock, err := p.current()
+	if err != nil {
+		return nil, err
+	}
+	return mock.Mount(ctx, req)
+}
+
+func main() {
+	endpoint := flag.String("endpoint", "", "unix socket path to serve on")
+	configPath := flag.String("config", "", "JSON file: files, objects, errorCode, fail")
+	recordPath := flag.String("record", "", "file to write each Mount request to, as JSON")
+	flag.Parse()
+	if *endpoint == "" || *configPath == "" {
+		fmt.Fprintln(os.Stderr, "usage: fake-provider --endpoint /path/name.sock --config files.json [--record req.json]")
+		os.Exit(2)
+	}
+	_ = os.Remove(*endpoint)
+	lis, err := net.Listen("unix", *endpoint)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	server := grpc.NewServer()
+	v1alpha1.RegisterCSIDriverProviderServer(server, &provider{configPath: *configPath, recordPath: *recordPath})
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-stop; server.Stop() }()
+	if err := server.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+GO
+}
+
 version_flags() {
   local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   local flags="" pkg
@@ -133,7 +347,7 @@ version_flags() {
   echo "$flags"
 }
 
-if have_all; then ensure_sanity; ensure_node_tools; echo "$BIN"; exit 0; fi
+if have_all; then ensure_sanity; ensure_node_tools; ensure_upstream; echo "$BIN"; exit 0; fi
 
 need_go
 work="$(mktemp -d)"
@@ -182,4 +396,5 @@ say "built in $(( $(date +%s) - start ))s"
 have_all || die "build finished but a binary is missing in $BIN"
 ensure_sanity
 ensure_node_tools
+ensure_upstream
 echo "$BIN"

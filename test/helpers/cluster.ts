@@ -53,6 +53,8 @@ export interface PodOptions {
   volumes?: Record<string, string>;
   /** Shorthand for one volume `secrets-store-inline` with this SPC. */
   spc?: string;
+  /** spec.securityContext.fsGroup */
+  fsGroup?: number;
 }
 
 /** A Pod bound to `nodeName`; nothing runs it, but its API object is as kubelet would see it. */
@@ -70,6 +72,7 @@ export async function createPod(namespace: string, name: string, opts: PodOption
       spec: {
         nodeName: opts.nodeName ?? 'node-1',
         serviceAccountName: opts.serviceAccountName,
+        ...(opts.fsGroup === undefined ? {} : { securityContext: { fsGroup: opts.fsGroup } }),
         containers: [
           {
             name: 'app',

@@ -56,9 +56,29 @@ it('swaps to new content, drops removed files and the old data folder', async ()
   assert.deepEqual(entries.filter((e) => !e.startsWith('..')).sort(), ['a', 'added']);
 });
 
-it('writes a custom mode', async () => {
-  writeAtomically(dir, files({ a: 'one' }), 0o440);
+it('writes each file with its own mode, exactly (the umask takes nothing away)', async () => {
+  writeAtomically(dir, files({ a: 'one', b: 'two', c: 'three' }), {
+    modes: new Map([
+      ['a', 0o440],
+      ['b', 0o664],
+    ]),
+  });
   assert.equal((await stat(join(dir, 'a'))).mode & 0o777, 0o440);
+  assert.equal((await stat(join(dir, 'b'))).mode & 0o777, 0o664);
+  assert.equal((await stat(join(dir, 'c'))).mode & 0o777, 0o644, 'the default');
+});
+
+it('rewrites files whose mode or group changed, though their bytes did not', async () => {
+  writeAtomically(dir, files({ a: 'one' }));
+  assert.equal(writeAtomically(dir, files({ a: 'one' }), { modes: new Map([['a', 0o400]]) }), true);
+  assert.equal((await stat(join(dir, 'a'))).mode & 0o777, 0o400);
+  assert.equal(writeAtomically(dir, files({ a: 'one' }), { modes: new Map([['a', 0o400]]) }), false);
+  if (process.getuid?.() === 0) {
+    assert.equal(writeAtomically(dir, files({ a: 'one' }), { modes: new Map([['a', 0o440]]), gid: 4321 }), true);
+    const st = await stat(join(dir, 'a'));
+    assert.equal(st.gid, 4321);
+    assert.equal(st.mode & 0o777, 0o440);
+  }
 });
 
 it('leaves the last good files and no temporary entry behind when a write fails', async () => {

@@ -1,0 +1,72 @@
+// What the driver sends an external provider for a volume, and what it makes of the
+// answer: upstream's request (the SPC's parameters plus the pod's volume attributes and
+// identity, the nodePublishSecretRef data, the default mode, the versions the volume
+// holds) and the same VolumeContent the built-in provider produces.
+import type { SpcpsObjectVersion } from '../crds/types.js';
+import type { MountRequest } from '../provider/provider-api.js';
+import { DEFAULT_FILE_MODE } from './atomic-writer.js';
+import type { ProviderMount } from './external-provider.js';
+import { digest, type VolumeContent } from './files.js';
+import type { VolumePlan } from './volume-plan.js';
+import {
+  CTX_POD_NAME,
+  CTX_POD_NAMESPACE,
+  CTX_POD_UID,
+  CTX_SA_TOKENS,
+  CTX_SERVICE_ACCOUNT,
+  CTX_SPC,
+  type PublishRequest,
+} from './volume-request.js';
+
+const CTX_EPHEMERAL = 'csi.storage.k8s.io/ephemeral';
+
+/** What the driver needs of an external provider (ExternalProviders in the driver). */
+export interface ProviderCaller {
+  mount(provider: string, req: MountRequest, signal?: AbortSignal): Promise<ProviderMount>;
+  has(provider: string): boolean;
+}
+
+/**
+ * The attributes are what upstream's driver sends: the SPC's parameters overlaid with the
+ * volume attributes kubelet passes (the pod's own volumeAttributes, its identity and, with
+ * tokenRequests, its ServiceAccount tokens). They are rebuilt from the pod, so a rotation
+ * after a driver restart sends the same (tokens only come with kubelet's calls).
+ */
+export function providerMountRequest(
+  req: PublishRequest,
+  plan: VolumePlan,
+  current: SpcpsObjectVersion[],
+): MountRequest {
+  const volumeAttributes = plan.pod.spec?.volumes?.find((v) => v.name === req.volumeName)?.csi?.volumeAttributes;
+  const attributes: Record<string, string> = {
+    ...plan.spc.spec.parameters,
+    ...volumeAttributes,
+    [CTX_SPC]: req.spcName,
+    [CTX_POD_NAME]: req.podName,
+    [CTX_POD_NAMESPACE]: req.podNamespace,
+    [CTX_POD_UID]: req.podUid,
+    [CTX_SERVICE_ACCOUNT]: req.serviceAccount,
+    [CTX_EPHEMERAL]: 'true',
+  };
+  if (req.serviceAccountTokens) attributes[CTX_SA_TOKENS] = JSON.stringify(req.serviceAccountTokens);
+  return {
+    attributes: JSON.stringify(attributes),
+    secrets: JSON.stringify(req.secrets),
+    target_path: req.targetPath,
+    permission: JSON.stringify(DEFAULT_FILE_MODE),
+    current_object_version: current.map((v) => ({ id: v.id, version: v.version })),
+  };
+}
+
+/** Calls the provider; the content's digests cover each file's bytes and mode, keyed by file. */
+export async function providerContent(
+  caller: ProviderCaller,
+  provider: string,
+  request: MountRequest,
+  signal?: AbortSignal,
+): Promise<VolumeContent> {
+  const answer = await caller.mount(provider, request, signal);
+  const digests: Record<string, string> = {};
+  for (const [name, value] of answer.files) digests[name] = `${answer.modes.get(name)}:${digest(value)}`;
+  return { files: answer.files, modes: answer.modes, versions: answer.versions, digests };
+}
