@@ -1,5 +1,5 @@
 // The few error classes the product raises. Each carries a stable `kind` that the
-// CSI edge maps to one gRPC status code (driver/grpc-status.ts). Messages name the
+// CSI edge maps to one gRPC status code (grpc/status.ts). Messages name the
 // object, the field and the fix, and never carry a secret value; the error that led
 // to one is kept as its `cause`.
 

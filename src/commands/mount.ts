@@ -10,8 +10,8 @@ import { CSMS_FLAGS, csmsSettings } from '../config.js';
 import { desiredSecret } from '../crds/secret-objects.js';
 import { ALLOW_LIST_ANNOTATION, type SecretProviderClass } from '../crds/types.js';
 import { writeAtomically } from '../driver/atomic-writer.js';
-import { buildVolumeContent } from '../driver/files.js';
-import { toServiceError } from '../driver/grpc-status.js';
+import { toServiceError } from '../grpc/status.js';
+import { buildVolumeContent } from '../provider/volume-content.js';
 import { TmpfsMounter, tmpfsSizeFor } from '../driver/mounter.js';
 import { desiredSpcps } from '../driver/spcps.js';
 import { checkVolume } from '../driver/volume-plan.js';
@@ -193,7 +193,7 @@ async function fetchAndWrite(
   if (o.tmpfs && !(await mounter.isMountPoint(req.targetPath))) {
     await mounter.mount(req.targetPath, tmpfsSizeFor(content.files));
   }
-  writeAtomically(req.targetPath, content.files);
+  writeAtomically(req.targetPath, content.files, { modes: content.modes });
   say(`wrote ${content.files.size} file(s) to ${req.targetPath}: ${[...content.files.keys()].join(', ')}`);
   say('SecretProviderClassPodStatus a pod would get:');
   say(

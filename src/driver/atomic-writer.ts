@@ -25,14 +25,15 @@ import {
   writeFileSync as writeFile,
 } from 'node:fs';
 import { basename, join } from 'node:path';
+import type { FileSet } from '../provider/volume-content.js';
+
+export type { FileSet };
 
 const DATA = '..data';
 const DATA_TMP = '..data_tmp';
 const LINK_TMP = '..link_tmp';
 /** What `..data` may point at: a sibling folder of ours, never a path elsewhere. */
 const DATA_FOLDER = /^\.\.[^/]+$/;
-
-export type FileSet = Map<string, Buffer>;
 
 /** Who may read the files: a mode per file (else 0644) and, for a pod's fsGroup, their group. */
 export interface FilePerms {
@@ -198,3 +199,11 @@ export interface VolumeWriter {
 }
 
 export const atomicWriter: VolumeWriter = { write: writeAtomically, read: readPublished };
+
+/** The permissions of a volume's files: their modes and, when the pod has an fsGroup, that group with read access. */
+export function filePerms(modes: ReadonlyMap<string, number>, files: FileSet, fsGroup: number | undefined): FilePerms {
+  if (fsGroup === undefined || !Number.isInteger(fsGroup) || fsGroup < 0 || fsGroup > 0xfffffffe) return { modes };
+  const withGroup = new Map<string, number>();
+  for (const name of files.keys()) withGroup.set(name, (modes.get(name) ?? DEFAULT_FILE_MODE) | 0o040);
+  return { modes: withGroup, gid: fsGroup };
+}

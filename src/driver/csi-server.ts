@@ -9,8 +9,8 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { packageRoot, version } from '../package-info.js';
 import { ProviderError } from './external-provider.js';
-import { unary, type Handler } from './grpc-call.js';
-import { grpcCodeName, toServiceError } from './grpc-status.js';
+import { unary, type Handler } from '../grpc/unary.js';
+import { grpcCodeName, toServiceError } from '../grpc/status.js';
 import type { Publisher } from './publisher.js';
 import { parsePublishRequest, parseUnpublishRequest } from './volume-request.js';
 

@@ -6,7 +6,7 @@ import type { SpcpsObjectVersion } from '../crds/types.js';
 import type { MountRequest } from '../provider/provider-api.js';
 import { DEFAULT_FILE_MODE } from './atomic-writer.js';
 import type { ProviderMount } from './external-provider.js';
-import { digest, type VolumeContent } from './files.js';
+import { digest, type VolumeContent } from '../provider/volume-content.js';
 import type { VolumePlan } from './volume-plan.js';
 import {
   CTX_POD_NAME,

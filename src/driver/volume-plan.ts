@@ -6,7 +6,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { InvalidRequestError, InvalidSpcError, PreconditionError } from '../errors.js';
 import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
 import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, DRIVER_NAME, type SecretProviderClass } from '../crds/types.js';
-import { checkAllowList } from './allow-list.js';
+import { checkAllowList } from '../provider/allow-list.js';
 import { ExternalProviders } from './external-provider.js';
 import type { PublishRequest } from './volume-request.js';
 

@@ -10,9 +10,15 @@ export interface Managed {
   logPath: string;
 }
 
-export function startProcess(name: string, bin: string, args: string[], logPath: string): Managed {
+export function startProcess(
+  name: string,
+  bin: string,
+  args: string[],
+  logPath: string,
+  env: Record<string, string> = {},
+): Managed {
   const out = createWriteStream(logPath);
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   child.stdout.pipe(out);
   child.stderr.pipe(out);
   return { name, child, logPath };

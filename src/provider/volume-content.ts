@@ -1,11 +1,13 @@
 // Turns an SPC's validated objects and the values fetched for them into the files
 // of the volume (with their modes), the versions the SPCPS records, and a digest per
-// object; and says who may read the files of a pod.
+// object. The built-in provider's half of a volume: the `provider` command serves the
+// same content to the upstream driver.
 import { createHash } from 'node:crypto';
 import { extractJmesPath, type SecretObject } from '../crds/objects.js';
 import type { SpcpsObjectVersion } from '../crds/types.js';
-import type { SecretVersion } from '../provider/source.js';
-import { DEFAULT_FILE_MODE, type FilePerms, type FileSet } from './atomic-writer.js';
+import type { SecretVersion } from './source.js';
+/** A volume's files by name. */
+export type FileSet = Map<string, Buffer>;
 
 export interface VolumeContent {
   files: FileSet;
@@ -38,12 +40,4 @@ export function buildVolumeContent(objects: SecretObject[], values: SecretVersio
   });
   versions.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return { files, modes, versions, digests };
-}
-
-/** The permissions of a volume's files: their modes and, when the pod has an fsGroup, that group with read access. */
-export function filePerms(modes: ReadonlyMap<string, number>, files: FileSet, fsGroup: number | undefined): FilePerms {
-  if (fsGroup === undefined || !Number.isInteger(fsGroup) || fsGroup < 0 || fsGroup > 0xfffffffe) return { modes };
-  const withGroup = new Map<string, number>();
-  for (const name of files.keys()) withGroup.set(name, (modes.get(name) ?? DEFAULT_FILE_MODE) | 0o040);
-  return { modes: withGroup, gid: fsGroup };
 }

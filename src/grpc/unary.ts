@@ -3,7 +3,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { CancelledError, DeadlineError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { grpcCodeName, toServiceError } from './grpc-status.js';
+import { grpcCodeName, toServiceError } from './status.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- grpc-js's own untyped handler shape
 export type Handler = (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => void;

@@ -1,0 +1,94 @@
+// `cce-secrets-manager provider`: our CSMS provider on the provider API's socket, for a
+// cluster that keeps the upstream Secrets Store CSI driver (chart: driver.enabled=false).
+// It reads ServiceAccounts (the allow-list) and nothing else from Kubernetes.
+import { CSMS_FLAGS, csmsSettings, LOG_FLAGS } from '../config.js';
+import { errorMessage } from '../errors.js';
+import { ConfigError, flagHelp, parseFlags, required, text } from '../flags.js';
+import { apiErrorText, apiStatus, loadKubeConfig } from '../kube/client.js';
+import { ApiServerError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { version } from '../package-info.js';
+import { CsmsClient } from '../provider/csms-client.js';
+import { CsmsSecretSource } from '../provider/csms-source.js';
+import { defaultCredentialProvider, MetadataCredentials } from '../provider/credentials.js';
+import { PROVIDER_NAME, ProviderServer } from '../provider/provider-server.js';
+import * as k8s from '@kubernetes/client-node';
+
+const PROVIDER_FLAGS = {
+  endpoint: {
+    name: 'endpoint',
+    metavar: 'URL',
+    default: `unix:///var/run/secrets-store-csi-providers/${PROVIDER_NAME}.sock`,
+    help: `the provider socket; the upstream driver looks for <provider folder>/${PROVIDER_NAME}.sock`,
+    parse: required('the provider socket', (v, flag) => {
+      if (!/^unix:\/\/\/.+\.sock$/.test(v))
+        throw new ConfigError(`${flag} "${v}" must look like unix:///var/run/secrets-store-csi-providers/cce.sock`);
+    }),
+  },
+  kubeconfig: {
+    name: 'kubeconfig',
+    metavar: 'PATH',
+    help: 'kubeconfig file (else the in-cluster ServiceAccount)',
+    parse: text(),
+  },
+};
+
+const PROVIDER_TABLE = { ...PROVIDER_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
+
+export const PROVIDER_HELP = `Usage: cce-secrets-manager provider [flags]
+
+Serves the built-in Huawei Cloud DEW/CSMS provider (provider: ${PROVIDER_NAME}) on the
+Secrets Store provider API (v1alpha1), for the upstream Secrets Store CSI driver.
+
+Flags:
+${flagHelp(PROVIDER_TABLE)}
+`;
+
+export async function providerCommand(argv: string[]): Promise<void> {
+  const o = parseFlags('provider', PROVIDER_TABLE, argv);
+  if (o === 'help') {
+    process.stdout.write(PROVIDER_HELP);
+    return;
+  }
+  const csms = csmsSettings(o);
+  const log = createLogger({ verbosity: o.verbosity, json: o.logJson });
+  const metadata = new MetadataCredentials({ endpoint: csms.metadataEndpoint });
+  const client = new CsmsClient({
+    endpoint: csms.csmsEndpoint,
+    projectId: csms.projectId ?? (() => metadata.projectId()),
+    timeoutMs: csms.csmsTimeoutMs,
+    maxResponseBytes: csms.csmsMaxResponseBytes,
+  });
+  const core = loadKubeConfig(o.kubeconfig).makeApiClient(k8s.CoreV1Api);
+  const annotationsOf = async (namespace: string, name: string) => {
+    try {
+      return (await core.readNamespacedServiceAccount({ namespace, name })).metadata?.annotations;
+    } catch (err) {
+      if (apiStatus(err) === 404) return undefined;
+      throw new ApiServerError(`reading ServiceAccount ${namespace}/${name} failed: ${apiErrorText(err)}`, {
+        cause: err,
+      });
+    }
+  };
+  const socket = o.endpoint.slice('unix://'.length);
+  const server = new ProviderServer(socket, {
+    source: new CsmsSecretSource(client),
+    credentials: defaultCredentialProvider(metadata),
+    annotationsOf,
+    log,
+  });
+  await server.start();
+  log.info('Serving the CSMS provider', { provider: PROVIDER_NAME, socket, version, csmsEndpoint: csms.csmsEndpoint });
+  const stop = (signal: string) => {
+    log.info('Shutting down', { signal });
+    server.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error('Stopping failed', { error: errorMessage(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}

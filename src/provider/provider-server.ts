@@ -1,0 +1,154 @@
+// Our CSMS provider behind the provider API, for clusters that keep the upstream driver:
+// `cce-secrets-manager provider` serves Version and Mount on <provider folder>/cce.sock.
+// Mount applies the same SPC rules, allow-list, shared CSMS reads and credentials chain
+// as our own driver and returns the files and versions; the upstream driver writes them.
+// Knows no Kubernetes: the ServiceAccount's annotations come through `annotationsOf`.
+import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { parseSecretObjects } from '../crds/objects.js';
+import { InvalidRequestError } from '../errors.js';
+import { unary } from '../grpc/unary.js';
+import type { Logger } from '../log.js';
+import { version } from '../package-info.js';
+import { checkAllowList } from './allow-list.js';
+import { resolveCredentials, type CredentialProvider } from './credentials.js';
+import {
+  PROVIDER_API_VERSION,
+  providerService,
+  type MountRequest,
+  type MountResponse,
+  type VersionResponse,
+} from './provider-api.js';
+import type { SecretSource } from './source.js';
+import { buildVolumeContent } from './volume-content.js';
+
+export const PROVIDER_NAME = 'cce';
+
+const POD_NAMESPACE = 'csi.storage.k8s.io/pod.namespace';
+const POD_NAME = 'csi.storage.k8s.io/pod.name';
+const SERVICE_ACCOUNT = 'csi.storage.k8s.io/serviceAccount.name';
+const SPC = 'secretProviderClass';
+
+export interface ProviderServerDeps {
+  source: SecretSource;
+  credentials: CredentialProvider;
+  /** The annotations of a ServiceAccount (its allow-list), read fresh for each mount. */
+  annotationsOf(namespace: string, name: string): Promise<Record<string, string> | undefined>;
+  log: Logger;
+}
+
+/** Answers one Mount as our driver would publish: refusals carry the driver's own messages. */
+export async function mountObjects(
+  deps: ProviderServerDeps,
+  req: MountRequest,
+  signal?: AbortSignal,
+): Promise<MountResponse> {
+  const attributes = parseJsonObject(req.attributes, 'attributes');
+  const secrets = parseJsonObject(req.secrets, 'secrets');
+  const need = (key: string) => {
+    const v = attributes[key];
+    if (!v)
+      throw new InvalidRequestError(
+        `Mount: attributes["${key}"] is required; is podInfoOnMount true on the CSIDriver?`,
+      );
+    return v;
+  };
+  const namespace = need(POD_NAMESPACE);
+  const serviceAccount = need(SERVICE_ACCOUNT);
+  const spcRef = `${namespace}/${attributes[SPC] ?? '(unnamed)'}`;
+  const objects = parseSecretObjects(spcRef, attributes.objects);
+  const annotations = await deps.annotationsOf(namespace, serviceAccount);
+  checkAllowList(
+    `${namespace}/${serviceAccount}`,
+    annotations,
+    objects.map((o) => o.objectName),
+  );
+  const creds = await resolveCredentials(secrets, deps.credentials);
+  const asked = objects.map((o) => ({ name: o.objectName, version: o.objectVersion }));
+  const values = await deps.source.fetch(asked, creds, signal);
+  const content = buildVolumeContent(objects, values);
+  const mode = parseMode(req.permission);
+  deps.log.info('Mount served', {
+    pod: `${namespace}/${attributes[POD_NAME] ?? ''}`,
+    spc: spcRef,
+    files: content.files.size,
+  });
+  return {
+    object_version: content.versions,
+    error: null,
+    files: [...content.files].map(([path, contents]) => ({ path, mode: content.modes.get(path) ?? mode, contents })),
+  };
+}
+
+function parseJsonObject(json: string, field: string): Record<string, string> {
+  let parsed: unknown;
+  try {
+    // Upstream's driver sends "null" for a volume without nodePublishSecretRef (Go's nil map).
+    parsed = json === '' || json === 'null' ? {} : JSON.parse(json);
+  } catch {
+    // Not quoted: the secrets field holds credentials.
+    throw new InvalidRequestError(`Mount: ${field} is not a JSON object`);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new InvalidRequestError(`Mount: ${field} is not a JSON object`);
+  }
+  return parsed as Record<string, string>;
+}
+
+/** The default mode, as upstream sends it: a JSON number (420 is 0644). */
+function parseMode(permission: string): number {
+  if (permission === '') return 0o644;
+  const mode = Number(permission);
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o777) {
+    throw new InvalidRequestError(`Mount: permission ${JSON.stringify(permission)} is not a file mode (0 to 511)`);
+  }
+  return mode;
+}
+
+export class ProviderServer {
+  private readonly server = new grpc.Server();
+  private readonly shutdown = new AbortController();
+
+  constructor(
+    private readonly socket: string,
+    deps: ProviderServerDeps,
+  ) {
+    const opts = { log: deps.log, shutdown: this.shutdown.signal };
+    this.server.addService(providerService().service, {
+      Version: unary('Version', opts, async (): Promise<VersionResponse> => ({
+        version: PROVIDER_API_VERSION,
+        runtime_name: 'cce-secrets-manager',
+        runtime_version: version,
+      })),
+      Mount: unary('Mount', opts, (req: MountRequest, signal) => mountObjects(deps, req, signal)),
+    });
+  }
+
+  async start(): Promise<void> {
+    await mkdir(dirname(this.socket), { recursive: true });
+    await unlink(this.socket).catch(() => undefined);
+    await new Promise<void>((resolve, reject) =>
+      this.server.bindAsync(`unix:${this.socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+    // Whoever can call Mount gets secrets: the driver (root) only.
+    await chmod(this.socket, 0o600);
+  }
+
+  async stop(graceMs = 10_000): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const cancel = setTimeout(() => {
+        this.shutdown.abort();
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(cancel);
+        resolve();
+      });
+    });
+    await unlink(this.socket).catch(() => undefined);
+  }
+}
