@@ -62,6 +62,10 @@ export class FakeProvider {
     return { raw, attributes: JSON.parse(raw.attributes), secrets: JSON.parse(raw.secrets) };
   }
 
+  get pid(): number | undefined {
+    return this.process?.child.pid;
+  }
+
   async stop(): Promise<void> {
     if (this.process) await stopProcess(this.process);
   }

@@ -174,3 +174,69 @@ it('installs (server dry run) and shows NOTES on checking the install and a firs
     0,
   );
 });
+
+it('mounts both provider socket folders into the driver and passes them as flags', async () => {
+  const r = await render(ns, 'providers.volume=/run/providers', 'providers.additionalVolumePaths={/opt/a,/opt/b}');
+  assert.equal(r.code, 0, r.err);
+  const ds = docs(r.out).find((d) => d.kind === 'DaemonSet')!;
+  const driver = ds.spec.template.spec.containers[0];
+  assert.ok(driver.args.includes('--provider-volume=/run/providers'));
+  assert.ok(driver.args.includes('--additional-provider-volume-paths=/opt/a,/opt/b'));
+  assert.ok(driver.args.includes('--provider-timeout=30s'));
+  const mounted = driver.volumeMounts.map((m: { mountPath: string }) => m.mountPath);
+  assert.ok(
+    ['/run/providers', '/opt/a', '/opt/b'].every((p) => mounted.includes(p)),
+    String(mounted),
+  );
+  const host = ds.spec.template.spec.volumes.map((v: { hostPath?: { path: string } }) => v.hostPath?.path);
+  assert.ok(
+    ['/run/providers', '/opt/a', '/opt/b'].every((p) => host.includes(p)),
+    String(host),
+  );
+  const bad = await render(ns, 'providers.volume=relative/dir');
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /providers\.volume|providers/);
+});
+
+it('driver.enabled=false installs only the CSMS provider next to an upstream driver', async () => {
+  const r = await render(ns, 'driver.enabled=false', 'csms.projectId=0123456789abcdef0123456789abcdef');
+  assert.equal(r.code, 0, r.err);
+  const all = docs(r.out);
+  assert.deepEqual(all.map((d) => `${d.kind}/${d.metadata.name}`).sort(), [
+    'ClusterRole/cce-secrets-manager',
+    'ClusterRoleBinding/cce-secrets-manager',
+    'DaemonSet/cce-secrets-manager-provider',
+    'ServiceAccount/cce-secrets-manager',
+  ]);
+  const out = await serverDryRun(r.out);
+  assert.equal(out.match(/\(server dry run\)/g)?.length, 4, out);
+  const pod = all.find((d) => d.kind === 'DaemonSet')!.spec.template.spec;
+  const [provider] = pod.containers;
+  assert.equal(pod.containers.length, 1, 'no registrar: the upstream driver registers itself');
+  assert.ok(provider.command.includes('provider'));
+  assert.ok(provider.args.includes('--endpoint=unix:///var/run/secrets-store-csi-providers/cce.sock'));
+  assert.ok(provider.args.includes('--project-id=0123456789abcdef0123456789abcdef'));
+  assert.notEqual(provider.securityContext.privileged, true);
+  assert.deepEqual(provider.securityContext.capabilities, { drop: ['ALL'] });
+  assert.deepEqual(pod.volumes, [
+    { name: 'providers', hostPath: { path: '/var/run/secrets-store-csi-providers', type: 'DirectoryOrCreate' } },
+  ]);
+  const role = all.find((d) => d.kind === 'ClusterRole')!;
+  assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] }]);
+
+  const installed = await helm(
+    'install',
+    'csm-provider',
+    chart,
+    '-n',
+    ns,
+    '--dry-run=server',
+    '--kubeconfig',
+    kubeconfigPath,
+    '--set',
+    'driver.enabled=false',
+  );
+  assert.equal(installed.code, 0, installed.err);
+  assert.match(installed.out, /Only the CSMS provider is installed/);
+  assert.match(installed.out, /get daemonset cce-secrets-manager-provider/);
+});

@@ -93,6 +93,30 @@ it('answers identity and node info calls as a CSI node plugin', async () => {
   assert.equal((await stat(driver.socket)).mode & 0o777, 0o600);
 });
 
+it("gives a 0400 file the pod's fsGroup with group read: a non-root pod reads it, another user does not", async () => {
+  await createSpc(
+    ns,
+    'spc-private',
+    spcTest.replace('objectType: "csms"\n', 'objectType: "csms"\n  filePermission: "0400"\n'),
+  );
+  const p = await createPod(ns, 'private-reader', {
+    nodeName: nodeId,
+    serviceAccountName: 'nginx-spc-sa',
+    spc: 'spc-private',
+    fsGroup: 3000,
+  });
+  const req = publishRequest(p, 'spc-private', kubeletRoot);
+  await driver.kubelet.call('Node', 'NodePublishVolume', req);
+  const file = join(req.target_path, 'secret_test');
+  const st = await stat(file);
+  assert.equal(st.mode & 0o777, 0o440);
+  assert.equal(st.gid, 3000);
+  for (let d = dirname(req.target_path); d.startsWith(kubeletRoot); d = dirname(d)) await chmod(d, 0o755);
+  const as = (groups: string) => run('setpriv', ['--reuid=65534', '--regid=65534', groups, 'cat', file]);
+  assert.equal((await as('--groups=3000')).stdout, values.v1, 'the pod, in its fsGroup');
+  await assert.rejects(as('--clear-groups'), /Permission denied/, 'anyone else');
+});
+
 it('mounts the seed example: the aliased file on tmpfs and the SPCPS', async () => {
   const p = await pod('nginx-spc-1', 'spc-test');
   const req = publishRequest(p, 'spc-test', kubeletRoot);
@@ -222,7 +246,8 @@ it('refuses SPC mistakes with the SPC, the object and the rule', async () => {
     ],
     ['spc-dup', status.INVALID_ARGUMENT, /objectName "secret_1" appears twice/],
     ['spc-escape', status.INVALID_ARGUMENT, /objectAlias "..\/..\/etc\/x" is not a plain file name/],
-    ['spc-vault', status.FAILED_PRECONDITION, /spec.provider is "vault"; this driver serves provider "cce" only/],
+    // Another provider goes to its socket (external-provider.test.ts); none runs here.
+    ['spc-vault', status.UNAVAILABLE, /provider "vault" is not running on this node: no socket at /],
     ['spc-missing', status.NOT_FOUND, new RegExp(`SecretProviderClass ${ns}/spc-missing not found`)],
   ];
   for (const [spc, code, pattern] of cases) {

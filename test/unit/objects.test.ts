@@ -171,3 +171,30 @@ describe('jmesPath extraction', () => {
     );
   });
 });
+
+describe('filePermission', () => {
+  const withPerm = (object: string, entry = '') =>
+    `- objectName: db\n  objectType: csms\n  objectVersion: v1\n${object}  jmesPath:\n    - path: user\n      objectAlias: db_user\n${entry}`;
+
+  it('reads an octal string per object and per jmesPath entry', () => {
+    const [o] = parse(withPerm('  filePermission: "0440"\n', '      filePermission: "400"\n'));
+    assert.equal(o.mode, 0o440);
+    assert.equal(o.jmesPath[0].mode, 0o400);
+  });
+
+  it('leaves the mode unset when not given (the volume default applies)', () => {
+    const [o] = parse(withPerm(''));
+    assert.equal(o.mode, undefined);
+    assert.equal(o.jmesPath[0].mode, undefined);
+  });
+
+  it('refuses a number, a non-octal string and set-id bits, naming the field', () => {
+    refuses(withPerm('  filePermission: 0440\n'), /object "db": filePermission must be an octal file mode in quotes/);
+    refuses(withPerm('  filePermission: "0948"\n'), /object "db": filePermission must be an octal file mode/);
+    refuses(withPerm('  filePermission: "4755"\n'), /got "4755"/);
+    refuses(
+      withPerm('', '      filePermission: "rw"\n'),
+      /object "db": jmesPath\[0\]\.filePermission must be an octal/,
+    );
+  });
+});
