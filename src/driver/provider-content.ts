@@ -18,7 +18,8 @@ import {
   type PublishRequest,
 } from './volume-request.js';
 
-const CTX_EPHEMERAL = 'csi.storage.k8s.io/ephemeral';
+const KUBELET_PREFIX = 'csi.storage.k8s.io/';
+const CTX_EPHEMERAL = `${KUBELET_PREFIX}ephemeral`;
 
 /** What the driver needs of an external provider (ExternalProviders in the driver). */
 export interface ProviderCaller {
@@ -38,9 +39,12 @@ export function providerMountRequest(
   current: SpcpsObjectVersion[],
 ): MountRequest {
   const volumeAttributes = plan.pod.spec?.volumes?.find((v) => v.name === req.volumeName)?.csi?.volumeAttributes;
+  // The csi.storage.k8s.io/ keys are kubelet's to set: neither the SPC nor the pod may pass an identity or tokens.
+  const userSet = (o: Record<string, string> | undefined) =>
+    Object.fromEntries(Object.entries(o ?? {}).filter(([k]) => !k.startsWith(KUBELET_PREFIX)));
   const attributes: Record<string, string> = {
-    ...plan.spc.spec.parameters,
-    ...volumeAttributes,
+    ...userSet(plan.spc.spec.parameters),
+    ...userSet(volumeAttributes),
     [CTX_SPC]: req.spcName,
     [CTX_POD_NAME]: req.podName,
     [CTX_POD_NAMESPACE]: req.podNamespace,

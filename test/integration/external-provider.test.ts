@@ -17,6 +17,7 @@ import {
   deleteNamespace,
   eventually,
   getSpcps,
+  kubectl,
   readSecret,
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
@@ -136,6 +137,39 @@ it('rotates through current_object_version: the provider is asked with the versi
     const versions = fake.lastMount().raw.current_object_version ?? [];
     return versions.some((v) => v.id === 'secret/db' && v.version === 'v2') ? true : undefined;
   });
+  fake.configure(baseConfig);
+});
+
+it('re-calls Mount when the SPC changes, with the new parameters; kubelet-only keys set by the SPC never reach the provider', async () => {
+  await spc('editable', 'fake');
+  const pod = await createPod(ns, 'edited', { nodeName: nodeId, spc: 'editable' });
+  await driver.kubelet.call('Node', 'NodePublishVolume', publishRequest(pod, 'editable', kubeletRoot));
+  const parameters = {
+    roleName: 'db-readonly',
+    'csi.storage.k8s.io/serviceAccount.tokens': '{"forged":{}}',
+    'csi.storage.k8s.io/pod.namespace': 'kube-system',
+  };
+  await kubectl('patch', 'spc', 'editable', '-n', ns, '--type=merge', '-p', JSON.stringify({ spec: { parameters } }));
+  const sent = await eventually('a Mount with the edited parameters', async () => {
+    const m = fake.lastMount();
+    return m.attributes.roleName === 'db-readonly' && m.attributes['csi.storage.k8s.io/pod.name'] === 'edited'
+      ? m
+      : undefined;
+  });
+  assert.equal(sent.attributes['csi.storage.k8s.io/pod.namespace'], ns);
+  assert.equal(sent.attributes['csi.storage.k8s.io/serviceAccount.tokens'], undefined);
+});
+
+it('refuses a reply over --max-call-recv-msg-size, saying which flag raises it', async () => {
+  fake.configure({ ...baseConfig, files: [{ path: 'huge', mode: 0o644, contents: 'x'.repeat(5 * 1024 * 1024) }] });
+  const pod = await createPod(ns, 'huge', { nodeName: nodeId, spc: 'fake-spc' });
+  const req = publishRequest(pod, 'fake-spc', kubeletRoot);
+  await rejectsWith(
+    driver.kubelet.call('Node', 'NodePublishVolume', req),
+    status.INTERNAL,
+    /failed Mount with RESOURCE_EXHAUSTED: .*raise --max-call-recv-msg-size \(now 4194304 bytes\)/,
+  );
+  await assertNothingLeft(req.target_path, `huge-${ns}-fake-spc`);
   fake.configure(baseConfig);
 });
 
