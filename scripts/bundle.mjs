@@ -4,11 +4,42 @@
 // when imported, and V8 keeps all of that source in the heap. Tree-shaking keeps only what
 // the driver calls, which cuts the driver's memory (see BENCHMARKS.md). Tests run this
 // file, so what is tested is what ships.
-import { chmodSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { build } from 'esbuild';
 
-const outfile = 'dist/cce-secrets-manager.mjs';
-await build({
+/**
+ * client-node's generated model classes (about 780, each with its attribute table) are all
+ * loaded at start, only so that ObjectSerializer can rename and convert fields. The JSON the
+ * API server sends already has the fields' names, and watch events already reach us as
+ * plain JSON, so the driver reads plain objects everywhere: each model file becomes an empty
+ * class and ObjectSerializer's type table is emptied, which makes it pass objects through
+ * as they are (its own rule for types it does not know). Less code in the heap and no walk
+ * over every field of every Pod (BENCHMARKS.md); the API classes, the kubeconfig and
+ * authentication handling, the watch and the HTTP layer stay client-node's own.
+ */
+const plainModels = {
+  name: 'client-node-plain-models',
+  setup(b) {
+    const models = /@kubernetes\/client-node\/dist\/gen\/models\/([A-Za-z0-9]+)\.js$/;
+    b.onLoad({ filter: models }, (args) => {
+      const name = basename(args.path, '.js');
+      if (name === 'all') return undefined;
+      if (name !== 'ObjectSerializer') return { contents: `export class ${name} {}\n`, loader: 'js' };
+      const source = readFileSync(args.path, 'utf8');
+      const trimmed = source
+        .replace(/^export \* from .*$/gm, '')
+        .replace(/^import \{ \w+ \} from '\.\.\/models\/.*$/gm, '')
+        .replace(/let typeMap = \{[\s\S]*?\n\};/, 'let typeMap = {};');
+      if (!/let typeMap = \{\};/.test(trimmed))
+        throw new Error('client-node ObjectSerializer.js changed: update scripts/bundle.mjs');
+      return { contents: trimmed, loader: 'js' };
+    });
+  },
+};
+
+const outfile = process.env.BUNDLE_OUT ?? 'dist/cce-secrets-manager.mjs';
+const result = await build({
   entryPoints: ['src/main.ts'],
   outfile,
   bundle: true,
@@ -27,5 +58,11 @@ await build({
     js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
   },
   logLevel: 'warning',
+  plugins: [plainModels],
+  metafile: Boolean(process.env.BUNDLE_META),
 });
 chmodSync(outfile, 0o755);
+if (process.env.BUNDLE_META) {
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(process.env.BUNDLE_META, JSON.stringify(result.metafile));
+}

@@ -1,6 +1,5 @@
 // One logger for the process: klog-shaped lines by default (what operators of the
 // upstream driver grep for), JSON on request, klog-style verbosity levels.
-import { basename } from 'node:path';
 import winston from 'winston';
 
 export type Fields = Record<string, string | number | boolean | undefined>;
@@ -18,6 +17,11 @@ export interface LogOptions {
   json: boolean;
   /** Defaults to stderr, as klog. */
   stream?: NodeJS.WritableStream;
+  /**
+   * Where klog prints `file:line]`: the command (serve, provider). The shipped bundle has no
+   * meaningful file and line, and finding them cost a stack trace per line.
+   */
+  name?: string;
 }
 
 const SEVERITY: Record<string, string> = { error: 'E', warn: 'W', info: 'I' };
@@ -54,21 +58,14 @@ const jsonFormat = winston.format.printf((info) => {
   return JSON.stringify({ ts: new Date().toISOString(), level, caller, msg: message, ...fields });
 });
 
-/** file:line of the code that called the logger, as klog prints it. */
-function callerOf(depth: number): string {
-  const line = new Error().stack?.split('\n')[depth] ?? '';
-  const m = /\(?([^\s()]+):(\d+):\d+\)?$/.exec(line);
-  return m ? `${basename(m[1]).replace(/\.js$/, '.ts')}:${m[2]}` : 'unknown:0';
-}
-
 export function createLogger(opts: LogOptions): Logger {
   const w = winston.createLogger({
     level: 'info',
     format: opts.json ? jsonFormat : klogFormat,
     transports: [new winston.transports.Stream({ stream: opts.stream ?? process.stderr })],
   });
-  const emit = (level: string) => (msg: string, fields?: Fields) =>
-    w.log({ level, message: msg, caller: callerOf(3), fields });
+  const caller = opts.name ?? 'cce-secrets-manager';
+  const emit = (level: string) => (msg: string, fields?: Fields) => w.log({ level, message: msg, caller, fields });
   const silent = { info: () => undefined };
   const logger: Logger = {
     info: emit('info'),

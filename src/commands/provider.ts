@@ -51,7 +51,7 @@ export async function providerCommand(argv: string[]): Promise<void> {
     return;
   }
   const csms = csmsSettings(o);
-  const log = createLogger({ verbosity: o.verbosity, json: o.logJson });
+  const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'provider' });
   const metadata = new MetadataCredentials({ endpoint: csms.metadataEndpoint });
   const client = new CsmsClient({
     endpoint: csms.csmsEndpoint,

@@ -99,7 +99,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
 type Driver = ReturnType<typeof build>;
 
 export async function serve(config: ServeConfig): Promise<void> {
-  const log = createLogger({ verbosity: config.verbosity, json: config.logJson });
+  const log = createLogger({ verbosity: config.verbosity, json: config.logJson, name: 'serve' });
   log.info('Initializing Secrets Store CSI Driver', {
     ...{ driver: 'secrets-store.csi.k8s.io', version, node: config.nodeId },
     csmsEndpoint: config.csmsEndpoint,
@@ -128,6 +128,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     driver.spcWatch.stop();
     await driver.rotation?.stop();
     await driver.server.stop();
+    await driver.publisher.settled();
     ops?.close();
     await driver.kube.stop();
     process.exit(0);

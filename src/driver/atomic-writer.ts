@@ -43,14 +43,18 @@ export interface FilePerms {
 
 export const DEFAULT_FILE_MODE = 0o644;
 
+/**
+ * The target of the link at `path`, or undefined when there is no link there. Looked up
+ * without throwing: a fresh volume has none of our entries, and an exception per missing
+ * entry was a visible share of a mount burst's CPU (BENCHMARKS.md).
+ */
+function linkTarget(path: string): string | undefined {
+  return lstat(path, { throwIfNoEntry: false })?.isSymbolicLink() ? readlink(path) : undefined;
+}
+
 function dataFolder(dir: string): string | undefined {
-  let target: string;
-  try {
-    target = readlink(join(dir, DATA));
-  } catch {
-    return undefined;
-  }
-  return DATA_FOLDER.test(target) && target !== DATA ? target : undefined;
+  const target = linkTarget(join(dir, DATA));
+  return target !== undefined && DATA_FOLDER.test(target) && target !== DATA ? target : undefined;
 }
 
 /** The files currently published in `dir` (empty when nothing was written yet). Follows no link. */
@@ -76,11 +80,7 @@ function sameFiles(a: FileSet, b: FileSet): boolean {
 }
 
 function isLinkTo(path: string, want: string): boolean {
-  try {
-    return lstat(path).isSymbolicLink() && readlink(path) === want;
-  } catch {
-    return false;
-  }
+  return linkTarget(path) === want;
 }
 
 /** Each published file already has the mode and group asked for. */
@@ -115,11 +115,7 @@ function removeLeftovers(dir: string, keep: string | undefined, names: Iterable<
 }
 
 function readlinkOrEmpty(path: string): string {
-  try {
-    return readlink(path);
-  } catch {
-    return '';
-  }
+  return linkTarget(path) ?? '';
 }
 
 /** Publishes `files` into `dir`. Returns false, touching nothing, when they are already there intact. */
@@ -171,7 +167,13 @@ function writeOne(path: string, content: Buffer, mode: number, gid: number | und
 function ensureLink(dir: string, name: string): void {
   const path = join(dir, name);
   const want = join(DATA, name);
-  if (isLinkTo(path, want)) return;
+  const entry = lstat(path, { throwIfNoEntry: false });
+  if (!entry) {
+    // Nothing to replace (a fresh volume, a new file): no temporary link needed.
+    symlink(want, path);
+    return;
+  }
+  if (entry.isSymbolicLink() && readlink(path) === want) return;
   const tmp = join(dir, LINK_TMP);
   rm(tmp, { force: true });
   symlink(want, tmp);

@@ -5,10 +5,10 @@
 // thread pool, never blocking the event loop, and a few at a time, since koffi bounds the
 // calls in flight. mount(8) would fork this whole process per volume, and an earlier perl
 // co-process was harder to follow for no gain; BENCHMARKS.md has the comparison.
-import { mkdir, rmdir, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { getSystemErrorName } from 'node:util';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
+import { errorMessage } from '../errors.js';
 import { Semaphore } from '../util/async.js';
 import type { FileSet } from './atomic-writer.js';
 
@@ -82,14 +82,21 @@ export interface Mounter {
   unmountAndRemove(path: string, layers?: number): Promise<void>;
 }
 
-/** A mount point sits on another device than its parent folder (our tmpfs always does). */
-export async function isMountPoint(path: string): Promise<boolean> {
+/**
+ * A mount point sits on another device than its parent folder (our tmpfs always does).
+ * Synchronous, as the atomic writer's calls: two stats of kubelet's folders are cheaper
+ * than two trips through libuv's thread pool, which a burst keeps busy (BENCHMARKS.md).
+ */
+export function isMountPointSync(path: string): boolean {
   try {
-    const [self, parent] = await Promise.all([stat(path), stat(dirname(path))]);
-    return self.dev !== parent.dev;
+    return statSync(path).dev !== statSync(dirname(path)).dev;
   } catch {
     return false;
   }
+}
+
+export async function isMountPoint(path: string): Promise<boolean> {
+  return isMountPointSync(path);
 }
 
 /**
@@ -122,7 +129,7 @@ export class TmpfsMounter implements Mounter {
   }
 
   async mount(path: string, sizeBytes: number): Promise<void> {
-    await mkdir(path, { recursive: true, mode: 0o750 });
+    mkdirSync(path, { recursive: true, mode: 0o750 });
     await this.syscalls
       .call('mount', MOUNT_SOURCE, path, 'tmpfs', TMPFS_FLAGS, tmpfsData(sizeBytes))
       .catch((err: Error) => {
@@ -140,17 +147,19 @@ export class TmpfsMounter implements Mounter {
 
   async unmountAndRemove(path: string, layers = 8): Promise<void> {
     // Several layers: a crashed run may have left mounts stacked on the same folder.
-    for (let layer = 0; layer < layers && (await isMountPoint(path)); layer++) {
+    for (let layer = 0; layer < layers && isMountPointSync(path); layer++) {
       await this.syscalls.call('umount2', path, 0).catch((err: Error) => {
         throw new Error(`unmounting ${path} failed: ${err.message}`, { cause: err });
       });
     }
-    if (await isMountPoint(path)) return;
+    if (isMountPointSync(path)) return;
     // Only the empty mount point remains once the tmpfs is gone; never delete through a mount.
-    await rmdir(path).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT')
-        throw new Error(`removing ${path} after unmount failed: ${err.message}`, { cause: err });
-    });
+    try {
+      rmdirSync(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw new Error(`removing ${path} after unmount failed: ${errorMessage(err)}`, { cause: err });
+    }
   }
 }
 

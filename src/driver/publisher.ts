@@ -13,7 +13,7 @@ import { spcpsNames, type SpcpsStore } from '../kube/spcps-writer.js';
 import type { Logger } from '../log.js';
 import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
 import type { SecretSource, SecretVersion } from '../provider/source.js';
-import { settleAll } from '../util/async.js';
+import { Semaphore, settleAll } from '../util/async.js';
 import { filePerms, type FileSet, type VolumeWriter } from './atomic-writer.js';
 import { buildVolumeContent, digest, type VolumeContent } from '../provider/volume-content.js';
 import { providerMountRequest, providerContent, type ProviderCaller } from './provider-content.js';
@@ -65,6 +65,8 @@ export type RefreshOutcome = 'unchanged' | 'updated' | 'gone';
 export class Publisher {
   readonly volumes: VolumeRegistry;
   private readonly locks = new KeyedLock();
+  private readonly statusDeletes = new Set<Promise<void>>();
+  private readonly deleteSlots = new Semaphore(4);
   private readonly now: () => number;
 
   constructor(private readonly deps: PublisherDeps) {
@@ -85,9 +87,33 @@ export class Publisher {
     return this.locks.run(targetPath, () => this.refreshLocked(targetPath, opts));
   }
 
-  /** Always runs to the end: kubelet retries an unpublish until it succeeds. */
-  unpublish(req: UnpublishRequest): Promise<void> {
-    return this.locks.run(req.targetPath, () => this.unpublishLocked(req));
+  /**
+   * Always runs to the end: kubelet retries an unpublish until it succeeds. Kubelet has its
+   * answer once the tmpfs is gone; the SPCPS is deleted right after, still under the volume's
+   * lock, so a publish of the same volume waits for it. If the driver stops before that,
+   * garbage collection deletes the SPCPS with its pod.
+   */
+  async unpublish(req: UnpublishRequest): Promise<void> {
+    const known = await this.locks.run(req.targetPath, () => this.unpublishLocked(req));
+    if (known) {
+      const deleting = this.locks.run(req.targetPath, async () => {
+        // The answer goes out first; a few deletes at a time leave the API client to the calls kubelet waits on.
+        await new Promise((resolve) => setImmediate(resolve));
+        const release = await this.deleteSlots.acquire();
+        try {
+          await this.forgetStatus(known);
+        } finally {
+          release();
+        }
+      });
+      this.statusDeletes.add(deleting);
+      void deleting.finally(() => this.statusDeletes.delete(deleting));
+    }
+  }
+
+  /** Resolves once the SPCPS deletes that follow unpublishes are done (tests, shutdown). */
+  async settled(): Promise<void> {
+    while (this.statusDeletes.size > 0) await Promise.all(this.statusDeletes);
   }
 
   /** Takes over a volume mounted by an earlier run of the driver (see reconciler/recovery.ts). */
@@ -315,7 +341,7 @@ export class Publisher {
     this.volumes.set({ request: req, spcpsName, fingerprint: plan.fingerprint, versions, digests, sizeBytes });
   }
 
-  private async unpublishLocked(req: UnpublishRequest): Promise<void> {
+  private async unpublishLocked(req: UnpublishRequest): Promise<MountedVolume | undefined> {
     const { log } = this.deps;
     const { targetPath } = req;
     // A missing folder has nothing to unmount; a link on the way is refused, never followed.
@@ -324,9 +350,9 @@ export class Publisher {
     }
     const known = this.volumes.get(targetPath);
     this.volumes.delete(targetPath);
-    // Unknown volumes are left to the garbage collector (the SPCPS is owned by the pod).
-    if (known) await this.forgetStatus(known);
     log.info('Unmounted volume', { target: targetPath });
+    // Unknown volumes are left to the garbage collector (the SPCPS is owned by the pod).
+    return known;
   }
 
   private async forgetStatus(known: MountedVolume): Promise<void> {

@@ -48,12 +48,9 @@ export function realFoldersUpTo(kubeletRoot: string, target: string, rpc: string
   let path = kubeletRoot;
   for (const part of parts) {
     path = join(path, part);
-    let st;
-    try {
-      st = lstatSync(path);
-    } catch {
-      return false;
-    }
+    // Not throwing: on a first publish the last folder does not exist yet.
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (!st) return false;
     if (!st.isDirectory()) {
       throw new InvalidRequestError(
         `${rpc}: ${path} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a folder'}; the driver follows no link out of ${expectedShape(kubeletRoot)}`,

@@ -100,6 +100,20 @@ export function checkPodVolume(req: PublishRequest, pod: k8s.V1Pod, nodeName: st
   }
 }
 
+/**
+ * The SPC's objects, parsed once per SPC object: the view hands out the same object until
+ * the SPC changes, and a burst of mounts of one SPC would otherwise parse its YAML each time.
+ */
+const parsed = new WeakMap<SecretProviderClass, readonly SecretObject[]>();
+function parsedObjects(ref: string, spc: SecretProviderClass): SecretObject[] {
+  let objects = parsed.get(spc);
+  if (!objects) {
+    objects = Object.freeze(parseSecretObjects(ref, spc.spec.parameters?.objects));
+    parsed.set(spc, objects);
+  }
+  return objects as SecretObject[];
+}
+
 /** The checks of a publish that need no cluster: also what `cce-secrets-manager mount` runs. */
 export function checkVolume(
   req: PublishRequest,
@@ -113,7 +127,7 @@ export function checkVolume(
       `SecretProviderClass ${ref}: spec.provider is "${spc.spec?.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only`,
     );
   }
-  const objects = parseSecretObjects(ref, spc.spec.parameters?.objects);
+  const objects = parsedObjects(ref, spc);
   checkAllowList(
     `${req.podNamespace}/${req.serviceAccount}`,
     saAnnotations,

@@ -139,6 +139,13 @@ export async function getSpcps(namespace: string, name: string): Promise<Record<
   }
 }
 
+/** Waits until the SPCPS is gone: the driver deletes it right after answering an unpublish. */
+export async function spcpsGone(namespace: string, name: string): Promise<void> {
+  await eventually(`SPCPS ${namespace}/${name} to be deleted`, async () =>
+    (await getSpcps(namespace, name)) === undefined ? true : undefined,
+  );
+}
+
 export async function patchSpcObjects(namespace: string, name: string, objects: string): Promise<void> {
   await kubectl(
     'patch',

@@ -21,6 +21,8 @@ export interface DriverOptions {
   socketDir?: string;
   /** kubelet's root folder for this driver (default: a fresh temporary folder). */
   kubeletRoot?: string;
+  /** Another way to start it (a profiling wrapper, say); default the shipped executable. */
+  executable?: string;
 }
 
 export class DriverProcess {
@@ -60,7 +62,7 @@ export class DriverProcess {
       ...(this.opts.extraArgs ?? []),
     ];
     // Started through its shebang, with the same Node flags as in production.
-    this.child = spawn(executable, args, {
+    this.child = spawn(this.opts.executable ?? executable, args, {
       env: { ...process.env, ...this.opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

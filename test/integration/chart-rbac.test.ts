@@ -18,6 +18,7 @@ import {
   kc,
   kubectl,
   readSecret,
+  spcpsGone,
 } from '../helpers/cluster.js';
 import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
 
@@ -118,6 +119,7 @@ it('is enough for the driver to mount, sync a Secret and clean up', async () => 
       volume_id: req.volume_id,
       target_path: req.target_path,
     });
+    await spcpsGone(ns, `app-0-${ns}-spc`);
     assert.doesNotMatch(driver.logs, /forbidden/i);
   } finally {
     await driver.stop();

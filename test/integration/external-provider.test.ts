@@ -19,6 +19,7 @@ import {
   getSpcps,
   kubectl,
   readSecret,
+  spcpsGone,
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
 import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
@@ -186,7 +187,7 @@ it('gives files the pod fsGroup with group read, so a non-root pod can read a 04
 
 async function assertNothingLeft(target: string, spcps: string) {
   assert.equal(await isMountPoint(target), false, 'no tmpfs left');
-  assert.equal(await getSpcps(ns, spcps), undefined, 'no SPCPS left');
+  await spcpsGone(ns, spcps);
 }
 
 it("refuses the mount with the provider's error code, counts it under that code and leaves nothing", async () => {

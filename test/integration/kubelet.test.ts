@@ -19,6 +19,7 @@ import {
   deleteNamespace,
   eventually,
   getSpcps,
+  spcpsGone,
   helm,
   kubeconfigPath,
   kubectl,
@@ -212,6 +213,6 @@ it('unpublishes when the pod is deleted: the tmpfs, the SPCPS and the pod go, wi
     60_000,
   );
   assert.equal(existsSync(mount), false);
-  assert.equal(await getSpcps(ns, `app-${ns}-app`), undefined);
+  await spcpsGone(ns, `app-${ns}-app`);
   assert.match(driver.logs, /NodeUnpublishVolume|Unmounted volume/);
 });

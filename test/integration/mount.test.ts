@@ -20,6 +20,7 @@ import {
   deleteNamespace,
   getSpcps,
   kubectl,
+  spcpsGone,
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
 import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
@@ -306,7 +307,7 @@ it('unpublishes: unmounts, removes the target and the SPCPS, and is idempotent',
   });
   assert.equal(await isMountPoint(req.target_path), false);
   assert.equal(existsSync(req.target_path), false);
-  assert.equal(await getSpcps(ns, `nginx-unpub-${ns}-spc-test`), undefined);
+  await spcpsGone(ns, `nginx-unpub-${ns}-spc-test`);
   await driver.kubelet.call('Node', 'NodeUnpublishVolume', {
     volume_id: req.volume_id,
     target_path: req.target_path,

@@ -23,6 +23,7 @@ import {
   deleteNamespace,
   eventually,
   getSpcps,
+  spcpsGone,
   GROUP,
   kubectl,
   podEvents,
@@ -288,7 +289,7 @@ it('gives two pods whose SPCPS names collide two objects, and unpublishing one k
     volume_id: reqA.volume_id,
     target_path: reqA.target_path,
   });
-  assert.equal(await getSpcps(ns, `p-${ns}-${ns}-s`), undefined);
+  await spcpsGone(ns, `p-${ns}-${ns}-s`);
   assert.ok(await getSpcps(ns, byOwner(b.metadata!.uid!)!), 'the other pod keeps its status');
 });
 

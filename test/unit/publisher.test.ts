@@ -154,8 +154,20 @@ test('unpublish unmounts, forgets the volume and deletes its SPCPS', async () =>
   const req = parts.request();
   await publisher.publish(req);
   await publisher.unpublish({ volumeId: req.volumeId, targetPath: req.targetPath, podUid: req.podUid });
-  assert.equal(parts.mounts.size, 0);
-  assert.equal(parts.spcps.size, 0);
+  assert.equal(parts.mounts.size, 0, 'unmounted before kubelet has its answer');
   assert.equal(publisher.volumes.size, 0);
+  await publisher.settled();
+  assert.equal(parts.spcps.size, 0, 'the SPCPS follows');
   assert.equal(await publisher.refresh(req.targetPath), 'gone');
+});
+
+test('a publish right after an unpublish of the same volume waits for the SPCPS delete, so its own SPCPS stays', async () => {
+  parts = new Parts();
+  const publisher = parts.publisher();
+  const req = parts.request();
+  await publisher.publish(req);
+  await publisher.unpublish({ volumeId: req.volumeId, targetPath: req.targetPath, podUid: req.podUid });
+  await publisher.publish(req);
+  await publisher.settled();
+  assert.deepEqual(parts.spcps.get('pod-1111-2222-ns-spc'), ['secret_1@v2', 'secret_2@v1']);
 });

@@ -1,0 +1,86 @@
+// Our driver with its built-in CSMS provider beside the upstream driver v1.6.0 (as shipped,
+// and with its client rate limit lifted) with upstream's fake provider: the same pods, one
+// API server. Our side does more per mount: 3 signed HTTP reads from the CSMS emulator (its
+// own process, standing in for remote CSMS, not counted as our CPU), the allow-list and the
+// pod checks. BENCH_ROUNDS rounds (default 3); see side-by-side.ts. BENCH_CPU_PROF=<dir> writes
+// a CPU profile of our driver there; BENCH_NODE_FLAGS tries other V8 settings, and
+// BENCH_NODE_FLAGS_B adds a second side of ours with those.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSpc } from '../test/helpers/cluster.js';
+import { DriverProcess, executable } from '../test/helpers/driver.js';
+import { startEmulatorProcess } from './emulator-process.js';
+import { startFakeProvider, upstreamSides } from './provider.js';
+import { benchNode, BENCH_SPC, sideBySide, type Side } from './side-by-side.js';
+
+const projectId = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
+const creds = { accessKey: 'BENCHAK', secretKey: 'bench-sk' };
+const objects = ['db:latest', 'api:v1', 'tls:latest']
+  .map((o) => o.split(':'))
+  .map(([name, version]) => `- {objectName: ${name}, objectType: csms, objectVersion: ${version}}\n`)
+  .join('');
+
+/**
+ * The image's command with other Node flags: `--cpu-prof` (BENCH_CPU_PROF=<dir>, the profile
+ * is written when the driver exits) and/or V8 settings replacing those of src/main.ts.
+ */
+function driverWrapper(flags: string | undefined): string | undefined {
+  const profDir = process.env.BENCH_CPU_PROF;
+  if (!profDir && !flags) return undefined;
+  const path = join(mkdtempSync(join(tmpdir(), 'cce-bench-node-')), 'driver');
+  const prof = profDir ? `--cpu-prof --cpu-prof-dir=${profDir}` : '';
+  const node = `${process.execPath} ${prof} ${flags ?? '--max-semi-space-size=1 --max-old-space-size=128'}`;
+  writeFileSync(path, `#!/bin/sh\nMALLOC_ARENA_MAX=2 exec ${node} ${executable} "$@"\n`, { mode: 0o755 });
+  return path;
+}
+
+/** Our driver with its CSMS provider, on its own node, as a side of the comparison. */
+async function ourSide(name: string, node: string, csms: string, flags?: string) {
+  const driver = new DriverProcess({
+    nodeId: node,
+    csmsEndpoint: csms,
+    projectId,
+    env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
+    executable: driverWrapper(flags),
+    extraArgs: ['-v=0'],
+  });
+  await driver.start();
+  const side: Side = {
+    name,
+    node,
+    kubelet: driver.kubelet,
+    pid: () => driver.pid!,
+    root: driver.kubeletRoot,
+    makeSpc: (ns) => createSpc(ns, BENCH_SPC, objects),
+  };
+  return { side, stop: () => driver.stop() };
+}
+
+export async function run(): Promise<void> {
+  const emulator = await startEmulatorProcess({
+    projectId,
+    credentials: [creds],
+    secrets: ['db', 'api', 'tls'].map((name) => ({ name, versions: [`${name}-value-1`, `${name}-value-2`] })),
+  });
+  const providerDir = mkdtempSync(join(tmpdir(), 'cce-bench-providers-'));
+  const provider = await startFakeProvider(providerDir);
+  const ours = [await ourSide('ours (cce, CSMS)', benchNode('ours'), emulator.url, process.env.BENCH_NODE_FLAGS)];
+  // BENCH_NODE_FLAGS_B="...": a second side of ours with other V8 settings, to compare them in one run.
+  const flagsB = process.env.BENCH_NODE_FLAGS_B;
+  if (flagsB) ours.push(await ourSide(`ours with ${flagsB}`, benchNode('ours-b'), emulator.url, flagsB));
+  // BENCH_OURS_ONLY=1: our sides alone.
+  const upstream = process.env.BENCH_OURS_ONLY
+    ? { sides: [], stop: async () => undefined }
+    : await upstreamSides(providerDir, provider);
+  try {
+    await new Promise((r) => setTimeout(r, 2000));
+    const sides = [...ours.map((o) => o.side), ...upstream.sides];
+    await sideBySide(sides, Number(process.env.BENCH_ROUNDS ?? 3));
+  } finally {
+    for (const o of ours) await o.stop();
+    await upstream.stop();
+    await provider.stop();
+    emulator.stop();
+  }
+}
