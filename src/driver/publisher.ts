@@ -13,10 +13,11 @@ import { spcpsNames, type SpcpsStore } from '../kube/spcps-writer.js';
 import type { Logger } from '../log.js';
 import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
 import type { SecretSource, SecretVersion } from '../provider/source.js';
-import { Semaphore, settleAll } from '../util/async.js';
+import { settleAll } from '../util/async.js';
 import { filePerms, type FileSet, type VolumeWriter } from './atomic-writer.js';
 import { buildVolumeContent, digest, type VolumeContent } from '../provider/volume-content.js';
 import { providerMountRequest, providerContent, type ProviderCaller } from './provider-content.js';
+import { DeferredWork } from './deferred-work.js';
 import { KeyedLock } from './keyed-lock.js';
 import { tmpfsSizeFor, type Mounter } from './mounter.js';
 import { desiredSpcps } from './spcps.js';
@@ -65,8 +66,12 @@ export type RefreshOutcome = 'unchanged' | 'updated' | 'gone';
 export class Publisher {
   readonly volumes: VolumeRegistry;
   private readonly locks = new KeyedLock();
-  private readonly statusDeletes = new Set<Promise<void>>();
-  private readonly deleteSlots = new Semaphore(4);
+  private readonly deferred = new DeferredWork({
+    quietMs: 100,
+    maxDelayMs: 5_000,
+    concurrency: 4,
+    run: (target, task) => this.locks.run(target, task),
+  });
   private readonly now: () => number;
 
   constructor(private readonly deps: PublisherDeps) {
@@ -79,7 +84,13 @@ export class Publisher {
    * `labels.provider` is set as soon as the SPC is read, for the caller's metrics.
    */
   publish(req: PublishRequest, signal?: AbortSignal, labels: { provider?: string } = {}): Promise<void> {
-    return this.locks.run(req.targetPath, () => this.publishLocked(req, signal, labels));
+    return this.deferred.during(() =>
+      this.locks.run(req.targetPath, async () => {
+        // The clean-up of this volume's last unpublish, if still waiting, comes first.
+        await this.deferred.take(req.targetPath)?.();
+        return this.publishLocked(req, signal, labels);
+      }),
+    );
   }
 
   /** Brings a mounted volume up to date with its SPC and, unless `specOnly`, with the store's `latest` values. */
@@ -89,31 +100,23 @@ export class Publisher {
 
   /**
    * Always runs to the end: kubelet retries an unpublish until it succeeds. Kubelet has its
-   * answer once the tmpfs is gone; the SPCPS is deleted right after, still under the volume's
-   * lock, so a publish of the same volume waits for it. If the driver stops before that,
-   * garbage collection deletes the SPCPS with its pod.
+   * answer once the tmpfs is gone; the SPCPS delete is deferred (deferred-work.ts) until no
+   * kubelet call is waiting, and a publish of the same volume runs it first. If the driver
+   * stops before that, garbage collection deletes the SPCPS with its pod.
    */
-  async unpublish(req: UnpublishRequest): Promise<void> {
-    const known = await this.locks.run(req.targetPath, () => this.unpublishLocked(req));
-    if (known) {
-      const deleting = this.locks.run(req.targetPath, async () => {
-        // The answer goes out first; a few deletes at a time leave the API client to the calls kubelet waits on.
-        await new Promise((resolve) => setImmediate(resolve));
-        const release = await this.deleteSlots.acquire();
-        try {
-          await this.forgetStatus(known);
-        } finally {
-          release();
-        }
-      });
-      this.statusDeletes.add(deleting);
-      void deleting.finally(() => this.statusDeletes.delete(deleting));
-    }
+  unpublish(req: UnpublishRequest): Promise<void> {
+    return this.deferred.during(() =>
+      this.locks.run(req.targetPath, async () => {
+        await this.deferred.take(req.targetPath)?.();
+        const known = await this.unpublishLocked(req);
+        if (known) this.deferred.add(req.targetPath, () => this.forgetStatus(known));
+      }),
+    );
   }
 
-  /** Resolves once the SPCPS deletes that follow unpublishes are done (tests, shutdown). */
-  async settled(): Promise<void> {
-    while (this.statusDeletes.size > 0) await Promise.all(this.statusDeletes);
+  /** Runs the deferred SPCPS deletes now and resolves once they are done (shutdown, tests). */
+  settled(): Promise<void> {
+    return this.deferred.settled();
   }
 
   /** Takes over a volume mounted by an earlier run of the driver (see reconciler/recovery.ts). */
