@@ -25,24 +25,24 @@ const objects = ['db:latest', 'api:v1', 'tls:latest']
  * The image's command with other Node flags: `--cpu-prof` (BENCH_CPU_PROF=<dir>, the profile
  * is written when the driver exits) and/or V8 settings replacing those of src/main.ts.
  */
-function driverWrapper(flags: string | undefined): string | undefined {
+function driverWrapper(flags: string | undefined, bundle = executable): string | undefined {
   const profDir = process.env.BENCH_CPU_PROF;
-  if (!profDir && !flags) return undefined;
+  if (!profDir && !flags && bundle === executable) return undefined;
   const path = join(mkdtempSync(join(tmpdir(), 'cce-bench-node-')), 'driver');
   const prof = profDir ? `--cpu-prof --cpu-prof-dir=${profDir}` : '';
   const node = `${process.execPath} ${prof} ${flags ?? '--max-semi-space-size=1 --max-old-space-size=128'}`;
-  writeFileSync(path, `#!/bin/sh\nMALLOC_ARENA_MAX=2 exec ${node} ${executable} "$@"\n`, { mode: 0o755 });
+  writeFileSync(path, `#!/bin/sh\nMALLOC_ARENA_MAX=2 exec ${node} ${bundle} "$@"\n`, { mode: 0o755 });
   return path;
 }
 
 /** Our driver with its CSMS provider, on its own node, as a side of the comparison. */
-async function ourSide(name: string, node: string, csms: string, flags?: string) {
+async function ourSide(name: string, node: string, csms: string, flags?: string, bundle?: string) {
   const driver = new DriverProcess({
     nodeId: node,
     csmsEndpoint: csms,
     projectId,
     env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
-    executable: driverWrapper(flags),
+    executable: driverWrapper(flags, bundle),
     extraArgs: ['-v=0'],
   });
   await driver.start();
@@ -69,6 +69,10 @@ export async function run(): Promise<void> {
   // BENCH_NODE_FLAGS_B="...": a second side of ours with other V8 settings, to compare them in one run.
   const flagsB = process.env.BENCH_NODE_FLAGS_B;
   if (flagsB) ours.push(await ourSide(`ours with ${flagsB}`, benchNode('ours-b'), emulator.url, flagsB));
+  // BENCH_BUNDLE_B=<other build's dist/cce-secrets-manager.mjs>: a second side of ours running
+  // another build (an earlier commit's, say), to compare before and after in one run.
+  const bundleB = process.env.BENCH_BUNDLE_B;
+  if (bundleB) ours.push(await ourSide('ours, other build', benchNode('ours-b'), emulator.url, undefined, bundleB));
   // BENCH_OURS_ONLY=1: our sides alone.
   const upstream = process.env.BENCH_OURS_ONLY
     ? { sides: [], stop: async () => undefined }
