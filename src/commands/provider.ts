@@ -1,18 +1,15 @@
 // `cce-secrets-manager provider`: our CSMS provider on the provider API's socket, for a
 // cluster that keeps the upstream Secrets Store CSI driver (chart: driver.enabled=false).
 // It reads ServiceAccounts (the allow-list) and nothing else from Kubernetes.
+import * as k8s from '@kubernetes/client-node';
 import { CSMS_FLAGS, csmsSettings, LOG_FLAGS } from '../config.js';
-import { errorMessage } from '../errors.js';
+import { ApiServerError, errorMessage } from '../errors.js';
 import { ConfigError, flagHelp, parseFlags, required, text } from '../flags.js';
 import { apiErrorText, apiStatus, loadKubeConfig } from '../kube/client.js';
-import { ApiServerError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { version } from '../package-info.js';
-import { CsmsClient } from '../provider/csms-client.js';
-import { CsmsSecretSource } from '../provider/csms-source.js';
-import { defaultCredentialProvider, MetadataCredentials } from '../provider/credentials.js';
+import { csmsStore } from '../provider/csms-store.js';
 import { PROVIDER_NAME, ProviderServer } from '../provider/provider-server.js';
-import * as k8s from '@kubernetes/client-node';
 
 const PROVIDER_FLAGS = {
   endpoint: {
@@ -52,13 +49,6 @@ export async function providerCommand(argv: string[]): Promise<void> {
   }
   const csms = csmsSettings(o);
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'provider' });
-  const metadata = new MetadataCredentials({ endpoint: csms.metadataEndpoint });
-  const client = new CsmsClient({
-    endpoint: csms.csmsEndpoint,
-    projectId: csms.projectId ?? (() => metadata.projectId()),
-    timeoutMs: csms.csmsTimeoutMs,
-    maxResponseBytes: csms.csmsMaxResponseBytes,
-  });
   const core = loadKubeConfig(o.kubeconfig).makeApiClient(k8s.CoreV1Api);
   const annotationsOf = async (namespace: string, name: string) => {
     try {
@@ -72,8 +62,7 @@ export async function providerCommand(argv: string[]): Promise<void> {
   };
   const socket = o.endpoint.slice('unix://'.length);
   const server = new ProviderServer(socket, {
-    source: new CsmsSecretSource(client),
-    credentials: defaultCredentialProvider(metadata),
+    ...csmsStore(csms),
     annotationsOf,
     log,
   });

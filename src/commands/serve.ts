@@ -18,29 +18,12 @@ import { createLogger, type Logger } from '../log.js';
 import { createProcessMetrics, type Metrics } from '../metrics.js';
 import { startOpsServer } from '../ops-server.js';
 import { version } from '../package-info.js';
-import { CsmsClient } from '../provider/csms-client.js';
-import { CsmsSecretSource } from '../provider/csms-source.js';
-import { defaultCredentialProvider, MetadataCredentials } from '../provider/credentials.js';
+import { csmsStore } from '../provider/csms-store.js';
 import { recoverVolumes } from '../reconciler/recovery.js';
 import { RotationReconciler } from '../reconciler/rotation.js';
 import { SecretSync } from '../reconciler/secret-sync.js';
 import { SpcWatcher } from '../reconciler/spc-watch.js';
 import { sleep } from '../util/async.js';
-
-/** The CSMS side: the source of secret values and the credentials chain. */
-function buildStore(config: ServeConfig, metrics: Metrics) {
-  const metadata = new MetadataCredentials({ endpoint: config.metadataEndpoint });
-  const client = new CsmsClient({
-    endpoint: config.csmsEndpoint,
-    // Resolved when first needed: the socket (and unpublish) must not wait for the metadata service.
-    projectId: config.projectId ?? (() => metadata.projectId()),
-    timeoutMs: config.csmsTimeoutMs,
-    maxResponseBytes: config.csmsMaxResponseBytes,
-    metrics,
-  });
-  const source = new CsmsSecretSource(client, () => metrics.sharedReads.inc());
-  return { source, credentials: defaultCredentialProvider(metadata) };
-}
 
 /** The parts of a running driver, wired together but not started. */
 function build(config: ServeConfig, log: Logger, metrics: Metrics) {
@@ -50,7 +33,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
     maxSpcs: config.maxSecretProviderClasses,
     onCachedObjects: (kind, size) => metrics.cachedObjects.set({ kind }, size),
   });
-  const { source, credentials } = buildStore(config, metrics);
+  const { source, credentials } = csmsStore(config, metrics);
   const events = new EventRecorder(kube.core, log, () => metrics.eventsSuppressed.inc());
   const secretSync = config.syncSecrets ? new SecretSync(kube.core, log, events) : undefined;
   const { kubeletRoot, endpoint, nodeId } = config;
