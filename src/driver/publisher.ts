@@ -1,6 +1,8 @@
 // The one path from (pod, SPC) to files and an SPCPS, used by NodePublishVolume, the
-// rotation cycle and SPC edits alike. A fresh volume gets a tmpfs sized for the secrets
-// fetched, and any failure or cancellation takes everything back; an existing volume
+// rotation cycle and SPC edits alike, for the built-in CSMS provider (its objects, fetched
+// from the SecretSource) and for external providers (their answer to Mount) alike. A
+// fresh volume gets a tmpfs sized for its content, and any failure or cancellation takes
+// everything back; an existing volume
 // keeps its files unless the complete new content is in hand, and nothing is written
 // that is unchanged. Mounts, files, the cluster and the clock all come in through
 // PublisherDeps, so every branch is testable without root or an API server.
