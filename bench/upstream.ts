@@ -30,8 +30,11 @@ function driverWrapper(flags: string | undefined, bundle = executable): string |
   if (!profDir && !flags && bundle === executable) return undefined;
   const path = join(mkdtempSync(join(tmpdir(), 'cce-bench-node-')), 'driver');
   const prof = profDir ? `--cpu-prof --cpu-prof-dir=${profDir}` : '';
-  const node = `${process.execPath} ${prof} ${flags ?? '--max-semi-space-size=1 --max-old-space-size=128'}`;
-  writeFileSync(path, `#!/bin/sh\nMALLOC_ARENA_MAX=2 exec ${node} ${bundle} "$@"\n`, { mode: 0o755 });
+  // Words such as MALLOC_TRIM_THRESHOLD_=131072 among the flags set the environment instead.
+  const words = (flags ?? '--max-semi-space-size=1 --max-old-space-size=128').split(' ').filter(Boolean);
+  const env = ['MALLOC_ARENA_MAX=2', ...words.filter((w) => /^[A-Z_]+=/.test(w))].join(' ');
+  const node = `${process.execPath} ${prof} ${words.filter((w) => !/^[A-Z_]+=/.test(w)).join(' ')}`;
+  writeFileSync(path, `#!/bin/sh\n${env} exec ${node} ${bundle} "$@"\n`, { mode: 0o755 });
   return path;
 }
 
