@@ -2,6 +2,7 @@
 // Go module): the seed's workflow through upstream's own publish path, against the real
 // API server, real tmpfs mounts and the CSMS emulator with signatures checked.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -19,7 +20,7 @@ import {
   eventually,
   getSpcps,
 } from '../helpers/cluster.js';
-import { publishRequest, unmountAll } from '../helpers/driver.js';
+import { executable, publishRequest, unmountAll } from '../helpers/driver.js';
 import { ProviderProcess, UpstreamDriver } from '../helpers/upstream-driver.js';
 
 const projectId = '0a1b2c3d4e5f60718293a4b5c6d7e8f9';
@@ -134,4 +135,19 @@ it('refuses a broken SPC with the mount-time message of our own driver', async (
       return true;
     },
   );
+});
+
+it('provider refuses a socket path that is not <folder>/<name>.sock and lists its flags', () => {
+  const bad = spawnSync(executable, ['provider', '--endpoint', 'unix:///tmp/x/cce', '--region', 'cn-north-4'], {
+    encoding: 'utf8',
+  });
+  assert.equal(bad.status, 2);
+  assert.match(
+    bad.stderr,
+    /--endpoint "unix:\/\/\/tmp\/x\/cce" must look like unix:\/\/\/var\/run\/secrets-store-csi-providers\/cce\.sock/,
+  );
+  const help = spawnSync(executable, ['provider', '--help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0);
+  for (const flag of ['--endpoint', '--kubeconfig', '--region', '--csms-endpoint', '--project-id', '--log-format-json'])
+    assert.ok(help.stdout.includes(flag), `${flag} in the help`);
 });
