@@ -8,6 +8,7 @@ import { ConfigError, parseServeArgs, SERVE_HELP } from './config.js';
 import { csmsEmulator } from './commands/csms-emulator.js';
 import { mountCommand } from './commands/mount.js';
 import { providerCommand } from './commands/provider.js';
+import { webhookCommand } from './commands/webhook.js';
 import { serve } from './commands/serve.js';
 import { version } from './package-info.js';
 
@@ -16,6 +17,7 @@ const HELP = `Usage: cce-secrets-manager <command> [flags]
 Commands:
   serve          run the CSI node driver with the built-in CSMS provider
   provider       serve the CSMS provider to the upstream driver (provider API v1alpha1)
+  webhook        serve the validating admission webhook for SPCs and allow-lists
   mount          check an SPC and mount it into a folder, without Kubernetes
   csms-emulator  run a local CSMS emulator
   --version      print the version
@@ -36,6 +38,8 @@ async function main(argv: string[]): Promise<void> {
       return csmsEmulator(rest);
     case 'provider':
       return providerCommand(rest);
+    case 'webhook':
+      return webhookCommand(rest);
     case 'mount':
       process.exitCode = await mountCommand(rest);
       return;

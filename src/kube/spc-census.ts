@@ -35,9 +35,18 @@ export class SpcCensus {
     // Not among the oldest in a count from a few seconds ago: it may be newer, so count again before refusing.
     if (!census.within.has(uid) && census.total >= this.max && cached) census = await this.recount();
     if (census.within.has(uid) || census.total < this.max) return;
-    throw new PreconditionError(
-      `SecretProviderClass ${spc.metadata.namespace}/${spc.metadata.name} exceeds the limit of ${this.max} SecretProviderClasses in the cluster (there are ${census.total}); delete unused ones or raise maxSecretProviderClasses`,
-    );
+    throw new PreconditionError(this.exceeds(spc.metadata.namespace, spc.metadata.name, census.total));
+  }
+
+  /** At admission of a new SPC: refuses it, with the mount-time message, when the cluster is already at the limit. */
+  async checkNew(namespace: string, name: string): Promise<void> {
+    const { total } = await this.recount();
+    if (total < this.max) return;
+    throw new PreconditionError(this.exceeds(namespace, name, total + 1));
+  }
+
+  private exceeds(namespace: string | undefined, name: string, total: number): string {
+    return `SecretProviderClass ${namespace}/${name} exceeds the limit of ${this.max} SecretProviderClasses in the cluster (there are ${total}); delete unused ones or raise maxSecretProviderClasses`;
   }
 
   private recount(): Promise<Census> {

@@ -1,0 +1,177 @@
+// The webhook's HTTPS endpoint: AdmissionReview in, verdict out, for SecretProviderClasses
+// and ServiceAccounts; /metrics and /healthz beside it. The serving certificate is read
+// again whenever its files change (a renewed Secret, cert-manager), without a restart.
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import * as https from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type * as k8s from '@kubernetes/client-node';
+import { Counter, Histogram, Registry } from 'prom-client';
+import type { SecretProviderClass } from '../crds/types.js';
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { reviewServiceAccount, reviewSpc, type SpcReviewContext, type Verdict } from './review.js';
+
+/** The API server sends whole objects; an SPC or ServiceAccount is far smaller than this. */
+const MAX_BODY_BYTES = 3 * 1024 * 1024;
+
+interface AdmissionRequest {
+  uid: string;
+  kind?: { kind?: string };
+  operation?: string;
+  object?: unknown;
+}
+
+export interface AdmissionServerOptions {
+  certFile: string;
+  keyFile: string;
+  spcContext: Omit<SpcReviewContext, 'operation'>;
+  log: Logger;
+  registry?: Registry;
+}
+
+export function admissionMetrics(registry: Registry) {
+  return {
+    reviews: new Counter({
+      name: 'admission_reviews_total',
+      help: 'Admission reviews by kind and result (allowed, refused, error)',
+      labelNames: ['kind', 'result'],
+      registers: [registry],
+    }),
+    duration: new Histogram({
+      name: 'admission_review_duration_seconds',
+      help: 'Time to decide one admission review',
+      labelNames: ['kind'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [registry],
+    }),
+  };
+}
+
+export class AdmissionServer {
+  readonly server: https.Server;
+  private readonly registry: Registry;
+  private readonly metrics: ReturnType<typeof admissionMetrics>;
+
+  constructor(private readonly opts: AdmissionServerOptions) {
+    this.registry = opts.registry ?? new Registry();
+    this.metrics = admissionMetrics(this.registry);
+    this.server = https.createServer(this.tls(), (req, res) => void this.handle(req, res));
+  }
+
+  listen(port: number, host?: string): Promise<number> {
+    const reload = () => {
+      try {
+        this.server.setSecureContext(this.tls());
+        this.opts.log.info('Serving certificate reloaded', { cert: this.opts.certFile });
+      } catch (err) {
+        this.opts.log.error('Reloading the serving certificate failed; the previous one stays', {
+          error: errorMessage(err),
+        });
+      }
+    };
+    watchFile(this.opts.certFile, { interval: 1000 }, reload);
+    watchFile(this.opts.keyFile, { interval: 1000 }, reload);
+    return new Promise((resolve) =>
+      this.server.listen(port, host, () => resolve((this.server.address() as { port: number }).port)),
+    );
+  }
+
+  close(): Promise<void> {
+    unwatchFile(this.opts.certFile);
+    unwatchFile(this.opts.keyFile);
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  private tls() {
+    return { cert: readFileSync(this.opts.certFile), key: readFileSync(this.opts.keyFile) };
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (req.method === 'GET' && req.url === '/healthz') return void res.end('ok');
+    if (req.method === 'GET' && req.url === '/metrics') {
+      res.setHeader('Content-Type', this.registry.contentType);
+      return void res.end(await this.registry.metrics());
+    }
+    if (req.method !== 'POST' || req.url?.split('?')[0] !== '/validate') {
+      res.statusCode = 404;
+      return void res.end();
+    }
+    let request: AdmissionRequest | undefined;
+    try {
+      request = (JSON.parse(await readBody(req)) as { request?: AdmissionRequest }).request;
+    } catch (err) {
+      res.statusCode = 400;
+      return void res.end(`not an AdmissionReview: ${errorMessage(err)}`);
+    }
+    if (!request?.uid) {
+      res.statusCode = 400;
+      return void res.end('not an AdmissionReview: request.uid is missing');
+    }
+    let verdict: Verdict;
+    try {
+      verdict = await this.review(request);
+    } catch (err) {
+      // Reading the cluster failed: an error status lets the API server apply the
+      // webhook's failurePolicy (Ignore by default; mount time still checks everything).
+      res.statusCode = 500;
+      return void res.end(`cce-secrets-manager webhook could not decide: ${errorMessage(err)}`);
+    }
+    res.setHeader('Content-Type', 'application/json');
+    res.end(
+      JSON.stringify({
+        apiVersion: 'admission.k8s.io/v1',
+        kind: 'AdmissionReview',
+        response: answer(request, verdict),
+      }),
+    );
+  }
+
+  private async review(request: AdmissionRequest): Promise<Verdict> {
+    const kind = request.kind?.kind ?? '';
+    const end = this.metrics.duration.startTimer({ kind });
+    let verdict: Verdict;
+    try {
+      if (kind === 'SecretProviderClass' && (request.operation === 'CREATE' || request.operation === 'UPDATE')) {
+        const ctx: SpcReviewContext = { ...this.opts.spcContext, operation: request.operation };
+        verdict = await reviewSpc(request.object as SecretProviderClass, ctx);
+      } else if (kind === 'ServiceAccount') {
+        verdict = reviewServiceAccount(request.object as k8s.V1ServiceAccount);
+      } else {
+        verdict = { allowed: true, warnings: [] };
+      }
+      this.metrics.reviews.inc({ kind, result: verdict.allowed ? 'allowed' : 'refused' });
+    } catch (err) {
+      this.metrics.reviews.inc({ kind, result: 'error' });
+      this.opts.log.error('Admission review failed', { kind, error: errorMessage(err) });
+      throw err;
+    } finally {
+      end();
+    }
+    return verdict;
+  }
+}
+
+function answer(request: AdmissionRequest, verdict: Verdict) {
+  return {
+    uid: request.uid,
+    allowed: verdict.allowed,
+    ...(verdict.allowed ? {} : { status: { code: 422, reason: 'Invalid', message: verdict.message } }),
+    ...(verdict.warnings.length > 0 ? { warnings: verdict.warnings } : {}),
+  };
+}
+
+function readBody(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new Error(`body over ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}

@@ -1,0 +1,110 @@
+// `cce-secrets-manager webhook`: the validating admission webhook. It refuses, at `kubectl
+// apply`, the SecretProviderClasses (provider cce) and allow-list annotations that mounts
+// would refuse, with the same messages, and warns about what would not work as meant.
+// It reads ServiceAccounts (for the warnings) and counts SPCs (for the limit); nothing else.
+import * as k8s from '@kubernetes/client-node';
+import { AdmissionServer } from '../admission/server.js';
+import { ALLOW_LIST_ANNOTATION } from '../crds/types.js';
+import { LOG_FLAGS } from '../config.js';
+import { ApiServerError, errorMessage } from '../errors.js';
+import { boolean, ConfigError, flagHelp, parseFlags, required, text, wholeNumber } from '../flags.js';
+import { apiErrorText, loadKubeConfig } from '../kube/client.js';
+import { SpcCensus } from '../kube/spc-census.js';
+import { createLogger } from '../log.js';
+import { version } from '../package-info.js';
+
+const WEBHOOK_FLAGS = {
+  port: { name: 'port', metavar: 'N', default: '9443', help: 'HTTPS port', parse: wholeNumber },
+  certFile: {
+    name: 'tls-cert-file',
+    metavar: 'PATH',
+    help: 'serving certificate (PEM); read again when it changes',
+    parse: required('the serving certificate'),
+  },
+  keyFile: {
+    name: 'tls-private-key-file',
+    metavar: 'PATH',
+    help: "the certificate's private key (PEM)",
+    parse: required('the private key'),
+  },
+  kubeconfig: {
+    name: 'kubeconfig',
+    metavar: 'PATH',
+    help: 'kubeconfig file (else the in-cluster ServiceAccount)',
+    parse: text(),
+  },
+  rotationEnabled: {
+    name: 'enable-secret-rotation',
+    metavar: 'BOOL',
+    default: 'true',
+    help: "the driver's setting: when false, SPCs with latest objects get a warning",
+    parse: boolean,
+  },
+  maxSecretProviderClasses: {
+    name: 'max-secret-provider-classes',
+    metavar: 'N',
+    default: '500',
+    help: "the driver's SPC limit: a new SPC beyond it is refused (0 = no limit)",
+    parse: wholeNumber,
+  },
+};
+
+const WEBHOOK_TABLE = { ...WEBHOOK_FLAGS, ...LOG_FLAGS };
+
+export const WEBHOOK_HELP = `Usage: cce-secrets-manager webhook [flags]
+
+Serves the validating admission webhook for SecretProviderClasses (provider cce) and the
+ServiceAccount annotation ${ALLOW_LIST_ANNOTATION} on https://:<port>/validate, with
+/metrics and /healthz beside it.
+
+Flags:
+${flagHelp(WEBHOOK_TABLE)}
+`;
+
+export async function webhookCommand(argv: string[]): Promise<void> {
+  const o = parseFlags('webhook', WEBHOOK_TABLE, argv);
+  if (o === 'help') {
+    process.stdout.write(WEBHOOK_HELP);
+    return;
+  }
+  if (o.port < 1 || o.port > 65535) throw new ConfigError(`--port ${o.port} must be 1-65535`);
+  const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'webhook' });
+  const kc = loadKubeConfig(o.kubeconfig);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const census =
+    o.maxSecretProviderClasses > 0
+      ? new SpcCensus(kc.makeApiClient(k8s.CustomObjectsApi), o.maxSecretProviderClasses)
+      : undefined;
+  const allowLists = async (namespace: string) => {
+    try {
+      const list = await core.listNamespacedServiceAccount({ namespace });
+      return list.items.map((sa) => sa.metadata?.annotations?.[ALLOW_LIST_ANNOTATION]);
+    } catch (err) {
+      throw new ApiServerError(`listing ServiceAccounts in ${namespace} failed: ${apiErrorText(err)}`, { cause: err });
+    }
+  };
+  const server = new AdmissionServer({
+    certFile: o.certFile,
+    keyFile: o.keyFile,
+    log,
+    spcContext: {
+      rotationEnabled: o.rotationEnabled,
+      allowLists,
+      checkNewSpc: async (namespace, name) => census?.checkNew(namespace, name),
+    },
+  });
+  const port = await server.listen(o.port);
+  log.info('Serving the admission webhook', { port, version });
+  const stop = (signal: string) => {
+    log.info('Shutting down', { signal });
+    server.close().then(
+      () => process.exit(0),
+      (err) => {
+        log.error('Stopping failed', { error: errorMessage(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
