@@ -3,7 +3,8 @@
 // annotation, other providers untouched, and both failure policies with the webhook down.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import * as https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
@@ -19,44 +20,30 @@ let port: number;
 let webhook: Managed;
 const vwcName = () => `cce-test-webhook-${ns}`;
 
-/** A CA and a serving certificate for 127.0.0.1, made with openssl. */
+/** A CA and a serving certificate for 127.0.0.1, made with openssl; `ca.crt`, `tls.crt`, `tls.key` in `dir`. */
 function makeCerts(): { ca: string } {
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=test-ca',
-  );
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'tls.key', '-out', 'tls.csr', '-subj', '/CN=127.0.0.1');
+  const ssl = (args: string) => execFileSync('openssl', args.split(' '), { cwd: dir, stdio: 'pipe' });
+  ssl('req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=test-ca');
+  ssl('req -newkey rsa:2048 -nodes -keyout new.key -out tls.csr -subj /CN=127.0.0.1');
   writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  ssl(
-    'x509',
-    '-req',
-    '-in',
-    'tls.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'tls.crt',
-    '-days',
-    '1',
-    '-extfile',
-    'san.ext',
-  );
+  ssl('x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out new.crt -days 1 -extfile san.ext');
+  // Key before certificate, each replaced whole, as a Secret volume's update does.
+  renameSync(join(dir, 'new.key'), join(dir, 'tls.key'));
+  renameSync(join(dir, 'new.crt'), join(dir, 'tls.crt'));
   return { ca: readFileSync(join(dir, 'ca.crt')).toString('base64') };
+}
+
+/** GET over TLS, trusting only the CA given (base64 PEM). */
+function get(path: string, caB64: string): Promise<string> {
+  return new Promise<string>((resolve, reject) =>
+    https
+      .get(`https://127.0.0.1:${port}${path}`, { ca: Buffer.from(caB64, 'base64'), agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject),
+  );
 }
 
 async function startWebhook(): Promise<void> {
@@ -244,9 +231,22 @@ it('refuses a malformed allow-list annotation on a ServiceAccount, and passes ot
 });
 
 it('counts its decisions in /metrics', async () => {
-  const text = execFileSync('curl', ['-sk', `https://127.0.0.1:${port}/metrics`]).toString();
+  const text = await get('/metrics', ca);
   const refused = /admission_reviews_total\{kind="SecretProviderClass",result="refused"\} (\d+)/.exec(text);
   assert.ok(refused && Number(refused[1]) >= 7, text);
+});
+
+it('serves a renewed certificate without a restart', async () => {
+  const old = ca;
+  const renewed = makeCerts().ca;
+  await waitFor(
+    'the renewed certificate',
+    async () => (await get('/healthz', renewed)) === 'ok',
+    10_000,
+    () => logTail(webhook),
+  );
+  await assert.rejects(get('/healthz', old), /certificate/);
+  assert.match(logTail(webhook), /Serving certificate reloaded/);
 });
 
 it('with the webhook down: Fail refuses the apply, Ignore accepts it', async () => {
