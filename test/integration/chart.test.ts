@@ -48,14 +48,22 @@ it('renders defaults the API server accepts, object by object', async () => {
   assert.deepEqual(kinds, [
     'CSIDriver/secrets-store.csi.k8s.io',
     'ClusterRole/cce-secrets-manager',
+    'ClusterRole/cce-secrets-manager-webhook',
     'ClusterRoleBinding/cce-secrets-manager',
+    'ClusterRoleBinding/cce-secrets-manager-webhook',
     'CustomResourceDefinition/secretproviderclasses.secrets-store.csi.x-k8s.io',
     'CustomResourceDefinition/secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io',
     'DaemonSet/cce-secrets-manager',
+    'Deployment/cce-secrets-manager-webhook',
+    'PodDisruptionBudget/cce-secrets-manager-webhook',
+    'Secret/cce-secrets-manager-webhook-tls',
+    'Service/cce-secrets-manager-webhook',
     'ServiceAccount/cce-secrets-manager',
+    'ServiceAccount/cce-secrets-manager-webhook',
+    'ValidatingWebhookConfiguration/cce-secrets-manager-webhook',
   ]);
   const out = await serverDryRun(r.out);
-  assert.equal(out.match(/\(server dry run\)/g)?.length, 7, out);
+  assert.equal(out.match(/\(server dry run\)/g)?.length, 15, out);
   const ds = docs(r.out).find((d) => d.kind === 'DaemonSet')!;
   const [driver, registrar, probe] = ds.spec.template.spec.containers;
   assert.ok(driver.args.includes('--rotation-poll-interval=2m'));
@@ -199,7 +207,12 @@ it('mounts both provider socket folders into the driver and passes them as flags
 });
 
 it('driver.enabled=false installs only the CSMS provider next to an upstream driver', async () => {
-  const r = await render(ns, 'driver.enabled=false', 'csms.projectId=0123456789abcdef0123456789abcdef');
+  const r = await render(
+    ns,
+    'driver.enabled=false',
+    'webhook.enabled=false',
+    'csms.projectId=0123456789abcdef0123456789abcdef',
+  );
   assert.equal(r.code, 0, r.err);
   const all = docs(r.out);
   assert.deepEqual(all.map((d) => `${d.kind}/${d.metadata.name}`).sort(), [
@@ -235,8 +248,115 @@ it('driver.enabled=false installs only the CSMS provider next to an upstream dri
     kubeconfigPath,
     '--set',
     'driver.enabled=false',
+    '--set',
+    'webhook.enabled=false',
   );
   assert.equal(installed.code, 0, installed.err);
   assert.match(installed.out, /Only the CSMS provider is installed/);
   assert.match(installed.out, /get daemonset cce-secrets-manager-provider/);
+});
+
+it('renders the webhook: Ignore by default, matchConditions, 2 replicas, a PDB, a CA the configuration trusts', async () => {
+  const all = docs((await render(ns)).out);
+  const vwc = all.find((d) => d.kind === 'ValidatingWebhookConfiguration')!;
+  const secret = all.find((d) => d.kind === 'Secret')!;
+  assert.deepEqual(
+    vwc.webhooks.map((w: any) => [w.name, w.failurePolicy, w.clientConfig.caBundle === secret.data['ca.crt']]),
+    [
+      ['secretproviderclasses.cce-secrets-manager.io', 'Ignore', true],
+      ['serviceaccounts.cce-secrets-manager.io', 'Ignore', true],
+    ],
+  );
+  assert.match(vwc.webhooks[0].matchConditions[0].expression, /object.spec.provider == 'cce'/);
+  assert.match(vwc.webhooks[1].matchConditions[0].expression, /'cce.io\/dew-resource' in object.metadata.annotations/);
+  const deploy = all.find((d) => d.kind === 'Deployment')!;
+  assert.equal(deploy.spec.replicas, 2);
+  assert.ok(deploy.spec.template.spec.containers[0].command.includes('webhook'));
+  assert.equal(all.find((d) => d.kind === 'PodDisruptionBudget')!.spec.minAvailable, 1);
+  const role = all.find((d) => d.kind === 'ClusterRole' && d.metadata.name.endsWith('-webhook'))!;
+  assert.deepEqual(role.rules, [
+    { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['list'] },
+    { apiGroups: ['secrets-store.csi.x-k8s.io'], resources: ['secretproviderclasses'], verbs: ['list'] },
+  ]);
+  const fail = docs((await render(ns, 'webhook.failurePolicy=Fail')).out).find(
+    (d) => d.kind === 'ValidatingWebhookConfiguration',
+  )!;
+  assert.deepEqual(
+    fail.webhooks.map((w: any) => w.failurePolicy),
+    ['Fail', 'Fail'],
+  );
+  assert.notEqual((await render(ns, 'webhook.failurePolicy=Never')).code, 0);
+});
+
+it('takes the webhook certificate from cert-manager when asked', async () => {
+  const all = docs((await render(ns, 'webhook.certManager.enabled=true')).out);
+  assert.equal(all.filter((d) => d.kind === 'Secret').length, 0);
+  const cert = all.find((d) => d.kind === 'Certificate')!;
+  assert.equal(cert.spec.secretName, 'cce-secrets-manager-webhook-tls');
+  assert.ok(cert.spec.dnsNames.includes(`cce-secrets-manager-webhook.${ns}.svc`));
+  assert.ok(all.some((d) => d.kind === 'Issuer'));
+  const vwc = all.find((d) => d.kind === 'ValidatingWebhookConfiguration')!;
+  assert.equal(vwc.metadata.annotations['cert-manager.io/inject-ca-from'], `${ns}/cce-secrets-manager-webhook`);
+  assert.equal(vwc.webhooks[0].clientConfig.caBundle, undefined);
+  const own = docs(
+    (
+      await render(
+        ns,
+        'webhook.certManager.enabled=true',
+        'webhook.certManager.issuerRef.name=corp-ca',
+        'webhook.certManager.issuerRef.kind=ClusterIssuer',
+      )
+    ).out,
+  );
+  assert.equal(
+    own.some((d) => d.kind === 'Issuer'),
+    false,
+  );
+  assert.deepEqual(own.find((d) => d.kind === 'Certificate')!.spec.issuerRef, {
+    name: 'corp-ca',
+    kind: 'ClusterIssuer',
+  });
+});
+
+it('keeps the generated webhook certificate across upgrades (the Secret in the cluster is reused)', async () => {
+  const first = docs((await render(ns)).out).find((d) => d.kind === 'Secret')!;
+  await kubectl(
+    'create',
+    'secret',
+    'generic',
+    'cce-secrets-manager-webhook-tls',
+    '-n',
+    ns,
+    ...['ca.crt', 'tls.crt', 'tls.key'].map(
+      (k) => `--from-literal=${k}=${Buffer.from(first.data[k], 'base64').toString()}`,
+    ),
+  );
+  // As a previous release of the chart left it.
+  await kubectl('label', 'secret', 'cce-secrets-manager-webhook-tls', '-n', ns, 'app.kubernetes.io/managed-by=Helm');
+  await kubectl(
+    'annotate',
+    'secret',
+    'cce-secrets-manager-webhook-tls',
+    '-n',
+    ns,
+    'meta.helm.sh/release-name=csm',
+    `meta.helm.sh/release-namespace=${ns}`,
+  );
+  const upgrade = await helm(
+    'install',
+    'csm',
+    chart,
+    '-n',
+    ns,
+    '--dry-run=server',
+    '--kubeconfig',
+    kubeconfigPath,
+    '--set',
+    'crds.install=false',
+  );
+  assert.equal(upgrade.code, 0, upgrade.err);
+  const rendered = docs(upgrade.out.slice(upgrade.out.indexOf('---')));
+  const vwc = rendered.find((d) => d.kind === 'ValidatingWebhookConfiguration')!;
+  assert.equal(vwc.webhooks[0].clientConfig.caBundle, first.data['ca.crt']);
+  assert.equal(rendered.find((d) => d.kind === 'Secret')!.data['tls.key'], first.data['tls.key']);
 });
