@@ -2,115 +2,19 @@
 // by url with a caBundle): mount-time refusals at `kubectl apply`, warnings, the allow-list
 // annotation, other providers untouched, and both failure policies with the webhook down.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import * as https from 'node:https';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { stringify } from 'yaml';
 import { parseSecretObjects } from '../../src/crds/objects.js';
-import { freePort, logTail, startProcess, stopProcess, waitFor, type Managed } from '../cluster/processes.js';
+import { waitFor } from '../cluster/processes.js';
 import { binDir, createNamespace, deleteNamespace, kubeconfigPath, kubectl } from '../helpers/cluster.js';
-import { executable } from '../helpers/driver.js';
+import { WebhookHarness } from '../helpers/webhook.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'cce-webhook-'));
+const hook = new WebhookHarness();
+const dir = hook.dir;
 let ns: string;
-let port: number;
-let webhook: Managed;
-const vwcName = () => `cce-test-webhook-${ns}`;
-
-/** A CA and a serving certificate for 127.0.0.1, made with openssl; `ca.crt`, `tls.crt`, `tls.key` in `dir`. */
-function makeCerts(): { ca: string } {
-  const ssl = (args: string) => execFileSync('openssl', args.split(' '), { cwd: dir, stdio: 'pipe' });
-  ssl('req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=test-ca');
-  ssl('req -newkey rsa:2048 -nodes -keyout new.key -out tls.csr -subj /CN=127.0.0.1');
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  ssl('x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out new.crt -days 1 -extfile san.ext');
-  // Key before certificate, each replaced whole, as a Secret volume's update does.
-  renameSync(join(dir, 'new.key'), join(dir, 'tls.key'));
-  renameSync(join(dir, 'new.crt'), join(dir, 'tls.crt'));
-  return { ca: readFileSync(join(dir, 'ca.crt')).toString('base64') };
-}
-
-/** GET over TLS, trusting only the CA given (base64 PEM). */
-function get(path: string, caB64: string): Promise<string> {
-  return new Promise<string>((resolve, reject) =>
-    https
-      .get(`https://127.0.0.1:${port}${path}`, { ca: Buffer.from(caB64, 'base64'), agent: false }, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject),
-  );
-}
-
-async function startWebhook(): Promise<void> {
-  const args = [
-    'webhook',
-    `--port=${port}`,
-    `--tls-cert-file=${join(dir, 'tls.crt')}`,
-    `--tls-private-key-file=${join(dir, 'tls.key')}`,
-    `--kubeconfig=${kubeconfigPath}`,
-    '--enable-secret-rotation=false',
-  ];
-  webhook = startProcess('webhook', executable, args, join(dir, `webhook-${Date.now()}.log`));
-  await waitFor(
-    'the webhook to serve',
-    async () =>
-      (await kubectl('get', '--raw', '/healthz')).includes('ok') &&
-      logTail(webhook).includes('Serving the admission webhook'),
-    15_000,
-    () => logTail(webhook),
-  );
-}
-
-function vwc(ca: string, failurePolicy: 'Ignore' | 'Fail') {
-  const common = {
-    clientConfig: { url: `https://127.0.0.1:${port}/validate`, caBundle: ca },
-    sideEffects: 'None',
-    admissionReviewVersions: ['v1'],
-    failurePolicy,
-    timeoutSeconds: 5,
-    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
-  };
-  return {
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'ValidatingWebhookConfiguration',
-    metadata: { name: vwcName() },
-    webhooks: [
-      {
-        name: 'secretproviderclasses.cce-secrets-manager.io',
-        ...common,
-        rules: [
-          {
-            apiGroups: ['secrets-store.csi.x-k8s.io'],
-            apiVersions: ['v1'],
-            operations: ['CREATE', 'UPDATE'],
-            resources: ['secretproviderclasses'],
-          },
-        ],
-        matchConditions: [
-          { name: 'provider-cce', expression: "has(object.spec.provider) && object.spec.provider == 'cce'" },
-        ],
-      },
-      {
-        name: 'serviceaccounts.cce-secrets-manager.io',
-        ...common,
-        rules: [
-          { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['serviceaccounts'] },
-        ],
-        matchConditions: [
-          {
-            name: 'has-allow-list',
-            expression: "has(object.metadata.annotations) && 'cce.io/dew-resource' in object.metadata.annotations",
-          },
-        ],
-      },
-    ],
-  };
-}
 
 /** kubectl apply of one manifest: stdout+stderr, and whether it succeeded. */
 function apply(obj: object): { ok: boolean; out: string } {
@@ -130,15 +34,10 @@ const spc = (name: string, objects: string, extra: Record<string, unknown> = {})
   spec: { provider: 'cce', parameters: { objects }, ...extra },
 });
 
-let ca: string;
 before(async () => {
   ns = await createNamespace('webhook');
-  port = await freePort();
-  ({ ca } = makeCerts());
-  await startWebhook();
-  const file = join(dir, 'vwc.yaml');
-  writeFileSync(file, stringify(vwc(ca, 'Fail')));
-  await kubectl('apply', '-f', file);
+  await hook.start(['--enable-secret-rotation=false']);
+  await hook.register(ns, 'Fail');
   // The API server picks up a new configuration within a moment.
   await waitFor(
     'the webhook to be called',
@@ -147,8 +46,8 @@ before(async () => {
   );
 });
 after(async () => {
-  await kubectl('delete', 'validatingwebhookconfiguration', vwcName(), '--ignore-not-found');
-  await stopProcess(webhook);
+  await hook.unregister(ns);
+  await hook.stop();
   await deleteNamespace(ns);
 });
 
@@ -231,35 +130,30 @@ it('refuses a malformed allow-list annotation on a ServiceAccount, and passes ot
 });
 
 it('counts its decisions in /metrics', async () => {
-  const text = await get('/metrics', ca);
+  const text = await hook.get('/metrics');
   const refused = /admission_reviews_total\{kind="SecretProviderClass",result="refused"\} (\d+)/.exec(text);
   assert.ok(refused && Number(refused[1]) >= 7, text);
 });
 
 it('serves a renewed certificate without a restart', async () => {
-  const old = ca;
-  const renewed = makeCerts().ca;
+  const old = hook.ca;
+  const renewed = hook.makeCerts();
   await waitFor(
     'the renewed certificate',
-    async () => (await get('/healthz', renewed)) === 'ok',
+    async () => (await hook.get('/healthz', renewed)) === 'ok',
     10_000,
-    () => logTail(webhook),
+    () => hook.logs,
   );
-  await assert.rejects(get('/healthz', old), /certificate/);
-  assert.match(logTail(webhook), /Serving certificate reloaded/);
+  await assert.rejects(hook.get('/healthz', old), /certificate/);
+  assert.match(hook.logs, /Serving certificate reloaded/);
 });
 
 it('with the webhook down: Fail refuses the apply, Ignore accepts it', async () => {
-  await stopProcess(webhook);
-  const r = apply(spc('while-down', '- {objectName: s1, objectType: csms, objectVersion: v1}'));
+  await hook.stop();
+  const down = spc('while-down', '- {objectName: s1, objectType: csms, objectVersion: v1}');
+  const r = apply(down);
   assert.equal(r.ok, false);
   assert.match(r.out, /failed calling webhook/);
-  const file = join(dir, 'vwc-ignore.yaml');
-  writeFileSync(file, stringify(vwc(ca, 'Ignore')));
-  await kubectl('apply', '-f', file);
-  await waitFor(
-    'Ignore to apply',
-    async () => apply(spc('while-down', '- {objectName: s1, objectType: csms, objectVersion: v1}')).ok,
-    15_000,
-  );
+  await hook.register(ns, 'Ignore');
+  await waitFor('Ignore to apply', async () => apply(down).ok, 15_000);
 });
