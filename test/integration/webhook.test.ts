@@ -135,6 +135,23 @@ it('counts its decisions in /metrics', async () => {
   assert.ok(refused && Number(refused[1]) >= 7, text);
 });
 
+it('refuses a new SPC beyond the SPC limit, with the mount-time message', async () => {
+  await hook.stop();
+  await hook.start(['--enable-secret-rotation=false', '--max-secret-provider-classes=1']);
+  const objects = '- {objectName: s1, objectType: csms, objectVersion: v1}';
+  const r = apply(spc('one-too-many', objects));
+  assert.equal(r.ok, false);
+  assert.match(
+    r.out,
+    new RegExp(
+      `SecretProviderClass ${ns}/one-too-many exceeds the limit of 1 SecretProviderClasses in the cluster \\(there are \\d+\\); delete unused ones or raise maxSecretProviderClasses`,
+    ),
+  );
+  assert.equal(apply(spc('good', objects)).ok, true, 'an update of an existing SPC is not counted');
+  await hook.stop();
+  await hook.start(['--enable-secret-rotation=false']);
+});
+
 it('serves a renewed certificate without a restart', async () => {
   const old = hook.ca;
   const renewed = hook.makeCerts();
