@@ -59,6 +59,14 @@ it('refuses each rule at apply time with exactly the mount-time message', () => 
     '- {objectName: s1, objectType: csms, objectVersion: v1, jmesPath: [{path: k}]}',
     '- {objectName: s1, objectType: csms, objectVersion: v1, filePermission: "999"}',
     `- {objectName: s1, objectType: csms, objectVersion: v1}\n${'# padding\n'.repeat(7000)}`,
+    '- {objectName: s1, objectType: csms, objectVersion: "1.0"}',
+    '- {objectName: s1, objectType: csms, objectVersion: v1, objectVerison: v2}',
+    '- {objectName: "a/b", objectType: csms, objectVersion: v1}',
+    '- {objectName: s1, objectAlias: s2, objectType: csms, objectVersion: v1}\n- {objectName: s2, objectType: csms, objectVersion: v1}',
+    '- {objectName: s1, objectType: csms, objectVersion: v1, jmesPath: [{path: "a\\\\b", objectAlias: x}]}',
+    Array.from({ length: 101 }, (_, i) => `- {objectName: s${i}, objectType: csms, objectVersion: v1}`).join('\n'),
+    'objectName: s1',
+    ' ',
   ];
   for (const [i, objects] of bad.entries()) {
     const name = `bad-${i}`;
