@@ -2,11 +2,12 @@
 // cluster that keeps the upstream Secrets Store CSI driver (chart: driver.enabled=false).
 // It reads ServiceAccounts (the allow-list) and nothing else from Kubernetes.
 import * as k8s from '@kubernetes/client-node';
-import { CSMS_FLAGS, csmsSettings, LOG_FLAGS } from '../config.js';
-import { ApiServerError, errorMessage } from '../errors.js';
-import { ConfigError, flagHelp, parseFlags, required, text } from '../flags.js';
+import { CSMS_FLAGS, csmsSettings, LOG_FLAGS, SERVE_FLAGS } from '../config.js';
+import { ApiServerError } from '../errors.js';
+import { ConfigError, flagHelp, parseFlags, required } from '../flags.js';
 import { apiErrorText, apiStatus, loadKubeConfig } from '../kube/client.js';
 import { createLogger } from '../log.js';
+import { stopOnSignal } from './stop-on-signal.js';
 import { version } from '../package-info.js';
 import { csmsStore } from '../provider/csms-store.js';
 import { PROVIDER_NAME, ProviderServer } from '../provider/provider-server.js';
@@ -22,12 +23,7 @@ const PROVIDER_FLAGS = {
         throw new ConfigError(`${flag} "${v}" must look like unix:///var/run/secrets-store-csi-providers/cce.sock`);
     }),
   },
-  kubeconfig: {
-    name: 'kubeconfig',
-    metavar: 'PATH',
-    help: 'kubeconfig file (else the in-cluster ServiceAccount)',
-    parse: text(),
-  },
+  kubeconfig: SERVE_FLAGS.kubeconfig,
 };
 
 const PROVIDER_TABLE = { ...PROVIDER_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
@@ -68,16 +64,5 @@ export async function providerCommand(argv: string[]): Promise<void> {
   });
   await server.start();
   log.info('Serving the CSMS provider', { provider: PROVIDER_NAME, socket, version, csmsEndpoint: csms.csmsEndpoint });
-  const stop = (signal: string) => {
-    log.info('Shutting down', { signal });
-    server.stop().then(
-      () => process.exit(0),
-      (err) => {
-        log.error('Stopping failed', { error: errorMessage(err) });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignal(log, () => server.stop());
 }

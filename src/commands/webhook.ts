@@ -5,12 +5,13 @@
 import * as k8s from '@kubernetes/client-node';
 import { AdmissionServer } from '../admission/server.js';
 import { ALLOW_LIST_ANNOTATION } from '../crds/types.js';
-import { LOG_FLAGS } from '../config.js';
-import { ApiServerError, errorMessage } from '../errors.js';
-import { boolean, ConfigError, flagHelp, parseFlags, required, text, wholeNumber } from '../flags.js';
+import { LOG_FLAGS, SERVE_FLAGS } from '../config.js';
+import { ApiServerError } from '../errors.js';
+import { ConfigError, flagHelp, parseFlags, required, wholeNumber } from '../flags.js';
 import { apiErrorText, loadKubeConfig } from '../kube/client.js';
 import { SpcCensus } from '../kube/spc-census.js';
 import { createLogger } from '../log.js';
+import { stopOnSignal } from './stop-on-signal.js';
 import { version } from '../package-info.js';
 
 const WEBHOOK_FLAGS = {
@@ -27,26 +28,10 @@ const WEBHOOK_FLAGS = {
     help: "the certificate's private key (PEM)",
     parse: required('the private key'),
   },
-  kubeconfig: {
-    name: 'kubeconfig',
-    metavar: 'PATH',
-    help: 'kubeconfig file (else the in-cluster ServiceAccount)',
-    parse: text(),
-  },
-  rotationEnabled: {
-    name: 'enable-secret-rotation',
-    metavar: 'BOOL',
-    default: 'true',
-    help: "the driver's setting: when false, SPCs with latest objects get a warning",
-    parse: boolean,
-  },
-  maxSecretProviderClasses: {
-    name: 'max-secret-provider-classes',
-    metavar: 'N',
-    default: '500',
-    help: "the driver's SPC limit: a new SPC beyond it is refused (0 = no limit)",
-    parse: wholeNumber,
-  },
+  kubeconfig: SERVE_FLAGS.kubeconfig,
+  // The driver's own settings, which the warnings and the SPC limit follow.
+  rotationEnabled: SERVE_FLAGS.rotationEnabled,
+  maxSecretProviderClasses: SERVE_FLAGS.maxSecretProviderClasses,
 };
 
 const WEBHOOK_TABLE = { ...WEBHOOK_FLAGS, ...LOG_FLAGS };
@@ -55,7 +40,8 @@ export const WEBHOOK_HELP = `Usage: cce-secrets-manager webhook [flags]
 
 Serves the validating admission webhook for SecretProviderClasses (provider cce) and the
 ServiceAccount annotation ${ALLOW_LIST_ANNOTATION} on https://:<port>/validate, with
-/metrics and /healthz beside it.
+/metrics and /healthz beside it. Give --enable-secret-rotation and
+--max-secret-provider-classes the driver's values: the warnings and the SPC limit follow them.
 
 Flags:
 ${flagHelp(WEBHOOK_TABLE)}
@@ -95,16 +81,5 @@ export async function webhookCommand(argv: string[]): Promise<void> {
   });
   const port = await server.listen(o.port);
   log.info('Serving the admission webhook', { port, version });
-  const stop = (signal: string) => {
-    log.info('Shutting down', { signal });
-    server.close().then(
-      () => process.exit(0),
-      (err) => {
-        log.error('Stopping failed', { error: errorMessage(err) });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopOnSignal(log, () => server.close());
 }
