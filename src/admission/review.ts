@@ -6,7 +6,7 @@ import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
 import { desiredSecret } from '../crds/secret-objects.js';
 import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, type SecretProviderClass } from '../crds/types.js';
 import { errorMessage } from '../errors.js';
-import { checkAllowList } from '../provider/allow-list.js';
+import { allowedNames, checkAllowList } from '../provider/allow-list.js';
 
 export interface Verdict {
   allowed: boolean;
@@ -61,14 +61,8 @@ async function warningsFor(
 ): Promise<string[]> {
   const warnings: string[] = [];
   const allowed = new Set<string>();
-  for (const raw of await ctx.allowLists(namespace)) {
-    try {
-      const names: unknown = JSON.parse(raw ?? '[]');
-      if (Array.isArray(names)) for (const n of names) if (typeof n === 'string') allowed.add(n);
-    } catch {
-      // a malformed allow-list allows nothing; the ServiceAccount's own admission says why
-    }
-  }
+  // A malformed allow-list allows nothing, as at mount time; the ServiceAccount's own admission says why.
+  for (const raw of await ctx.allowLists(namespace)) for (const n of allowedNames(raw ?? '[]') ?? []) allowed.add(n);
   const unallowed = objects.filter((o) => !allowed.has(o.objectName)).map((o) => `"${o.objectName}"`);
   if (unallowed.length > 0) {
     warnings.push(

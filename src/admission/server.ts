@@ -10,6 +10,7 @@ import type { SecretProviderClass } from '../crds/types.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { reviewServiceAccount, reviewSpc, type SpcReviewContext, type Verdict } from './review.js';
+import { readBody } from '../util/read-body.js';
 
 /** The API server sends whole objects; an SPC or ServiceAccount is far smaller than this. */
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -98,7 +99,7 @@ export class AdmissionServer {
     }
     let request: AdmissionRequest | undefined;
     try {
-      request = (JSON.parse(await readBody(req)) as { request?: AdmissionRequest }).request;
+      request = (JSON.parse(await readBody(req, MAX_BODY_BYTES)) as { request?: AdmissionRequest }).request;
     } catch (err) {
       res.statusCode = 400;
       return void res.end(`not an AdmissionReview: ${errorMessage(err)}`);
@@ -158,20 +159,4 @@ function answer(request: AdmissionRequest, verdict: Verdict) {
     ...(verdict.allowed ? {} : { status: { code: 422, reason: 'Invalid', message: verdict.message } }),
     ...(verdict.warnings.length > 0 ? { warnings: verdict.warnings } : {}),
   };
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new Error(`body over ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
-      } else chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }

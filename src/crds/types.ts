@@ -13,6 +13,20 @@ export const OWNER_SPC_ANNOTATION = 'cce.io/secret-provider-class';
 export const ALLOW_LIST_ANNOTATION = 'cce.io/dew-resource';
 export const BUILTIN_PROVIDER = 'cce';
 
+/**
+ * The volume attributes kubelet passes a CSI driver (and a driver passes a provider, in
+ * MountRequest.attributes). The `csi.storage.k8s.io/` keys are kubelet's alone.
+ */
+export const CTX_SPC = 'secretProviderClass';
+export const KUBELET_ATTRIBUTE_PREFIX = 'csi.storage.k8s.io/';
+export const CTX_POD_NAME = `${KUBELET_ATTRIBUTE_PREFIX}pod.name`;
+export const CTX_POD_NAMESPACE = `${KUBELET_ATTRIBUTE_PREFIX}pod.namespace`;
+export const CTX_POD_UID = `${KUBELET_ATTRIBUTE_PREFIX}pod.uid`;
+export const CTX_SERVICE_ACCOUNT = `${KUBELET_ATTRIBUTE_PREFIX}serviceAccount.name`;
+export const CTX_EPHEMERAL = `${KUBELET_ATTRIBUTE_PREFIX}ephemeral`;
+/** What kubelet passes when the CSIDriver has tokenRequests: JSON of audience → token. */
+export const CTX_SA_TOKENS = `${KUBELET_ATTRIBUTE_PREFIX}serviceAccount.tokens`;
+
 export interface ObjectMeta {
   name: string;
   namespace?: string;

@@ -1,7 +1,6 @@
 // The CSI gRPC server kubelet talks to: Identity and Node on a unix socket.
-import { connect } from 'node:net';
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { DRIVER_NAME } from '../crds/types.js';
@@ -9,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { packageRoot, version } from '../package-info.js';
 import { ProviderError } from './external-provider.js';
+import { bindOwnerOnly } from '../grpc/socket.js';
 import { unary, type Handler } from '../grpc/unary.js';
 import { grpcCodeName, toServiceError } from '../grpc/status.js';
 import type { Publisher } from './publisher.js';
@@ -127,20 +127,7 @@ export class CsiServer {
   }
 
   async start(): Promise<void> {
-    await mkdir(dirname(this.path), { recursive: true });
-    await removeStaleSocket(this.path);
-    // Created owner-only: whoever can write to this socket can ask for any pod's secrets.
-    const oldUmask = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) =>
-        this.server.bindAsync(`unix:${this.path}`, grpc.ServerCredentials.createInsecure(), (err) =>
-          err ? reject(err) : resolve(),
-        ),
-      );
-    } finally {
-      process.umask(oldUmask);
-    }
-    await chmod(this.path, 0o600);
+    await bindOwnerOnly(this.server, this.path);
     this.opts.log.info('Listening for connections', { address: this.path });
   }
 
@@ -168,23 +155,4 @@ export class CsiServer {
 /** upstream's `error_type`: a provider's own error code, else the gRPC code the call ends with. */
 function errorType(err: unknown): string {
   return err instanceof ProviderError ? err.errorType : grpcCodeName(toServiceError(err).code!);
-}
-
-/** A socket file left by a crashed run is removed; a live one means another driver runs. */
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    await lstat(path);
-  } catch {
-    return;
-  }
-  const alive = await new Promise<boolean>((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-  if (alive) throw new Error(`another process is serving ${path}; stop it first`);
-  await unlink(path);
 }

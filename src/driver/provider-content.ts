@@ -2,24 +2,23 @@
 // answer: upstream's request (the SPC's parameters plus the pod's volume attributes and
 // identity, the nodePublishSecretRef data, the default mode, the versions the volume
 // holds) and the same VolumeContent the built-in provider produces.
-import type { SpcpsObjectVersion } from '../crds/types.js';
-import type { MountRequest } from '../provider/provider-api.js';
-import { DEFAULT_FILE_MODE } from './atomic-writer.js';
-import type { ProviderMount } from './external-provider.js';
-import { digest, type VolumeContent } from '../provider/volume-content.js';
-import type { VolumePlan } from './volume-plan.js';
 import {
+  CTX_EPHEMERAL,
   CTX_POD_NAME,
   CTX_POD_NAMESPACE,
   CTX_POD_UID,
   CTX_SA_TOKENS,
   CTX_SERVICE_ACCOUNT,
   CTX_SPC,
-  type PublishRequest,
-} from './volume-request.js';
-
-const KUBELET_PREFIX = 'csi.storage.k8s.io/';
-const CTX_EPHEMERAL = `${KUBELET_PREFIX}ephemeral`;
+  KUBELET_ATTRIBUTE_PREFIX,
+  type SpcpsObjectVersion,
+} from '../crds/types.js';
+import type { MountRequest } from '../provider/provider-api.js';
+import { DEFAULT_FILE_MODE } from './atomic-writer.js';
+import type { ProviderMount } from './external-provider.js';
+import { digest, type VolumeContent } from '../provider/volume-content.js';
+import type { VolumePlan } from './volume-plan.js';
+import type { PublishRequest } from './volume-request.js';
 
 /** What the driver needs of an external provider (ExternalProviders in the driver). */
 export interface ProviderCaller {
@@ -41,7 +40,7 @@ export function providerMountRequest(
   const volumeAttributes = plan.pod.spec?.volumes?.find((v) => v.name === req.volumeName)?.csi?.volumeAttributes;
   // The csi.storage.k8s.io/ keys are kubelet's to set: neither the SPC nor the pod may pass an identity or tokens.
   const userSet = (o: Record<string, string> | undefined) =>
-    Object.fromEntries(Object.entries(o ?? {}).filter(([k]) => !k.startsWith(KUBELET_PREFIX)));
+    Object.fromEntries(Object.entries(o ?? {}).filter(([k]) => !k.startsWith(KUBELET_ATTRIBUTE_PREFIX)));
   const attributes: Record<string, string> = {
     ...userSet(plan.spc.spec.parameters),
     ...userSet(volumeAttributes),

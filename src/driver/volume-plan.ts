@@ -54,19 +54,15 @@ function checkExternal(
   }
   ExternalProviders.checkName(ref, spc.spec.provider);
   const attributes = pod.spec?.volumes?.find((v) => v.name === req.volumeName)?.csi?.volumeAttributes;
-  const fingerprint = createHash('sha256')
-    .update(
-      JSON.stringify([
-        req.podUid,
-        spc.spec.provider,
-        Object.entries(spc.spec.parameters ?? {}).sort(),
-        spc.spec.secretObjects ?? null,
-        Object.entries(attributes ?? {}).sort(),
-        Object.entries(req.secrets).sort(),
-        pod.spec?.securityContext?.fsGroup ?? null,
-      ]),
-    )
-    .digest('hex');
+  const fingerprint = fingerprintOf([
+    req.podUid,
+    spc.spec.provider,
+    Object.entries(spc.spec.parameters ?? {}).sort(),
+    spc.spec.secretObjects ?? null,
+    Object.entries(attributes ?? {}).sort(),
+    Object.entries(req.secrets).sort(),
+    pod.spec?.securityContext?.fsGroup ?? null,
+  ]);
   return { objects: [], fingerprint };
 }
 
@@ -133,17 +129,18 @@ export function checkVolume(
     saAnnotations,
     objects.map((o) => o.objectName),
   );
-  const fingerprint = createHash('sha256')
-    .update(
-      JSON.stringify([
-        req.podUid,
-        spc.spec.parameters?.objects,
-        spc.spec.secretObjects ?? null,
-        saAnnotations?.[ALLOW_LIST_ANNOTATION],
-        Object.entries(req.secrets).sort(),
-        fsGroup ?? null,
-      ]),
-    )
-    .digest('hex');
+  const fingerprint = fingerprintOf([
+    req.podUid,
+    spc.spec.parameters?.objects,
+    spc.spec.secretObjects ?? null,
+    saAnnotations?.[ALLOW_LIST_ANNOTATION],
+    Object.entries(req.secrets).sort(),
+    fsGroup ?? null,
+  ]);
   return { objects, fingerprint };
+}
+
+/** VolumePlan.fingerprint: a hash of everything but the store's values that shapes the volume. */
+function fingerprintOf(parts: unknown[]): string {
+  return createHash('sha256').update(JSON.stringify(parts)).digest('hex');
 }

@@ -1,15 +1,15 @@
 // Validates kubelet's NodePublishVolume / NodeUnpublishVolume requests into plain
 // values; every refusal names the field and how to fix it.
+import {
+  CTX_POD_NAME,
+  CTX_POD_NAMESPACE,
+  CTX_POD_UID,
+  CTX_SA_TOKENS,
+  CTX_SERVICE_ACCOUNT,
+  CTX_SPC,
+} from '../crds/types.js';
 import { InvalidRequestError } from '../errors.js';
 import { parseTargetPath } from './target-path.js';
-
-export const CTX_SPC = 'secretProviderClass';
-export const CTX_POD_NAME = 'csi.storage.k8s.io/pod.name';
-export const CTX_POD_NAMESPACE = 'csi.storage.k8s.io/pod.namespace';
-export const CTX_POD_UID = 'csi.storage.k8s.io/pod.uid';
-export const CTX_SERVICE_ACCOUNT = 'csi.storage.k8s.io/serviceAccount.name';
-/** What kubelet passes when the CSIDriver has tokenRequests: JSON of audience → token. */
-export const CTX_SA_TOKENS = 'csi.storage.k8s.io/serviceAccount.tokens';
 
 /** A ServiceAccount token kubelet requested for one audience; never logged. */
 export interface ServiceAccountToken {

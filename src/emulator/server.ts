@@ -9,6 +9,7 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { canonicalRequest, parseAuthorization, parseSdkDate, signature, stringToSign } from '../provider/signer.js';
 import { EmulatorStore, type EmulatorSeed, type Fault, type StoredSecret } from './store.js';
+import { readBody } from '../util/read-body.js';
 
 const MAX_CLOCK_SKEW_MS = 15 * 60_000;
 
@@ -267,13 +268,4 @@ function faultReply(f: Fault): Reply {
   if (f.shape === 'nested') return { status: f.status, body: { error: { error_code: code, error_msg: msg } } };
   if (f.shape === 'gateway' || code.startsWith('APIGW')) return gatewayError(f.status, code, msg);
   return csmsError(f.status, code, msg);
-}
-
-function readBody(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.on('error', reject);
-  });
 }

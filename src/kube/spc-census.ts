@@ -30,7 +30,7 @@ export class SpcCensus {
 
   async check(spc: SecretProviderClass): Promise<void> {
     const uid = spc.metadata.uid ?? '';
-    const cached = this.last && Date.now() - this.last.at <= this.maxAgeMs ? this.last : undefined;
+    const cached = this.fresh();
     let census = cached ?? (await this.recount());
     // Not among the oldest in a count from a few seconds ago: it may be newer, so count again before refusing.
     if (!census.within.has(uid) && census.total >= this.max && cached) census = await this.recount();
@@ -40,12 +40,17 @@ export class SpcCensus {
 
   /** At admission of a new SPC: refuses it, with the mount-time message, when the cluster is already at the limit. */
   async checkNew(namespace: string, name: string): Promise<void> {
-    const cached = this.last && Date.now() - this.last.at <= this.maxAgeMs ? this.last : undefined;
+    const cached = this.fresh();
     if (cached && cached.total < this.max) return;
     // At or over the limit by a count from a few seconds ago: count again before refusing.
     const { total } = await this.recount();
     if (total < this.max) return;
     throw new PreconditionError(this.exceeds(namespace, name, total + 1));
+  }
+
+  /** The last count, if it is recent enough to answer from. */
+  private fresh(): Census | undefined {
+    return this.last && Date.now() - this.last.at <= this.maxAgeMs ? this.last : undefined;
   }
 
   private exceeds(namespace: string | undefined, name: string, total: number): string {

@@ -3,6 +3,17 @@
 import { NotAllowedError } from '../errors.js';
 import { ALLOW_LIST_ANNOTATION } from '../crds/types.js';
 
+/** The secret names an annotation value allows, or undefined when it is not a JSON array of names (it allows none). */
+export function allowedNames(raw: string): string[] | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  return Array.isArray(parsed) && parsed.every((x) => typeof x === 'string') ? parsed : undefined;
+}
+
 export function checkAllowList(
   serviceAccount: string,
   annotations: Record<string, string> | undefined,
@@ -15,13 +26,8 @@ export function checkAllowList(
       `ServiceAccount ${serviceAccount} has no ${ALLOW_LIST_ANNOTATION} annotation, so its pods may use no CSMS secret; add e.g. ${example}`,
     );
   }
-  let allowed: unknown;
-  try {
-    allowed = JSON.parse(raw);
-  } catch {
-    allowed = undefined;
-  }
-  if (!Array.isArray(allowed) || !allowed.every((x) => typeof x === 'string')) {
+  const allowed = allowedNames(raw);
+  if (!allowed) {
     throw new NotAllowedError(
       `ServiceAccount ${serviceAccount}: annotation ${ALLOW_LIST_ANNOTATION} must be a JSON array of secret names, e.g. ${example}`,
     );

@@ -3,11 +3,12 @@
 // Mount applies the same SPC rules, allow-list, shared CSMS reads and credentials chain
 // as our own driver and returns the files and versions; the upstream driver writes them.
 // Knows no Kubernetes: the ServiceAccount's annotations come through `annotationsOf`.
-import { chmod, mkdir, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { unlink } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { parseSecretObjects } from '../crds/objects.js';
+import { CTX_POD_NAME, CTX_POD_NAMESPACE, CTX_SERVICE_ACCOUNT, CTX_SPC } from '../crds/types.js';
 import { InvalidRequestError } from '../errors.js';
+import { bindOwnerOnly } from '../grpc/socket.js';
 import { unary } from '../grpc/unary.js';
 import type { Logger } from '../log.js';
 import { version } from '../package-info.js';
@@ -24,11 +25,6 @@ import type { SecretSource } from './source.js';
 import { buildVolumeContent } from './volume-content.js';
 
 export const PROVIDER_NAME = 'cce';
-
-const POD_NAMESPACE = 'csi.storage.k8s.io/pod.namespace';
-const POD_NAME = 'csi.storage.k8s.io/pod.name';
-const SERVICE_ACCOUNT = 'csi.storage.k8s.io/serviceAccount.name';
-const SPC = 'secretProviderClass';
 
 export interface ProviderServerDeps {
   source: SecretSource;
@@ -54,9 +50,9 @@ export async function mountObjects(
       );
     return v;
   };
-  const namespace = need(POD_NAMESPACE);
-  const serviceAccount = need(SERVICE_ACCOUNT);
-  const spcRef = `${namespace}/${attributes[SPC] ?? '(unnamed)'}`;
+  const namespace = need(CTX_POD_NAMESPACE);
+  const serviceAccount = need(CTX_SERVICE_ACCOUNT);
+  const spcRef = `${namespace}/${attributes[CTX_SPC] ?? '(unnamed)'}`;
   const objects = parseSecretObjects(spcRef, attributes.objects);
   const annotations = await deps.annotationsOf(namespace, serviceAccount);
   checkAllowList(
@@ -70,7 +66,7 @@ export async function mountObjects(
   const content = buildVolumeContent(objects, values);
   const mode = parseMode(req.permission);
   deps.log.info('Mount served', {
-    pod: `${namespace}/${attributes[POD_NAME] ?? ''}`,
+    pod: `${namespace}/${attributes[CTX_POD_NAME] ?? ''}`,
     spc: spcRef,
     files: content.files.size,
   });
@@ -126,15 +122,7 @@ export class ProviderServer {
   }
 
   async start(): Promise<void> {
-    await mkdir(dirname(this.socket), { recursive: true });
-    await unlink(this.socket).catch(() => undefined);
-    await new Promise<void>((resolve, reject) =>
-      this.server.bindAsync(`unix:${this.socket}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err ? reject(err) : resolve(),
-      ),
-    );
-    // Whoever can call Mount gets secrets: the driver (root) only.
-    await chmod(this.socket, 0o600);
+    await bindOwnerOnly(this.server, this.socket);
   }
 
   async stop(graceMs = 10_000): Promise<void> {

@@ -19,6 +19,20 @@ const docs = (yaml: string) =>
     .map((d) => d.toJSON())
     .filter(Boolean) as Record<string, any>[];
 
+/** `helm install --dry-run=server` into the test namespace: the API server checks every object. */
+const installDryRun = (release: string, ...set: string[]) =>
+  helm(
+    'install',
+    release,
+    chart,
+    '-n',
+    ns,
+    '--dry-run=server',
+    '--kubeconfig',
+    kubeconfigPath,
+    ...set.flatMap((v) => ['--set', v]),
+  );
+
 async function serverDryRun(yaml: string): Promise<string> {
   const file = join(dir, `render-${Math.random().toString(36).slice(2)}.yaml`);
   writeFileSync(file, yaml);
@@ -159,18 +173,7 @@ it("refuses rotation_poll_interval values outside the seed's [1m, 1440m] in minu
 
 it('installs (server dry run) and shows NOTES on checking the install and a first SPC', async () => {
   // The test cluster's CRDs were installed outside Helm, so this release leaves them alone.
-  const r = await helm(
-    'install',
-    'csm',
-    chart,
-    '-n',
-    ns,
-    '--dry-run=server',
-    '--kubeconfig',
-    kubeconfigPath,
-    '--set',
-    'crds.install=false',
-  );
+  const r = await installDryRun('csm', 'crds.install=false');
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /kubectl -n \S+ get daemonset cce-secrets-manager/);
   assert.match(r.out, /kind: SecretProviderClass/);
@@ -237,20 +240,7 @@ it('driver.enabled=false installs only the CSMS provider next to an upstream dri
   const role = all.find((d) => d.kind === 'ClusterRole')!;
   assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] }]);
 
-  const installed = await helm(
-    'install',
-    'csm-provider',
-    chart,
-    '-n',
-    ns,
-    '--dry-run=server',
-    '--kubeconfig',
-    kubeconfigPath,
-    '--set',
-    'driver.enabled=false',
-    '--set',
-    'webhook.enabled=false',
-  );
+  const installed = await installDryRun('csm-provider', 'driver.enabled=false', 'webhook.enabled=false');
   assert.equal(installed.code, 0, installed.err);
   assert.match(installed.out, /Only the CSMS provider is installed/);
   assert.match(installed.out, /get daemonset cce-secrets-manager-provider/);
@@ -342,18 +332,7 @@ it('keeps the generated webhook certificate across upgrades (the Secret in the c
     'meta.helm.sh/release-name=csm',
     `meta.helm.sh/release-namespace=${ns}`,
   );
-  const upgrade = await helm(
-    'install',
-    'csm',
-    chart,
-    '-n',
-    ns,
-    '--dry-run=server',
-    '--kubeconfig',
-    kubeconfigPath,
-    '--set',
-    'crds.install=false',
-  );
+  const upgrade = await installDryRun('csm', 'crds.install=false');
   assert.equal(upgrade.code, 0, upgrade.err);
   const rendered = docs(upgrade.out.slice(upgrade.out.indexOf('---')));
   const vwc = rendered.find((d) => d.kind === 'ValidatingWebhookConfiguration')!;

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { InvalidRequestError } from '../../src/errors.js';
-import { CTX_SA_TOKENS, parsePublishRequest } from '../../src/driver/volume-request.js';
+import { CTX_SA_TOKENS } from '../../src/crds/types.js';
+import { parsePublishRequest } from '../../src/driver/volume-request.js';
 
 const root = '/var/lib/kubelet';
 const uid = '0a1b2c3d-0000-4000-8000-00000000abcd';
