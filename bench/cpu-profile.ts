@@ -1,11 +1,27 @@
 // Summarises a V8 CPU profile (.cpuprofile from `node --cpu-prof`) of the bundled driver:
-// self time by the package or source file each function comes from (through the
-// bundle's source map), and the top functions. Usage: node dist/bench/cpu-profile.js <file> [window ms: the busiest such window only] [bundle]
+// time by activity (what it was spent for), self time by the package or source file each
+// function comes from (through the bundle's source map), and the top functions. Usage: node dist/bench/cpu-profile.js <file> [window ms: the busiest such window only] [bundle]
 import { readFileSync } from 'node:fs';
 import { SourceMap, type SourceMapPayload } from 'node:module';
 import { resolve } from 'node:path';
 
 const executable = resolve(import.meta.dirname, '../cce-secrets-manager.mjs');
+
+/**
+ * What a sample was spent for: the first of these that a frame matches, from the sampled
+ * function up its stack. Asynchronous continuations have short stacks, so Node's HTTP and
+ * TLS layers, without an own frame above them, have a line of their own.
+ */
+const ACTIVITIES: [RegExp, string][] = [
+  [/^\(\((garbage collector|idle|program)\)\)$/, ''],
+  [/winston|logform|readable-stream|src\/log\.ts/, 'logging'],
+  [/@grpc\/|node:internal\/http2|src\/grpc\//, "kubelet's gRPC calls (grpc-js, HTTP/2)"],
+  [/client-node|node-fetch|src\/kube\//, 'API server calls (client-node)'],
+  [/src\/provider\//, 'CSMS calls'],
+  [/node:(_http_|https|_tls_|tls|net|internal\/(tls|http|net|stream_base))/, "Node's HTTP and TLS (either client)"],
+  [/src\/driver\/(mounter|atomic-writer|target-path)/, 'the tmpfs and its files'],
+  [/src\//, 'other code of ours'],
+];
 
 interface Node {
   id: number;
@@ -66,6 +82,7 @@ function main(file: string, bundlePath: string, windowMs: number): void {
   const byModule = new Map<string, number>();
   const byFunction = new Map<string, number>();
   const byOwnCaller = new Map<string, number>();
+  const byActivity = new Map<string, number>();
   const parentOf = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
   const whereOf = (n: Node) => {
@@ -81,17 +98,23 @@ function main(file: string, bundlePath: string, windowMs: number): void {
     byModule.set(where, (byModule.get(where) ?? 0) + ms);
     const fn = `${node.callFrame.functionName || '(anonymous)'} ${where}`;
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + ms);
-    // The nearest function of our own source on the stack: what the time was spent for.
-    let cur: number | undefined = id;
-    let own = `(no frame of src/) ${where}`;
-    for (; cur !== undefined; cur = parentOf.get(cur)) {
-      const w = whereOf(byId.get(cur)!);
-      if (w.startsWith('src/')) {
-        own = `${byId.get(cur)!.callFrame.functionName || '(anonymous)'} ${w}`;
-        break;
+    // Up the stack from the sampled function: the nearest function of our own source, and
+    // the first frame that says what the time was spent for.
+    const up = (pick: (w: string, n: Node) => string | undefined): string | undefined => {
+      for (let at: number | undefined = id; at !== undefined; at = parentOf.get(at)) {
+        const found = pick(whereOf(byId.get(at)!), byId.get(at)!);
+        if (found) return found;
       }
-    }
+      return undefined;
+    };
+    const own =
+      up((w, n) => (w.startsWith('src/') ? `${n.callFrame.functionName || '(anonymous)'} ${w}` : undefined)) ??
+      `(no frame of src/) ${where}`;
     byOwnCaller.set(own, (byOwnCaller.get(own) ?? 0) + ms);
+    const activity =
+      up((w) => ACTIVITIES.map(([pattern, name]) => (pattern.test(w) ? name || w : undefined)).find(Boolean)) ??
+      '(the rest: promises, timers, streams, Node internals)';
+    byActivity.set(activity, (byActivity.get(activity) ?? 0) + ms);
     total += ms;
   }
   const top = (m: Map<string, number>, n: number) =>
@@ -100,6 +123,8 @@ function main(file: string, bundlePath: string, windowMs: number): void {
       .slice(0, n)
       .map(([k, v]) => `  ${v.toFixed(0).padStart(6)} ms  ${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
   console.log(`profile ${((profile.endTime - profile.startTime) / 1e6).toFixed(1)} s, ${total.toFixed(0)} ms sampled`);
+  console.log('by activity (the first frame up the stack that says what for):');
+  console.log(top(byActivity, ACTIVITIES.length + 3).join('\n'));
   console.log('self time by module:');
   console.log(top(byModule, 25).join('\n'));
   console.log('top functions (self):');

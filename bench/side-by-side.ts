@@ -2,10 +2,10 @@
 // pods for each, sides alternating within each round, per-round and median tables with our
 // side's ratios. Each side brings how to make its SPC and which processes count as its CPU.
 import type * as k8s from '@kubernetes/client-node';
-import { createNamespace, createPod, createServiceAccount, deleteNamespace } from '../test/helpers/cluster.js';
+import { core, createNamespace, createPod, createServiceAccount, deleteNamespace } from '../test/helpers/cluster.js';
 import type { Kubelet } from '../test/helpers/csi-client.js';
 import { publishRequest } from '../test/helpers/driver.js';
-import { cpuMs, median, percentile, rssMiB } from './stats.js';
+import { anonMiB, cpuMs, median, percentile, rssMiB } from './stats.js';
 
 /** Each side has a node of its own, so no driver's pod cache sees the other sides' pods. */
 export const benchNode = (side: 'ours' | 'ours-b' | 'upstream' | 'upstream-lifted') => `bench-${side}-node`;
@@ -34,7 +34,9 @@ export interface Row {
   singleP99: number;
   burstMs: number;
   burstCpuMs: number;
+  burstCpuWithChildrenMs: number;
   rssAfter: number;
+  anonAfter: number;
   unpublishBurstMs: number;
   unpublishOneP50: number;
 }
@@ -44,8 +46,10 @@ const COLUMNS: [keyof Row, string][] = [
   ['singleP99', 'single mount p99 ms'],
   ['burstMs', `${BURST} concurrent mounts ms`],
   ['burstCpuMs', 'CPU for the burst ms (driver + provider)'],
+  ['burstCpuWithChildrenMs', 'CPU for the burst ms, with the commands they ran (mount)'],
   ['rssStart', 'driver RSS before the round MiB'],
   ['rssAfter', `driver RSS after the burst MiB`],
+  ['anonAfter', 'driver anonymous memory after the burst MiB'],
   ['unpublishBurstMs', `unpublish ${BURST} concurrent ms`],
   ['unpublishOneP50', 'unpublish one at a time p50 ms'],
 ];
@@ -87,7 +91,10 @@ function calls(side: Side, pod: k8s.V1Pod) {
   };
 }
 
-const sideCpu = (side: Side) => [side.pid(), ...(side.helperPids?.() ?? [])].reduce((n, pid) => n + cpuMs(pid), 0);
+const sideCpu = (side: Side) =>
+  [side.pid(), ...(side.helperPids?.() ?? [])]
+    .map(cpuMs)
+    .reduce((a, b) => ({ own: a.own + b.own, withChildren: a.withChildren + b.withChildren }));
 
 async function measure(side: Side, round: number): Promise<Row> {
   const ns = await createNamespace(`${side.node}-${round}`);
@@ -109,14 +116,30 @@ async function measure(side: Side, round: number): Promise<Row> {
     const burst = await make('burst', BURST);
     const cpu0 = sideCpu(side);
     const burstMs = await timed(() => Promise.all(burst.map((pod) => calls(side, pod).publish())));
-    const burstCpuMs = sideCpu(side) - cpu0;
-    const rssAfter = rssMiB(side.pid());
+    const cpu1 = sideCpu(side);
+    const [burstCpuMs, burstCpuWithChildrenMs] = [cpu1.own - cpu0.own, cpu1.withChildren - cpu0.withChildren];
+    const [rssAfter, anonAfter] = [rssMiB(side.pid()), anonMiB(side.pid())];
     const unpublishBurstMs = await timed(() => Promise.all(burst.map((pod) => calls(side, pod).unpublish())));
     const one: number[] = [];
     for (const pod of [...warm, ...singles]) one.push(await timed(calls(side, pod).unpublish));
     const [singleP50, singleP99, unpublishOneP50] = [pct(single, 50), pct(single, 99), pct(one, 50)];
-    return { rssStart, singleP50, singleP99, burstMs, burstCpuMs, rssAfter, unpublishBurstMs, unpublishOneP50 };
+    return {
+      rssStart,
+      singleP50,
+      singleP99,
+      burstMs,
+      burstCpuMs,
+      burstCpuWithChildrenMs,
+      rssAfter,
+      anonAfter,
+      unpublishBurstMs,
+      unpublishOneP50,
+    };
   } finally {
+    // What kubelet does once a pod's volumes are gone. With no kubelet on these nodes the pods of
+    // a deleted namespace would stay Terminating, and each side's pod cache would carry every
+    // earlier round's pods into the next.
+    await core.deleteCollectionNamespacedPod({ namespace: ns, gracePeriodSeconds: 0 });
     await deleteNamespace(ns);
   }
 }
