@@ -9,7 +9,7 @@ import { createSpc } from '../test/helpers/cluster.js';
 import { DriverProcess } from '../test/helpers/driver.js';
 import { FakeProvider } from '../test/helpers/fake-provider.js';
 import { UpstreamDriver } from '../test/helpers/upstream-driver.js';
-import { benchNode, BENCH_SPC, sideBySide, type Side } from './side-by-side.js';
+import { benchNode, BENCH_SPC, ourMemory, sideBySide, type Side } from './side-by-side.js';
 
 /** Upstream's fake provider on `<dir>/fake.sock`, returning 3 small files. */
 export async function startFakeProvider(dir: string): Promise<FakeProvider> {
@@ -63,6 +63,7 @@ export async function run(): Promise<void> {
     helperPids: () => [provider.pid!],
     root: ours.kubeletRoot,
     makeSpc: fakeSpc,
+    memory: () => ourMemory(ours),
   };
   try {
     await new Promise((r) => setTimeout(r, 2000));

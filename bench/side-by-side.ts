@@ -4,7 +4,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import { core, createNamespace, createPod, createServiceAccount, deleteNamespace } from '../test/helpers/cluster.js';
 import type { Kubelet } from '../test/helpers/csi-client.js';
-import { publishRequest } from '../test/helpers/driver.js';
+import { publishRequest, type DriverProcess } from '../test/helpers/driver.js';
 import { anonMiB, cpuMs, median, percentile, rssMiB } from './stats.js';
 
 /** Each side has a node of its own, so no driver's pod cache sees the other sides' pods. */
@@ -26,6 +26,35 @@ export interface Side {
   root: string;
   /** Creates the side's SPC `BENCH_SPC` in `ns` (the ServiceAccount `app` exists). */
   makeSpc(ns: string): Promise<void>;
+  /** Where the driver's memory goes, MiB by part (our driver: from its /metrics). */
+  memory?: () => Promise<Record<string, number>>;
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * Our driver's resident memory by part: file pages (the node binary and libraries, which the
+ * page cache shares) and anonymous memory, which is V8's heap (committed; not all of it need be
+ * resident), external memory (Buffers) and the native rest (malloc, thread stacks).
+ */
+export async function ourMemory(driver: DriverProcess): Promise<Record<string, number>> {
+  const [rss, anon] = [rssMiB(driver.pid!), anonMiB(driver.pid!)];
+  const [heap, used, code, external] = await Promise.all([
+    driver.metric('nodejs_heap_size_total_bytes'),
+    driver.metric('nodejs_heap_size_used_bytes'),
+    driver.metric('nodejs_heap_space_size_total_bytes', { space: 'code' }),
+    driver.metric('nodejs_external_memory_bytes'),
+  ]);
+  return {
+    'resident (RSS)': rss,
+    'file pages (node binary, libraries)': rss - anon,
+    anonymous: anon,
+    'V8 heap, committed': heap / MiB,
+    'V8 heap, of it code space': code / MiB,
+    'V8 heap, of it in use': used / MiB,
+    'external (Buffers)': external / MiB,
+    'native rest (malloc, stacks)': anon - (heap + external) / MiB,
+  };
 }
 
 export interface Row {
@@ -39,9 +68,13 @@ export interface Row {
   anonAfter: number;
   unpublishBurstMs: number;
   unpublishOneP50: number;
+  memory?: Record<string, number>;
 }
 
-const COLUMNS: [keyof Row, string][] = [
+/** Every number of a row. */
+type Metric = Exclude<keyof Row, 'memory'>;
+
+const COLUMNS: [Metric, string][] = [
   ['singleP50', 'single mount p50 ms'],
   ['singleP99', 'single mount p99 ms'],
   ['burstMs', `${BURST} concurrent mounts ms`],
@@ -119,6 +152,7 @@ async function measure(side: Side, round: number): Promise<Row> {
     const cpu1 = sideCpu(side);
     const [burstCpuMs, burstCpuWithChildrenMs] = [cpu1.own - cpu0.own, cpu1.withChildren - cpu0.withChildren];
     const [rssAfter, anonAfter] = [rssMiB(side.pid()), anonMiB(side.pid())];
+    const memory = await side.memory?.();
     const unpublishBurstMs = await timed(() => Promise.all(burst.map((pod) => calls(side, pod).unpublish())));
     const one: number[] = [];
     for (const pod of [...warm, ...singles]) one.push(await timed(calls(side, pod).unpublish));
@@ -134,6 +168,7 @@ async function measure(side: Side, round: number): Promise<Row> {
       anonAfter,
       unpublishBurstMs,
       unpublishOneP50,
+      memory,
     };
   } finally {
     // What kubelet does once a pod's volumes are gone. With no kubelet on these nodes the pods of
@@ -157,6 +192,15 @@ function table(rows: Map<string, Row>, ours: string): void {
   }
 }
 
+/** The medians of a side's memory by part after the burst, if the side tells them. */
+function memoryTable(name: string, rows: Row[]): void {
+  const parts = Object.keys(rows[0].memory ?? {});
+  if (parts.length === 0) return;
+  console.log(`\n${name}: memory after the burst, MiB (medians)`);
+  console.log('| part | MiB |\n| --- | --- |');
+  for (const part of parts) console.log(`| ${part} | ${median(rows.map((r) => r.memory![part])).toFixed(1)} |`);
+}
+
 /** Runs `rounds` rounds over `sides` (the first is ours) and prints each round and the medians. */
 export async function sideBySide(sides: Side[], rounds: number): Promise<void> {
   const results = new Map<string, Row[]>(sides.map((s) => [s.name, []]));
@@ -178,5 +222,6 @@ export async function sideBySide(sides: Side[], rounds: number): Promise<void> {
   }
   console.log(`\nmedians of ${rounds} rounds`);
   table(medians, sides[0].name);
+  for (const [name, rows] of results) memoryTable(name, rows);
   console.log(`unpublish calls retried after an error (all sides): ${retries}`);
 }

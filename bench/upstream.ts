@@ -12,7 +12,7 @@ import { createSpc } from '../test/helpers/cluster.js';
 import { DriverProcess, executable } from '../test/helpers/driver.js';
 import { startEmulatorProcess } from './emulator-process.js';
 import { startFakeProvider, upstreamSides } from './provider.js';
-import { benchNode, BENCH_SPC, sideBySide, type Side } from './side-by-side.js';
+import { benchNode, BENCH_SPC, ourMemory, sideBySide, type Side } from './side-by-side.js';
 
 const projectId = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
 const creds = { accessKey: 'BENCHAK', secretKey: 'bench-sk' };
@@ -56,6 +56,7 @@ async function ourSide(name: string, node: string, csms: string, flags?: string,
     pid: () => driver.pid!,
     root: driver.kubeletRoot,
     makeSpc: (ns) => createSpc(ns, BENCH_SPC, objects),
+    memory: () => ourMemory(driver),
   };
   return { side, stop: () => driver.stop() };
 }
