@@ -11,6 +11,7 @@ import { ProviderError } from './external-provider.js';
 import { bindOwnerOnly } from '../grpc/socket.js';
 import { unary, type Handler } from '../grpc/unary.js';
 import { grpcCodeName, toServiceError } from '../grpc/status.js';
+import { sharedAbortController } from '../util/async.js';
 import type { Publisher } from './publisher.js';
 import { parsePublishRequest, parseUnpublishRequest } from './volume-request.js';
 
@@ -50,7 +51,7 @@ const FORCE_AFTER_CANCEL_MS = 5_000;
 export class CsiServer {
   private readonly server: grpc.Server;
   private readonly path: string;
-  private readonly shutdown = new AbortController();
+  private readonly shutdown = sharedAbortController();
 
   constructor(private readonly opts: CsiServerOptions) {
     this.path = socketPath(opts.endpoint);

@@ -3,6 +3,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { CancelledError, DeadlineError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { sharedAbortController } from '../util/async.js';
 import { grpcCodeName, toServiceError } from './status.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- grpc-js's own untyped handler shape
@@ -17,7 +18,7 @@ function callSignal(
   call: grpc.ServerUnaryCall<unknown, unknown>,
   shutdown?: AbortSignal,
 ): { signal: AbortSignal; release: () => void } {
-  const controller = new AbortController();
+  const controller = sharedAbortController();
   const deadline = call.getDeadline();
   const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
   const cancel = (reason: Error) => controller.abort(reason);

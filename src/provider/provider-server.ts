@@ -11,6 +11,7 @@ import { InvalidRequestError } from '../errors.js';
 import { bindOwnerOnly } from '../grpc/socket.js';
 import { unary } from '../grpc/unary.js';
 import type { Logger } from '../log.js';
+import { sharedAbortController } from '../util/async.js';
 import { version } from '../package-info.js';
 import { checkAllowList } from './allow-list.js';
 import { resolveCredentials, type CredentialProvider } from './credentials.js';
@@ -104,7 +105,7 @@ function parseMode(permission: string): number {
 
 export class ProviderServer {
   private readonly server = new grpc.Server();
-  private readonly shutdown = new AbortController();
+  private readonly shutdown = sharedAbortController();
 
   constructor(
     private readonly socket: string,

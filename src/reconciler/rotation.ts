@@ -8,6 +8,7 @@ import type { EventRecorder } from '../kube/events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SecretSource } from '../provider/source.js';
+import { sharedAbortController } from '../util/async.js';
 import { refreshVolumes, type PassResult } from './refresh-volumes.js';
 
 export interface RotationOptions {
@@ -28,7 +29,7 @@ export interface CycleResult extends PassResult {
 
 export class RotationReconciler {
   private timer?: NodeJS.Timeout;
-  private readonly stopping = new AbortController();
+  private readonly stopping = sharedAbortController();
   private running?: Promise<CycleResult>;
 
   constructor(private readonly opts: RotationOptions) {}

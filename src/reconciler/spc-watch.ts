@@ -8,6 +8,7 @@ import type { KubeView } from '../kube/view.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SecretSource } from '../provider/source.js';
+import { sharedAbortController } from '../util/async.js';
 import { refreshVolumes } from './refresh-volumes.js';
 
 export interface SpcWatcherOptions {
@@ -23,7 +24,7 @@ export interface SpcWatcherOptions {
 
 export class SpcWatcher {
   private readonly pending = new Map<string, NodeJS.Timeout>();
-  private readonly stopping = new AbortController();
+  private readonly stopping = sharedAbortController();
 
   constructor(private readonly opts: SpcWatcherOptions) {}
 

@@ -1,5 +1,18 @@
 // Small promise helpers shared across layers: bounded concurrency, settle-then-fail,
-// a semaphore, and sleeps that end early when their AbortSignal fires.
+// a semaphore, sleeps that end early when their AbortSignal fires, and signals many listen to.
+import { setMaxListeners } from 'node:events';
+
+/**
+ * An AbortController whose signal many operations in flight listen to at once: the driver's
+ * shutdown (every call), a rotation cycle (every volume), one call (every object it reads).
+ * Node warns of a leak past 10 listeners; here the count follows the load and is released
+ * as each operation ends, so the warning would be noise in the operator's log.
+ */
+export function sharedAbortController(): AbortController {
+  const controller = new AbortController();
+  setMaxListeners(0, controller.signal);
+  return controller;
+}
 
 /** Runs `fn` over `items`, at most `limit` at a time; with `signal`, starts no new item once it is aborted. */
 export async function forEachLimit<T>(

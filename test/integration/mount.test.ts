@@ -297,6 +297,20 @@ it('serializes concurrent publishes of one target into one mount', async () => {
   assert.equal(await readFile(join(req.target_path, 'secret_test'), 'utf8'), values.v1);
 });
 
+it('takes a burst of different pods at once without a warning from Node in its log', async () => {
+  const pods = await Promise.all(Array.from({ length: 16 }, (_, i) => pod(`nginx-burst-${i}`, 'spc-test')));
+  const reqs = pods.map((p) => publishRequest(p, 'spc-test', kubeletRoot));
+  await Promise.all(reqs.map((req) => driver.kubelet.call('Node', 'NodePublishVolume', req)));
+  for (const req of reqs) assert.equal(await readFile(join(req.target_path, 'secret_test'), 'utf8'), values.v1);
+  // Every call in flight listens to the driver's shutdown: 16 of them are not a leak.
+  assert.doesNotMatch(driver.logs, /Warning/);
+  await Promise.all(
+    reqs.map((req) =>
+      driver.kubelet.call('Node', 'NodeUnpublishVolume', { volume_id: req.volume_id, target_path: req.target_path }),
+    ),
+  );
+});
+
 it('unpublishes: unmounts, removes the target and the SPCPS, and is idempotent', async () => {
   const req = publishRequest(await pod('nginx-unpub', 'spc-test'), 'spc-test', kubeletRoot);
   await driver.kubelet.call('Node', 'NodePublishVolume', req);
