@@ -7,6 +7,12 @@ import { join } from 'node:path';
 import { executable } from '../test/helpers/driver.js';
 import type { EmulatorSeed } from '../src/emulator/store.js';
 
+/** The CSMS project and key pair every bench's emulator and driver share. */
+export const BENCH_PROJECT_ID = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
+export const BENCH_CREDS = { accessKey: 'BENCHAK', secretKey: 'bench-sk' };
+/** BENCH_CREDS in the driver's environment, where the image's users put their keys. */
+export const BENCH_CREDS_ENV = { HUAWEICLOUD_SDK_AK: BENCH_CREDS.accessKey, HUAWEICLOUD_SDK_SK: BENCH_CREDS.secretKey };
+
 export interface EmulatorProcess {
   url: string;
   total(): Promise<number>;

@@ -5,9 +5,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Kubelet } from '../test/helpers/csi-client.js';
-import { DriverProcess } from '../test/helpers/driver.js';
 import { UpstreamDriver } from '../test/helpers/upstream-driver.js';
 import { sleep } from '../src/util/async.js';
+import { driverWithoutCsms } from './side-by-side.js';
 import { percentile } from './stats.js';
 
 const CALLS = 200;
@@ -24,12 +24,7 @@ async function roundTrips(kubelet: Kubelet, gapMs: number): Promise<number[]> {
 }
 
 export async function run(): Promise<void> {
-  const ours = new DriverProcess({
-    nodeId: 'rtt-ours',
-    csmsEndpoint: 'http://127.0.0.1:9',
-    projectId: 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0',
-    extraArgs: ['-v=0'],
-  });
+  const ours = driverWithoutCsms('rtt-ours');
   const upstream = new UpstreamDriver(
     'rtt-upstream',
     mkdtempSync(join(tmpdir(), 'cce-rtt-providers-')),

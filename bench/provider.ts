@@ -6,10 +6,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSpc } from '../test/helpers/cluster.js';
-import { DriverProcess } from '../test/helpers/driver.js';
 import { FakeProvider } from '../test/helpers/fake-provider.js';
 import { UpstreamDriver } from '../test/helpers/upstream-driver.js';
-import { benchNode, BENCH_SPC, ourMemory, sideBySide, type Side } from './side-by-side.js';
+import { benchNode, BENCH_SPC, driverWithoutCsms, ourMemory, sideBySide, type Side } from './side-by-side.js';
 
 /** Upstream's fake provider on `<dir>/fake.sock`, returning 3 small files. */
 export async function startFakeProvider(dir: string): Promise<FakeProvider> {
@@ -47,12 +46,10 @@ export async function upstreamSides(providerDir: string, provider: FakeProvider)
 export async function run(): Promise<void> {
   const providerDir = mkdtempSync(join(tmpdir(), 'cce-bench-providers-'));
   const provider = await startFakeProvider(providerDir);
-  const ours = new DriverProcess({
-    nodeId: benchNode('ours'),
-    csmsEndpoint: 'http://127.0.0.1:9',
-    projectId: 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0',
-    extraArgs: [`--provider-volume=${providerDir}`, '--additional-provider-volume-paths=', '-v=0'],
-  });
+  const ours = driverWithoutCsms(benchNode('ours'), [
+    `--provider-volume=${providerDir}`,
+    '--additional-provider-volume-paths=',
+  ]);
   await ours.start();
   const upstream = await upstreamSides(providerDir, provider);
   const oursSide: Side = {

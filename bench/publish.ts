@@ -15,11 +15,9 @@ import {
   kubeconfigPath,
 } from '../test/helpers/cluster.js';
 import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
-import { startEmulatorProcess } from './emulator-process.js';
+import { BENCH_CREDS, BENCH_CREDS_ENV, BENCH_PROJECT_ID, startEmulatorProcess } from './emulator-process.js';
 import { rssMiB, summary } from './stats.js';
 
-const projectId = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
-const creds = { accessKey: 'BENCHAK', secretKey: 'bench-sk' };
 const nodeId = 'bench-node';
 
 /** One SPCPS create per pod, as a publish makes it, timed alone: the API server's share of a mount. */
@@ -111,15 +109,15 @@ async function reportMemory(b: Bench, volumes: number): Promise<void> {
 
 export async function run(): Promise<void> {
   const emulator = await startEmulatorProcess({
-    projectId,
-    credentials: [creds],
+    projectId: BENCH_PROJECT_ID,
+    credentials: [BENCH_CREDS],
     secrets: ['db', 'api', 'tls'].map((name) => ({ name, versions: [`${name}-value-1`, `${name}-value-2`] })),
   });
   const driver = new DriverProcess({
     nodeId,
     csmsEndpoint: emulator.url,
-    projectId,
-    env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
+    projectId: BENCH_PROJECT_ID,
+    env: BENCH_CREDS_ENV,
     extraArgs: [`-v=${process.env.BENCH_V ?? 0}`],
   });
   await driver.start();

@@ -4,7 +4,8 @@
 import type * as k8s from '@kubernetes/client-node';
 import { core, createNamespace, createPod, createServiceAccount, deleteNamespace } from '../test/helpers/cluster.js';
 import type { Kubelet } from '../test/helpers/csi-client.js';
-import { publishRequest, type DriverProcess } from '../test/helpers/driver.js';
+import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
+import { BENCH_PROJECT_ID } from './emulator-process.js';
 import { anonMiB, cpuMs, median, percentile, rssMiB } from './stats.js';
 
 /** Each side has a node of its own, so no driver's pod cache sees the other sides' pods. */
@@ -31,6 +32,16 @@ export interface Side {
 }
 
 const MiB = 1024 * 1024;
+
+/** Our driver on `nodeId` with no CSMS to reach: for benches whose volumes come from elsewhere, or none. */
+export function driverWithoutCsms(nodeId: string, extraArgs: string[] = []): DriverProcess {
+  return new DriverProcess({
+    nodeId,
+    csmsEndpoint: 'http://127.0.0.1:9',
+    projectId: BENCH_PROJECT_ID,
+    extraArgs: [...extraArgs, '-v=0'],
+  });
+}
 
 /**
  * Our driver's resident memory by part: file pages (the node binary and libraries, which the

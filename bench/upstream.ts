@@ -10,12 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSpc } from '../test/helpers/cluster.js';
 import { DriverProcess, executable } from '../test/helpers/driver.js';
-import { startEmulatorProcess } from './emulator-process.js';
+import { BENCH_CREDS, BENCH_CREDS_ENV, BENCH_PROJECT_ID, startEmulatorProcess } from './emulator-process.js';
 import { startFakeProvider, upstreamSides } from './provider.js';
 import { benchNode, BENCH_SPC, ourMemory, sideBySide, type Side } from './side-by-side.js';
 
-const projectId = 'b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0';
-const creds = { accessKey: 'BENCHAK', secretKey: 'bench-sk' };
 const objects = ['db:latest', 'api:v1', 'tls:latest']
   .map((o) => o.split(':'))
   .map(([name, version]) => `- {objectName: ${name}, objectType: csms, objectVersion: ${version}}\n`)
@@ -43,8 +41,8 @@ async function ourSide(name: string, node: string, csms: string, flags?: string,
   const driver = new DriverProcess({
     nodeId: node,
     csmsEndpoint: csms,
-    projectId,
-    env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
+    projectId: BENCH_PROJECT_ID,
+    env: BENCH_CREDS_ENV,
     executable: driverWrapper(flags, bundle),
     extraArgs: ['-v=0'],
   });
@@ -63,8 +61,8 @@ async function ourSide(name: string, node: string, csms: string, flags?: string,
 
 export async function run(): Promise<void> {
   const emulator = await startEmulatorProcess({
-    projectId,
-    credentials: [creds],
+    projectId: BENCH_PROJECT_ID,
+    credentials: [BENCH_CREDS],
     secrets: ['db', 'api', 'tls'].map((name) => ({ name, versions: [`${name}-value-1`, `${name}-value-2`] })),
   });
   const providerDir = mkdtempSync(join(tmpdir(), 'cce-bench-providers-'));
