@@ -6,6 +6,8 @@ import { DEFAULT_METADATA_ENDPOINT } from './provider/credentials.js';
 import { DEFAULT_PROVIDER_DIRS } from './driver/external-provider.js';
 import { parseListenAddress } from './ops-server.js';
 import { errorMessage } from './errors.js';
+import { NAMESPACE_POLICIES, type NamespacePolicy } from './access/namespace-permit.js';
+import { PERMIT_ANNOTATION } from './crds/types.js';
 import {
   ConfigError,
   boolean,
@@ -185,6 +187,17 @@ export const SERVE_FLAGS = {
     default: 'true',
     help: 'create Kubernetes Secrets from secretObjects (needs write access to Secrets)',
     parse: boolean,
+  },
+  namespacePolicy: {
+    name: 'namespace-policy',
+    metavar: 'MODE',
+    default: 'audit',
+    help: `the cluster admin's Namespace permit (annotation ${PERMIT_ANNOTATION}): enforce refuses\nCSMS secrets it does not cover; audit mounts them with a Warning event; off ignores it`,
+    parse: (value: string | undefined, flag: string): NamespacePolicy => {
+      if (!NAMESPACE_POLICIES.includes(value as NamespacePolicy))
+        throw new ConfigError(`${flag} "${value}" must be one of ${NAMESPACE_POLICIES.join(', ')}`);
+      return value as NamespacePolicy;
+    },
   },
   maxSecretProviderClasses: {
     name: 'max-secret-provider-classes',

@@ -48,6 +48,9 @@ export class NotFoundError extends kindOf('not-found') {}
 /** The ServiceAccount allow-list, or the store's own policy, refuses access. */
 export class NotAllowedError extends kindOf('permission-denied') {}
 
+/** The cluster admin's Namespace permit does not cover a secret (access/namespace-permit.ts). */
+export class NotPermittedError extends NotAllowedError {}
+
 /** The store did not accept our credentials. */
 export class UnauthenticatedError extends kindOf('unauthenticated') {}
 

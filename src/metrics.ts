@@ -14,6 +14,9 @@ export function createMetrics(registry = new Registry()) {
     new Gauge<L>({ name, help, labelNames, registers });
   const histogram = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
     new Histogram<L>({ name, help, labelNames, buckets: seconds, registers });
+  // The live volumes the gauge below counts, read at each scrape: its series are bounded
+  // by what this node mounts, and vanish with the volumes.
+  const unpermitted: { volumes: () => Iterable<{ namespace: string; secrets?: string[] }> } = { volumes: () => [] };
   return {
     registry,
     nodePublish: counter('node_publish_total', 'Successful NodePublishVolume calls', ['provider']),
@@ -45,6 +48,21 @@ export function createMetrics(registry = new Registry()) {
     ),
     cachedObjects: gauge('kube_cached_objects', 'Kubernetes objects the driver holds in memory, by kind', ['kind']),
     mountedVolumes: gauge('mounted_volumes', 'Volumes this driver has mounted on the node'),
+    unpermittedVolumes: new Gauge({
+      name: 'namespace_permit_uncovered_volumes',
+      help: 'Volumes on this node mounting a CSMS secret that no Namespace permit covers (namespace policy audit), by namespace and secret',
+      labelNames: ['namespace', 'secret'],
+      registers,
+      collect() {
+        this.reset();
+        for (const v of unpermitted.volumes())
+          for (const secret of v.secrets ?? []) this.inc({ namespace: v.namespace, secret });
+      },
+    }),
+    /** Where namespace_permit_uncovered_volumes finds the volumes. */
+    countUnpermitted(volumes: typeof unpermitted.volumes): void {
+      unpermitted.volumes = volumes;
+    },
   };
 }
 

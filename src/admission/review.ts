@@ -1,12 +1,20 @@
 // What the validating webhook decides for one object: the rules of mount time, run at
 // `kubectl apply`, so a broken SecretProviderClass or allow-list is refused with exactly the
 // message a pod would get later; and warnings for what is allowed but will not work as meant.
+// Under the namespace policy, what the Namespace permit does not cover is refused (enforce)
+// or warned about (audit).
 import type * as k8s from '@kubernetes/client-node';
 import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
 import { desiredSecret } from '../crds/secret-objects.js';
 import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, type SecretProviderClass } from '../crds/types.js';
 import { errorMessage } from '../errors.js';
-import { allowedNames, checkAllowList } from '../provider/allow-list.js';
+import { allowedNames, checkAllowList } from '../access/allow-list.js';
+import {
+  checkNamespacePermit,
+  permitMessage,
+  type NamespacePolicy,
+  type PermitDecision,
+} from '../access/namespace-permit.js';
 
 export interface Verdict {
   allowed: boolean;
@@ -15,7 +23,13 @@ export interface Verdict {
   warnings: string[];
 }
 
-export interface SpcReviewContext {
+/** How the Namespace permit applies, and where it is read. */
+export interface PermitContext {
+  namespacePolicy: NamespacePolicy;
+  namespaceAnnotations(namespace: string): Promise<Record<string, string> | undefined>;
+}
+
+export interface SpcReviewContext extends PermitContext {
   operation: 'CREATE' | 'UPDATE';
   /** Whether the driver re-reads `latest` objects. */
   rotationEnabled: boolean;
@@ -33,14 +47,36 @@ export async function reviewSpc(spc: SecretProviderClass, ctx: SpcReviewContext)
   const namespace = spc.metadata.namespace ?? 'default';
   const ref = `${namespace}/${spc.metadata.name}`;
   let objects: SecretObject[];
+  let unpermitted: PermitDecision | undefined;
+  const permit = await permitOf(ctx, namespace);
   try {
     objects = parseSecretObjects(ref, spc.spec.parameters?.objects);
     checkSecretObjects(namespace, spc, objects);
+    unpermitted = permit?.(objects.map((o) => o.objectName));
     if (ctx.operation === 'CREATE') await ctx.checkNewSpc(namespace, spc.metadata.name);
   } catch (err) {
     return refuse(err);
   }
-  return { allowed: true, warnings: await warningsFor(ref, namespace, objects, ctx) };
+  const warnings = await warningsFor(ref, namespace, objects, ctx);
+  if (unpermitted) warnings.unshift(`SecretProviderClass ${ref}: ${permitWarning(unpermitted)}`);
+  return { allowed: true, warnings };
+}
+
+/**
+ * The Namespace's permit as a check of secret names (none when the policy is off): it
+ * throws the mount-time refusal under enforce, and returns what to warn about under audit.
+ * A failed read of the Namespace is not a verdict: it fails the review.
+ */
+async function permitOf(ctx: PermitContext, namespace: string) {
+  const policy = ctx.namespacePolicy;
+  if (policy === 'off') return undefined;
+  const annotations = await ctx.namespaceAnnotations(namespace);
+  return (names: string[], as: NamespacePolicy = policy) =>
+    names.length === 0 ? undefined : checkNamespacePermit(as, namespace, annotations, names);
+}
+
+function permitWarning(d: PermitDecision): string {
+  return `${permitMessage(d)}. Pods mount it with a Warning event while the namespace policy is audit; under enforce they are refused`;
 }
 
 /** secretObjects as Secret sync checks them at mount time, against the files the objects make. */
@@ -78,14 +114,34 @@ async function warningsFor(
   return warnings;
 }
 
-/** The allow-list annotation, when present, must be a JSON array of secret names. */
-export function reviewServiceAccount(sa: k8s.V1ServiceAccount): Verdict {
+/**
+ * The allow-list annotation, when present, must be a JSON array of secret names, and the
+ * Namespace must permit the names it adds (an edit that keeps older ones is not blocked
+ * by them, since the permit may have narrowed since; it is warned about).
+ */
+export async function reviewServiceAccount(
+  sa: k8s.V1ServiceAccount,
+  ctx: PermitContext,
+  old?: k8s.V1ServiceAccount,
+): Promise<Verdict> {
   const annotations = sa.metadata?.annotations;
-  if (annotations?.[ALLOW_LIST_ANNOTATION] === undefined) return { allowed: true, warnings: [] };
+  const raw = annotations?.[ALLOW_LIST_ANNOTATION];
+  if (raw === undefined) return { allowed: true, warnings: [] };
+  const namespace = sa.metadata?.namespace ?? 'default';
+  const ref = `ServiceAccount ${namespace}/${sa.metadata?.name ?? ''}`;
   try {
-    checkAllowList(`${sa.metadata?.namespace ?? 'default'}/${sa.metadata?.name ?? ''}`, annotations, []);
+    checkAllowList(`${namespace}/${sa.metadata?.name ?? ''}`, annotations, []);
   } catch (err) {
     return refuse(err);
   }
-  return { allowed: true, warnings: [] };
+  const permit = await permitOf(ctx, namespace);
+  const names = allowedNames(raw) ?? [];
+  const before = new Set(allowedNames(old?.metadata?.annotations?.[ALLOW_LIST_ANNOTATION] ?? '[]') ?? []);
+  try {
+    permit?.(names.filter((n) => !before.has(n)));
+  } catch (err) {
+    return refuse(`${ref}: annotation ${ALLOW_LIST_ANNOTATION}: ${errorMessage(err)}`);
+  }
+  const unpermitted = permit?.(names, 'audit');
+  return { allowed: true, warnings: unpermitted ? [`${ref}: ${permitWarning(unpermitted)}`] : [] };
 }

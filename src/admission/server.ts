@@ -20,12 +20,14 @@ interface AdmissionRequest {
   kind?: { kind?: string };
   operation?: string;
   object?: unknown;
+  oldObject?: unknown;
 }
 
 export interface AdmissionServerOptions {
   certFile: string;
   keyFile: string;
-  spcContext: Omit<SpcReviewContext, 'operation'>;
+  /** What the reviews read and follow (the driver's settings, the cluster). */
+  context: Omit<SpcReviewContext, 'operation'>;
   log: Logger;
   registry?: Registry;
 }
@@ -133,10 +135,11 @@ export class AdmissionServer {
     let verdict: Verdict;
     try {
       if (kind === 'SecretProviderClass' && (request.operation === 'CREATE' || request.operation === 'UPDATE')) {
-        const ctx: SpcReviewContext = { ...this.opts.spcContext, operation: request.operation };
+        const ctx: SpcReviewContext = { ...this.opts.context, operation: request.operation };
         verdict = await reviewSpc(request.object as SecretProviderClass, ctx);
       } else if (kind === 'ServiceAccount') {
-        verdict = reviewServiceAccount(request.object as k8s.V1ServiceAccount);
+        const [sa, old] = [request.object, request.oldObject] as (k8s.V1ServiceAccount | undefined)[];
+        verdict = await reviewServiceAccount(sa!, this.opts.context, old ?? undefined);
       } else {
         verdict = { allowed: true, warnings: [] };
       }

@@ -1,12 +1,15 @@
 // `cce-secrets-manager provider`: our CSMS provider on the provider API's socket, for a
 // cluster that keeps the upstream Secrets Store CSI driver (chart: driver.enabled=false).
-// It reads ServiceAccounts (the allow-list) and nothing else from Kubernetes.
+// It reads ServiceAccounts (the allow-list) and Namespaces (the permit), and writes only
+// Events (namespace policy audit).
 import * as k8s from '@kubernetes/client-node';
 import { CSMS_FLAGS, csmsSettings, LOG_FLAGS, SERVE_FLAGS } from '../config.js';
 import { ApiServerError } from '../errors.js';
 import { ConfigError, flagHelp, parseFlags, required } from '../flags.js';
 import { apiErrorText, apiStatus, loadKubeConfig } from '../kube/client.js';
+import { EventRecorder } from '../kube/events.js';
 import { createLogger } from '../log.js';
+import { reportUnpermitted, type UnpermittedReport } from '../access/permit-audit.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { version } from '../package-info.js';
 import { csmsStore } from '../provider/csms-store.js';
@@ -24,6 +27,7 @@ const PROVIDER_FLAGS = {
     }),
   },
   kubeconfig: SERVE_FLAGS.kubeconfig,
+  namespacePolicy: SERVE_FLAGS.namespacePolicy,
 };
 
 const PROVIDER_TABLE = { ...PROVIDER_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
@@ -46,23 +50,51 @@ export async function providerCommand(argv: string[]): Promise<void> {
   const csms = csmsSettings(o);
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'provider' });
   const core = loadKubeConfig(o.kubeconfig).makeApiClient(k8s.CoreV1Api);
-  const annotationsOf = async (namespace: string, name: string) => {
+  const annotations = async (
+    what: string,
+    read: () => Promise<{ metadata?: { annotations?: Record<string, string> } }>,
+  ) => {
     try {
-      return (await core.readNamespacedServiceAccount({ namespace, name })).metadata?.annotations;
+      return (await read()).metadata?.annotations;
     } catch (err) {
       if (apiStatus(err) === 404) return undefined;
-      throw new ApiServerError(`reading ServiceAccount ${namespace}/${name} failed: ${apiErrorText(err)}`, {
-        cause: err,
-      });
+      throw new ApiServerError(`reading ${what} failed: ${apiErrorText(err)}`, { cause: err });
     }
   };
   const socket = o.endpoint.slice('unix://'.length);
   const server = new ProviderServer(socket, {
     ...csmsStore(csms),
-    annotationsOf,
+    annotationsOf: (namespace, name) =>
+      annotations(`ServiceAccount ${namespace}/${name}`, () => core.readNamespacedServiceAccount({ namespace, name })),
+    namespaceAnnotationsOf: (name) => annotations(`Namespace ${name}`, () => core.readNamespace({ name })),
+    namespacePolicy: o.namespacePolicy,
+    onUnpermitted: oncePerVolume(
+      reportUnpermitted(new EventRecorder(core, log, undefined, 60_000, PROVIDER_SOURCE), log),
+    ),
     log,
   });
   await server.start();
-  log.info('Serving the CSMS provider', { provider: PROVIDER_NAME, socket, version, csmsEndpoint: csms.csmsEndpoint });
+  log.info('Serving the CSMS provider', {
+    ...{ provider: PROVIDER_NAME, socket, version },
+    ...{ csmsEndpoint: csms.csmsEndpoint, namespacePolicy: o.namespacePolicy },
+  });
   stopOnSignal(log, () => server.stop());
+}
+
+const PROVIDER_SOURCE = 'cce-secrets-manager-provider';
+
+/**
+ * The upstream driver calls Mount again at every rotation: each pod's volume is reported
+ * once for the same secrets, not every cycle (a bounded memory; a full one starts again).
+ */
+function oncePerVolume(report: UnpermittedReport): UnpermittedReport {
+  const told = new Map<string, string>();
+  return (pod, spcName, decision) => {
+    const key = `${pod.uid}/${spcName}`;
+    const denied = decision.denied.join('\0');
+    if (told.get(key) === denied) return;
+    if (told.size >= 10_000) told.clear();
+    told.set(key, denied);
+    report(pod, spcName, decision);
+  };
 }

@@ -1,6 +1,7 @@
 // `cce-secrets-manager serve`: builds the object graph of the node driver, starts it,
 // and stops it on SIGTERM. Start-up fails loudly: if the caches or the take-over of
 // mounted volumes cannot start, the process exits rather than serve without rotation.
+import { reportUnpermitted } from '../access/permit-audit.js';
 import type { ServeConfig } from '../config.js';
 import { atomicWriter } from '../driver/atomic-writer.js';
 import { CsiServer } from '../driver/csi-server.js';
@@ -22,7 +23,7 @@ import { csmsStore } from '../provider/csms-store.js';
 import { recoverVolumes } from '../reconciler/recovery.js';
 import { RotationReconciler } from '../reconciler/rotation.js';
 import { SecretSync } from '../reconciler/secret-sync.js';
-import { SpcWatcher } from '../reconciler/spc-watch.js';
+import { EditWatcher } from '../reconciler/edit-watch.js';
 import { sleep } from '../util/async.js';
 
 /** The parts of a running driver, wired together but not started. */
@@ -32,7 +33,11 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log, volumes, {
     maxSpcs: config.maxSecretProviderClasses,
     onCachedObjects: (kind, size) => metrics.cachedObjects.set({ kind }, size),
+    namespaces: config.namespacePolicy !== 'off',
   });
+  metrics.countUnpermitted(() =>
+    volumes.all().map((v) => ({ namespace: v.request.podNamespace, secrets: v.unpermitted })),
+  );
   const { source, credentials } = csmsStore(config, metrics);
   const events = new EventRecorder(kube.core, log, () => metrics.eventsSuppressed.inc());
   const secretSync = config.syncSecrets ? new SecretSync(kube.core, log, events) : undefined;
@@ -58,6 +63,8 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
     mounter,
     writer,
     onContent,
+    namespacePolicy: config.namespacePolicy,
+    onUnpermitted: reportUnpermitted(events, log),
   });
   const ready = () => kube.synced;
   const maxReceiveMessageBytes = config.maxCallRecvMsgSize;
@@ -75,8 +82,8 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const rotation = config.rotationEnabled
     ? new RotationReconciler({ publisher, source, events, log, metrics, intervalMs })
     : undefined;
-  const spcWatch = new SpcWatcher({ kube, publisher, source, events, log, metrics });
-  return { kube, mounter, publisher, events, server, rotation, spcWatch };
+  const editWatch = new EditWatcher({ kube, publisher, source, events, log, metrics });
+  return { kube, mounter, publisher, events, server, rotation, editWatch };
 }
 
 type Driver = ReturnType<typeof build>;
@@ -86,6 +93,7 @@ export async function serve(config: ServeConfig): Promise<void> {
   log.info('Initializing Secrets Store CSI Driver', {
     ...{ driver: 'secrets-store.csi.k8s.io', version, node: config.nodeId },
     csmsEndpoint: config.csmsEndpoint,
+    namespacePolicy: config.namespacePolicy,
   });
   process.on('unhandledRejection', (err) => log.error('Unhandled rejection', { error: errorMessage(err) }));
   const metrics = createProcessMetrics();
@@ -108,7 +116,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     stopping = true;
     log.info('Shutting down', { signal });
     shutdown.abort();
-    driver.spcWatch.stop();
+    driver.editWatch.stop();
     await driver.rotation?.stop();
     await driver.server.stop();
     await driver.publisher.settled();
@@ -126,7 +134,7 @@ async function startReconcilers(config: ServeConfig, driver: Driver, log: Logger
   const { kube, publisher, events } = driver;
   await kube.start();
   log.info('Kubernetes caches synced');
-  driver.spcWatch.start();
+  driver.editWatch.start();
   const backoff = new Backoff(1000);
   for (let attempt = 1; !shutdown.aborted; attempt++) {
     try {

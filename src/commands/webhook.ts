@@ -1,14 +1,15 @@
 // `cce-secrets-manager webhook`: the validating admission webhook. It refuses, at `kubectl
 // apply`, the SecretProviderClasses (provider cce) and allow-list annotations that mounts
 // would refuse, with the same messages, and warns about what would not work as meant.
-// It reads ServiceAccounts (for the warnings) and counts SPCs (for the limit); nothing else.
+// It reads ServiceAccounts (for the warnings), Namespaces (their permits) and counts SPCs
+// (for the limit); nothing else.
 import * as k8s from '@kubernetes/client-node';
 import { AdmissionServer } from '../admission/server.js';
 import { ALLOW_LIST_ANNOTATION } from '../crds/types.js';
 import { LOG_FLAGS, SERVE_FLAGS } from '../config.js';
 import { ApiServerError } from '../errors.js';
 import { ConfigError, flagHelp, parseFlags, required, wholeNumber } from '../flags.js';
-import { apiErrorText, loadKubeConfig } from '../kube/client.js';
+import { apiErrorText, apiStatus, loadKubeConfig } from '../kube/client.js';
 import { SpcCensus } from '../kube/spc-census.js';
 import { createLogger } from '../log.js';
 import { stopOnSignal } from './stop-on-signal.js';
@@ -32,6 +33,7 @@ const WEBHOOK_FLAGS = {
   // The driver's own settings, which the warnings and the SPC limit follow.
   rotationEnabled: SERVE_FLAGS.rotationEnabled,
   maxSecretProviderClasses: SERVE_FLAGS.maxSecretProviderClasses,
+  namespacePolicy: SERVE_FLAGS.namespacePolicy,
 };
 
 const WEBHOOK_TABLE = { ...WEBHOOK_FLAGS, ...LOG_FLAGS };
@@ -40,8 +42,9 @@ export const WEBHOOK_HELP = `Usage: cce-secrets-manager webhook [flags]
 
 Serves the validating admission webhook for SecretProviderClasses (provider cce) and the
 ServiceAccount annotation ${ALLOW_LIST_ANNOTATION} on https://:<port>/validate, with
-/metrics and /healthz beside it. Give --enable-secret-rotation and
---max-secret-provider-classes the driver's values: the warnings and the SPC limit follow them.
+/metrics and /healthz beside it. Give --enable-secret-rotation, --max-secret-provider-classes
+and --namespace-policy the driver's values: the warnings, the SPC limit and the Namespace
+permit follow them.
 
 Flags:
 ${flagHelp(WEBHOOK_TABLE)}
@@ -69,17 +72,27 @@ export async function webhookCommand(argv: string[]): Promise<void> {
       throw new ApiServerError(`listing ServiceAccounts in ${namespace} failed: ${apiErrorText(err)}`, { cause: err });
     }
   };
+  const namespaceAnnotations = async (name: string) => {
+    try {
+      return (await core.readNamespace({ name })).metadata?.annotations;
+    } catch (err) {
+      if (apiStatus(err) === 404) return undefined;
+      throw new ApiServerError(`reading Namespace ${name} failed: ${apiErrorText(err)}`, { cause: err });
+    }
+  };
   const server = new AdmissionServer({
     certFile: o.certFile,
     keyFile: o.keyFile,
     log,
-    spcContext: {
+    context: {
       rotationEnabled: o.rotationEnabled,
       allowLists,
       checkNewSpc: async (namespace, name) => census?.checkNew(namespace, name),
+      namespacePolicy: o.namespacePolicy,
+      namespaceAnnotations,
     },
   });
   const port = await server.listen(o.port);
-  log.info('Serving the admission webhook', { port, version });
+  log.info('Serving the admission webhook', { port, version, namespacePolicy: o.namespacePolicy });
   stopOnSignal(log, () => server.close());
 }

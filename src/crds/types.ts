@@ -11,6 +11,8 @@ export const MANAGED_LABEL = 'secrets-store.csi.k8s.io/managed';
 /** On a synced Secret: `namespace/name` of the one SPC whose secretObjects it comes from. */
 export const OWNER_SPC_ANNOTATION = 'cce.io/secret-provider-class';
 export const ALLOW_LIST_ANNOTATION = 'cce.io/dew-resource';
+/** On a Namespace, written by the cluster admin: the CSMS secrets (names, `*` patterns) its pods may mount. */
+export const PERMIT_ANNOTATION = 'cce.io/dew-resource-permitted';
 export const BUILTIN_PROVIDER = 'cce';
 
 /**

@@ -10,7 +10,9 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
 import { BUILTIN_PROVIDER, type SecretProviderClass } from '../crds/types.js';
-import { errorMessage, PreconditionError } from '../errors.js';
+import type { NamespacePolicy } from '../access/namespace-permit.js';
+import type { UnpermittedReport } from '../access/permit-audit.js';
+import { errorMessage, NotPermittedError, PreconditionError } from '../errors.js';
 import { spcpsNames, type SpcpsStore } from '../kube/spcps-writer.js';
 import type { Logger } from '../log.js';
 import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
@@ -53,6 +55,10 @@ export interface PublisherDeps {
   log: Logger;
   /** Run after the files are written; a failure fails the publish. */
   onContent?: (content: PublishedContent) => Promise<void>;
+  /** How the Namespace permit applies (access/namespace-permit.ts); default off. */
+  namespacePolicy?: NamespacePolicy;
+  /** Audit: a volume mounts secrets no Namespace permit covers (told once, and again when that changes). */
+  onUnpermitted?: UnpermittedReport;
 }
 
 export interface RefreshOptions {
@@ -63,7 +69,11 @@ export interface RefreshOptions {
   signal?: AbortSignal;
 }
 
-export type RefreshOutcome = 'unchanged' | 'updated' | 'gone';
+/**
+ * `withheld`: the Namespace permit no longer covers the volume, which keeps its files and
+ * was told so before; `resumed`: it covers it again, and nothing else changed.
+ */
+export type RefreshOutcome = 'unchanged' | 'updated' | 'gone' | 'withheld' | 'resumed';
 
 export class Publisher {
   readonly volumes: VolumeRegistry;
@@ -143,7 +153,7 @@ export class Publisher {
       tokenAudiences: req.serviceAccountTokens ? Object.keys(req.serviceAccountTokens).join(',') : undefined,
     });
     const t0 = this.now();
-    const plan = await planVolume(cluster, req);
+    const plan = await planVolume(cluster, req, this.deps.namespacePolicy);
     // spec.provider is the user's text: only a provider that exists becomes a metric label.
     const real = plan.provider === BUILTIN_PROVIDER || this.deps.providers?.has(plan.provider);
     labels.provider = real ? plan.provider : 'unknown';
@@ -156,6 +166,7 @@ export class Publisher {
     const known = this.volumes.get(req.targetPath);
     if (known && (await this.deps.mounter.isMountPoint(req.targetPath))) {
       if (known.fingerprint !== plan.fingerprint) return this.update(req, plan, known, this.deps.source, signal);
+      this.audit(known, plan);
       for (const v of known.versions)
         log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
       return;
@@ -222,8 +233,25 @@ export class Publisher {
   private async refreshLocked(targetPath: string, opts: RefreshOptions): Promise<RefreshOutcome> {
     const known = this.volumes.get(targetPath);
     if (!known) return 'gone';
+    let plan: VolumePlan;
+    try {
+      plan = await planVolume(this.deps.cluster, known.request, this.deps.namespacePolicy);
+    } catch (err) {
+      // Refused by the permit: the files stay, and the pod hears it once, not every cycle.
+      if (!(err instanceof NotPermittedError)) throw err;
+      if (known.withheld === err.message) return 'withheld';
+      known.withheld = err.message;
+      throw err;
+    }
+    const resumed = known.withheld !== undefined;
+    known.withheld = undefined;
+    this.audit(known, plan);
+    const outcome = await this.refreshPlanned(known, plan, opts);
+    return resumed && outcome === 'unchanged' ? 'resumed' : outcome;
+  }
+
+  private async refreshPlanned(known: MountedVolume, plan: VolumePlan, opts: RefreshOptions): Promise<RefreshOutcome> {
     const { source = this.deps.source, specOnly = false, signal } = opts;
-    const plan = await planVolume(this.deps.cluster, known.request);
     if (plan.provider !== BUILTIN_PROVIDER) return this.refreshExternal(known, plan, opts);
     if (plan.fingerprint === known.fingerprint) {
       if (specOnly) return 'unchanged';
@@ -343,7 +371,28 @@ export class Publisher {
     sizeBytes: number,
   ): void {
     const { versions, digests } = content;
-    this.volumes.set({ request: req, spcpsName, fingerprint: plan.fingerprint, versions, digests, sizeBytes });
+    const unpermitted = this.volumes.get(req.targetPath)?.unpermitted;
+    const volume = {
+      request: req,
+      spcpsName,
+      fingerprint: plan.fingerprint,
+      versions,
+      digests,
+      sizeBytes,
+      unpermitted,
+    };
+    this.volumes.set(volume);
+    this.audit(volume, plan);
+  }
+
+  /** Keeps what the permit does not cover with the volume, and reports it when that changes. */
+  private audit(volume: MountedVolume, plan: VolumePlan): void {
+    const before = volume.unpermitted ?? [];
+    volume.unpermitted = plan.unpermitted?.denied;
+    const now = volume.unpermitted ?? [];
+    if (now.length === 0 || now.join('\0') === before.join('\0')) return;
+    const { podName: name, podNamespace: namespace, podUid: uid, spcName } = volume.request;
+    this.deps.onUnpermitted?.({ name, namespace, uid }, spcName, plan.unpermitted!);
   }
 
   private async unpublishLocked(req: UnpublishRequest): Promise<MountedVolume | undefined> {

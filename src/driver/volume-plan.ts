@@ -1,12 +1,14 @@
 // Everything a volume's content depends on inside the cluster, read and checked:
 // the pod (same uid as kubelet's), its SPC and, for the built-in CSMS provider, the
-// ServiceAccount allow-list. Other providers get the SPC's parameters as they are.
+// ServiceAccount allow-list and the Namespace permit. Other providers get the SPC's
+// parameters as they are.
 import { createHash } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
 import { InvalidRequestError, InvalidSpcError, PreconditionError } from '../errors.js';
 import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
 import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, DRIVER_NAME, type SecretProviderClass } from '../crds/types.js';
-import { checkAllowList } from '../provider/allow-list.js';
+import { checkAllowList } from '../access/allow-list.js';
+import { checkNamespacePermit, type NamespacePolicy, type PermitDecision } from '../access/namespace-permit.js';
 import { ExternalProviders } from './external-provider.js';
 import type { PublishRequest } from './volume-request.js';
 
@@ -19,6 +21,8 @@ export interface VolumePlan {
   objects: SecretObject[];
   /** Changes whenever anything but the store's values would change the volume. */
   fingerprint: string;
+  /** Namespace policy audit: what the Namespace permit does not cover (the mount goes ahead). */
+  unpermitted?: PermitDecision;
 }
 
 /** The cluster reads a plan needs (KubeView in the driver). */
@@ -27,19 +31,32 @@ export interface ClusterReads {
   pod(namespace: string, name: string, uid: string): Promise<k8s.V1Pod>;
   spc(namespace: string, name: string): Promise<SecretProviderClass>;
   serviceAccount(namespace: string, name: string): Promise<k8s.V1ServiceAccount>;
+  /** Read only when the namespace policy is not off. */
+  namespace(name: string): Promise<k8s.V1Namespace>;
   /** Refuses an SPC beyond the cluster's SPC limit (checked at mount time only). */
   checkSpcLimit(spc: SecretProviderClass): Promise<void>;
 }
 
-export async function planVolume(kube: ClusterReads, req: PublishRequest): Promise<VolumePlan> {
+export async function planVolume(
+  kube: ClusterReads,
+  req: PublishRequest,
+  policy: NamespacePolicy = 'off',
+): Promise<VolumePlan> {
   const pod = await kube.pod(req.podNamespace, req.podName, req.podUid);
   // Before anything else is read: the request must be this node's pod and one of its own volumes.
   checkPodVolume(req, pod, kube.nodeName);
   const spc = await kube.spc(req.podNamespace, req.spcName);
   const provider = spc.spec?.provider;
   if (provider !== BUILTIN_PROVIDER) return { pod, spc, provider, ...checkExternal(req, spc, pod) };
-  const sa = await kube.serviceAccount(req.podNamespace, req.serviceAccount);
-  return { pod, spc, provider, ...checkVolume(req, spc, sa.metadata?.annotations, pod.spec?.securityContext?.fsGroup) };
+  const [sa, namespace] = await Promise.all([
+    kube.serviceAccount(req.podNamespace, req.serviceAccount),
+    policy === 'off' ? undefined : kube.namespace(req.podNamespace),
+  ]);
+  const checked = checkVolume(req, spc, sa.metadata?.annotations, pod.spec?.securityContext?.fsGroup);
+  // After the allow-list: what the team allows, the cluster admin must also permit.
+  const names = checked.objects.map((o) => o.objectName);
+  const unpermitted = checkNamespacePermit(policy, req.podNamespace, namespace?.metadata?.annotations, names);
+  return { pod, spc, provider, ...checked, unpermitted };
 }
 
 /** An SPC of an external provider: a provider name that can only be a socket of the provider folders. */

@@ -13,12 +13,17 @@ export interface MountedVolume {
   digests: Record<string, string>;
   /** The tmpfs size bound, grown before a larger content is written. */
   sizeBytes: number;
+  /** Namespace policy audit: the secrets it mounts that no Namespace permit covers. */
+  unpermitted?: string[];
+  /** Namespace policy enforce: the refusal already reported for this volume, which then gets no new values. */
+  withheld?: string;
 }
 
 export class VolumeRegistry implements VolumeUsage {
   private readonly byTarget = new Map<string, MountedVolume>();
   private readonly spcUsers = new Counts();
   private readonly saUsers = new Counts();
+  private readonly namespaceUsers = new Counts();
 
   get(targetPath: string): MountedVolume | undefined {
     return this.byTarget.get(targetPath);
@@ -29,6 +34,7 @@ export class VolumeRegistry implements VolumeUsage {
     this.byTarget.set(volume.request.targetPath, volume);
     this.spcUsers.add(spcKey(volume.request), 1);
     this.saUsers.add(saKey(volume.request), 1);
+    this.namespaceUsers.add(volume.request.podNamespace, 1);
   }
 
   delete(targetPath: string): void {
@@ -37,6 +43,7 @@ export class VolumeRegistry implements VolumeUsage {
     this.byTarget.delete(targetPath);
     this.spcUsers.add(spcKey(old.request), -1);
     this.saUsers.add(saKey(old.request), -1);
+    this.namespaceUsers.add(old.request.podNamespace, -1);
   }
 
   usesSpc(namespace: string, name: string): boolean {
@@ -47,6 +54,10 @@ export class VolumeRegistry implements VolumeUsage {
     return this.saUsers.has(`${namespace}/${name}`);
   }
 
+  usesNamespace(name: string): boolean {
+    return this.namespaceUsers.has(name);
+  }
+
   all(): MountedVolume[] {
     return [...this.byTarget.values()];
   }
@@ -54,6 +65,11 @@ export class VolumeRegistry implements VolumeUsage {
   /** Volumes of pods in `namespace` that use the SPC `name`. */
   usingSpc(namespace: string, name: string): MountedVolume[] {
     return this.all().filter((v) => v.request.podNamespace === namespace && v.request.spcName === name);
+  }
+
+  /** Volumes of pods in `namespace`. */
+  inNamespace(namespace: string): MountedVolume[] {
+    return this.all().filter((v) => v.request.podNamespace === namespace);
   }
 
   get size(): number {

@@ -1,6 +1,7 @@
 // What the driver reads from the cluster. Pods: a cache of this node's pods only.
-// SecretProviderClasses and ServiceAccounts: read when a volume needs them and kept,
-// fresh through a watch, only while a volume on this node uses them (watched-objects.ts).
+// SecretProviderClasses, ServiceAccounts and (for the Namespace permit) Namespaces: read
+// when a volume needs them and kept, fresh through a watch, only while a volume on this
+// node uses them (watched-objects.ts).
 // Nothing the driver keeps grows with objects that this node's pods do not use.
 import * as k8s from '@kubernetes/client-node';
 import { ApiServerError, NotFoundError, PreconditionError } from '../errors.js';
@@ -15,6 +16,7 @@ import { WatchedObjects } from './watched-objects.js';
 export interface VolumeUsage {
   usesSpc(namespace: string, name: string): boolean;
   usesServiceAccount(namespace: string, name: string): boolean;
+  usesNamespace(name: string): boolean;
 }
 
 export interface KubeViewOptions {
@@ -22,6 +24,8 @@ export interface KubeViewOptions {
   maxSpcs?: number;
   /** Told how many objects of a kind the view keeps, whenever that changes. */
   onCachedObjects?: (kind: string, size: number) => void;
+  /** Read and watch the Namespaces of this node's pods (their permits); off when the namespace policy is. */
+  namespaces?: boolean;
 }
 
 export class KubeView {
@@ -30,6 +34,7 @@ export class KubeView {
   readonly pods: ResourceCache<k8s.V1Pod>;
   readonly serviceAccounts: WatchedObjects<k8s.V1ServiceAccount>;
   readonly spcs: WatchedObjects<SecretProviderClass>;
+  readonly namespaces?: WatchedObjects<k8s.V1Namespace>;
   private readonly census?: SpcCensus;
 
   constructor(
@@ -85,21 +90,41 @@ export class KubeView {
       },
       log,
     );
+    if (opts.namespaces) this.namespaces = this.watchNamespaces(kc, log, usage, onSize('Namespace'));
     if (opts.maxSpcs) this.census = new SpcCensus(this.custom, opts.maxSpcs);
   }
 
+  /** Cluster-scoped, and written by cluster admins only: kept while a pod of this node is in one. */
+  private watchNamespaces(kc: k8s.KubeConfig, log: Logger, usage: VolumeUsage, onSize: (size: number) => void) {
+    return new WatchedObjects<k8s.V1Namespace>(
+      kc,
+      {
+        kind: 'Namespace',
+        path: '/api/v1/namespaces',
+        read: (_, name) => this.read(`Namespace ${name}`, () => this.core.readNamespace({ name })),
+        listOne: () => this.core.listNamespace({ limit: 1 }),
+        inUse: (_, name) => usage.usesNamespace(name),
+        onSize,
+      },
+      log,
+    );
+  }
+
+  private get watched() {
+    return [this.serviceAccounts, this.spcs, ...(this.namespaces ? [this.namespaces] : [])];
+  }
+
   async start(): Promise<void> {
-    await Promise.all([this.pods.start(), this.serviceAccounts.start(), this.spcs.start()]);
+    await Promise.all([this.pods.start(), ...this.watched.map((w) => w.start())]);
   }
 
   async stop(): Promise<void> {
-    this.serviceAccounts.stop();
-    this.spcs.stop();
+    for (const w of this.watched) w.stop();
     await this.pods.stop();
   }
 
   get synced(): boolean {
-    return this.pods.synced && this.serviceAccounts.synced && this.spcs.synced;
+    return this.pods.synced && this.watched.every((w) => w.synced);
   }
 
   /** The pod kubelet named, which must be the same incarnation (uid) kubelet mounts for. */
@@ -121,6 +146,11 @@ export class KubeView {
 
   spc(namespace: string, name: string): Promise<SecretProviderClass> {
     return this.spcs.get(namespace, name);
+  }
+
+  namespace(name: string): Promise<k8s.V1Namespace> {
+    if (!this.namespaces) throw new Error('KubeView: Namespaces are not read when the namespace policy is off');
+    return this.namespaces.get('', name);
   }
 
   /** The documented limit on SPCs, checked when a pod mounts: the oldest `maxSpcs` may be mounted, newer ones are refused. */

@@ -1,4 +1,4 @@
-// Objects of one cluster-wide kind (SPCs, ServiceAccounts) read on demand and kept only
+// Objects of one kind across the cluster (SPCs, ServiceAccounts, Namespaces) read on demand and kept only
 // while this node uses them: a GET on first use (shared while in flight, kept a few
 // seconds), then a watch over the kind that updates what is kept and drops every other
 // event. Memory follows what this node's volumes use, not what the cluster holds.
@@ -12,6 +12,7 @@ export interface WatchedObjectsOptions<T> {
   kind: string;
   /** Collection path of the kind across namespaces, for the watch. */
   path: string;
+  /** Reads one object; `namespace` is '' for a cluster-scoped kind. */
   read: (namespace: string, name: string) => Promise<T>;
   /** A list of at most one object: its resourceVersion is where the watch starts. */
   listOne: () => Promise<{ metadata?: { resourceVersion?: string } }>;
@@ -134,7 +135,8 @@ export class WatchedObjects<T extends Meta> {
     const rv = obj.metadata?.resourceVersion;
     if (rv) this.resourceVersion = rv;
     if (type === 'BOOKMARK') return;
-    const key = `${obj.metadata?.namespace}/${obj.metadata?.name}`;
+    const namespace = obj.metadata?.namespace ?? '';
+    const key = `${namespace}/${obj.metadata?.name}`;
     const entry = this.entries.get(key);
     if (!entry) return;
     if (type === 'DELETED') {
@@ -144,7 +146,7 @@ export class WatchedObjects<T extends Meta> {
     }
     entry.obj = obj;
     entry.readAt = Date.now();
-    if (this.opts.inUse(obj.metadata!.namespace!, obj.metadata!.name!)) for (const cb of this.changeListeners) cb(obj);
+    if (this.opts.inUse(namespace, obj.metadata!.name!)) for (const cb of this.changeListeners) cb(obj);
   }
 
   private ended(err: unknown, startedAt: number): void {

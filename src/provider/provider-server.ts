@@ -1,19 +1,22 @@
 // Our CSMS provider behind the provider API, for clusters that keep the upstream driver:
 // `cce-secrets-manager provider` serves Version and Mount on <provider folder>/cce.sock.
-// Mount applies the same SPC rules, allow-list, shared CSMS reads and credentials chain
-// as our own driver and returns the files and versions; the upstream driver writes them.
-// Knows no Kubernetes: the ServiceAccount's annotations come through `annotationsOf`.
+// Mount applies the same SPC rules, allow-list, Namespace permit, shared CSMS reads and
+// credentials chain as our own driver and returns the files and versions; the upstream
+// driver writes them. Knows no Kubernetes: the ServiceAccount's and the Namespace's
+// annotations come through `annotationsOf` and `namespaceAnnotationsOf`.
 import { unlink } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { parseSecretObjects } from '../crds/objects.js';
-import { CTX_POD_NAME, CTX_POD_NAMESPACE, CTX_SERVICE_ACCOUNT, CTX_SPC } from '../crds/types.js';
+import { CTX_POD_NAME, CTX_POD_NAMESPACE, CTX_POD_UID, CTX_SERVICE_ACCOUNT, CTX_SPC } from '../crds/types.js';
 import { InvalidRequestError } from '../errors.js';
 import { bindOwnerOnly } from '../grpc/socket.js';
 import { unary } from '../grpc/unary.js';
 import type { Logger } from '../log.js';
 import { sharedAbortController } from '../util/async.js';
 import { version } from '../package-info.js';
-import { checkAllowList } from './allow-list.js';
+import { checkAllowList } from '../access/allow-list.js';
+import { checkNamespacePermit, type NamespacePolicy } from '../access/namespace-permit.js';
+import type { UnpermittedReport } from '../access/permit-audit.js';
 import { resolveCredentials, type CredentialProvider } from './credentials.js';
 import {
   PROVIDER_API_VERSION,
@@ -32,6 +35,11 @@ export interface ProviderServerDeps {
   credentials: CredentialProvider;
   /** The annotations of a ServiceAccount (its allow-list), read fresh for each mount. */
   annotationsOf(namespace: string, name: string): Promise<Record<string, string> | undefined>;
+  /** The annotations of a Namespace (its permit), read fresh for each mount unless the policy is off. */
+  namespaceAnnotationsOf(namespace: string): Promise<Record<string, string> | undefined>;
+  namespacePolicy: NamespacePolicy;
+  /** Audit: a mount served secrets no Namespace permit covers. */
+  onUnpermitted?: UnpermittedReport;
   log: Logger;
 }
 
@@ -55,19 +63,23 @@ export async function mountObjects(
   const serviceAccount = need(CTX_SERVICE_ACCOUNT);
   const spcRef = `${namespace}/${attributes[CTX_SPC] ?? '(unnamed)'}`;
   const objects = parseSecretObjects(spcRef, attributes.objects);
-  const annotations = await deps.annotationsOf(namespace, serviceAccount);
-  checkAllowList(
-    `${namespace}/${serviceAccount}`,
-    annotations,
-    objects.map((o) => o.objectName),
-  );
+  const policy = deps.namespacePolicy;
+  const [annotations, namespaceAnnotations] = await Promise.all([
+    deps.annotationsOf(namespace, serviceAccount),
+    policy === 'off' ? undefined : deps.namespaceAnnotationsOf(namespace),
+  ]);
+  const names = objects.map((o) => o.objectName);
+  checkAllowList(`${namespace}/${serviceAccount}`, annotations, names);
+  const unpermitted = checkNamespacePermit(policy, namespace, namespaceAnnotations, names);
+  const pod = { name: attributes[CTX_POD_NAME] ?? '', namespace, uid: attributes[CTX_POD_UID] ?? '' };
+  if (unpermitted) deps.onUnpermitted?.(pod, attributes[CTX_SPC] ?? '', unpermitted);
   const creds = await resolveCredentials(secrets, deps.credentials);
   const asked = objects.map((o) => ({ name: o.objectName, version: o.objectVersion }));
   const values = await deps.source.fetch(asked, creds, signal);
   const content = buildVolumeContent(objects, values);
   const mode = parseMode(req.permission);
   deps.log.info('Mount served', {
-    pod: `${namespace}/${attributes[CTX_POD_NAME] ?? ''}`,
+    pod: `${namespace}/${pod.name}`,
     spc: spcRef,
     files: content.files.size,
   });

@@ -1,10 +1,11 @@
 // One pass over some mounted volumes through the publisher's refresh path, shared by
 // the rotation cycle and SPC edits: bounded concurrency, one CycleSource so each
 // distinct secret is read once, a warning logged once per distinct error, an Event on
-// each pod, and a stop between volumes when the signal fires.
+// each pod, and a stop between volumes when the signal fires. A volume the Namespace
+// permit no longer covers gets one Event in any pass, and another when it is covered again.
 import type { Publisher } from '../driver/publisher.js';
 import type { MountedVolume } from '../driver/volumes.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, NotPermittedError } from '../errors.js';
 import type { EventRecorder, PodRef } from '../kube/events.js';
 import type { Logger } from '../log.js';
 import { CycleSource } from '../provider/cycle-source.js';
@@ -54,21 +55,40 @@ export async function refreshVolumes(pass: RefreshPass): Promise<PassResult> {
     pass.concurrency ?? 16,
     async (v) => {
       const pod: PodRef = { name: v.request.podName, namespace: v.request.podNamespace, uid: v.request.podUid };
+      const spc = `${pod.namespace}/${v.request.spcName}`;
       try {
-        if ((await publisher.refresh(v.request.targetPath, { source, specOnly, signal })) !== 'updated') return;
+        const outcome = await publisher.refresh(v.request.targetPath, { source, specOnly, signal });
+        if (outcome === 'resumed') {
+          log.info('Namespace permit covers the volume again; it gets new values', { spc, pod: pod.name });
+          events.emit(
+            pod,
+            'Normal',
+            'SecretPermitted',
+            `Namespace ${pod.namespace} now permits the secrets of SecretProviderClass ${spc}`,
+          );
+        }
+        if (outcome !== 'updated') return;
         updated++;
         pass.updated.count?.();
-        log.info(pass.updated.log, { spc: `${pod.namespace}/${v.request.spcName}`, pod: pod.name });
+        log.info(pass.updated.log, { spc, pod: pod.name });
         events.emit(pod, 'Normal', pass.updated.reason, pass.updated.message(v));
       } catch (err) {
         if (signal?.aborted) return;
         failed++;
         pass.failed.count(err);
         const message = errorMessage(err);
+        if (err instanceof NotPermittedError) {
+          log.warn('Namespace permit no longer covers the volume; it keeps its files and gets no new values', {
+            spc,
+            pod: pod.name,
+          });
+          const kept = `${message}; the volume keeps its last files and gets no new values until the Namespace permits them`;
+          return events.emit(pod, 'Warning', 'SecretNotPermitted', kept);
+        }
         // One store outage fails many volumes with the same message: log it once per pass.
         if (!logged.has(message)) {
           logged.add(message);
-          log.warn(pass.failed.log, { spc: `${pod.namespace}/${v.request.spcName}`, error: message });
+          log.warn(pass.failed.log, { spc, error: message });
         }
         events.emit(pod, 'Warning', pass.failed.reason, pass.failed.message(v, message));
       }

@@ -6,7 +6,12 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
-import { ALLOW_LIST_ANNOTATION, DRIVER_NAME, type SecretProviderClass } from '../../src/crds/types.js';
+import {
+  ALLOW_LIST_ANNOTATION,
+  DRIVER_NAME,
+  PERMIT_ANNOTATION,
+  type SecretProviderClass,
+} from '../../src/crds/types.js';
 import { atomicWriter, type FileSet, type VolumeWriter } from '../../src/driver/atomic-writer.js';
 import type { Mounter } from '../../src/driver/mounter.js';
 import { Publisher, type PublisherDeps } from '../../src/driver/publisher.js';
@@ -36,6 +41,8 @@ export class Parts {
     ['secret_1', ['one-v1', 'one-v2']],
     ['secret_2', ['two-v1']],
   ]);
+  /** The annotations of Namespace `ns` (its permit). */
+  namespaceAnnotations: Record<string, string> = { [PERMIT_ANNOTATION]: '["secret_*"]' };
   objects =
     '- objectName: secret_1\n  objectType: csms\n  objectVersion: latest\n- objectName: secret_2\n  objectType: csms\n  objectVersion: v1\n';
 
@@ -103,6 +110,7 @@ export class Parts {
       pod: async (_, name, uid) => pod(name, uid),
       spc: async () => spc(),
       serviceAccount: async () => ({ metadata: { name: 'app', namespace: 'ns', annotations: allowed } }),
+      namespace: async (name) => ({ metadata: { name, annotations: this.namespaceAnnotations } }),
       checkSpcLimit: async () => undefined,
     };
   }

@@ -15,6 +15,8 @@ const ctx = (over: Partial<SpcReviewContext> = {}): SpcReviewContext => ({
   rotationEnabled: true,
   allowLists: async () => ['["db"]', undefined, 'not json'],
   checkNewSpc: async () => undefined,
+  namespacePolicy: 'off',
+  namespaceAnnotations: async () => ({ 'cce.io/dew-resource-permitted': '["db", "team-*"]' }),
   ...over,
 });
 const ok = '- {objectName: db, objectType: csms, objectVersion: v1}';
@@ -53,17 +55,69 @@ it('warns about unallowed secrets and latest objects with rotation off', async (
   assert.match(v.warnings[1], /object "other" is at "latest" but secret rotation is off/);
 });
 
-it('checks the allow-list annotation only where there is one', () => {
+it('checks the allow-list annotation only where there is one', async () => {
   const sa = (value?: string) => {
     const annotations: Record<string, string> = value === undefined ? {} : { 'cce.io/dew-resource': value };
     return { metadata: { name: 'sa', namespace: 'ns', annotations } };
   };
-  assert.equal(reviewServiceAccount(sa()).allowed, true);
-  assert.equal(reviewServiceAccount(sa('["a"]')).allowed, true);
-  const bad = reviewServiceAccount(sa('{"a": 1}'));
+  assert.equal((await reviewServiceAccount(sa(), ctx())).allowed, true);
+  assert.equal((await reviewServiceAccount(sa('["a"]'), ctx())).allowed, true);
+  const bad = await reviewServiceAccount(sa('{"a": 1}'), ctx());
   assert.equal(bad.allowed, false);
   assert.match(
     bad.message!,
     /ServiceAccount ns\/sa: annotation cce\.io\/dew-resource must be a JSON array of secret names/,
   );
+});
+
+const saWith = (names: string[]) => ({
+  metadata: { name: 'sa', namespace: 'ns', annotations: { 'cce.io/dew-resource': JSON.stringify(names) } },
+});
+
+it('under enforce, refuses an SPC or an allow-list naming a secret the Namespace does not permit', async () => {
+  const enforce = ctx({ namespacePolicy: 'enforce' });
+  assert.deepEqual(await reviewSpc(spc(ok), enforce), { allowed: true, warnings: [] });
+  const other = await reviewSpc(spc('- {objectName: other-db, objectType: csms, objectVersion: v1}'), enforce);
+  assert.equal(other.allowed, false);
+  assert.match(
+    other.message!,
+    /^Namespace ns does not permit CSMS secret "other-db" \(its cce.io\/dew-resource-permitted annotation is \["db","team-\*"\]\); a cluster admin permits it with: kubectl annotate namespace ns cce.io\/dew-resource-permitted='\["db","team-\*","other-db"\]' --overwrite \(namespace policy enforce\)$/,
+  );
+  assert.equal((await reviewServiceAccount(saWith(['db', 'team-x']), enforce)).allowed, true);
+  const sa = await reviewServiceAccount(saWith(['db', 'other-db']), enforce);
+  assert.equal(sa.allowed, false);
+  assert.match(
+    sa.message!,
+    /^ServiceAccount ns\/sa: annotation cce.io\/dew-resource: Namespace ns does not permit CSMS secret "other-db"/,
+  );
+});
+
+it('under enforce, an allow-list edit is refused only for the names it adds; older ones are warned about', async () => {
+  const enforce = ctx({ namespacePolicy: 'enforce' });
+  const kept = await reviewServiceAccount(saWith(['other-db', 'db']), enforce, saWith(['other-db']));
+  assert.equal(kept.allowed, true);
+  assert.match(kept.warnings[0], /^ServiceAccount ns\/sa: Namespace ns does not permit CSMS secret "other-db"/);
+  assert.equal(
+    (await reviewServiceAccount(saWith(['other-db', 'new-db']), enforce, saWith(['other-db']))).allowed,
+    false,
+  );
+});
+
+it('under audit, warns about what the permit does not cover; a Namespace without a permit permits nothing', async () => {
+  const audit = ctx({ namespacePolicy: 'audit', namespaceAnnotations: async () => undefined });
+  const v = await reviewSpc(spc(ok), audit);
+  assert.equal(v.allowed, true);
+  assert.match(
+    v.warnings[0],
+    /SecretProviderClass ns\/spc: Namespace ns does not permit CSMS secret "db" \(it has no cce.io\/dew-resource-permitted annotation\).*under enforce they are refused$/,
+  );
+  const sa = await reviewServiceAccount(saWith(['db']), audit);
+  assert.equal(sa.allowed, true);
+  assert.equal(sa.warnings.length, 1);
+});
+
+it('with the policy off, reads no Namespace', async () => {
+  const off = ctx({ namespaceAnnotations: () => Promise.reject(new Error('read')) });
+  assert.equal((await reviewSpc(spc('- {objectName: x, objectType: csms, objectVersion: v1}'), off)).allowed, true);
+  assert.equal((await reviewServiceAccount(saWith(['x']), off)).allowed, true);
 });

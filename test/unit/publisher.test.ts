@@ -171,3 +171,54 @@ test('a publish right after an unpublish of the same volume waits for the SPCPS 
   await publisher.settled();
   assert.deepEqual(parts.spcps.get('pod-1111-2222-ns-spc'), ['secret_1@v2', 'secret_2@v1']);
 });
+
+test('namespace policy enforce: a secret the permit does not cover mounts nothing, records nothing and reads nothing', async () => {
+  parts = new Parts();
+  parts.namespaceAnnotations = { 'cce.io/dew-resource-permitted': '["secret_1"]' };
+  const req = parts.request();
+  await assert.rejects(parts.publisher({ namespacePolicy: 'enforce' }).publish(req), (err: Error) =>
+    /^Namespace ns does not permit CSMS secret "secret_2"/.test(err.message),
+  );
+  assert.equal(parts.fetched.length, 0);
+  assert.equal(parts.mounts.size, 0);
+  assert.equal(parts.spcps.size, 0);
+  assert.equal(parts.synced.length, 0);
+  assert.equal(existsSync(req.targetPath), false);
+});
+
+test('namespace policy audit: the mount goes ahead and is reported once, and again when what is uncovered changes', async () => {
+  parts = new Parts();
+  parts.namespaceAnnotations = { 'cce.io/dew-resource-permitted': '["secret_1"]' };
+  const reports: string[][] = [];
+  const publisher = parts.publisher({ namespacePolicy: 'audit', onUnpermitted: (_, __, d) => reports.push(d.denied) });
+  const req = parts.request();
+  await publisher.publish(req);
+  assert.equal(read(req.targetPath, 'secret_2'), 'two-v1');
+  await publisher.publish(req);
+  assert.equal(await publisher.refresh(req.targetPath), 'unchanged');
+  assert.deepEqual(reports, [['secret_2']]);
+  assert.deepEqual(publisher.volumes.get(req.targetPath)?.unpermitted, ['secret_2']);
+  parts.namespaceAnnotations = {};
+  await publisher.refresh(req.targetPath, { specOnly: true });
+  assert.deepEqual(reports, [['secret_2'], ['secret_1', 'secret_2']]);
+  parts.namespaceAnnotations = { 'cce.io/dew-resource-permitted': '["secret_*"]' };
+  await publisher.refresh(req.targetPath, { specOnly: true });
+  assert.equal(publisher.volumes.get(req.targetPath)?.unpermitted, undefined);
+});
+
+test('namespace policy enforce: a narrowed permit keeps the files, refuses once, then withholds; widened, it resumes', async () => {
+  parts = new Parts();
+  const publisher = parts.publisher({ namespacePolicy: 'enforce' });
+  const req = parts.request();
+  await publisher.publish(req);
+  parts.namespaceAnnotations = { 'cce.io/dew-resource-permitted': '["secret_2"]' };
+  parts.store.set('secret_1', ['one-v1', 'one-v2', 'one-v3']);
+  await assert.rejects(publisher.refresh(req.targetPath), /does not permit CSMS secret "secret_1"/);
+  assert.equal(await publisher.refresh(req.targetPath), 'withheld');
+  assert.equal(read(req.targetPath, 'secret_1'), 'one-v2', 'the last files stay and get no new value');
+  assert.ok(parts.mounts.has(req.targetPath));
+  parts.namespaceAnnotations = { 'cce.io/dew-resource-permitted': '["secret_*"]' };
+  assert.equal(await publisher.refresh(req.targetPath, { specOnly: true }), 'resumed');
+  assert.equal(await publisher.refresh(req.targetPath), 'updated');
+  assert.equal(read(req.targetPath, 'secret_1'), 'one-v3');
+});
