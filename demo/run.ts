@@ -11,7 +11,7 @@ import { registerWithKubelet, type Registration } from '../test/cluster/registra
 import { CsmsEmulator } from '../src/emulator/server.js';
 import { loadSeed } from '../src/emulator/store.js';
 
-const STEPS = 8;
+const STEPS = 10;
 const seedPath = resolve(import.meta.dirname, '../../demo/seed.yaml');
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const step = (n: number, s: string) => say(`\n== ${n}/${STEPS} ${s}`);
@@ -70,14 +70,14 @@ try {
 
   step(
     3,
-    "The driver (cce-secrets-manager serve --rotation-poll-interval=2s), registered with kubelet; the chart's CSIDriver",
+    "The driver (cce-secrets-manager serve --rotation-poll-interval=2s --namespace-policy=enforce), registered with kubelet; the chart's CSIDriver",
   );
   driver = new DriverProcess({
     nodeId: 'demo-node',
     kubeletRoot: node.root,
     csmsEndpoint: endpoint,
     projectId: seed.projectId,
-    extraArgs: ['--rotation-poll-interval=2s'],
+    extraArgs: ['--rotation-poll-interval=2s', '--namespace-policy=enforce'],
     env: { HUAWEICLOUD_SDK_AK: seed.credentials[0].accessKey, HUAWEICLOUD_SDK_SK: seed.credentials[0].secretKey },
   });
   await driver.start();
@@ -97,9 +97,20 @@ try {
 
   step(
     4,
-    "The user documentation's objects: ServiceAccount nginx-spc-sa, SPCs spc-test and nginx-deployment-spc-k8s-secrets, a Pod using both",
+    "The cluster admin permits each team's namespace its CSMS secrets (a Namespace annotation no namespace user can edit)",
   );
   const ns = await createNamespace('demo');
+  const other = await createNamespace('team-b');
+  const permit = [`namespace`, ns, `cce.io/dew-resource-permitted=["secret_*"]`];
+  await kubectl('annotate', ...permit);
+  await kubectl('annotate', 'namespace', other, 'cce.io/dew-resource-permitted=["team-b-*"]');
+  say(indent(`$ kubectl annotate ${permit.slice(0, 2).join(' ')} 'cce.io/dew-resource-permitted=["secret_*"]'`));
+  say(indent(`$ kubectl annotate namespace ${other} 'cce.io/dew-resource-permitted=["team-b-*"]'`));
+
+  step(
+    5,
+    "The user documentation's objects: ServiceAccount nginx-spc-sa, SPCs spc-test and nginx-deployment-spc-k8s-secrets, a Pod using both",
+  );
   await createServiceAccount(ns, 'nginx-spc-sa', ['secret_1', 'secret_2']);
   await createSpc(
     ns,
@@ -130,7 +141,7 @@ try {
   });
   say(indent(`$ kubectl get spc\n${await kubectl('get', 'spc', '-n', ns)}`));
 
-  step(5, "kubelet calls NodePublishVolume for the pod's two secrets-store volumes and starts its container");
+  step(6, "kubelet calls NodePublishVolume for the pod's two secrets-store volumes and starts its container");
   const t5 = performance.now();
   await eventually(
     'the pod to run',
@@ -174,7 +185,7 @@ try {
   say(indent(decoded));
 
   step(
-    6,
+    7,
     'Edit spc-test to objectVersion "latest" (the documentation\'s rotation example); the running pod follows within a second',
   );
   let t0 = performance.now();
@@ -191,7 +202,7 @@ try {
   );
   say(indent(`after ${(performance.now() - t0).toFixed(0)} ms: ${await show(volume1.target_path)}`));
 
-  step(7, 'Publish a new version of secret_1 in CSMS; the next rotation cycle brings it in');
+  step(8, 'Publish a new version of secret_1 in CSMS; the next rotation cycle brings it in');
   const id = emulator.store.addVersion('secret_1', { secret_string: 'p@ssw0rd-version-3' });
   t0 = performance.now();
   await eventually(
@@ -207,7 +218,28 @@ try {
     ),
   );
 
-  step(8, 'kubectl delete pod: kubelet calls NodeUnpublishVolume and the pod goes');
+  step(
+    9,
+    `Team B lists secret_1 in its own ServiceAccount's allow-list and mounts it: the Namespace permit refuses it`,
+  );
+  await createServiceAccount(other, 'thief', ['secret_1']);
+  await createSpc(other, 'steal', '- objectName: "secret_1"\n  objectVersion: "v1"\n  objectType: "csms"\n');
+  await createPod(other, 'thief', { nodeName: 'demo-node', serviceAccountName: 'thief', spc: 'steal' });
+  const failed = await eventually('kubelet to report the refused mount', async () => {
+    const text = await kubectl('describe', 'pod', 'thief', '-n', other);
+    return text.includes('FailedMount') ? text : undefined;
+  });
+  const events = failed.slice(failed.indexOf('Events:'));
+  say(indent(`$ kubectl describe pod thief -n ${other}   (events)\n${events.split('\n').slice(0, 6).join('\n')}`));
+  const phase = (await core.readNamespacedPod({ name: 'thief', namespace: other })).status?.phase;
+  say(
+    indent(
+      `pod thief is ${phase}; ${(await kubectl('get', 'spcps', '-n', other, '--ignore-not-found')).trim() || 'no SPCPS'} in ${other}`,
+    ),
+  );
+  await kubectl('delete', 'pod', 'thief', '-n', other, '--wait=true', '--timeout=60s');
+
+  step(10, 'kubectl delete pod: kubelet calls NodeUnpublishVolume and the pod goes');
   await kubectl('delete', 'pod', 'nginx-spc', '-n', ns, '--wait=true', '--timeout=60s');
   say(
     indent(

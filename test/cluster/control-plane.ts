@@ -45,8 +45,9 @@ export async function startControlPlane(binDir: string): Promise<ControlPlane> {
         [
           `--kubeconfig=${kubeconfig}`,
           // Garbage collection (SPCPS and synced Secrets follow their Pod), namespace
-          // deletion, and default ServiceAccounts; nothing else is needed by the tests.
-          '--controllers=garbagecollector,namespace,serviceaccount',
+          // deletion, default ServiceAccounts, and the aggregated bootstrap roles (admin,
+          // edit, view) that namespace users are bound to; nothing else is needed by the tests.
+          '--controllers=garbagecollector,namespace,serviceaccount,clusterrole-aggregation',
           '--leader-elect=false',
           '--secure-port=0',
         ],

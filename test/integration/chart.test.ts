@@ -83,6 +83,7 @@ it('renders defaults the API server accepts, object by object', async () => {
   assert.ok(driver.args.includes('--rotation-poll-interval=2m'));
   assert.ok(driver.args.includes('--region=cn-north-4'));
   assert.ok(driver.args.includes('--max-secret-provider-classes=500'));
+  assert.ok(driver.args.includes('--namespace-policy=audit'), 'audit by default: the seed workflow keeps working');
   assert.equal(driver.securityContext.privileged, true);
   assert.deepEqual(driver.volumeMounts[1], {
     name: 'mountpoint-dir',
@@ -178,6 +179,14 @@ it('installs (server dry run) and shows NOTES on checking the install and a firs
   assert.match(r.out, /kubectl -n \S+ get daemonset cce-secrets-manager/);
   assert.match(r.out, /kind: SecretProviderClass/);
   assert.doesNotMatch(r.out, /WARNING: uninstalling/);
+  assert.match(r.out, /WARNING: namespacePolicy is audit, not enforce/);
+  assert.match(r.out, /kubectl annotate namespace <namespace> 'cce.io\/dew-resource-permitted=\["<team>-\*"\]'/);
+  const enforced = await installDryRun('csm-enforce', 'crds.install=false', 'namespacePolicy=enforce');
+  assert.equal(enforced.code, 0, enforced.err);
+  assert.doesNotMatch(enforced.out, /WARNING: namespacePolicy/);
+  assert.notEqual((await render(ns, 'namespacePolicy=strict')).code, 0, 'the schema refuses other modes');
+  const off = docs((await render(ns, 'namespacePolicy=off')).out).find((d) => d.kind === 'ClusterRole')!;
+  assert.deepEqual(off.rules[0].resources, ['pods', 'serviceaccounts'], 'no Namespace reads when off');
   const template = await readFile(join(chart, 'templates/NOTES.txt'), 'utf8');
   assert.match(template, /WARNING: uninstalling this release deletes the SecretProviderClass/);
   assert.equal(
@@ -237,8 +246,16 @@ it('driver.enabled=false installs only the CSMS provider next to an upstream dri
   assert.deepEqual(pod.volumes, [
     { name: 'providers', hostPath: { path: '/var/run/secrets-store-csi-providers', type: 'DirectoryOrCreate' } },
   ]);
+  assert.ok(provider.args.includes('--namespace-policy=audit'));
   const role = all.find((d) => d.kind === 'ClusterRole')!;
-  assert.deepEqual(role.rules, [{ apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get'] }]);
+  assert.deepEqual(role.rules, [
+    { apiGroups: [''], resources: ['serviceaccounts', 'namespaces'], verbs: ['get'] },
+    { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+  ]);
+  const enforced = docs((await render(ns, 'driver.enabled=false', 'namespacePolicy=enforce')).out);
+  assert.deepEqual(enforced.find((d) => d.kind === 'ClusterRole')!.rules, [
+    { apiGroups: [''], resources: ['serviceaccounts', 'namespaces'], verbs: ['get'] },
+  ]);
 
   const installed = await installDryRun('csm-provider', 'driver.enabled=false', 'webhook.enabled=false');
   assert.equal(installed.code, 0, installed.err);
@@ -266,8 +283,10 @@ it('renders the webhook: Ignore by default, matchConditions, 2 replicas, a PDB, 
   const role = all.find((d) => d.kind === 'ClusterRole' && d.metadata.name.endsWith('-webhook'))!;
   assert.deepEqual(role.rules, [
     { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['list'] },
+    { apiGroups: [''], resources: ['namespaces'], verbs: ['get'] },
     { apiGroups: ['secrets-store.csi.x-k8s.io'], resources: ['secretproviderclasses'], verbs: ['list'] },
   ]);
+  assert.ok(deploy.spec.template.spec.containers[0].args.includes('--namespace-policy=audit'));
   const fail = docs((await render(ns, 'webhook.failurePolicy=Fail')).out).find(
     (d) => d.kind === 'ValidatingWebhookConfiguration',
   )!;

@@ -27,6 +27,12 @@ it('the demo mounts through kubelet, syncs, follows an SPC edit, rotates and unm
   assert.match(stdout, /after \d+ ms: secret_test: p@ssw0rd-version-2/);
   assert.match(stdout, /v3 rotated in after \d+ ms: secret_test: p@ssw0rd-version-3/);
   assert.match(stdout, /\[\{"id":"secret_1","version":"v3"\}\]/);
+  assert.match(stdout, /\$ kubectl annotate namespace demo-\w+ 'cce.io\/dew-resource-permitted=\["secret_\*"\]'/);
+  assert.match(
+    stdout,
+    /FailedMount .*PermissionDenied desc = Namespace team-b-\w+ does not permit CSMS secret "secret_1" \(its cce.io\/dew-resource-permitted annotation is \["team-b-\*"\]\)/,
+  );
+  assert.match(stdout, /pod thief is Pending; no SPCPS in team-b-\w+/);
   assert.match(stdout, /no SPCPS left/);
   assert.match(stdout, /Demo finished in [\d.]+ s\./);
   assert.ok(!stdout.includes('demo-secret-key'), 'no credential in the output');
