@@ -182,6 +182,7 @@ it('a namespace admin or editor can write its ServiceAccounts and SPCs but not i
     for (const verb of ['update', 'patch', 'delete'])
       assert.equal(canAs(user, verb, `namespace/${teamB}`), 'no', `${user} may not ${verb} the Namespace`);
     assert.equal(canAs(user, 'patch', 'serviceaccounts', teamB), 'yes', `${user} edits ServiceAccounts`);
+    assert.equal(canAs(user, 'get', `namespace/${teamB}`), 'yes', `${user} reads the permit the messages quote`);
   }
 
   const ns = await core.readNamespace({ name: teamB });
