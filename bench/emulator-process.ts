@@ -13,6 +13,10 @@ export const BENCH_CREDS = { accessKey: 'BENCHAK', secretKey: 'bench-sk' };
 /** BENCH_CREDS in the driver's environment, where the image's users put their keys. */
 export const BENCH_CREDS_ENV = { HUAWEICLOUD_SDK_AK: BENCH_CREDS.accessKey, HUAWEICLOUD_SDK_SK: BENCH_CREDS.secretKey };
 
+/** BENCH_NAMESPACE_POLICY=off|audit|enforce compares the permit's cost; unset, the driver's default. */
+export const namespacePolicyFlag = (): string[] =>
+  process.env.BENCH_NAMESPACE_POLICY ? [`--namespace-policy=${process.env.BENCH_NAMESPACE_POLICY}`] : [];
+
 export interface EmulatorProcess {
   url: string;
   total(): Promise<number>;

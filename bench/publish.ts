@@ -15,7 +15,13 @@ import {
   kubeconfigPath,
 } from '../test/helpers/cluster.js';
 import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
-import { BENCH_CREDS, BENCH_CREDS_ENV, BENCH_PROJECT_ID, startEmulatorProcess } from './emulator-process.js';
+import {
+  BENCH_CREDS,
+  BENCH_CREDS_ENV,
+  BENCH_PROJECT_ID,
+  namespacePolicyFlag,
+  startEmulatorProcess,
+} from './emulator-process.js';
 import { rssMiB, summary } from './stats.js';
 
 const nodeId = 'bench-node';
@@ -118,12 +124,12 @@ export async function run(): Promise<void> {
     csmsEndpoint: emulator.url,
     projectId: BENCH_PROJECT_ID,
     env: BENCH_CREDS_ENV,
-    extraArgs: [`-v=${process.env.BENCH_V ?? 0}`],
+    extraArgs: [`-v=${process.env.BENCH_V ?? 0}`, ...namespacePolicyFlag()],
   });
   await driver.start();
   await new Promise((r) => setTimeout(r, 2000));
   console.log(`driver RSS at start (caches synced, no volume): ${rssMiB(driver.pid!).toFixed(1)} MiB`);
-  const ns = await createNamespace('bench');
+  const ns = await createNamespace('bench', ['*']);
   const b: Bench = { driver, emulator, ns, root: driver.kubeletRoot };
   try {
     await createServiceAccount(ns, 'app', ['db', 'api', 'tls']);

@@ -19,6 +19,7 @@ import {
 } from '../test/helpers/cluster.js';
 import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
 import { rssMiB } from './stats.js';
+import { namespacePolicyFlag } from './emulator-process.js';
 
 const VOLUMES = Number(process.env.BENCH_VOLUMES ?? 1000);
 const SECRETS = 50;
@@ -130,10 +131,10 @@ export async function run(): Promise<void> {
     csmsEndpoint: await emulator.listen(),
     projectId,
     env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
-    extraArgs: ['-v=0', '--rotation-poll-interval=10s'],
+    extraArgs: ['-v=0', '--rotation-poll-interval=10s', ...namespacePolicyFlag()],
   });
   await driver.start();
-  const ns = await createNamespace('bench-rot');
+  const ns = await createNamespace('bench-rot', ['*']);
   const requests: Request[] = [];
   try {
     await mountAll(driver, ns, requests);

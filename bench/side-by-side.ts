@@ -141,7 +141,7 @@ const sideCpu = (side: Side) =>
     .reduce((a, b) => ({ own: a.own + b.own, withChildren: a.withChildren + b.withChildren }));
 
 async function measure(side: Side, round: number): Promise<Row> {
-  const ns = await createNamespace(`${side.node}-${round}`);
+  const ns = await createNamespace(`${side.node}-${round}`, ['*']);
   try {
     await createServiceAccount(ns, 'app', ['db', 'api', 'tls']);
     await side.makeSpc(ns);

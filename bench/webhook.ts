@@ -83,7 +83,7 @@ async function dryRunCreates(
 export async function run(): Promise<void> {
   const hook = new WebhookHarness();
   await hook.start();
-  const ns = await createNamespace('bench-webhook');
+  const ns = await createNamespace('bench-webhook', ['*']);
   const custom = loadKubeConfig(kubeconfigPath).makeApiClient(k8s.CustomObjectsApi);
   const agent = new https.Agent({ keepAlive: true });
   try {

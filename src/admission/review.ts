@@ -58,7 +58,7 @@ export async function reviewSpc(spc: SecretProviderClass, ctx: SpcReviewContext)
     return refuse(err);
   }
   const warnings = await warningsFor(ref, namespace, objects, ctx);
-  if (unpermitted) warnings.unshift(`SecretProviderClass ${ref}: ${permitWarning(unpermitted)}`);
+  if (unpermitted) warnings.unshift(`SecretProviderClass ${ref}: ${permitWarning(unpermitted, ctx.namespacePolicy)}`);
   return { allowed: true, warnings };
 }
 
@@ -75,8 +75,12 @@ async function permitOf(ctx: PermitContext, namespace: string) {
     names.length === 0 ? undefined : checkNamespacePermit(as, namespace, annotations, names);
 }
 
-function permitWarning(d: PermitDecision): string {
-  return `${permitMessage(d)}. Pods mount it with a Warning event while the namespace policy is audit; under enforce they are refused`;
+function permitWarning(d: PermitDecision, policy: NamespacePolicy): string {
+  const pods =
+    policy === 'enforce'
+      ? 'pods using it are refused (namespace policy enforce)'
+      : 'pods mount it with a Warning event while the namespace policy is audit; under enforce they are refused';
+  return `${permitMessage(d)}; ${pods}`;
 }
 
 /** secretObjects as Secret sync checks them at mount time, against the files the objects make. */
@@ -143,5 +147,8 @@ export async function reviewServiceAccount(
     return refuse(`${ref}: annotation ${ALLOW_LIST_ANNOTATION}: ${errorMessage(err)}`);
   }
   const unpermitted = permit?.(names, 'audit');
-  return { allowed: true, warnings: unpermitted ? [`${ref}: ${permitWarning(unpermitted)}`] : [] };
+  return {
+    allowed: true,
+    warnings: unpermitted ? [`${ref}: ${permitWarning(unpermitted, ctx.namespacePolicy)}`] : [],
+  };
 }

@@ -35,10 +35,14 @@ export async function kubectl(...args: string[]): Promise<string> {
   }
 }
 
-/** A fresh namespace per test keeps tests independent on the shared control plane. */
-export async function createNamespace(prefix: string): Promise<string> {
+/**
+ * A fresh namespace per test keeps tests independent on the shared control plane; `permit`
+ * is its cluster admin's permit (cce.io/dew-resource-permitted), as a configured cluster has.
+ */
+export async function createNamespace(prefix: string, permit?: string[]): Promise<string> {
   const name = `${prefix}-${randomBytes(4).toString('hex')}`;
-  await core.createNamespace({ body: { metadata: { name } } });
+  const annotations = permit && { 'cce.io/dew-resource-permitted': JSON.stringify(permit) };
+  await core.createNamespace({ body: { metadata: { name, annotations } } });
   return name;
 }
 

@@ -97,6 +97,7 @@ it('under enforce, an allow-list edit is refused only for the names it adds; old
   const kept = await reviewServiceAccount(saWith(['other-db', 'db']), enforce, saWith(['other-db']));
   assert.equal(kept.allowed, true);
   assert.match(kept.warnings[0], /^ServiceAccount ns\/sa: Namespace ns does not permit CSMS secret "other-db"/);
+  assert.match(kept.warnings[0], /pods using it are refused \(namespace policy enforce\)$/);
   assert.equal(
     (await reviewServiceAccount(saWith(['other-db', 'new-db']), enforce, saWith(['other-db']))).allowed,
     false,
