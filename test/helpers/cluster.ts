@@ -1,9 +1,12 @@
 // Access to the real control plane that test/run.ts started for this run.
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
+import { stringify } from 'yaml';
 import { errorMessage } from '../../src/errors.js';
 
 const run = promisify(execFile);
@@ -23,6 +26,17 @@ export const core = kc.makeApiClient(k8s.CoreV1Api);
 export const custom = kc.makeApiClient(k8s.CustomObjectsApi);
 
 export const GROUP = 'secrets-store.csi.x-k8s.io';
+
+/** kubectl apply of one manifest: stdout and stderr (where admission warnings go), and whether it succeeded. */
+export function applyManifest(obj: object): { ok: boolean; out: string } {
+  const file = join(mkdtempSync(join(tmpdir(), 'cce-apply-')), 'manifest.yaml');
+  writeFileSync(file, stringify(obj));
+  const r = spawnSync(join(binDir, 'kubectl'), ['--kubeconfig', kubeconfigPath, 'apply', '-f', file], {
+    encoding: 'utf8',
+  });
+  rmSync(file, { force: true });
+  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
+}
 
 /** Runs the built kubectl against the test cluster; rejects with its stderr on failure. */
 export async function kubectl(...args: string[]): Promise<string> {

@@ -16,6 +16,7 @@ import { isMountPoint } from '../../src/driver/mounter.js';
 import { CsmsEmulator } from '../../src/emulator/server.js';
 import { waitFor } from '../cluster/processes.js';
 import {
+  applyManifest as apply,
   binDir,
   core,
   createNamespace,
@@ -395,14 +396,4 @@ function canAs(user: string, verb: string, resource: string, namespace?: string)
   const args = ['--kubeconfig', kubeconfigPath, 'auth', 'can-i', verb, resource, '--as', user];
   const r = spawnSync(join(binDir, 'kubectl'), namespace ? [...args, '-n', namespace] : args, { encoding: 'utf8' });
   return r.stdout.trim();
-}
-
-/** kubectl apply of one manifest: stdout and stderr (where admission warnings go), and whether it succeeded. */
-function apply(obj: object): { ok: boolean; out: string } {
-  const file = join(dir, `apply-${randomBytes(4).toString('hex')}.yaml`);
-  writeFileSync(file, stringify(obj));
-  const r = spawnSync(join(binDir, 'kubectl'), ['--kubeconfig', kubeconfigPath, 'apply', '-f', file], {
-    encoding: 'utf8',
-  });
-  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
 }

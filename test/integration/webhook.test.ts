@@ -2,30 +2,14 @@
 // by url with a caBundle): mount-time refusals at `kubectl apply`, warnings, the allow-list
 // annotation, other providers untouched, and both failure policies with the webhook down.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { stringify } from 'yaml';
 import { parseSecretObjects } from '../../src/crds/objects.js';
 import { waitFor } from '../cluster/processes.js';
-import { binDir, createNamespace, deleteNamespace, kubeconfigPath, kubectl } from '../helpers/cluster.js';
+import { applyManifest as apply, createNamespace, deleteNamespace, kubectl } from '../helpers/cluster.js';
 import { WebhookHarness } from '../helpers/webhook.js';
 
 const hook = new WebhookHarness();
-const dir = hook.dir;
 let ns: string;
-
-/** kubectl apply of one manifest: stdout+stderr, and whether it succeeded. */
-function apply(obj: object): { ok: boolean; out: string } {
-  const file = join(dir, `obj-${Math.random().toString(36).slice(2)}.yaml`);
-  writeFileSync(file, stringify(obj));
-  const r = spawnSync(join(binDir, 'kubectl'), ['--kubeconfig', kubeconfigPath, 'apply', '-f', file], {
-    encoding: 'utf8',
-  });
-  // kubectl prints admission warnings on stderr, as "Warning: ...".
-  return { ok: r.status === 0, out: `${r.stdout}${r.stderr}` };
-}
 
 const spc = (name: string, objects: string, extra: Record<string, unknown> = {}) => ({
   apiVersion: 'secrets-store.csi.x-k8s.io/v1',
