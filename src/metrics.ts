@@ -14,9 +14,6 @@ export function createMetrics(registry = new Registry()) {
     new Gauge<L>({ name, help, labelNames, registers });
   const histogram = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
     new Histogram<L>({ name, help, labelNames, buckets: seconds, registers });
-  // The live volumes the gauge below counts, read at each scrape: its series are bounded
-  // by what this node mounts, and vanish with the volumes.
-  const unpermitted: { volumes: () => Iterable<{ namespace: string; secrets?: string[] }> } = { volumes: () => [] };
   return {
     registry,
     nodePublish: counter('node_publish_total', 'Successful NodePublishVolume calls', ['provider']),
@@ -48,6 +45,24 @@ export function createMetrics(registry = new Registry()) {
     ),
     cachedObjects: gauge('kube_cached_objects', 'Kubernetes objects the driver holds in memory, by kind', ['kind']),
     mountedVolumes: gauge('mounted_volumes', 'Volumes this driver has mounted on the node'),
+    ...permitGauges(registers),
+  };
+}
+
+/** What a volume holds against its Namespace permit, as the permit gauges count it. */
+export interface PermitState {
+  namespace: string;
+  unpermitted?: string[];
+  withheld: boolean;
+}
+
+/**
+ * Gauges of the live volumes, read at each scrape (countPermitStates says from where): their
+ * series are bounded by what this node mounts, and vanish with the volumes.
+ */
+function permitGauges(registers: Registry[]) {
+  let states: () => Iterable<PermitState> = () => [];
+  return {
     unpermittedVolumes: new Gauge({
       name: 'namespace_permit_uncovered_volumes',
       help: 'Volumes on this node mounting a CSMS secret that no Namespace permit covers (namespace policy audit), by namespace and secret',
@@ -55,13 +70,23 @@ export function createMetrics(registry = new Registry()) {
       registers,
       collect() {
         this.reset();
-        for (const v of unpermitted.volumes())
-          for (const secret of v.secrets ?? []) this.inc({ namespace: v.namespace, secret });
+        for (const v of states())
+          for (const secret of v.unpermitted ?? []) this.inc({ namespace: v.namespace, secret });
       },
     }),
-    /** Where namespace_permit_uncovered_volumes finds the volumes. */
-    countUnpermitted(volumes: typeof unpermitted.volumes): void {
-      unpermitted.volumes = volumes;
+    withheldVolumes: new Gauge({
+      name: 'namespace_permit_withheld_volumes',
+      help: 'Volumes on this node that keep their files but get no new values because the Namespace permit no longer covers them (namespace policy enforce)',
+      labelNames: ['namespace'],
+      registers,
+      collect() {
+        this.reset();
+        for (const v of states()) if (v.withheld) this.inc({ namespace: v.namespace });
+      },
+    }),
+    /** Where the permit gauges find the volumes. */
+    countPermitStates(volumes: () => Iterable<PermitState>): void {
+      states = volumes;
     },
   };
 }

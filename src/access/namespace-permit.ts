@@ -3,6 +3,7 @@
 // may mount. Namespace users cannot edit their own Namespace under stock RBAC, so unlike
 // the ServiceAccount allow-list, nothing a team writes can widen it.
 import { NotPermittedError } from '../errors.js';
+import { isSecretName } from '../crds/objects.js';
 import { PERMIT_ANNOTATION } from '../crds/types.js';
 
 export const NAMESPACE_POLICIES = ['enforce', 'audit', 'off'] as const;
@@ -79,12 +80,18 @@ export function decidePermit(
 /** At most this many names in a message; the rest are counted. */
 const LISTED = 10;
 
-/** What is not permitted, and the exact command an admin runs to permit it. */
+/**
+ * What is not permitted, and the exact command an admin runs to permit it. The command is
+ * offered only for plain secret names: a name a team wrote (an allow-list entry) that is a
+ * pattern such as `*` would otherwise become a pattern in the admin's permit.
+ */
 export function permitMessage(d: PermitDecision): string {
   const listed = d.denied.slice(0, LISTED).map((n) => JSON.stringify(n));
   const more = d.denied.length > LISTED ? ` and ${d.denied.length - LISTED} more` : '';
   const why = d.problem ?? `its ${PERMIT_ANNOTATION} annotation is ${JSON.stringify(d.patterns)}`;
   const head = `Namespace ${d.namespace} does not permit CSMS secret ${listed.join(', ')}${more} (${why})`;
+  if (!d.denied.every(isSecretName))
+    return `${head}; only CSMS secret names (letters, digits, "." "_" "-") can be permitted`;
   if (more) return `${head}; a cluster admin adds them to the ${PERMIT_ANNOTATION} annotation of the Namespace`;
   const value = JSON.stringify([...d.patterns, ...d.denied]);
   return `${head}; a cluster admin permits it with: kubectl annotate namespace ${d.namespace} ${PERMIT_ANNOTATION}=${shellQuote(value)} --overwrite`;

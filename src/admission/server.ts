@@ -19,6 +19,8 @@ interface AdmissionRequest {
   uid: string;
   kind?: { kind?: string };
   operation?: string;
+  /** The namespace the API server admits the object into (the object's own field may be unset). */
+  namespace?: string;
   object?: unknown;
   oldObject?: unknown;
 }
@@ -133,6 +135,9 @@ export class AdmissionServer {
     const kind = request.kind?.kind ?? '';
     const end = this.metrics.duration.startTimer({ kind });
     let verdict: Verdict;
+    // The reviews read the object's namespace: the API server's word for it is the one that counts.
+    const meta = (request.object as { metadata?: { namespace?: string } } | undefined)?.metadata;
+    if (meta && request.namespace) meta.namespace = request.namespace;
     try {
       if (kind === 'SecretProviderClass' && (request.operation === 'CREATE' || request.operation === 'UPDATE')) {
         const ctx: SpcReviewContext = { ...this.opts.context, operation: request.operation };

@@ -84,17 +84,17 @@ export async function providerCommand(argv: string[]): Promise<void> {
 const PROVIDER_SOURCE = 'cce-secrets-manager-provider';
 
 /**
- * The upstream driver calls Mount again at every rotation: each pod's volume is reported
- * once for the same secrets, not every cycle (a bounded memory; a full one starts again).
+ * The upstream driver calls Mount again at every rotation: each volume (target path, which
+ * the upstream driver sets from kubelet's request) is reported once for the same secrets,
+ * not every cycle (a bounded memory; a full one starts again).
  */
 function oncePerVolume(report: UnpermittedReport): UnpermittedReport {
   const told = new Map<string, string>();
-  return (pod, spcName, decision) => {
-    const key = `${pod.uid}/${spcName}`;
+  return (pod, volume, decision) => {
     const denied = decision.denied.join('\0');
-    if (told.get(key) === denied) return;
+    if (told.get(volume.targetPath) === denied) return;
     if (told.size >= 10_000) told.clear();
-    told.set(key, denied);
-    report(pod, spcName, decision);
+    told.set(volume.targetPath, denied);
+    report(pod, volume, decision);
   };
 }

@@ -35,9 +35,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
     onCachedObjects: (kind, size) => metrics.cachedObjects.set({ kind }, size),
     namespaces: config.namespacePolicy !== 'off',
   });
-  metrics.countUnpermitted(() =>
-    volumes.all().map((v) => ({ namespace: v.request.podNamespace, secrets: v.unpermitted })),
-  );
+  metrics.countPermitStates(() => volumes.permitStates());
   const { source, credentials } = csmsStore(config, metrics);
   const events = new EventRecorder(kube.core, log, () => metrics.eventsSuppressed.inc());
   const secretSync = config.syncSecrets ? new SecretSync(kube.core, log, events) : undefined;

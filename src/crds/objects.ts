@@ -24,6 +24,8 @@ export interface SecretObject {
 }
 
 const SECRET_NAME = /^[a-zA-Z0-9._-]{1,64}$/;
+/** A CSMS secret name: 1-64 of letters, digits, "." "_" "-" (so never a `*` pattern). */
+export const isSecretName = (name: string): boolean => SECRET_NAME.test(name);
 const VERSION = /^(v[1-9][0-9]{0,8}|latest)$/;
 const KNOWN_KEYS = new Set(['objectName', 'objectAlias', 'objectVersion', 'objectType', 'jmesPath', 'filePermission']);
 const FILE_PERMISSION = /^0?[0-7]{3}$/;
@@ -77,7 +79,7 @@ function parseOne(item: unknown, index: number, fail: (w: string) => InvalidSpcE
   }
   const name = o.objectName;
   if (typeof name !== 'string' || name === '') throw fail(`${where}.objectName is required (the CSMS secret name)`);
-  if (!SECRET_NAME.test(name)) {
+  if (!isSecretName(name)) {
     throw fail(`object "${name}": objectName must be a CSMS secret name (1-64 of letters, digits, "." "_" "-")`);
   }
   const at = (field: string) => `object "${name}": ${field}`;

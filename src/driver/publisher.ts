@@ -391,8 +391,12 @@ export class Publisher {
     volume.unpermitted = plan.unpermitted?.denied;
     const now = volume.unpermitted ?? [];
     if (now.length === 0 || now.join('\0') === before.join('\0')) return;
-    const { podName: name, podNamespace: namespace, podUid: uid, spcName } = volume.request;
-    this.deps.onUnpermitted?.({ name, namespace, uid }, spcName, plan.unpermitted!);
+    const { podName: name, podNamespace: namespace, podUid: uid, spcName, targetPath } = volume.request;
+    this.deps.onUnpermitted?.(
+      { name, namespace, uid },
+      { spc: `${namespace}/${spcName}`, targetPath },
+      plan.unpermitted!,
+    );
   }
 
   private async unpublishLocked(req: UnpublishRequest): Promise<MountedVolume | undefined> {

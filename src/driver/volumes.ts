@@ -1,6 +1,7 @@
 // What this process knows about the volumes it has mounted; the reconciler walks it.
 import type { SpcpsObjectVersion } from '../crds/types.js';
 import type { VolumeUsage } from '../kube/view.js';
+import type { PermitState } from '../metrics.js';
 import type { PublishRequest } from './volume-request.js';
 
 export interface MountedVolume {
@@ -70,6 +71,15 @@ export class VolumeRegistry implements VolumeUsage {
   /** Volumes of pods in `namespace`. */
   inNamespace(namespace: string): MountedVolume[] {
     return this.all().filter((v) => v.request.podNamespace === namespace);
+  }
+
+  /** Each volume against its Namespace permit, for the permit gauges. */
+  permitStates(): PermitState[] {
+    return this.all().map((v) => ({
+      namespace: v.request.podNamespace,
+      unpermitted: v.unpermitted,
+      withheld: v.withheld !== undefined,
+    }));
   }
 
   get size(): number {

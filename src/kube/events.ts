@@ -1,5 +1,6 @@
 // Kubernetes Events on the pod for mount, rotation and sync outcomes, at most one per
-// pod and reason in each window, so a flapping store cannot flood the API server.
+// pod and reason (and, where a pod's volumes are told apart, volume) in each window, so a
+// flapping store cannot flood the API server.
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
 import { apiErrorText } from './client.js';
@@ -22,8 +23,9 @@ export class EventRecorder {
     private readonly component = 'secrets-store-csi-driver',
   ) {}
 
-  emit(pod: PodRef, type: 'Normal' | 'Warning', reason: string, message: string): void {
-    const key = `${pod.uid}/${reason}`;
+  /** `about` tells apart events of one reason that each of a pod's volumes must get (its target path). */
+  emit(pod: PodRef, type: 'Normal' | 'Warning', reason: string, message: string, about = ''): void {
+    const key = `${pod.uid}/${reason}/${about}`;
     const now = Date.now();
     if (now - (this.last.get(key) ?? -Infinity) < this.windowMs) {
       this.onSuppressed();

@@ -72,7 +72,7 @@ export async function mountObjects(
   checkAllowList(`${namespace}/${serviceAccount}`, annotations, names);
   const unpermitted = checkNamespacePermit(policy, namespace, namespaceAnnotations, names);
   const pod = { name: attributes[CTX_POD_NAME] ?? '', namespace, uid: attributes[CTX_POD_UID] ?? '' };
-  if (unpermitted) deps.onUnpermitted?.(pod, attributes[CTX_SPC] ?? '', unpermitted);
+  if (unpermitted) deps.onUnpermitted?.(pod, { spc: spcRef, targetPath: req.target_path }, unpermitted);
   const creds = await resolveCredentials(secrets, deps.credentials);
   const asked = objects.map((o) => ({ name: o.objectName, version: o.objectVersion }));
   const values = await deps.source.fetch(asked, creds, signal);

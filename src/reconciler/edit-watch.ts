@@ -82,6 +82,7 @@ export class EditWatcher {
 
   private async apply(what: string, edit: Edit): Promise<void> {
     const { publisher, events, log, metrics, source } = this.opts;
+    const spc = edit.kind === 'SecretProviderClass';
     await refreshVolumes({
       publisher,
       events,
@@ -94,14 +95,14 @@ export class EditWatcher {
       onShared: () => metrics.sharedReads.inc(),
       updated: {
         log: `Applied ${edit.kind} change`,
-        reason: 'SecretProviderClassUpdated',
+        reason: spc ? 'SecretProviderClassUpdated' : 'NamespaceChangeApplied',
         message: () => `applied the change to ${what}`,
       },
       failed: {
         log: `${edit.kind} change not applied; pods keep their files`,
-        reason: 'SecretProviderClassUpdateFailed',
+        reason: spc ? 'SecretProviderClassUpdateFailed' : 'NamespaceChangeNotApplied',
         message: (_, error) => error,
-        count: () => metrics.spcUpdateError.inc(),
+        count: () => (spc ? metrics.spcUpdateError.inc() : undefined),
       },
     });
   }

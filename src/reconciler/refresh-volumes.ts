@@ -65,6 +65,7 @@ export async function refreshVolumes(pass: RefreshPass): Promise<PassResult> {
             'Normal',
             'SecretPermitted',
             `Namespace ${pod.namespace} now permits the secrets of SecretProviderClass ${spc}`,
+            v.request.targetPath,
           );
         }
         if (outcome !== 'updated') return;
@@ -83,7 +84,7 @@ export async function refreshVolumes(pass: RefreshPass): Promise<PassResult> {
             pod: pod.name,
           });
           const kept = `${message}; the volume keeps its last files and gets no new values until the Namespace permits them`;
-          return events.emit(pod, 'Warning', 'SecretNotPermitted', kept);
+          return events.emit(pod, 'Warning', 'SecretNotPermitted', kept, v.request.targetPath);
         }
         // One store outage fails many volumes with the same message: log it once per pass.
         if (!logged.has(message)) {

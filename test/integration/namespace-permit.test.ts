@@ -183,7 +183,8 @@ it('a namespace admin or editor can write its ServiceAccounts and SPCs but not i
     for (const verb of ['update', 'patch', 'delete'])
       assert.equal(canAs(user, verb, `namespace/${teamB}`), 'no', `${user} may not ${verb} the Namespace`);
     assert.equal(canAs(user, 'patch', 'serviceaccounts', teamB), 'yes', `${user} edits ServiceAccounts`);
-    assert.equal(canAs(user, 'get', `namespace/${teamB}`), 'yes', `${user} reads the permit the messages quote`);
+    // A RoleBinding grants nothing cluster-scoped: the messages are how a team learns its permit.
+    assert.equal(canAs(user, 'get', `namespace/${teamB}`), 'no', `${user} may not read the Namespace`);
   }
 
   const ns = await core.readNamespace({ name: teamB });
@@ -230,26 +231,40 @@ it('a namespace with no permit mounts nothing under enforce, and mounts with a W
     ),
   );
 
-  const audited = await createPod(bare, 'audited', { nodeName: auditNode, serviceAccountName: 'app', spc: 'spc' });
-  const req = publishRequest(audited, 'spc', auditing.kubeletRoot);
-  await auditing.kubelet.call('Node', 'NodePublishVolume', req);
-  assert.equal(await readFile(join(req.target_path, 'team-b-db'), 'utf8'), 'b-v1');
-  const event = await eventually('the audit event', async () =>
-    (await podEvents(bare, 'audited')).find((e) => e.reason === 'SecretNotPermitted'),
-  );
-  assert.equal(event.type, 'Warning');
-  assert.match(event.message!, new RegExp(`^Namespace ${bare} does not permit CSMS secret "team-b-db"`));
-  assert.match(
-    event.message!,
-    /Mounted anyway because the namespace policy is audit; under enforce this mount is refused$/,
-  );
+  await createSpc(bare, 'spc2', object('team-b-db'));
+  const audited = await createPod(bare, 'audited', {
+    nodeName: auditNode,
+    serviceAccountName: 'app',
+    volumes: { one: 'spc', two: 'spc2' },
+  });
+  const reqs = [
+    publishRequest(audited, 'spc', auditing.kubeletRoot, { volume: 'one' }),
+    publishRequest(audited, 'spc2', auditing.kubeletRoot, { volume: 'two' }),
+  ];
+  for (const req of reqs) await auditing.kubelet.call('Node', 'NodePublishVolume', req);
+  assert.equal(await readFile(join(reqs[0].target_path, 'team-b-db'), 'utf8'), 'b-v1');
+  // One event for each of the pod's volumes, not one per pod.
+  const events = await eventually('the audit events', async () => {
+    const found = (await podEvents(bare, 'audited')).filter((e) => e.reason === 'SecretNotPermitted');
+    return found.length === 2 ? found : undefined;
+  });
+  for (const event of events) {
+    assert.equal(event.type, 'Warning');
+    assert.match(event.message!, new RegExp(`^Namespace ${bare} does not permit CSMS secret "team-b-db"`));
+    assert.match(
+      event.message!,
+      /Mounted anyway because the namespace policy is audit; under enforce this mount is refused$/,
+    );
+  }
   assert.match(auditing.logs, /Mounted CSMS secrets that no Namespace permit covers .* secrets="team-b-db"/);
   const gauge = () => auditing.metric('namespace_permit_uncovered_volumes', { namespace: bare, secret: 'team-b-db' });
-  assert.equal(await gauge(), 1);
-  await auditing.kubelet.call('Node', 'NodeUnpublishVolume', {
-    volume_id: req.volume_id,
-    target_path: req.target_path,
-  });
+  assert.equal(await gauge(), 2);
+  for (const req of reqs) {
+    await auditing.kubelet.call('Node', 'NodeUnpublishVolume', {
+      volume_id: req.volume_id,
+      target_path: req.target_path,
+    });
+  }
   assert.equal(await gauge(), 0, 'the series goes with the volume');
 });
 
@@ -298,11 +313,14 @@ it('a narrowed permit refuses new mounts within seconds; running volumes keep th
     told[0].message!,
     /does not permit CSMS secret "team-a-api-key".*the volume keeps its last files and gets no new values/,
   );
+  const withheld = () => enforcing.metric('namespace_permit_withheld_volumes', { namespace: teamA });
+  assert.equal(await withheld(), 2, "the runner's volume and the owner's (it mounts team-a-api-key too)");
 
   await permit(teamA, '["team-a-*"]');
   await eventually('the new value once the permit covers it again', async () =>
     (await readFile(file, 'utf8')) === 'api-v2' ? true : undefined,
   );
+  assert.equal(await withheld(), 0);
   await eventually('the resumed event', async () =>
     (await podEvents(teamA, 'runner')).find((e) => e.reason === 'SecretPermitted'),
   );

@@ -67,6 +67,12 @@ it('refuses under enforce with the exact command, returns the decision under aud
   assert.equal(checkNamespacePermit('off', 'team-b', undefined, ['x']), undefined);
 });
 
+it('offers no command that would turn a name a team wrote into a pattern', () => {
+  const m = permitMessage(decidePermit('ns', permit('["ns-*"]'), ['*', 'db']));
+  assert.match(m, /does not permit CSMS secret "\*", "db" .*; only CSMS secret names .* can be permitted$/);
+  assert.doesNotMatch(m, /kubectl annotate/);
+});
+
 it('quotes the command for the shell and bounds the names it lists', () => {
   const quoted = permitMessage(decidePermit('ns', permit(`["it's"]`), ['db']));
   assert.ok(quoted.includes(`cce.io/dew-resource-permitted='["it'\\''s","db"]' --overwrite`), quoted);
