@@ -8,6 +8,7 @@ import { parseListenAddress } from './ops-server.js';
 import { errorMessage } from './errors.js';
 import { NAMESPACE_POLICIES, type NamespacePolicy } from './access/namespace-permit.js';
 import { PERMIT_ANNOTATION } from './crds/types.js';
+import { DEFAULT_VOLUME_LIMITS, type VolumeLimits } from './provider/volume-content.js';
 import {
   ConfigError,
   boolean,
@@ -106,6 +107,48 @@ export const CSMS_FLAGS = {
     parse: Boolean,
   },
 };
+
+const positive = (value: string | undefined, flag: string): number => {
+  const n = wholeNumber(value, flag);
+  if (n < 1) throw new ConfigError(`${flag} "${value}" must be at least 1`);
+  return n;
+};
+
+/** What one volume may hold and cost, for every command that builds volumes (serve, provider, mount). */
+export const VOLUME_FLAGS = {
+  maxFileBytes: {
+    name: 'max-file-bytes',
+    metavar: 'N',
+    default: String(DEFAULT_VOLUME_LIMITS.maxFileBytes),
+    help: "largest file of a volume, whether fetched, computed by a jmesPath entry or\nan external provider's",
+    parse: positive,
+  },
+  maxVolumeBytes: {
+    name: 'max-volume-bytes',
+    metavar: 'N',
+    default: String(DEFAULT_VOLUME_LIMITS.maxVolumeBytes),
+    help: "largest total of a volume's files",
+    parse: positive,
+  },
+  jmesPathBudgetMs: {
+    name: 'jmespath-budget',
+    metavar: 'DURATION',
+    default: `${DEFAULT_VOLUME_LIMITS.jmesPathBudgetMs}ms`,
+    help: 'time the jmesPath entries of one volume may take together',
+    parse: duration(1, 10_000, '1ms and 10s'),
+  },
+};
+
+export function volumeLimits(o: FlagValues<typeof VOLUME_FLAGS>): VolumeLimits {
+  if (o.maxFileBytes > o.maxVolumeBytes) {
+    throw new ConfigError(`--max-file-bytes ${o.maxFileBytes} must not exceed --max-volume-bytes ${o.maxVolumeBytes}`);
+  }
+  return Object.freeze({
+    maxFileBytes: o.maxFileBytes,
+    maxVolumeBytes: o.maxVolumeBytes,
+    jmesPathBudgetMs: o.jmesPathBudgetMs,
+  });
+}
 
 export interface CsmsSettings {
   csmsEndpoint: string;
@@ -261,10 +304,11 @@ function absoluteFolder(value: string, flag: string): string {
   return value.replace(/\/+$/, '') || '/';
 }
 
-const SERVE_TABLE = { ...SERVE_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
+const SERVE_TABLE = { ...SERVE_FLAGS, ...VOLUME_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
 
 export type ServeConfig = Readonly<
-  Omit<FlagValues<typeof SERVE_TABLE>, keyof typeof CSMS_FLAGS> & CsmsSettings & { allowPlaintext: boolean }
+  Omit<FlagValues<typeof SERVE_TABLE>, keyof typeof CSMS_FLAGS | keyof typeof VOLUME_FLAGS> &
+    CsmsSettings & { allowPlaintext: boolean; limits: VolumeLimits }
 >;
 
 export const SERVE_HELP = `Usage: cce-secrets-manager serve [flags]
@@ -284,5 +328,5 @@ Credentials for CSMS, first found wins: the volume's nodePublishSecretRef
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | 'help' {
   const o = parseFlags('serve', SERVE_TABLE, argv, env);
   if (o === 'help') return 'help';
-  return Object.freeze({ ...o, ...csmsSettings(o) });
+  return Object.freeze({ ...o, ...csmsSettings(o), limits: volumeLimits(o) });
 }

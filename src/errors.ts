@@ -10,6 +10,7 @@ export type ErrorKind =
   | 'permission-denied'
   | 'unauthenticated'
   | 'unavailable'
+  | 'resource-exhausted'
   | 'deadline-exceeded'
   | 'cancelled'
   | 'internal';
@@ -59,6 +60,9 @@ export class StoreUnavailableError extends kindOf('unavailable') {}
 
 /** The Kubernetes API server failed or could not be reached. */
 export class ApiServerError extends kindOf('unavailable') {}
+
+/** Something a user wrote would make more (bytes, time) than the driver's limits allow. */
+export class TooLargeError extends kindOf('resource-exhausted') {}
 
 /** The caller gave up (kubelet cancelled the call) or the driver is shutting down. */
 export class CancelledError extends kindOf('cancelled') {}

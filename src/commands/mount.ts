@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { parse as parseYaml, stringify } from 'yaml';
-import { CSMS_FLAGS, csmsSettings } from '../config.js';
+import { CSMS_FLAGS, csmsSettings, VOLUME_FLAGS, volumeLimits } from '../config.js';
 import { desiredSecret } from '../crds/secret-objects.js';
 import { ALLOW_LIST_ANNOTATION, type SecretProviderClass } from '../crds/types.js';
 import { writeAtomically } from '../driver/atomic-writer.js';
@@ -60,7 +60,7 @@ const MOUNT_FLAGS = {
   },
 };
 
-const MOUNT_TABLE = { ...MOUNT_FLAGS, ...CSMS_FLAGS };
+const MOUNT_TABLE = { ...MOUNT_FLAGS, ...VOLUME_FLAGS, ...CSMS_FLAGS };
 type MountFlags = FlagValues<typeof MOUNT_TABLE>;
 
 export const MOUNT_HELP = `Usage: cce-secrets-manager mount --spc FILE --target DIR (--service-account FILE | --allow LIST) [flags]
@@ -184,7 +184,7 @@ async function fetchAndWrite(
   const asked = objects.map((ob) => ({ name: ob.objectName, version: ob.objectVersion }));
   const values = await new CsmsSecretSource(client).fetch(asked, creds);
   for (const v of values) say(`fetched ${v.name} version ${v.versionId} (${v.value.length} bytes)`);
-  const content = buildVolumeContent(objects, values);
+  const content = buildVolumeContent(`${req.podNamespace}/${req.spcName}`, objects, values, volumeLimits(o));
   const secrets = (spc.spec.secretObjects ?? []).map((s, i) =>
     desiredSecret(req.podNamespace, spc, content.files, s, i),
   );

@@ -3,7 +3,7 @@
 // It reads ServiceAccounts (the allow-list) and Namespaces (the permit), and writes only
 // Events (namespace policy audit).
 import * as k8s from '@kubernetes/client-node';
-import { CSMS_FLAGS, csmsSettings, LOG_FLAGS, SERVE_FLAGS } from '../config.js';
+import { CSMS_FLAGS, csmsSettings, LOG_FLAGS, SERVE_FLAGS, VOLUME_FLAGS, volumeLimits } from '../config.js';
 import { ApiServerError } from '../errors.js';
 import { ConfigError, flagHelp, parseFlags, required } from '../flags.js';
 import { apiErrorText, apiStatus, loadKubeConfig } from '../kube/client.js';
@@ -30,7 +30,7 @@ const PROVIDER_FLAGS = {
   namespacePolicy: SERVE_FLAGS.namespacePolicy,
 };
 
-const PROVIDER_TABLE = { ...PROVIDER_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
+const PROVIDER_TABLE = { ...PROVIDER_FLAGS, ...VOLUME_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
 
 export const PROVIDER_HELP = `Usage: cce-secrets-manager provider [flags]
 
@@ -48,6 +48,7 @@ export async function providerCommand(argv: string[]): Promise<void> {
     return;
   }
   const csms = csmsSettings(o);
+  const limits = volumeLimits(o);
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'provider' });
   const core = loadKubeConfig(o.kubeconfig).makeApiClient(k8s.CoreV1Api);
   const annotations = async (
@@ -68,6 +69,7 @@ export async function providerCommand(argv: string[]): Promise<void> {
       annotations(`ServiceAccount ${namespace}/${name}`, () => core.readNamespacedServiceAccount({ namespace, name })),
     namespaceAnnotationsOf: (name) => annotations(`Namespace ${name}`, () => core.readNamespace({ name })),
     namespacePolicy: o.namespacePolicy,
+    limits,
     onUnpermitted: oncePerVolume(
       reportUnpermitted(new EventRecorder(core, log, undefined, 60_000, PROVIDER_SOURCE), log),
     ),

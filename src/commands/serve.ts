@@ -62,6 +62,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
     writer,
     onContent,
     namespacePolicy: config.namespacePolicy,
+    limits: config.limits,
     onUnpermitted: reportUnpermitted(events, log),
   });
   const ready = () => kube.synced;

@@ -1,9 +1,9 @@
 // Parses `spec.parameters.objects` of a SecretProviderClass into validated value
 // objects, once, enforcing every rule of the user documentation. The same parser
 // serves mount time, the one-shot CLI and (later) admission, so the messages match.
-import jmespath from 'jmespath';
 import { parse as parseYaml } from 'yaml';
 import { errorMessage, InvalidSpcError } from '../errors.js';
+import { checkExpressionShape } from './jmespath.js';
 
 export interface JmesPathEntry {
   path: string;
@@ -134,6 +134,7 @@ function parseJmesPath(raw: unknown, at: (f: string) => string, fail: (w: string
     if (typeof e.path !== 'string' || e.path === '')
       throw fail(`${field}.path is required (a key of the secret's JSON value)`);
     if (e.path.includes('\\')) throw fail(`${field}.path "${e.path}" must not contain a backslash`);
+    checkExpressionShape(e.path, field, fail);
     if (typeof e.objectAlias !== 'string' || e.objectAlias === '')
       throw fail(`${field}.objectAlias is required (the file name)`);
     checkFileName(e.objectAlias, `${field}.objectAlias`, fail);
@@ -190,36 +191,6 @@ function checkUniqueness(objects: SecretObject[], fail: (w: string) => InvalidSp
     claim(o.fileName, `object "${o.objectName}"`);
     for (const j of o.jmesPath) claim(j.objectAlias, `object "${o.objectName}" jmesPath "${j.path}"`);
   }
-}
-
-/** Extracts one jmesPath entry from a secret's JSON value. Exact top-level keys win, so
- *  keys with characters JMESPath would read as operators (+ - {} ()) work as written. */
-export function extractJmesPath(objectName: string, entry: JmesPathEntry, value: Buffer): Buffer {
-  let json: unknown;
-  try {
-    json = JSON.parse(value.toString('utf8'));
-  } catch (err) {
-    throw new InvalidSpcError(
-      `object "${objectName}": jmesPath "${entry.path}" needs a JSON secret value, but the value is not JSON`,
-      { cause: err },
-    );
-  }
-  let result: unknown;
-  if (json !== null && typeof json === 'object' && !Array.isArray(json) && Object.hasOwn(json, entry.path)) {
-    result = (json as Record<string, unknown>)[entry.path];
-  } else {
-    try {
-      result = jmespath.search(json, entry.path);
-    } catch {
-      result = null;
-    }
-  }
-  if (result === null || result === undefined) {
-    throw new InvalidSpcError(
-      `object "${objectName}": jmesPath "${entry.path}" selects nothing in the secret's JSON value; check the key`,
-    );
-  }
-  return Buffer.from(typeof result === 'string' ? result : JSON.stringify(result), 'utf8');
 }
 
 function describe(v: unknown): string {

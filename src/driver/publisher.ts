@@ -19,7 +19,14 @@ import { resolveCredentials, type CredentialProvider } from '../provider/credent
 import type { SecretSource, SecretVersion } from '../provider/source.js';
 import { settleAll } from '../util/async.js';
 import { filePerms, type FileSet, type VolumeWriter } from './atomic-writer.js';
-import { buildVolumeContent, digest, type VolumeContent } from '../provider/volume-content.js';
+import {
+  buildVolumeContent,
+  checkVolumeSize,
+  DEFAULT_VOLUME_LIMITS,
+  digest,
+  type VolumeContent,
+  type VolumeLimits,
+} from '../provider/volume-content.js';
 import { providerMountRequest, providerContent, type ProviderCaller } from './provider-content.js';
 import { DeferredWork } from './deferred-work.js';
 import { KeyedLock } from './keyed-lock.js';
@@ -55,6 +62,8 @@ export interface PublisherDeps {
   log: Logger;
   /** Run after the files are written; a failure fails the publish. */
   onContent?: (content: PublishedContent) => Promise<void>;
+  /** What one volume may hold, and the time its jmesPath entries may take; default DEFAULT_VOLUME_LIMITS. */
+  limits?: VolumeLimits;
   /** How the Namespace permit applies (access/namespace-permit.ts); default off. */
   namespacePolicy?: NamespacePolicy;
   /** Audit: a volume mounts secrets no Namespace permit covers (told once, and again when that changes). */
@@ -85,10 +94,12 @@ export class Publisher {
     run: (target, task) => this.locks.run(target, task),
   });
   private readonly now: () => number;
+  private readonly limits: VolumeLimits;
 
   constructor(private readonly deps: PublisherDeps) {
     this.volumes = deps.volumes ?? new VolumeRegistry();
     this.now = deps.now ?? (() => performance.now());
+    this.limits = deps.limits ?? DEFAULT_VOLUME_LIMITS;
   }
 
   /**
@@ -338,10 +349,11 @@ export class Publisher {
       for (const v of fetched) this.deps.log.info('Get secret successfully', { name: v.name, version: v.versionId });
       for (let i = 0, j = 0; i < values.length; i++) if (!values[i]) values[i] = fetched[j++];
     }
-    return buildVolumeContent(plan.objects, values as SecretVersion[]);
+    const ref = `${req.podNamespace}/${req.spcName}`;
+    return buildVolumeContent(ref, plan.objects, values as SecretVersion[], this.limits);
   }
 
-  private fetchExternal(
+  private async fetchExternal(
     req: PublishRequest,
     plan: VolumePlan,
     known: MountedVolume | undefined,
@@ -353,7 +365,10 @@ export class Publisher {
         `SecretProviderClass ${req.podNamespace}/${req.spcName}: spec.provider is "${plan.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only (external providers are off)`,
       );
     }
-    return providerContent(providers, plan.provider, providerMountRequest(req, plan, known?.versions ?? []), signal);
+    const request = providerMountRequest(req, plan, known?.versions ?? []);
+    const content = await providerContent(providers, plan.provider, request, signal);
+    checkVolumeSize(`SecretProviderClass ${req.podNamespace}/${req.spcName}`, content.files, this.limits);
+    return content;
   }
 
   private write(req: PublishRequest, plan: VolumePlan, content: VolumeContent): void {

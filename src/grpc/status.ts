@@ -9,6 +9,7 @@ const CODES: Record<ErrorKind, status> = {
   'permission-denied': status.PERMISSION_DENIED,
   unauthenticated: status.UNAUTHENTICATED,
   unavailable: status.UNAVAILABLE,
+  'resource-exhausted': status.RESOURCE_EXHAUSTED,
   'deadline-exceeded': status.DEADLINE_EXCEEDED,
   cancelled: status.CANCELLED,
   internal: status.INTERNAL,

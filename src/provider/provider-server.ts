@@ -26,7 +26,7 @@ import {
   type VersionResponse,
 } from './provider-api.js';
 import type { SecretSource } from './source.js';
-import { buildVolumeContent } from './volume-content.js';
+import { buildVolumeContent, type VolumeLimits } from './volume-content.js';
 
 export const PROVIDER_NAME = 'cce';
 
@@ -38,6 +38,8 @@ export interface ProviderServerDeps {
   /** The annotations of a Namespace (its permit), read fresh for each mount unless the policy is off. */
   namespaceAnnotationsOf(namespace: string): Promise<Record<string, string> | undefined>;
   namespacePolicy: NamespacePolicy;
+  /** What one volume may hold (files, total, jmesPath time). */
+  limits: VolumeLimits;
   /** Audit: a mount served secrets no Namespace permit covers. */
   onUnpermitted?: UnpermittedReport;
   log: Logger;
@@ -76,7 +78,7 @@ export async function mountObjects(
   const creds = await resolveCredentials(secrets, deps.credentials);
   const asked = objects.map((o) => ({ name: o.objectName, version: o.objectVersion }));
   const values = await deps.source.fetch(asked, creds, signal);
-  const content = buildVolumeContent(objects, values);
+  const content = buildVolumeContent(spcRef, objects, values, deps.limits);
   const mode = parseMode(req.permission);
   deps.log.info('Mount served', {
     pod: `${namespace}/${pod.name}`,

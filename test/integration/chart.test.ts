@@ -84,6 +84,8 @@ it('renders defaults the API server accepts, object by object', async () => {
   assert.ok(driver.args.includes('--region=cn-north-4'));
   assert.ok(driver.args.includes('--max-secret-provider-classes=500'));
   assert.ok(driver.args.includes('--namespace-policy=audit'), 'audit by default: the seed workflow keeps working');
+  for (const arg of ['--max-file-bytes=4194304', '--max-volume-bytes=8388608', '--jmespath-budget=50ms'])
+    assert.ok(driver.args.includes(arg), `${arg} in ${driver.args}`);
   assert.equal(driver.securityContext.privileged, true);
   assert.deepEqual(driver.volumeMounts[1], {
     name: 'mountpoint-dir',
@@ -247,6 +249,7 @@ it('driver.enabled=false installs only the CSMS provider next to an upstream dri
     { name: 'providers', hostPath: { path: '/var/run/secrets-store-csi-providers', type: 'DirectoryOrCreate' } },
   ]);
   assert.ok(provider.args.includes('--namespace-policy=audit'));
+  assert.ok(provider.args.includes('--max-file-bytes=4194304'));
   const role = all.find((d) => d.kind === 'ClusterRole')!;
   assert.deepEqual(role.rules, [
     { apiGroups: [''], resources: ['serviceaccounts', 'namespaces'], verbs: ['get'] },

@@ -56,6 +56,8 @@ before(async () => {
       `--additional-provider-volume-paths=${additionalDir}`,
       '--rotation-poll-interval=1s',
       '--provider-timeout=2s',
+      '--max-file-bytes=1000000',
+      '--max-volume-bytes=1500000',
     ],
   });
   await driver.start();
@@ -171,6 +173,27 @@ it('refuses a reply over --max-call-recv-msg-size, saying which flag raises it',
     /failed Mount with RESOURCE_EXHAUSTED: .*raise --max-call-recv-msg-size \(now 4194304 bytes\)/,
   );
   await assertNothingLeft(req.target_path, `huge-${ns}-fake-spc`);
+  fake.configure(baseConfig);
+});
+
+it("counts a provider's files against --max-file-bytes and --max-volume-bytes, leaving nothing", async () => {
+  const file = (path: string, bytes: number) => ({ path, mode: 0o644, contents: 'x'.repeat(bytes) });
+  fake.configure({ ...baseConfig, files: [file('one', 1_200_000)] });
+  const pod = await createPod(ns, 'too-big', { nodeName: nodeId, spc: 'fake-spc' });
+  const req = publishRequest(pod, 'fake-spc', kubeletRoot);
+  await rejectsWith(
+    driver.kubelet.call('Node', 'NodePublishVolume', req),
+    status.RESOURCE_EXHAUSTED,
+    /^SecretProviderClass \S+\/fake-spc: file "one" is 1200000 bytes, over the file limit of 1000000 bytes \(--max-file-bytes\)$/,
+  );
+  await assertNothingLeft(req.target_path, `too-big-${ns}-fake-spc`);
+  fake.configure({ ...baseConfig, files: [file('one', 800_000), file('two', 800_000)] });
+  await rejectsWith(
+    driver.kubelet.call('Node', 'NodePublishVolume', req),
+    status.RESOURCE_EXHAUSTED,
+    /the volume's 2 files are 1600000 bytes together, over the volume limit of 1500000 bytes/,
+  );
+  await assertNothingLeft(req.target_path, `too-big-${ns}-fake-spc`);
   fake.configure(baseConfig);
 });
 

@@ -200,6 +200,13 @@ const failures: [string, string, string[], string, RegExp][] = [
     /must not contain a backslash/,
   ],
   [
+    'multiplying',
+    `- {objectName: secret_2, objectType: csms, objectVersion: v1, jmesPath: [{path: "${Array(40).fill('[@,@]').join('|')}", objectAlias: x}]}`,
+    [],
+    'InvalidArgument',
+    /jmesPath\[0\]\.path .* could build up to \d+ copies of the secret's value; at most 64 are allowed/,
+  ],
+  [
     'typo',
     '- {objectName: secret_1, objectType: csms, objectVerison: v1}',
     [],

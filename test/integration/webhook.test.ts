@@ -48,6 +48,7 @@ it('refuses each rule at apply time with exactly the mount-time message', () => 
     '- {objectName: "a/b", objectType: csms, objectVersion: v1}',
     '- {objectName: s1, objectAlias: s2, objectType: csms, objectVersion: v1}\n- {objectName: s2, objectType: csms, objectVersion: v1}',
     '- {objectName: s1, objectType: csms, objectVersion: v1, jmesPath: [{path: "a\\\\b", objectAlias: x}]}',
+    `- {objectName: s1, objectType: csms, objectVersion: v1, jmesPath: [{path: "${Array(40).fill('[@,@]').join('|')}", objectAlias: x}]}`,
     Array.from({ length: 101 }, (_, i) => `- {objectName: s${i}, objectType: csms, objectVersion: v1}`).join('\n'),
     'objectName: s1',
     ' ',

@@ -1,7 +1,21 @@
 // The SPC `objects` parser: every rule and its message, jmesPath, aliases and limits.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { extractJmesPath, parseSecretObjects } from '../../src/crds/objects.js';
+import { parseSecretObjects, type JmesPathEntry } from '../../src/crds/objects.js';
+import { buildVolumeContent } from '../../src/provider/volume-content.js';
+
+/** One jmesPath entry of object `s` over `value`, through the content builder the driver uses. */
+function extractJmesPath(name: string, entry: JmesPathEntry, value: Buffer): Buffer {
+  const object = {
+    objectName: name,
+    fileName: name,
+    objectVersion: 'v1',
+    objectType: 'csms' as const,
+    jmesPath: [entry],
+  };
+  return buildVolumeContent('ns/spc', [object], [{ name, versionId: 'v1', value }]).files.get(entry.objectAlias)!;
+}
+
 import { InvalidSpcError } from '../../src/errors.js';
 
 const ref = 'default/spc-test';

@@ -1,0 +1,159 @@
+// Bounded work (SECURITY.md promise 5): what a namespace user's SPC can make the driver
+// compute or write, against the real driver (the shipped bundle, under its production heap
+// cap), the API server and the CSMS emulator. Each case crashed or stalled the driver before.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { after, before, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import { CsmsEmulator } from '../../src/emulator/server.js';
+import {
+  createNamespace,
+  createPod,
+  createServiceAccount,
+  createSpc,
+  deleteNamespace,
+  getSpcps,
+} from '../helpers/cluster.js';
+import { rejectsWith } from '../helpers/csi-client.js';
+import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+
+const projectId = '5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a';
+const creds = { accessKey: 'BOUNDAK', secretKey: 'bound-sk' };
+const env = { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey };
+/** A JSON secret of about 100 KB, well within what CSMS stores. */
+const doc = JSON.stringify({ items: Array.from({ length: 3500 }, (_, i) => ({ n: i, s: `value-${i}` })) });
+/** About 600 KB: sorting it by a computed key takes tens of milliseconds. */
+const bigDoc = JSON.stringify({ items: Array.from({ length: 20_000 }, (_, i) => ({ n: i, s: `value-${i}` })) });
+const emulator = new CsmsEmulator({
+  projectId,
+  credentials: [creds],
+  secrets: [
+    { name: 'doc', versions: [doc] },
+    { name: 'half-a', versions: ['a'.repeat(800_000)] },
+    { name: 'half-b', versions: ['b'.repeat(800_000)] },
+    { name: 'big-doc', versions: [bigDoc] },
+  ],
+});
+const drivers: DriverProcess[] = [];
+let endpoint: string;
+let driver: DriverProcess;
+let ns: string;
+
+const startDriver = async (nodeId: string, flags: string[]) => {
+  const d = new DriverProcess({
+    nodeId,
+    csmsEndpoint: endpoint,
+    projectId,
+    env,
+    extraArgs: ['--namespace-policy=off', ...flags],
+  });
+  drivers.push(d);
+  await d.start();
+  return d;
+};
+const doubled = (times: number) => Array(times).fill('[@,@]').join(' | ');
+const jmesSpc = (name: string, path: string, secret = 'doc') =>
+  createSpc(
+    ns,
+    name,
+    `- objectName: ${secret}\n  objectType: csms\n  objectVersion: v1\n  jmesPath:\n    - path: ${JSON.stringify(path)}\n      objectAlias: out\n`,
+  );
+/** Publishes a fresh pod's volume of `spc` on `d`'s node. */
+const publishFresh = async (d: DriverProcess, pod: string, spc: string) => {
+  const p = await createPod(ns, pod, { nodeName: d.opts.nodeId, serviceAccountName: 'app', spc });
+  const req = publishRequest(p, spc, d.kubeletRoot);
+  return { req, call: d.kubelet.call('Node', 'NodePublishVolume', req) };
+};
+const rssMiB = (pid: number) =>
+  Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+before(async () => {
+  endpoint = await emulator.listen();
+  driver = await startDriver('node-bounded', [
+    '--max-file-bytes=1000000',
+    '--max-volume-bytes=1500000',
+    '--jmespath-budget=5s',
+  ]);
+  ns = await createNamespace('bounded');
+  await createServiceAccount(ns, 'app', ['doc', 'half-a', 'half-b', 'big-doc']);
+});
+after(async () => {
+  for (const d of drivers) await d.stop();
+  await emulator.close();
+  await deleteNamespace(ns);
+  for (const d of drivers) unmountAll(d.kubeletRoot);
+});
+
+it('refuses an expression that multiplies its input (the pipe of [@,@]), reading nothing and mounting nothing', async () => {
+  await jmesSpc('exponential', doubled(40));
+  const { req, call } = await publishFresh(driver, 'exponential', 'exponential');
+  await rejectsWith(
+    call,
+    status.INVALID_ARGUMENT,
+    /^SecretProviderClass \S+\/exponential: object "doc": jmesPath\[0\]\.path ".*" could build up to \d+ copies of the secret's value; at most 64 are allowed/,
+  );
+  assert.equal(existsSync(req.target_path), false);
+  assert.equal(emulator.store.counts.get('GET doc/v1') ?? 0, 0, 'refused before CSMS is asked');
+});
+
+it('refuses a computed file over --max-file-bytes with RESOURCE_EXHAUSTED, and one that could grow past 4 times it before computing it', async () => {
+  await jmesSpc('thirty-two', doubled(5));
+  const big = await publishFresh(driver, 'thirty-two', 'thirty-two');
+  await rejectsWith(
+    big.call,
+    status.RESOURCE_EXHAUSTED,
+    /^SecretProviderClass \S+\/thirty-two: object "doc": jmesPath ".*" makes a file of \d+ bytes, over the file limit of 1000000 bytes \(--max-file-bytes\); select less$/,
+  );
+  assert.equal(existsSync(big.req.target_path), false);
+  assert.equal(await getSpcps(ns, `thirty-two-${ns}-thirty-two`), undefined);
+
+  await jmesSpc('sixty-four', doubled(6));
+  const bigger = await publishFresh(driver, 'sixty-four', 'sixty-four');
+  await rejectsWith(
+    bigger.call,
+    status.RESOURCE_EXHAUSTED,
+    /jmesPath ".*" could make a file of up to \d+ bytes from this \d+-byte value, over 4 times the file limit of 1000000 bytes/,
+  );
+});
+
+it('refuses a volume over --max-volume-bytes, however its files are each within the file limit', async () => {
+  await createSpc(
+    ns,
+    'two-halves',
+    '- {objectName: half-a, objectType: csms, objectVersion: v1}\n- {objectName: half-b, objectType: csms, objectVersion: v1}\n',
+  );
+  const { req, call } = await publishFresh(driver, 'two-halves', 'two-halves');
+  await rejectsWith(
+    call,
+    status.RESOURCE_EXHAUSTED,
+    /the volume's 2 files are 1600000 bytes together, over the volume limit of 1500000 bytes \(--max-volume-bytes\)/,
+  );
+  assert.equal(existsSync(req.target_path), false);
+});
+
+it('stops expressions past the volume’s --jmespath-budget, and serves a small one beside them', async () => {
+  const strict = await startDriver('node-bounded-time', ['--jmespath-budget=10ms']);
+  await jmesSpc('slow', 'sort_by(items, &to_string(@))', 'big-doc');
+  const slow = await publishFresh(strict, 'slow', 'slow');
+  await rejectsWith(
+    slow.call,
+    status.RESOURCE_EXHAUSTED,
+    /jmesPath "sort_by\(items, &to_string\(@\)\)" took longer than the 10 ms the volume's expressions may take together; simplify it/,
+  );
+  assert.equal(existsSync(slow.req.target_path), false);
+  await jmesSpc('quick', 'items[0].s', 'big-doc');
+  const quick = await publishFresh(strict, 'quick', 'quick');
+  await quick.call;
+  assert.equal(readFileSync(`${quick.req.target_path}/out`, 'utf8'), 'value-0');
+});
+
+it('is alive and within its memory after all of it', async () => {
+  for (const d of drivers) {
+    const probe = await d.kubelet.call<{ ready?: { value: boolean } }>('Identity', 'Probe', {});
+    assert.equal(probe.ready?.value, true);
+    assert.equal(d.exitCode, null);
+    const rss = rssMiB(d.pid!);
+    assert.ok(rss < 200, `RSS ${rss.toFixed(0)} MiB`);
+  }
+  assert.doesNotMatch(driver.logs, /Reached heap limit|heap out of memory/);
+});
