@@ -83,9 +83,6 @@ it('renders defaults the API server accepts, object by object', async () => {
   assert.ok(driver.args.includes('--rotation-poll-interval=2m'));
   assert.ok(driver.args.includes('--region=cn-north-4'));
   assert.ok(driver.args.includes('--max-secret-provider-classes=500'));
-  assert.ok(driver.args.includes('--namespace-policy=audit'), 'audit by default: the seed workflow keeps working');
-  for (const arg of ['--max-file-bytes=4194304', '--max-volume-bytes=8388608', '--jmespath-budget=50ms'])
-    assert.ok(driver.args.includes(arg), `${arg} in ${driver.args}`);
   assert.equal(driver.securityContext.privileged, true);
   assert.deepEqual(driver.volumeMounts[1], {
     name: 'mountpoint-dir',
@@ -113,6 +110,16 @@ it('renders defaults the API server accepts, object by object', async () => {
     undefined,
     'CRDs go away on uninstall by default',
   );
+});
+
+it('passes the namespace policy (audit by default) and the volume limits to the driver', async () => {
+  const driver = docs((await render(ns)).out).find((d) => d.kind === 'DaemonSet')!.spec.template.spec.containers[0];
+  assert.ok(driver.args.includes('--namespace-policy=audit'), 'audit by default: the seed workflow keeps working');
+  for (const arg of ['--max-file-bytes=4194304', '--max-volume-bytes=8388608', '--jmespath-budget=50ms'])
+    assert.ok(driver.args.includes(arg), `${arg} in ${driver.args}`);
+  const set = docs((await render(ns, 'volumeLimits.maxFileBytes=1000', 'namespacePolicy=enforce')).out);
+  const args = set.find((d) => d.kind === 'DaemonSet')!.spec.template.spec.containers[0].args;
+  assert.ok(args.includes('--max-file-bytes=1000') && args.includes('--namespace-policy=enforce'), String(args));
 });
 
 it('renders non-default values the API server accepts', async () => {
