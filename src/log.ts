@@ -35,6 +35,12 @@ function quote(v: unknown): string {
   return typeof v === 'string' ? JSON.stringify(v) : String(v);
 }
 
+/** A message with text from outside (a provider's version, say) cannot start a line of its own. */
+function oneLine(message: string): string {
+  // eslint-disable-next-line no-control-regex
+  return message.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => JSON.stringify(c).slice(1, -1));
+}
+
 const klogFormat = winston.format.printf((info) => {
   const { level, message, caller, fields } = info as unknown as {
     level: string;
@@ -44,7 +50,7 @@ const klogFormat = winston.format.printf((info) => {
   };
   const head = `${SEVERITY[level] ?? 'I'}${klogTime(new Date())} ${String(process.pid).padStart(7)} ${caller}]`;
   const entries = Object.entries(fields ?? {}).filter(([, v]) => v !== undefined);
-  if (entries.length === 0) return `${head} ${message}`;
+  if (entries.length === 0) return `${head} ${oneLine(message)}`;
   return `${head} ${quote(message)} ${entries.map(([k, v]) => `${k}=${quote(v)}`).join(' ')}`;
 });
 

@@ -14,6 +14,7 @@ import { readBody } from '../util/read-body.js';
 
 /** The API server sends whole objects; an SPC or ServiceAccount is far smaller than this. */
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
+const REVIEWED_KINDS = new Set(['SecretProviderClass', 'ServiceAccount']);
 
 interface AdmissionRequest {
   uid: string;
@@ -133,7 +134,9 @@ export class AdmissionServer {
 
   private async review(request: AdmissionRequest): Promise<Verdict> {
     const kind = request.kind?.kind ?? '';
-    const end = this.metrics.duration.startTimer({ kind });
+    // Whoever calls the webhook chooses the kind: only the ones it reviews become labels.
+    const label = REVIEWED_KINDS.has(kind) ? kind : 'other';
+    const end = this.metrics.duration.startTimer({ kind: label });
     let verdict: Verdict;
     // The reviews read the object's namespace: the API server's word for it is the one that counts.
     const meta = (request.object as { metadata?: { namespace?: string } } | undefined)?.metadata;
@@ -148,10 +151,10 @@ export class AdmissionServer {
       } else {
         verdict = { allowed: true, warnings: [] };
       }
-      this.metrics.reviews.inc({ kind, result: verdict.allowed ? 'allowed' : 'refused' });
+      this.metrics.reviews.inc({ kind: label, result: verdict.allowed ? 'allowed' : 'refused' });
     } catch (err) {
-      this.metrics.reviews.inc({ kind, result: 'error' });
-      this.opts.log.error('Admission review failed', { kind, error: errorMessage(err) });
+      this.metrics.reviews.inc({ kind: label, result: 'error' });
+      this.opts.log.error('Admission review failed', { kind: label, error: errorMessage(err) });
       throw err;
     } finally {
       end();

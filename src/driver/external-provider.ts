@@ -28,6 +28,18 @@ export const DEFAULT_PROVIDER_DIRS = [
 /** The `error_type` label upstream's driver uses for a provider whose call itself failed. */
 export const GRPC_PROVIDER_ERROR = 'GRPCProviderError';
 
+/** The provider error codes that have become `error_type` labels, at most LABELLED_CODES_MAX. */
+const labelledCodes = new Set<string>();
+const LABELLED_CODES_MAX = 32;
+
+/** A provider's error code as a metric label: a plain word among the first 32 seen, else "other". */
+export function errorCodeLabel(code: string): string {
+  if (!/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(code)) return 'other';
+  if (!labelledCodes.has(code) && labelledCodes.size >= LABELLED_CODES_MAX) return 'other';
+  labelledCodes.add(code);
+  return code;
+}
+
 /** A provider name becomes a socket file name, so it may not name anything else. */
 const PROVIDER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
 
@@ -220,8 +232,8 @@ export function checkMountResponse(provider: string, res: MountResponse): Provid
   if (code) {
     throw new ProviderError(
       'failed-precondition',
-      `provider "${provider}" refused the mount with error code "${code}"; its own log says why`,
-      code,
+      `provider "${provider}" refused the mount with error code ${JSON.stringify(code.slice(0, 128))}; its own log says why`,
+      errorCodeLabel(code),
     );
   }
   const refuse = (what: string) =>

@@ -72,6 +72,28 @@ export class WebhookHarness {
     );
   }
 
+  /** POST of `body` over TLS, as any caller that reaches the port could send it: status and body. */
+  post(path: string, body: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        `https://127.0.0.1:${this.port}${path}`,
+        {
+          method: 'POST',
+          ca: Buffer.from(this.ca, 'base64'),
+          agent: false,
+          headers: { 'Content-Type': 'application/json' },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
   /** Registers it for `namespace` only, as the chart's configuration does for the cluster. */
   async register(namespace: string, failurePolicy: 'Ignore' | 'Fail'): Promise<void> {
     const file = join(this.dir, `vwc-${failurePolicy}.yaml`);

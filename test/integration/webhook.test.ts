@@ -128,6 +128,20 @@ it('counts its decisions in /metrics', async () => {
   assert.ok(refused && Number(refused[1]) >= 7, text);
 });
 
+it('labels its metrics only with the kinds it reviews, whatever kind a caller names', async () => {
+  const forged = 'K'.repeat(100_000);
+  for (let i = 0; i < 3; i++) {
+    const review = { request: { uid: `u${i}`, kind: { kind: `${forged}${i}` }, operation: 'CREATE', object: {} } };
+    const r = await hook.post('/validate', JSON.stringify(review));
+    assert.equal(r.status, 200);
+    assert.equal(JSON.parse(r.body).response.allowed, true);
+  }
+  const text = await hook.get('/metrics');
+  assert.ok(!text.includes('KKKK'), 'no caller-chosen label');
+  assert.match(text, /admission_reviews_total\{kind="other",result="allowed"\} 3/);
+  assert.ok(text.length < 20_000, `${text.length} bytes of metrics`);
+});
+
 it('refuses a new SPC beyond the SPC limit, with the mount-time message', async () => {
   await hook.stop();
   await hook.start(['--enable-secret-rotation=false', '--max-secret-provider-classes=1']);

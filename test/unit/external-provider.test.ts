@@ -61,6 +61,21 @@ it('refuses a reply without versions or without files, and reports an error code
   refused({ ...answer(), error: { code: 'AccessDenied' } }, /error code "AccessDenied"/, 'AccessDenied');
 });
 
+it('bounds the error codes that become metric labels', () => {
+  refused({ ...answer(), error: { code: 'x\ny' } }, /error code "x\\ny"/, 'other');
+  refused({ ...answer(), error: { code: 'E'.repeat(65) } }, /error code "E+"/, 'other');
+  const labels = new Set<string>();
+  for (let i = 0; i < 40; i++) {
+    try {
+      checkMountResponse('vault', { ...answer(), error: { code: `Code${i}` } });
+    } catch (err) {
+      labels.add((err as ProviderError).errorType);
+    }
+  }
+  assert.ok(labels.has('other') && labels.size <= 33, `${labels.size} labels`);
+  refused({ ...answer(), error: { code: 'AccessDenied' } }, /error code "AccessDenied"/, 'AccessDenied');
+});
+
 it('refuses a provider name that is a path', () => {
   for (const name of ['../x', 'a/b', '.hidden', '', 'x'.repeat(64)])
     assert.throws(() => ExternalProviders.checkName('ns/spc', name), InvalidSpcError);

@@ -30,6 +30,14 @@ describe('logger', () => {
     assert.match(b, /^W\d{4} .* serve\] object \[secret_1\]'s version \[v1\] doesn't change, read from local$/);
   });
 
+  it('keeps a message with text from outside on one line', async () => {
+    const { log, lines } = capture(false);
+    log.info(`object [db]'s version [v1\nE1201 00:00:00.000000 1 serve] forged] doesn't change, read from local`);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(lines().length, 1);
+    assert.match(lines()[0], /version \[v1\\nE1201 00:00:00\.000000 1 serve\] forged\]/);
+  });
+
   it('writes JSON lines on request and honours verbosity', async () => {
     const { log, lines } = capture(true, 2);
     log.v(2).info('shown', { target: '/t' });
