@@ -70,17 +70,22 @@ export class SpcpsWriter {
     );
   }
 
-  /** Deletes the SPCPS if it still records pod `podUid`; anything else is left alone. */
+  /**
+   * Deletes the SPCPS if it still records pod `podUid`; anything else is left alone. The
+   * delete is conditional on the object as we last wrote or read it (uid and
+   * resourceVersion): a pod of the same name on another node may have taken it over since.
+   */
   async delete(namespace: string, name: string, podUid: string): Promise<void> {
     const k = key(namespace, name);
     try {
       const live = this.written.get(k) ?? (await this.get(namespace, name));
       this.written.delete(k);
       if (!live || podOwner(live)?.uid !== podUid) return;
+      const { uid, resourceVersion } = live.metadata;
       await this.custom.deleteNamespacedCustomObject({
         ...api(namespace),
         name,
-        body: { preconditions: { uid: live.metadata.uid } },
+        body: { preconditions: { uid, resourceVersion } },
       });
     } catch (err) {
       if (apiStatus(err) === 404 || apiStatus(err) === 409) return; // gone, or no longer the object we wrote
