@@ -91,6 +91,21 @@ function permitGauges(registers: Registry[]) {
   };
 }
 
+/**
+ * The SPC limit beside the count it is checked against (any provider's SPCs, at the last
+ * count), for the driver and the webhook; returns what the census calls after each count.
+ */
+export function spcLimitGauges(registry: Registry, limit: number): (counted: number) => void {
+  const registers = [registry];
+  new Gauge({ name: 'secretproviderclasses_limit', help: 'The SPC limit (0 = none)', registers }).set(limit);
+  const counted = new Gauge({
+    name: 'secretproviderclasses_counted',
+    help: 'SecretProviderClasses in the cluster, of any provider, at the last count for the SPC limit',
+    registers,
+  });
+  return (n) => counted.set(n);
+}
+
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /** A registry that also has Node's own metrics (heap, CPU, event loop lag), for `serve`. */

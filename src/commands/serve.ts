@@ -16,7 +16,7 @@ import { EventRecorder } from '../kube/events.js';
 import { SpcpsWriter } from '../kube/spcps-writer.js';
 import { KubeView } from '../kube/view.js';
 import { createLogger, type Logger } from '../log.js';
-import { createProcessMetrics, type Metrics } from '../metrics.js';
+import { createProcessMetrics, spcLimitGauges, type Metrics } from '../metrics.js';
 import { startOpsServer } from '../ops-server.js';
 import { version } from '../package-info.js';
 import { csmsStore } from '../provider/csms-store.js';
@@ -34,6 +34,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
     maxSpcs: config.maxSecretProviderClasses,
     onCachedObjects: (kind, size) => metrics.cachedObjects.set({ kind }, size),
     namespaces: config.namespacePolicy !== 'off',
+    onSpcCount: spcLimitGauges(metrics.registry, config.maxSecretProviderClasses),
   });
   metrics.countPermitStates(() => volumes.permitStates());
   const { source, credentials } = csmsStore(config, metrics);

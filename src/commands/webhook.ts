@@ -12,6 +12,8 @@ import { ConfigError, flagHelp, parseFlags, required, wholeNumber } from '../fla
 import { apiErrorText, apiStatus, loadKubeConfig } from '../kube/client.js';
 import { SpcCensus } from '../kube/spc-census.js';
 import { createLogger } from '../log.js';
+import { spcLimitGauges } from '../metrics.js';
+import { Registry } from 'prom-client';
 import { stopOnSignal } from './stop-on-signal.js';
 import { version } from '../package-info.js';
 
@@ -60,9 +62,11 @@ export async function webhookCommand(argv: string[]): Promise<void> {
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'webhook' });
   const kc = loadKubeConfig(o.kubeconfig);
   const core = kc.makeApiClient(k8s.CoreV1Api);
+  const registry = new Registry();
+  const onCount = spcLimitGauges(registry, o.maxSecretProviderClasses);
   const census =
     o.maxSecretProviderClasses > 0
-      ? new SpcCensus(kc.makeApiClient(k8s.CustomObjectsApi), o.maxSecretProviderClasses)
+      ? new SpcCensus(kc.makeApiClient(k8s.CustomObjectsApi), o.maxSecretProviderClasses, onCount)
       : undefined;
   const allowLists = async (namespace: string) => {
     try {
@@ -84,6 +88,7 @@ export async function webhookCommand(argv: string[]): Promise<void> {
     certFile: o.certFile,
     keyFile: o.keyFile,
     log,
+    registry,
     context: {
       rotationEnabled: o.rotationEnabled,
       allowLists,

@@ -1,8 +1,11 @@
-// The SPC limit needs to know whether an SPC is among the oldest N in the cluster. A paged
-// list, at most every few seconds, keeps only the total and the N oldest keys: memory
-// bounded by the configured limit, not by the number of SPCs.
+// The SPC limit needs to know whether an SPC is among the oldest N in the cluster, of any
+// provider (the limit is on SPC objects, as the add-on documents it; a namespace's share is
+// the admin's ResourceQuota). A paged list of metadata only (an SPC's parameters, however
+// large, are never read), at most every few seconds, keeps only the total and the N oldest
+// keys: memory bounded by the configured limit and the page, not by the SPCs.
 import type * as k8s from '@kubernetes/client-node';
 import { PreconditionError } from '../errors.js';
+import { METADATA_ONLY } from './client.js';
 import { GROUP, SPC_PLURAL, VERSION, type SecretProviderClass } from '../crds/types.js';
 
 interface Census {
@@ -13,7 +16,7 @@ interface Census {
 }
 
 // RFC 3339 timestamps sort as text; namespace and name break ties.
-function key(o: SecretProviderClass): string {
+function key(o: Pick<SecretProviderClass, 'metadata'>): string {
   return `${(o.metadata as { creationTimestamp?: string }).creationTimestamp ?? ''}/${o.metadata.namespace}/${o.metadata.name}`;
 }
 
@@ -24,8 +27,11 @@ export class SpcCensus {
   constructor(
     private readonly custom: k8s.CustomObjectsApi,
     private readonly max: number,
+    /** Told the count after each one (the spc_count gauge). */
+    private readonly onCount: (total: number) => void = () => undefined,
     private readonly maxAgeMs = 5_000,
-    private readonly pageSize = 100,
+    // Metadata only, but annotations may each be large: a small page bounds what one holds.
+    private readonly pageSize = 25,
   ) {}
 
   async check(spc: SecretProviderClass): Promise<void> {
@@ -61,6 +67,7 @@ export class SpcCensus {
     this.counting ??= this.count()
       .then((c) => {
         this.last = c;
+        this.onCount(c.total);
         return c;
       })
       .finally(() => {
@@ -75,13 +82,10 @@ export class SpcCensus {
     let total = 0;
     let token: string | undefined;
     do {
-      const page = (await this.custom.listClusterCustomObject({
-        group: GROUP,
-        version: VERSION,
-        plural: SPC_PLURAL,
-        limit: this.pageSize,
-        _continue: token,
-      })) as { items: SecretProviderClass[]; metadata?: { continue?: string } };
+      const page = (await this.custom.listClusterCustomObject(
+        { group: GROUP, version: VERSION, plural: SPC_PLURAL, limit: this.pageSize, _continue: token },
+        METADATA_ONLY,
+      )) as { items: Pick<SecretProviderClass, 'metadata'>[]; metadata?: { continue?: string } };
       total += page.items.length;
       oldest = [...oldest, ...page.items.map((o) => ({ key: key(o), uid: o.metadata.uid ?? '' }))]
         .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))

@@ -24,6 +24,8 @@ export interface KubeViewOptions {
   maxSpcs?: number;
   /** Told how many objects of a kind the view keeps, whenever that changes. */
   onCachedObjects?: (kind: string, size: number) => void;
+  /** Told the number of SPCs at each count for the limit. */
+  onSpcCount?: (total: number) => void;
   /** Read and watch the Namespaces of this node's pods (their permits); off when the namespace policy is. */
   namespaces?: boolean;
 }
@@ -91,7 +93,7 @@ export class KubeView {
       log,
     );
     if (opts.namespaces) this.namespaces = this.watchNamespaces(kc, log, usage, onSize('Namespace'));
-    if (opts.maxSpcs) this.census = new SpcCensus(this.custom, opts.maxSpcs);
+    if (opts.maxSpcs) this.census = new SpcCensus(this.custom, opts.maxSpcs, opts.onSpcCount);
   }
 
   /** Cluster-scoped, and written by cluster admins only: kept while a pod of this node is in one. */

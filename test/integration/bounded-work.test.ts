@@ -7,7 +7,9 @@ import { after, before, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { CsmsEmulator } from '../../src/emulator/server.js';
 import {
+  GROUP,
   createNamespace,
+  custom,
   createPod,
   createServiceAccount,
   createSpc,
@@ -145,6 +147,34 @@ it('stops expressions past the volume’s --jmespath-budget, and serves a small 
   const quick = await publishFresh(strict, 'quick', 'quick');
   await quick.call;
   assert.equal(readFileSync(`${quick.req.target_path}/out`, 'utf8'), 'value-0');
+});
+
+it('counts SPCs for the limit by their metadata only: forty of 1.4 MB each in one namespace leave a publish cheap', async () => {
+  const blob = 'p'.repeat(1_400_000);
+  for (let i = 0; i < 40; i++) {
+    await custom.createNamespacedCustomObject({
+      group: GROUP,
+      version: 'v1',
+      namespace: ns,
+      plural: 'secretproviderclasses',
+      body: {
+        apiVersion: `${GROUP}/v1`,
+        kind: 'SecretProviderClass',
+        metadata: { name: `heavy-${i}` },
+        spec: { provider: 'vault', parameters: { blob } },
+      },
+    });
+  }
+  await jmesSpc('light', 'items[1].s');
+  const before = rssMiB(driver.pid!);
+  const { req, call } = await publishFresh(driver, 'light', 'light');
+  await call;
+  assert.equal(readFileSync(`${req.target_path}/out`, 'utf8'), 'value-1');
+  assert.ok((await driver.metric('secretproviderclasses_counted')) >= 40);
+  assert.equal(await driver.metric('secretproviderclasses_limit'), 500);
+  // Reading their 56 MB would take the driver's memory up by about as much: it reads a few KB.
+  const grown = rssMiB(driver.pid!) - before;
+  assert.ok(grown < 20, `RSS grew by ${grown.toFixed(0)} MiB while counting ${40 * 1.4} MB of SPCs`);
 });
 
 it('is alive and within its memory after all of it', async () => {

@@ -155,6 +155,9 @@ it('refuses a new SPC beyond the SPC limit, with the mount-time message', async 
     ),
   );
   assert.equal(apply(spc('good', objects)).ok, true, 'an update of an existing SPC is not counted');
+  const metrics = await hook.get('/metrics');
+  assert.match(metrics, /^secretproviderclasses_limit 1$/m);
+  assert.match(metrics, /^secretproviderclasses_counted [1-9]\d*$/m);
   await hook.stop();
   await hook.start(['--enable-secret-rotation=false']);
 });
