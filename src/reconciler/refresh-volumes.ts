@@ -1,7 +1,8 @@
 // One pass over some mounted volumes through the publisher's refresh path, shared by
 // the rotation cycle and SPC edits: bounded concurrency, one CycleSource so each
 // distinct secret is read once, a warning logged once per distinct error, an Event on
-// each pod, and a stop between volumes when the signal fires. A volume the Namespace
+// each pod, and a stop between volumes when the signal fires. Namespaces take turns for
+// the places, so one namespace's slow volumes (a slow external provider) cannot hold them all. A volume the Namespace
 // permit no longer covers gets one Event in any pass, and another when it is covered again.
 import type { Publisher } from '../driver/publisher.js';
 import type { MountedVolume } from '../driver/volumes.js';
@@ -10,7 +11,7 @@ import type { EventRecorder, PodRef } from '../kube/events.js';
 import type { Logger } from '../log.js';
 import { CycleSource } from '../provider/cycle-source.js';
 import type { SecretSource } from '../provider/source.js';
-import { forEachLimit } from '../util/async.js';
+import { forEachFairly } from '../util/async.js';
 
 export interface RefreshPass {
   publisher: Publisher;
@@ -21,8 +22,10 @@ export interface RefreshPass {
   /** Only what the SPCs say: `latest` values are not read again. */
   specOnly: boolean;
   signal?: AbortSignal;
-  /** Volumes refreshed at once; store reads are bounded separately by `storeConcurrency`. */
+  /** Volumes refreshed at once (a quarter of them at most for one namespace); store reads are bounded separately by `storeConcurrency`. */
   concurrency?: number;
+  /** Told whether each volume's refresh failed (rotation backs off from failing ones). */
+  onResult?: (v: MountedVolume, failed: boolean) => void;
   storeConcurrency?: number;
   onShared?: () => void;
   /** What a changed volume gets: a log line, an Event, a count. */
@@ -50,9 +53,11 @@ export async function refreshVolumes(pass: RefreshPass): Promise<PassResult> {
   const logged = new Set<string>();
   let updated = 0;
   let failed = 0;
-  await forEachLimit(
+  const limit = pass.concurrency ?? 16;
+  await forEachFairly(
     pass.volumes,
-    pass.concurrency ?? 16,
+    (v) => v.request.podNamespace,
+    { limit, perKey: Math.max(1, Math.ceil(limit / 4)) },
     async (v) => {
       const pod: PodRef = { name: v.request.podName, namespace: v.request.podNamespace, uid: v.request.podUid };
       const spc = `${pod.namespace}/${v.request.spcName}`;
@@ -68,6 +73,7 @@ export async function refreshVolumes(pass: RefreshPass): Promise<PassResult> {
             v.request.targetPath,
           );
         }
+        pass.onResult?.(v, false);
         if (outcome !== 'updated') return;
         updated++;
         pass.updated.count?.();
@@ -76,6 +82,7 @@ export async function refreshVolumes(pass: RefreshPass): Promise<PassResult> {
       } catch (err) {
         if (signal?.aborted) return;
         failed++;
+        pass.onResult?.(v, true);
         pass.failed.count(err);
         const message = errorMessage(err);
         if (err instanceof NotPermittedError) {

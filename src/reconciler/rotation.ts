@@ -1,7 +1,8 @@
 // The rotation cycle: every interval, each volume mounted on this node is brought up
 // to date through the publisher's own refresh path (refresh-volumes.ts). A volume whose
-// values did not change costs no file, SPCPS or Secret write. Stopping aborts a cycle
-// between volumes rather than waiting for it to end.
+// values did not change costs no file, SPCPS or Secret write. A volume whose refresh keeps
+// failing backs off across cycles (failure-backoff.ts). Stopping aborts a cycle between
+// volumes rather than waiting for it to end.
 import type { Publisher } from '../driver/publisher.js';
 import { ProductError } from '../errors.js';
 import type { EventRecorder } from '../kube/events.js';
@@ -9,6 +10,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { SecretSource } from '../provider/source.js';
 import { sharedAbortController } from '../util/async.js';
+import { FailureBackoff } from './failure-backoff.js';
 import { refreshVolumes, type PassResult } from './refresh-volumes.js';
 
 export interface RotationOptions {
@@ -21,18 +23,25 @@ export interface RotationOptions {
   /** Volumes refreshed at once; CSMS reads are bounded separately by `storeConcurrency`. */
   volumeConcurrency?: number;
   storeConcurrency?: number;
+  /** For the backoff's jitter (tests make it fixed). */
+  random?: () => number;
 }
 
 export interface CycleResult extends PassResult {
   durationMs: number;
+  /** Volumes left out of this cycle while their failures back off. */
+  backingOff: number;
 }
 
 export class RotationReconciler {
   private timer?: NodeJS.Timeout;
   private readonly stopping = sharedAbortController();
   private running?: Promise<CycleResult>;
+  private readonly backoff: FailureBackoff;
 
-  constructor(private readonly opts: RotationOptions) {}
+  constructor(private readonly opts: RotationOptions) {
+    this.backoff = new FailureBackoff(opts.random);
+  }
 
   start(): void {
     this.opts.log.info('starting rotation reconciler', { rotationPollInterval: `${this.opts.intervalMs / 1000}s` });
@@ -61,11 +70,15 @@ export class RotationReconciler {
     const { publisher, log, metrics, events } = this.opts;
     const t0 = performance.now();
     const spc = (v: { request: { spcName: string } }) => `SecretProviderClass ${v.request.spcName}`;
+    const all = publisher.volumes.all();
+    this.backoff.retain(all.map((v) => v.request.targetPath));
+    const volumes = all.filter((v) => this.backoff.due(v.request.targetPath));
     const pass = await refreshVolumes({
       publisher,
       events,
       log,
-      volumes: publisher.volumes.all(),
+      volumes,
+      onResult: (v, failed) => this.backoff.record(v.request.targetPath, failed),
       source: this.opts.source,
       specOnly: false,
       signal: this.stopping.signal,
@@ -85,7 +98,7 @@ export class RotationReconciler {
         count: (err) => metrics.rotationReconcileError.inc({ error_type: errorType(err) }),
       },
     });
-    const result = { ...pass, durationMs: performance.now() - t0 };
+    const result = { ...pass, durationMs: performance.now() - t0, backingOff: all.length - volumes.length };
     metrics.rotationReconcile.inc();
     metrics.rotationDuration.observe(result.durationMs / 1000);
     log.v(2).info('Rotation cycle finished', { ...result, durationMs: result.durationMs.toFixed(0) });

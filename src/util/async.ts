@@ -28,6 +28,62 @@ export async function forEachLimit<T>(
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
+/**
+ * Like forEachLimit, with no group (`keyOf`) holding more than `perKey` of the `limit`
+ * places: groups take turns, so one group's slow items cannot hold every place while
+ * another's wait. With `signal`, starts no new item once it is aborted.
+ */
+export function forEachFairly<T>(
+  items: readonly T[],
+  keyOf: (item: T) => string,
+  opts: { limit: number; perKey: number },
+  fn: (item: T) => Promise<void>,
+  signal?: AbortSignal,
+): Promise<void> {
+  const queues = new Map<string, T[]>();
+  for (const item of items) {
+    const k = keyOf(item);
+    const q = queues.get(k);
+    if (q) q.push(item);
+    else queues.set(k, [item]);
+  }
+  const keys = [...queues.keys()];
+  const running = new Map<string, number>();
+  let active = 0;
+  let turn = 0;
+  const pick = (): [string, T] | undefined => {
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[(turn + i) % keys.length];
+      const q = queues.get(k)!;
+      if (q.length > 0 && (running.get(k) ?? 0) < opts.perKey) {
+        turn = (turn + i + 1) % keys.length;
+        return [k, q.shift()!];
+      }
+    }
+    return undefined;
+  };
+  return new Promise((resolve) => {
+    const pump = () => {
+      while (active < opts.limit && !signal?.aborted) {
+        const next = pick();
+        if (!next) break;
+        const [k, item] = next;
+        active++;
+        running.set(k, (running.get(k) ?? 0) + 1);
+        const done = () => {
+          active--;
+          running.set(k, running.get(k)! - 1);
+          pump();
+        };
+        // fn reports its own failures (refresh-volumes.ts): one never stops the others.
+        fn(item).then(done, done);
+      }
+      if (active === 0) resolve();
+    };
+    pump();
+  });
+}
+
 /** At most `limit` holders at once; a lowered limit takes effect as holders release. */
 export class Semaphore {
   private held = 0;
