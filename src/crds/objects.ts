@@ -155,6 +155,26 @@ export function fileNameProblem(name: string): string | undefined {
   return undefined;
 }
 
+const MAX_PATH_BYTES = 4096;
+
+/**
+ * Why `path` cannot be a file of an external provider's volume, or undefined when it can:
+ * upstream's rule for provider paths (relative; no `..` component; the first component not
+ * starting with `..`, which the writer keeps for its own entries), each component a file
+ * name by the rule above, and the whole at most 4096 bytes.
+ */
+export function relativePathProblem(path: string): string | undefined {
+  if (path.startsWith('/')) return 'is absolute';
+  const bytes = Buffer.byteLength(path, 'utf8');
+  if (bytes > MAX_PATH_BYTES) return `is ${bytes} bytes in UTF-8, over the limit of ${MAX_PATH_BYTES}`;
+  const parts = path.split('/');
+  for (const [i, part] of parts.entries()) {
+    const problem = i === 0 ? fileNameProblem(part) : fileNameProblem(part.replace(/^\.\.(?=.)/, '__'));
+    if (problem) return parts.length === 1 ? problem : `has a component ${JSON.stringify(part)} that ${problem}`;
+  }
+  return undefined;
+}
+
 /** File names are flat: nothing may escape the volume or clash with the writer's `..` entries. */
 function checkFileName(
   value: string,

@@ -1,7 +1,8 @@
 // Writes a volume's files so that a reader never sees a partial or mixed set: the
 // files go into a fresh hidden folder, then one rename swaps the `..data` symlink
-// to it, the way kubelet updates its own secret volumes. Each visible file is a
-// symlink `name -> ..data/name`, so it follows the swap.
+// to it, the way kubelet updates its own secret volumes. Each visible top-level entry is a
+// symlink `name -> ..data/name`, so it follows the swap; an external provider's file in a
+// folder (`certs/tls.crt`) is published through its first component (`certs -> ..data/certs`).
 //
 // The writer's own entries all start with `..` and never embed a file's name, so a
 // file name may use all 255 bytes (crds/objects.ts). A failed write removes what it
@@ -15,6 +16,7 @@ import {
   chmodSync as chmod,
   chownSync as chown,
   lstatSync as lstat,
+  mkdirSync as mkdir,
   mkdtempSync as mkdtemp,
   readdirSync as readdir,
   readFileSync as readFile,
@@ -24,7 +26,7 @@ import {
   symlinkSync as symlink,
   writeFileSync as writeFile,
 } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { FileSet } from '../provider/volume-content.js';
 
 export type { FileSet };
@@ -57,17 +59,26 @@ function dataFolder(dir: string): string | undefined {
   return target !== undefined && DATA_FOLDER.test(target) && target !== DATA ? target : undefined;
 }
 
-/** The files currently published in `dir` (empty when nothing was written yet). Follows no link. */
+/** The files currently published in `dir` (empty when nothing was written yet), by relative path. Follows no link. */
 export function readPublished(dir: string): FileSet {
   const files: FileSet = new Map();
   const folder = dataFolder(dir);
-  if (!folder) return files;
-  const current = join(dir, folder);
-  for (const name of readdir(current)) {
-    const path = join(current, name);
-    if (lstat(path).isFile()) files.set(name, readFile(path));
-  }
+  if (folder) readFolder(join(dir, folder), '', files);
   return files;
+}
+
+function readFolder(folder: string, prefix: string, files: FileSet): void {
+  for (const name of readdir(folder)) {
+    const path = join(folder, name);
+    const st = lstat(path);
+    if (st.isFile()) files.set(prefix + name, readFile(path));
+    else if (st.isDirectory()) readFolder(path, `${prefix}${name}/`, files);
+  }
+}
+
+/** The top-level entries that publish `files`: each file's first path component. */
+function topLevel(files: FileSet): Set<string> {
+  return new Set([...files.keys()].map((name) => name.split('/')[0]));
 }
 
 function sameFiles(a: FileSet, b: FileSet): boolean {
@@ -93,13 +104,14 @@ function samePerms(dir: string, folder: string, files: FileSet, perms: FilePerms
   return true;
 }
 
-/** Nothing but `..data`, its folder and one correct link per file. */
+/** Nothing but `..data`, its folder and one correct link per top-level entry. */
 function isClean(dir: string, files: FileSet, folder: string): boolean {
+  const tops = topLevel(files);
   for (const entry of readdir(dir)) {
     if (entry === DATA || entry === folder) continue;
-    if (!files.has(entry) || !isLinkTo(join(dir, entry), join(DATA, entry))) return false;
+    if (!tops.has(entry) || !isLinkTo(join(dir, entry), join(DATA, entry))) return false;
   }
-  for (const name of files.keys()) if (!isLinkTo(join(dir, name), join(DATA, name))) return false;
+  for (const name of tops) if (!isLinkTo(join(dir, name), join(DATA, name))) return false;
   return true;
 }
 
@@ -133,12 +145,15 @@ export function writeAtomically(dir: string, files: FileSet, perms: FilePerms = 
 
   let fresh: string | undefined;
   try {
-    removeLeftovers(dir, folder, previous.keys());
+    removeLeftovers(dir, folder, topLevel(previous));
     fresh = mkdtemp(join(dir, `..${timestamp()}.`));
     // mkdtemp makes it 0700, which would hide the files from a pod running as non-root.
     chmod(fresh, 0o755);
-    for (const [name, content] of files)
+    for (const [name, content] of files) {
+      // A folder of our fresh one, which holds nothing but what we made: no link to follow.
+      if (name.includes('/')) makeFolders(fresh, dirname(name), perms.gid);
       writeOne(join(fresh, name), content, perms.modes?.get(name) ?? DEFAULT_FILE_MODE, perms.gid);
+    }
     symlink(basename(fresh), join(dir, DATA_TMP));
     rename(join(dir, DATA_TMP), join(dir, DATA));
   } catch (err) {
@@ -148,13 +163,26 @@ export function writeAtomically(dir: string, files: FileSet, perms: FilePerms = 
   }
   // Readers see the new set from here on; the links and the old folder follow.
   try {
-    for (const name of files.keys()) ensureLink(dir, name);
-    removeLeftovers(dir, basename(fresh), files.keys());
+    const tops = topLevel(files);
+    for (const name of tops) ensureLink(dir, name);
+    removeLeftovers(dir, basename(fresh), tops);
   } catch (err) {
     quietly(() => rm(join(dir, LINK_TMP), { force: true }));
     throw err;
   }
   return true;
+}
+
+/** `relative` (and each folder above it) inside `root`, world-readable as the tmpfs root is. */
+function makeFolders(root: string, relative: string, gid: number | undefined): void {
+  let path = root;
+  for (const part of relative.split('/')) {
+    path = join(path, part);
+    if (lstat(path, { throwIfNoEntry: false })?.isDirectory()) continue;
+    mkdir(path, { mode: 0o755 });
+    chmod(path, 0o755);
+    if (gid !== undefined) chown(path, 0, gid);
+  }
 }
 
 function writeOne(path: string, content: Buffer, mode: number, gid: number | undefined): void {

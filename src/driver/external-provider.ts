@@ -6,7 +6,7 @@
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { fileNameProblem } from '../crds/objects.js';
+import { relativePathProblem } from '../crds/objects.js';
 import type { SpcpsObjectVersion } from '../crds/types.js';
 import { InvalidSpcError, ProductError, type ErrorKind } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -246,18 +246,23 @@ export function checkMountResponse(provider: string, res: MountResponse): Provid
   }
   const files: FileSet = new Map();
   const modes = new Map<string, number>();
+  const folders = new Set<string>();
   for (const f of res.files) {
-    const problem = fileNameProblem(f.path);
+    const problem = relativePathProblem(f.path);
     if (problem)
       throw refuse(
-        `file path ${JSON.stringify(f.path)}, which ${problem}; only plain file names in the volume are accepted`,
+        `file path ${JSON.stringify(f.path)}, which ${problem}; only relative paths inside the volume are accepted`,
       );
     if (files.has(f.path)) throw refuse(`file "${f.path}" twice`);
+    const parts = f.path.split('/');
+    for (let i = 1; i < parts.length; i++) folders.add(parts.slice(0, i).join('/'));
     if (!Number.isInteger(f.mode) || f.mode < 0 || f.mode > 0o777)
       throw refuse(`file "${f.path}" with mode ${f.mode}, outside 0..0777`);
     files.set(f.path, Buffer.from(f.contents));
     modes.set(f.path, f.mode);
   }
+  for (const name of files.keys())
+    if (folders.has(name)) throw refuse(`"${name}" both as a file and as a folder of other files`);
   const versions = res.object_version.map((v) => ({ id: v.id, version: v.version }));
   versions.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return { files, modes, versions };

@@ -105,8 +105,14 @@ export async function isMountPoint(path: string): Promise<boolean> {
  */
 export function tmpfsSizeFor(files: FileSet): number {
   let pages = 16;
-  for (const content of files.values()) pages += 2 * Math.ceil(content.length / PAGE) + 1;
-  return pages * PAGE;
+  const folders = new Set<string>();
+  for (const [name, content] of files) {
+    pages += 2 * Math.ceil(content.length / PAGE) + 1;
+    const parts = name.split('/');
+    for (let i = 1; i < parts.length; i++) folders.add(parts.slice(0, i).join('/'));
+  }
+  // A provider's folders: one in each of the two copies.
+  return (pages + 2 * folders.size) * PAGE;
 }
 
 function tmpfsData(sizeBytes: number): string {

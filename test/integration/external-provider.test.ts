@@ -2,7 +2,7 @@
 // provider (built from the upstream module) on a socket in the provider folders, the real
 // API server, real tmpfs mounts, and kubelet's calls over the CSI socket.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readlinkSync } from 'node:fs';
 import { lstat, readFile, readdir, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -237,8 +237,34 @@ it("refuses the mount with the provider's error code, counts it under that code 
   fake.configure(baseConfig);
 });
 
+it("writes a provider's files in folders as upstream does (certs/tls.crt), through certs -> ..data/certs, and rewrites them", async () => {
+  const files = (v: string) => [
+    { path: 'certs/tls.crt', mode: 0o644, contents: `crt-${v}` },
+    { path: 'certs/ca/root.pem', mode: 0o400, contents: `ca-${v}` },
+    { path: 'top', mode: 0o644, contents: `top-${v}` },
+  ];
+  await spc('foldered-spc', 'fake');
+  fake.configure({ ...baseConfig, files: files('1') });
+  const pod = await createPod(ns, 'foldered', { nodeName: nodeId, spc: 'foldered-spc' });
+  const req = publishRequest(pod, 'foldered-spc', kubeletRoot);
+  await driver.kubelet.call('Node', 'NodePublishVolume', req);
+  const target = req.target_path;
+  assert.equal(await readFile(join(target, 'certs/tls.crt'), 'utf8'), 'crt-1');
+  assert.equal(await readFile(join(target, 'certs/ca/root.pem'), 'utf8'), 'ca-1');
+  assert.equal((await stat(join(target, 'certs/ca/root.pem'))).mode & 0o777, 0o400);
+  assert.equal(readlinkSync(join(target, 'certs')), '..data/certs');
+  fake.configure({ ...baseConfig, files: files('2').slice(0, 1) });
+  await eventually('the rotation to rewrite the folder', async () =>
+    (await readFile(join(target, 'certs/tls.crt'), 'utf8')) === 'crt-2' ? true : undefined,
+  );
+  assert.equal(existsSync(join(target, 'certs/ca')), false, 'a folder the provider no longer returns is gone');
+  assert.equal(existsSync(join(target, 'top')), false);
+  await driver.kubelet.call('Node', 'NodeUnpublishVolume', { volume_id: req.volume_id, target_path: target });
+  fake.configure(baseConfig);
+});
+
 it('refuses a file path that would leave the volume, writing nothing', async () => {
-  for (const path of ['../escape', '/etc/passwd', 'a/../../b', '..data', 'dir/file']) {
+  for (const path of ['../escape', '/etc/passwd', 'a/../../b', '..data', '..data/file', 'dir//file']) {
     fake.configure({ ...baseConfig, files: [{ path, mode: 0o644, contents: 'x' }] });
     const pod = await createPod(ns, `escape-${Math.abs(hash(path))}`, { nodeName: nodeId, spc: 'fake-spc' });
     const req = publishRequest(pod, 'fake-spc', kubeletRoot);

@@ -85,7 +85,7 @@ it('leaves the last good files and no temporary entry behind when a write fails'
   writeAtomically(dir, files({ a: 'one' }));
   const before = (await readdir(dir)).sort();
   // A name the file system refuses stands for any failure while the new folder is filled.
-  assert.throws(() => writeAtomically(dir, files({ a: 'two', 'no/such': 'x' })));
+  assert.throws(() => writeAtomically(dir, files({ a: 'two', ['n'.repeat(300)]: 'x' })), /ENAMETOOLONG/);
   assert.deepEqual((await readdir(dir)).sort(), before);
   assert.equal(await readFile(join(dir, 'a'), 'utf8'), 'one');
 });
@@ -120,4 +120,18 @@ it('reads nothing through a ..data link that points out of the volume', async ()
   await symlink(outside, join(dir, '..data'));
   assert.equal(readPublished(dir).size, 0);
   await rm(outside, { recursive: true, force: true });
+});
+
+it('publishes files in folders through their first component, and removes a folder no longer written', async () => {
+  const first = files({ 'certs/tls.crt': 'crt', 'certs/ca/root.pem': 'ca', top: 'top' });
+  assert.equal(writeAtomically(dir, first), true);
+  assert.equal(await readlink(join(dir, 'certs')), join('..data', 'certs'));
+  assert.equal(await readFile(join(dir, 'certs/ca/root.pem'), 'utf8'), 'ca');
+  assert.deepEqual([...readPublished(dir).keys()].sort(), ['certs/ca/root.pem', 'certs/tls.crt', 'top']);
+  assert.equal(writeAtomically(dir, first), false, 'unchanged');
+  assert.equal(writeAtomically(dir, files({ 'certs/tls.crt': 'crt2' })), true);
+  assert.equal(await readFile(join(dir, 'certs/tls.crt'), 'utf8'), 'crt2');
+  await assert.rejects(stat(join(dir, 'certs/ca')));
+  await assert.rejects(lstat(join(dir, 'top')));
+  assert.deepEqual((await readdir(dir)).sort(), ['..data', 'certs', await readlink(join(dir, '..data'))].sort());
 });

@@ -47,9 +47,29 @@ it('accepts plain names with modes, and sorts the versions', () => {
   );
 });
 
+it("accepts paths in folders under upstream's rules (a deeper component may start with ..)", () => {
+  const got = checkMountResponse('vault', answer([file('certs/tls.crt'), file('certs/ca/..root.pem'), file('top')]));
+  assert.deepEqual([...got.files.keys()], ['certs/tls.crt', 'certs/ca/..root.pem', 'top']);
+});
+
 it('refuses paths that leave the volume or clash with the writer, duplicates, and bad modes', () => {
-  for (const path of ['../x', '/etc/passwd', 'a/b', '..data', '', '.', 'x\0y'])
-    refused(answer([file(path)]), /returned file path .*only plain file names/);
+  for (const path of [
+    '../x',
+    '/etc/passwd',
+    'a/../b',
+    '..data',
+    '..data/x',
+    '',
+    '.',
+    'x\0y',
+    'a//b',
+    'a/',
+    './a',
+    'a/..',
+  ])
+    refused(answer([file(path)]), /returned file path .*only relative paths inside the volume/);
+  refused(answer([file(`d/${'n'.repeat(256)}`)]), /has a component "n+" that is 256 bytes/);
+  refused(answer([file('a'), file('a/b')]), /"a" both as a file and as a folder of other files/);
   refused(answer([file('a'), file('a')]), /file "a" twice/);
   refused(answer([file('a', 0o1777)]), /mode 1023, outside 0\.\.0777/);
   refused(answer([file('a', -1)]), /outside 0\.\.0777/);
