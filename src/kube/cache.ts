@@ -1,5 +1,6 @@
 // A list+watch cache of one resource that restarts itself after errors and says
-// when it has synced, so reads hit memory and the API only sees watches.
+// when it has synced, so reads hit memory and the API only sees watches. With `keep`, it
+// holds only the fields that function returns of each object, listed or watched.
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
 import { sleep } from '../util/async.js';
@@ -7,6 +8,27 @@ import { Backoff } from './backoff.js';
 import { apiErrorText } from './client.js';
 
 export type ListFn<T extends k8s.KubernetesObject> = () => Promise<k8s.KubernetesListObject<T>>;
+
+/** A watch whose events carry only what `keep` returns of each object: what client-node's ListWatch stores. */
+class KeepingWatch<T> extends k8s.Watch {
+  constructor(
+    kc: k8s.KubeConfig,
+    private readonly keep: (obj: T) => T,
+  ) {
+    super(kc);
+  }
+
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    const kept = (phase: string, obj: unknown, watchObj?: unknown) =>
+      callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? obj : this.keep(obj as T), watchObj);
+    return super.watch(path, queryParams, kept, done);
+  }
+}
 
 export class ResourceCache<T extends k8s.KubernetesObject> {
   private readonly informer: k8s.ListWatch<T>;
@@ -24,8 +46,11 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
     selectors: { label?: string; field?: string } = {},
     /** Told how many objects are cached, whenever that changes. */
     onSize?: (size: number) => void,
+    keep?: (obj: T) => T,
   ) {
-    this.informer = new k8s.ListWatch<T>(path, new k8s.Watch(kc), list, false, selectors.label, selectors.field);
+    const watch = keep ? new KeepingWatch(kc, keep) : new k8s.Watch(kc);
+    const listKept: ListFn<T> = keep ? async () => keptList(await list(), keep) : list;
+    this.informer = new k8s.ListWatch<T>(path, watch, listKept, false, selectors.label, selectors.field);
     this.informer.on('error', (err) => this.retry(err));
     // Events flowing again mean the API server is back: the next failure starts from a short delay.
     this.informer.on('update', () => this.backoff.reset());
@@ -71,4 +96,11 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
       if (this.syncedOnce && !this.stopped) this.informer.start().catch((e: unknown) => this.retry(e));
     }, this.backoff.next());
   }
+}
+
+function keptList<T extends k8s.KubernetesObject>(
+  list: k8s.KubernetesListObject<T>,
+  keep: (obj: T) => T,
+): k8s.KubernetesListObject<T> {
+  return { ...list, items: list.items.map(keep) };
 }

@@ -8,6 +8,7 @@ import { ApiServerError, NotFoundError, PreconditionError } from '../errors.js';
 import { GROUP, SPC_PLURAL, VERSION, type SecretProviderClass } from '../crds/types.js';
 import type { Logger } from '../log.js';
 import { ResourceCache } from './cache.js';
+import { podFields } from './pod-fields.js';
 import { apiErrorText, apiStatus } from './client.js';
 import { SpcCensus } from './spc-census.js';
 import { WatchedObjects } from './watched-objects.js';
@@ -54,10 +55,11 @@ export class KubeView {
       'Pod',
       kc,
       '/api/v1/pods',
-      () => this.core.listPodForAllNamespaces({ fieldSelector: onNode }),
+      () => this.listPods(onNode),
       log,
       { field: onNode },
       onSize('Pod'),
+      podFields,
     );
     this.serviceAccounts = new WatchedObjects(
       kc,
@@ -94,6 +96,24 @@ export class KubeView {
     );
     if (opts.namespaces) this.namespaces = this.watchNamespaces(kc, log, usage, onSize('Namespace'));
     if (opts.maxSpcs) this.census = new SpcCensus(this.custom, opts.maxSpcs, opts.onSpcCount);
+  }
+
+  /**
+   * This node's pods in small pages, each trimmed as soon as it arrives: a page holds at
+   * most ten pods, however large their namespaces' users made them.
+   */
+  private async listPods(fieldSelector: string): Promise<k8s.V1PodList> {
+    const items: k8s.V1Pod[] = [];
+    let resourceVersion: string | undefined;
+    let token: string | undefined;
+    do {
+      const page = await this.core.listPodForAllNamespaces({ fieldSelector, limit: 10, _continue: token });
+      // Every page of a paged list is the same snapshot: the first one's version is the list's.
+      resourceVersion ??= page.metadata?.resourceVersion;
+      items.push(...page.items.map(podFields));
+      token = page.metadata?._continue || undefined;
+    } while (token);
+    return { items, metadata: { resourceVersion } };
   }
 
   /** Cluster-scoped, and written by cluster admins only: kept while a pod of this node is in one. */

@@ -104,7 +104,8 @@ async function* spcpsOnNode(kube: KubeView): AsyncGenerator<Spcps> {
       version: VERSION,
       plural: SPCPS_PLURAL,
       labelSelector: `${NODE_LABEL}=${kube.nodeName}`,
-      limit: 100,
+      // Anyone may label an SPCPS with this node and give it a large status: small pages.
+      limit: 10,
       _continue: token,
     })) as { items: Spcps[]; metadata?: { continue?: string } };
     yield* page.items;

@@ -8,12 +8,14 @@ import { status } from '@grpc/grpc-js';
 import { CsmsEmulator } from '../../src/emulator/server.js';
 import {
   GROUP,
+  core,
   createNamespace,
   custom,
   createPod,
   createServiceAccount,
   createSpc,
   deleteNamespace,
+  eventually,
   getSpcps,
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
@@ -175,6 +177,29 @@ it('counts SPCs for the limit by their metadata only: forty of 1.4 MB each in on
   // Reading their 56 MB would take the driver's memory up by about as much: it reads a few KB.
   const grown = rssMiB(driver.pid!) - before;
   assert.ok(grown < 20, `RSS grew by ${grown.toFixed(0)} MiB while counting ${40 * 1.4} MB of SPCs`);
+});
+
+it("keeps only the fields it reads of its node's pods: thirty pods of 1 MB each leave its memory as it was", async () => {
+  const before = rssMiB(driver.pid!);
+  const cached = await driver.metric('kube_cached_objects', { kind: 'Pod' });
+  const big = 'e'.repeat(1_000_000);
+  for (let i = 0; i < 30; i++) {
+    await core.createNamespacedPod({
+      namespace: ns,
+      body: {
+        metadata: { name: `bulky-${i}` },
+        spec: {
+          nodeName: driver.opts.nodeId,
+          containers: [{ name: 'c', image: 'x', env: [{ name: 'BIG', value: big }] }],
+        },
+      },
+    });
+  }
+  await eventually('the pods in the cache', async () =>
+    (await driver.metric('kube_cached_objects', { kind: 'Pod' })) >= cached + 30 ? true : undefined,
+  );
+  const grown = rssMiB(driver.pid!) - before;
+  assert.ok(grown < 15, `RSS grew by ${grown.toFixed(0)} MiB with 30 MB of pods on the node`);
 });
 
 it('is alive and within its memory after all of it', async () => {
