@@ -171,7 +171,12 @@ export class JmesPathEvaluator {
   }
 
   private fit(where: string, path: string, picked: unknown, search: () => unknown): Buffer {
-    const left = Math.max(1, Math.floor(this.limits.budgetMs - this.spentMs));
+    const overTime = () =>
+      new TooLargeError(
+        `${where}: jmesPath ${JSON.stringify(path)} took longer than the ${this.limits.budgetMs} ms the volume's expressions may take together; simplify it`,
+      );
+    const left = Math.floor(this.limits.budgetMs - this.spentMs);
+    if (left < 1) throw overTime();
     const t0 = performance.now();
     let text: string | undefined;
     try {
@@ -182,11 +187,7 @@ export class JmesPathEvaluator {
       };
       evaluate.runInContext(sandbox, { timeout: left });
     } catch (err) {
-      if ((err as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
-        throw new TooLargeError(
-          `${where}: jmesPath ${JSON.stringify(path)} took longer than the ${this.limits.budgetMs} ms the volume's expressions may take together; simplify it`,
-        );
-      }
+      if ((err as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') throw overTime();
       // A syntax or type error in the expression selects nothing, as a missing key does.
     } finally {
       sandbox.run = undefined;

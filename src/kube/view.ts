@@ -111,7 +111,9 @@ export class KubeView {
       // Every page of a paged list is the same snapshot: the first one's version is the list's.
       resourceVersion ??= page.metadata?.resourceVersion;
       items.push(...page.items.map(podFields));
-      token = page.metadata?._continue || undefined;
+      // The shipped bundle leaves out client-node's models, so the list is the API's own JSON (`continue`).
+      const meta = page.metadata as { _continue?: string; continue?: string } | undefined;
+      token = meta?._continue || meta?.continue || undefined;
     } while (token);
     return { items, metadata: { resourceVersion } };
   }
