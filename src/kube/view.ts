@@ -112,7 +112,7 @@ export class KubeView {
       resourceVersion ??= page.metadata?.resourceVersion;
       items.push(...page.items.map(podFields));
       // The shipped bundle leaves out client-node's models, so the list is the API's own JSON (`continue`).
-      const meta = page.metadata as { _continue?: string; continue?: string } | undefined;
+      const meta: { _continue?: string; continue?: string } | undefined = page.metadata;
       token = meta?._continue || meta?.continue || undefined;
     } while (token);
     return { items, metadata: { resourceVersion } };
