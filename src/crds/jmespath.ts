@@ -40,11 +40,27 @@ const compose = (inner: Growth, outer: Growth): Growth => ({
 const perElement = (list: Growth, each: Growth): Growth =>
   compose(list, { copies: each.copies + each.bytes + 1, bytes: 0 });
 
-function growth(node: AstNode): Growth {
+/** Where an `&expression` may stand: an argument its function evaluates rather than returns. */
+const REFERENCE_ARGUMENT: Record<string, number> = { map: 0, sort_by: 1, max_by: 1, min_by: 1 };
+const UNBOUNDED: Growth = { copies: Infinity, bytes: 0 };
+const utf8 = (v: unknown) => Buffer.byteLength(JSON.stringify(v ?? null), 'utf8');
+
+/**
+ * The growth of the result of `node`, relative to its input; `walk.peak` keeps the most
+ * copies any part of the expression makes of its own input, since a part whose value is
+ * thrown away (inside `length`, a comparison, a filter or a sort key) is still built first.
+ */
+function growth(node: AstNode, walk: { peak: number }): Growth {
+  const g = growthOf(node, (kid) => growth(kid, walk));
+  walk.peak = Math.max(walk.peak, g.copies);
+  return g;
+}
+
+function growthOf(node: AstNode, of: (kid: AstNode) => Growth): Growth {
   const kids = node.children ?? [];
   switch (node.type) {
     case 'Literal':
-      return constant(JSON.stringify(node.value ?? null).length);
+      return constant(utf8(node.value));
     case 'Field':
     case 'Current':
     case 'Identity':
@@ -54,29 +70,39 @@ function growth(node: AstNode): Growth {
     case 'Subexpression':
     case 'Pipe':
     case 'IndexExpression':
-      return compose(growth(kids[0]), growth(kids[1]));
+      return compose(of(kids[0]), of(kids[1]));
     case 'Projection':
     case 'ValueProjection':
     case 'FilterProjection':
-      return perElement(growth(kids[0]), growth(kids[1]));
+      if (kids[2]) of(kids[2]); // the filter's condition, built for every element
+      return perElement(of(kids[0]), of(kids[1]));
     case 'MultiSelectList':
-      return sum(kids.map(growth), kids.length + 1);
+      return sum(kids.map(of), kids.length + 1);
     case 'MultiSelectHash':
       return sum(
-        kids.map((kv) => growth(kv.value as AstNode)),
-        2 + kids.reduce((n, kv) => n + JSON.stringify(kv.name ?? '').length + 2, 0),
+        kids.map((kv) => of(kv.value as AstNode)),
+        2 + kids.reduce((n, kv) => n + utf8(kv.name ?? '') + 1, 0),
       );
     case 'OrExpression':
     case 'AndExpression':
-      return max(kids.map(growth));
+      return max(kids.map(of));
     case 'NotExpression':
     case 'Comparator':
+      kids.forEach(of);
       return constant(5);
-    case 'Function':
-      return functionGrowth(node.name ?? '', kids.map(growth));
+    case 'Function': {
+      const ref = REFERENCE_ARGUMENT[node.name ?? ''];
+      const args = kids.map((kid, i) =>
+        i === ref && kid.type === 'ExpressionReference' ? of(kid.children![0]) : of(kid),
+      );
+      return functionGrowth(node.name ?? '', args);
+    }
+    case 'ExpressionReference':
+      // Anywhere else, its value is the expression's syntax tree, as large as it likes.
+      return UNBOUNDED;
     default:
-      // Flatten, ExpressionReference and anything else: no more than its parts.
-      return kids.length > 0 ? sum(kids.map(growth)) : ONE;
+      // Flatten and anything else: no more than its parts.
+      return kids.length > 0 ? sum(kids.map(of)) : ONE;
   }
 }
 
@@ -88,7 +114,7 @@ function functionGrowth(name: string, args: Growth[]): Growth {
     case 'join': {
       const [sep, list] = args;
       // A separator taken from the input would repeat the input once per element.
-      if (!sep || !list || sep.copies > 0) return { copies: Infinity, bytes: 0 };
+      if (!sep || !list || sep.copies > 0) return UNBOUNDED;
       return perElement(list, constant(sep.bytes));
     }
     case 'map':
@@ -113,24 +139,29 @@ function functionGrowth(name: string, args: Growth[]): Growth {
   }
 }
 
-/** The growth of a jmesPath path, or undefined when it is not an expression (an exact key only). */
-export function expressionGrowth(path: string): Growth | undefined {
+/**
+ * The growth of a jmesPath path's result, with `peak` the most copies of its input that any
+ * part of it builds; undefined when it is not an expression (an exact key only).
+ */
+export function expressionGrowth(path: string): (Growth & { peak: number }) | undefined {
   let ast: AstNode;
   try {
     ast = (jmespath as unknown as { compile(expression: string): AstNode }).compile(path);
   } catch {
     return undefined;
   }
-  return growth(ast);
+  const walk = { peak: 0 };
+  const result = growth(ast, walk);
+  return { ...result, peak: walk.peak };
 }
 
-/** Refuses, when the SPC is parsed, an expression whose result could hold more than MAX_COPIES copies of its input. */
+/** Refuses, when the SPC is parsed, an expression any part of which could build more than MAX_COPIES copies of its input. */
 export function checkExpressionShape(path: string, field: string, fail: (what: string) => InvalidSpcError): void {
   const g = expressionGrowth(path);
-  if (!g || g.copies <= MAX_COPIES) return;
-  const times = Number.isFinite(g.copies) ? `up to ${g.copies} copies` : 'a copy per element';
+  if (!g || g.peak <= MAX_COPIES) return;
+  const times = Number.isFinite(g.peak) ? `up to ${g.peak} copies` : 'an unbounded number of copies';
   throw fail(
-    `${field}.path ${JSON.stringify(path)} could build ${times} of the secret's value; at most ${MAX_COPIES} are allowed (each [@, @] or {a: @, b: @} multiplies what the expression before it made); select the fields you need instead`,
+    `${field}.path ${JSON.stringify(path)} could build ${times} of the secret's value; at most ${MAX_COPIES} are allowed (each [@, @] or {a: @, b: @} multiplies what the expression before it made, and an &expression may only be the argument of map, sort_by, max_by or min_by); select the fields you need instead`,
   );
 }
 
@@ -160,11 +191,12 @@ export class JmesPathEvaluator {
     if (json !== null && typeof json === 'object' && !Array.isArray(json) && Object.hasOwn(json, path)) {
       return this.fit(where, path, (json as Record<string, unknown>)[path], () => undefined);
     }
-    const g = expressionGrowth(path) ?? ONE;
-    const bound = g.copies * valueBytes + g.bytes;
+    const g = expressionGrowth(path) ?? { ...ONE, peak: 1 };
+    // What the largest part builds, not only the result: a part thrown away is built first.
+    const bound = Math.max(g.copies, g.peak) * valueBytes + g.bytes;
     if (bound > 4 * this.limits.maxFileBytes) {
       throw new TooLargeError(
-        `${where}: jmesPath ${JSON.stringify(path)} could make a file of up to ${bound} bytes from this ${valueBytes}-byte value, over 4 times the file limit of ${this.limits.maxFileBytes} bytes; select less`,
+        `${where}: jmesPath ${JSON.stringify(path)} could build values of up to ${bound} bytes from this ${valueBytes}-byte value, over 4 times the file limit of ${this.limits.maxFileBytes} bytes; select less`,
       );
     }
     return this.fit(where, path, undefined, () => jmespath.search(json, path) as unknown);

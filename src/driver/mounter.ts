@@ -107,7 +107,8 @@ export function tmpfsSizeFor(files: FileSet): number {
   let pages = 16;
   const folders = new Set<string>();
   for (const [name, content] of files) {
-    pages += 2 * Math.ceil(content.length / PAGE) + 1;
+    // Two copies and a link: at least three inodes, which a page each stands for, even when empty.
+    pages += 2 * Math.max(1, Math.ceil(content.length / PAGE)) + 1;
     const parts = name.split('/');
     for (let i = 1; i < parts.length; i++) folders.add(parts.slice(0, i).join('/'));
   }

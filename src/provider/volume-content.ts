@@ -55,8 +55,10 @@ export function buildVolumeContent(
     if (o.mode !== undefined) modes.set(o.fileName, o.mode);
     const where = `SecretProviderClass ${ref}: object "${o.objectName}"`;
     const json = o.jmesPath.length > 0 ? parseJson(where, o.jmesPath[0].path, value) : undefined;
+    // Written out again, a value can grow (1e20 has 21 digits): the bounds count the larger.
+    const size = json === undefined ? 0 : Math.max(value.length, Buffer.byteLength(JSON.stringify(json), 'utf8'));
     for (const j of o.jmesPath) {
-      files.set(j.objectAlias, jmes.extract(where, j.path, json, value.length));
+      files.set(j.objectAlias, jmes.extract(where, j.path, json, size));
       const mode = j.mode ?? o.mode;
       if (mode !== undefined) modes.set(j.objectAlias, mode);
     }

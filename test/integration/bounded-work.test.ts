@@ -116,7 +116,7 @@ it('refuses a computed file over --max-file-bytes with RESOURCE_EXHAUSTED, and o
   await rejectsWith(
     bigger.call,
     status.RESOURCE_EXHAUSTED,
-    /jmesPath ".*" could make a file of up to \d+ bytes from this \d+-byte value, over 4 times the file limit of 1000000 bytes/,
+    /jmesPath ".*" could build values of up to \d+ bytes from this \d+-byte value, over 4 times the file limit of 1000000 bytes/,
   );
 });
 

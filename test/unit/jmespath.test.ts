@@ -30,6 +30,12 @@ describe('the shape of an expression, checked when the SPC is parsed', () => {
         .fill('to_string([@])')
         .reduce((inner, _) => `to_string([${inner}])`, '@'),
     ); // escapes double
+    const eight = `join('', [${Array(8).fill('@').join(',')}])`;
+    refused(`length(${eight} | ${eight} | ${eight})`); // a part thrown away is built first
+    refused(`items[?length(${eight} | ${eight} | ${eight}) > \`0\`]`); // in a filter's condition
+    refused(`sort_by(items, &length(${eight} | ${eight} | ${eight}))`); // in a sort key
+    refused('[*].[&a.b.c]'); // an &expression's value is its syntax tree
+    refused('[*].to_string(&@)');
   });
 
   it('accepts the expressions people write', () => {
@@ -42,6 +48,8 @@ describe('the shape of an expression, checked when the SPC is parsed', () => {
       'join(`,`, hosts)',
       'to_string(port)',
       'db-user+(x){y}',
+      'map(&name, items)',
+      'sort_by(items, &n)[0]',
     ])
       assert.doesNotThrow(() => parseSecretObjects('ns/spc', spcWith(path)), path);
     assert.equal(expressionGrowth('db-user+(x){y}'), undefined, 'not an expression: an exact key only');
@@ -78,7 +86,7 @@ describe('evaluation under the budget', () => {
     assert.equal(jmes.extract('w', 'b', JSON.parse(value), value.length).toString(), 'y');
     assert.throws(
       () => jmes.extract('w', '[@,@,@]', JSON.parse(value), value.length),
-      /could make a file of up to \d+ bytes from this \d+-byte value, over 4 times the file limit/,
+      /could build values of up to \d+ bytes from this \d+-byte value, over 4 times the file limit/,
     );
   });
 
