@@ -82,7 +82,8 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const rotation = config.rotationEnabled
     ? new RotationReconciler({ publisher, source, events, log, metrics, intervalMs })
     : undefined;
-  const editWatch = new EditWatcher({ kube, publisher, source, events, log, metrics });
+  const onRefreshed = rotation && ((target: string) => rotation.refreshed(target));
+  const editWatch = new EditWatcher({ kube, publisher, source, events, log, metrics, onRefreshed });
   return { kube, mounter, publisher, events, server, rotation, editWatch };
 }
 

@@ -22,6 +22,8 @@ export interface EditWatcherOptions {
   metrics: Metrics;
   /** Edits in quick succession (kubectl apply of several objects) are handled once. */
   debounceMs?: number;
+  /** Told of each volume an edit refreshed without error (rotation's backoff ends). */
+  onRefreshed?: (targetPath: string) => void;
 }
 
 /** What was edited: an SPC (`namespace/name`) or a Namespace (`name`). */
@@ -93,6 +95,7 @@ export class EditWatcher {
       specOnly: true,
       signal: this.stopping.signal,
       onShared: () => metrics.sharedReads.inc(),
+      onResult: (v, failed) => (failed ? undefined : this.opts.onRefreshed?.(v.request.targetPath)),
       updated: {
         log: `Applied ${edit.kind} change`,
         reason: spc ? 'SecretProviderClassUpdated' : 'NamespaceChangeApplied',

@@ -48,6 +48,11 @@ export class RotationReconciler {
     this.schedule();
   }
 
+  /** A refresh outside the cycle (an SPC edit) that succeeded ends a volume's backoff. */
+  refreshed(targetPath: string): void {
+    this.backoff.record(targetPath, false);
+  }
+
   /** Stops the timer and the cycle under way (after the volumes being refreshed now). */
   async stop(): Promise<void> {
     this.stopping.abort();

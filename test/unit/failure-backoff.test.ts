@@ -64,6 +64,10 @@ test('a volume whose secret is gone is read ever more rarely, and rotates again 
   for (let i = 0; i < 12; i++) backingOff += (await rotation.runCycle()).backingOff;
   assert.equal(reads() - before, 4, 'tried at cycles 1, 2, 4 and 8 of 12');
   assert.equal(backingOff, 8);
+  rotation.refreshed(req.targetPath); // an SPC edit refreshed it without error: no more waiting
+  const tried = reads();
+  await rotation.runCycle();
+  assert.equal(reads(), tried + 1, 'tried at once');
   parts.store.set('secret_1', [...kept, 'one-v3']);
   for (let i = 0; i < 8 && (await rotation.runCycle()).updated === 0; i++);
   assert.equal((await import('node:fs')).readFileSync(`${req.targetPath}/secret_1`, 'utf8'), 'one-v3');
