@@ -22,7 +22,7 @@ export interface EditWatcherOptions {
   metrics: Metrics;
   /** Edits in quick succession (kubectl apply of several objects) are handled once. */
   debounceMs?: number;
-  /** Told of each volume an edit refreshed without error (rotation's backoff ends). */
+  /** Told of each volume an edit rewrote (its content is whole again: rotation's backoff ends). */
   onRefreshed?: (targetPath: string) => void;
 }
 
@@ -95,7 +95,7 @@ export class EditWatcher {
       specOnly: true,
       signal: this.stopping.signal,
       onShared: () => metrics.sharedReads.inc(),
-      onResult: (v, failed) => (failed ? undefined : this.opts.onRefreshed?.(v.request.targetPath)),
+      onResult: (v, outcome) => (outcome === 'updated' ? this.opts.onRefreshed?.(v.request.targetPath) : undefined),
       updated: {
         log: `Applied ${edit.kind} change`,
         reason: spc ? 'SecretProviderClassUpdated' : 'NamespaceChangeApplied',

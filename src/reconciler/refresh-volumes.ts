@@ -4,7 +4,7 @@
 // each pod, and a stop between volumes when the signal fires. Namespaces take turns for
 // the places, so one namespace's slow volumes (a slow external provider) cannot hold them all. A volume the Namespace
 // permit no longer covers gets one Event in any pass, and another when it is covered again.
-import type { Publisher } from '../driver/publisher.js';
+import type { Publisher, RefreshOutcome } from '../driver/publisher.js';
 import type { MountedVolume } from '../driver/volumes.js';
 import { errorMessage, NotPermittedError } from '../errors.js';
 import type { EventRecorder, PodRef } from '../kube/events.js';
@@ -24,8 +24,8 @@ export interface RefreshPass {
   signal?: AbortSignal;
   /** Volumes refreshed at once (a quarter of them at most for one namespace); store reads are bounded separately by `storeConcurrency`. */
   concurrency?: number;
-  /** Told whether each volume's refresh failed (rotation backs off from failing ones). */
-  onResult?: (v: MountedVolume, failed: boolean) => void;
+  /** Told how each volume's refresh ended (rotation backs off from failing ones). */
+  onResult?: (v: MountedVolume, outcome: RefreshOutcome | 'failed') => void;
   storeConcurrency?: number;
   onShared?: () => void;
   /** What a changed volume gets: a log line, an Event, a count. */
@@ -73,7 +73,7 @@ export async function refreshVolumes(pass: RefreshPass): Promise<PassResult> {
             v.request.targetPath,
           );
         }
-        pass.onResult?.(v, false);
+        pass.onResult?.(v, outcome);
         if (outcome !== 'updated') return;
         updated++;
         pass.updated.count?.();
@@ -82,7 +82,7 @@ export async function refreshVolumes(pass: RefreshPass): Promise<PassResult> {
       } catch (err) {
         if (signal?.aborted) return;
         failed++;
-        pass.onResult?.(v, true);
+        pass.onResult?.(v, 'failed');
         pass.failed.count(err);
         const message = errorMessage(err);
         if (err instanceof NotPermittedError) {

@@ -48,7 +48,7 @@ export class RotationReconciler {
     this.schedule();
   }
 
-  /** A refresh outside the cycle (an SPC edit) that succeeded ends a volume's backoff. */
+  /** A refresh outside the cycle (an SPC edit) that rewrote a volume ends its backoff. */
   refreshed(targetPath: string): void {
     this.backoff.record(targetPath, false);
   }
@@ -83,7 +83,7 @@ export class RotationReconciler {
       events,
       log,
       volumes,
-      onResult: (v, failed) => this.backoff.record(v.request.targetPath, failed),
+      onResult: (v, outcome) => this.backoff.record(v.request.targetPath, outcome === 'failed'),
       source: this.opts.source,
       specOnly: false,
       signal: this.stopping.signal,

@@ -64,7 +64,7 @@ test('a volume whose secret is gone is read ever more rarely, and rotates again 
   for (let i = 0; i < 12; i++) backingOff += (await rotation.runCycle()).backingOff;
   assert.equal(reads() - before, 4, 'tried at cycles 1, 2, 4 and 8 of 12');
   assert.equal(backingOff, 8);
-  rotation.refreshed(req.targetPath); // an SPC edit refreshed it without error: no more waiting
+  rotation.refreshed(req.targetPath); // an SPC edit rewrote it: no more waiting
   const tried = reads();
   await rotation.runCycle();
   assert.equal(reads(), tried + 1, 'tried at once');
