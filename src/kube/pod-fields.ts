@@ -1,14 +1,29 @@
 // What the driver keeps of each pod of its node: the fields a publish, a take-over and a
 // Secret's owner reference read, and nothing else. A pod's annotations, labels, containers
-// and status, which its namespace's users may make large, never stay in memory.
+// and status, which its namespace's users may make large, never stay in memory; nor do
+// large volumeAttributes (an external provider's), for which the pod is read again on use.
 import type * as k8s from '@kubernetes/client-node';
-import { DRIVER_NAME } from '../crds/types.js';
+import { CTX_SPC, DRIVER_NAME } from '../crds/types.js';
+
+/** Above this, a pod's volumeAttributes are not kept (summed over its volumes of this driver). */
+const KEPT_ATTRIBUTE_BYTES = 16 * 1024;
+
+const partial = new WeakSet<k8s.V1Pod>();
+
+/** Whether `pod` was kept without some of its volumeAttributes, so that a publish must read it whole. */
+export function isPartial(pod: k8s.V1Pod): boolean {
+  return partial.has(pod);
+}
 
 export function podFields(pod: k8s.V1Pod): k8s.V1Pod {
   const m = pod.metadata ?? {};
   const spec = pod.spec;
   const fsGroup = spec?.securityContext?.fsGroup;
-  return {
+  // Only this driver's volumes: the rest of a pod's volumes never name one of ours.
+  const ours = (spec?.volumes ?? []).filter((v) => v.csi?.driver === DRIVER_NAME);
+  const attributeBytes = ours.reduce((n, v) => n + JSON.stringify(v.csi?.volumeAttributes ?? {}).length, 0);
+  const large = attributeBytes > KEPT_ATTRIBUTE_BYTES;
+  const kept: k8s.V1Pod = {
     metadata: {
       name: m.name,
       namespace: m.namespace,
@@ -21,11 +36,15 @@ export function podFields(pod: k8s.V1Pod): k8s.V1Pod {
       nodeName: spec?.nodeName,
       serviceAccountName: spec?.serviceAccountName,
       ...(fsGroup === undefined ? {} : { securityContext: { fsGroup } }),
-      // Only this driver's volumes: the rest of a pod's volumes never name one of ours.
-      volumes: (spec?.volumes ?? [])
-        .filter((v) => v.csi?.driver === DRIVER_NAME)
-        .map((v) => ({ name: v.name, csi: v.csi })),
+      volumes: ours.map((v) => ({ name: v.name, csi: large ? withSpcOnly(v.csi!) : v.csi })),
       containers: [],
     },
   };
+  if (large) partial.add(kept);
+  return kept;
+}
+
+function withSpcOnly(csi: k8s.V1CSIVolumeSource): k8s.V1CSIVolumeSource {
+  const spc = csi.volumeAttributes?.[CTX_SPC];
+  return { ...csi, volumeAttributes: spc === undefined ? {} : { [CTX_SPC]: spc } };
 }

@@ -8,7 +8,7 @@ import { ApiServerError, NotFoundError, PreconditionError } from '../errors.js';
 import { GROUP, SPC_PLURAL, VERSION, type SecretProviderClass } from '../crds/types.js';
 import type { Logger } from '../log.js';
 import { ResourceCache } from './cache.js';
-import { podFields } from './pod-fields.js';
+import { isPartial, podFields } from './pod-fields.js';
 import { apiErrorText, apiStatus } from './client.js';
 import { SpcCensus } from './spc-census.js';
 import { WatchedObjects } from './watched-objects.js';
@@ -154,7 +154,8 @@ export class KubeView {
   /** The pod kubelet named, which must be the same incarnation (uid) kubelet mounts for. */
   async pod(namespace: string, name: string, uid: string): Promise<k8s.V1Pod> {
     const cached = this.pods.get(name, namespace);
-    if (cached?.metadata?.uid === uid) return cached;
+    // A pod kept without its large volumeAttributes is read whole: a provider may need them.
+    if (cached?.metadata?.uid === uid && !isPartial(cached)) return cached;
     const pod = await this.read(`Pod ${namespace}/${name}`, () => this.core.readNamespacedPod({ name, namespace }));
     if (pod.metadata?.uid !== uid) {
       throw new PreconditionError(

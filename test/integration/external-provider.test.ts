@@ -11,6 +11,7 @@ import { after, before, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { isMountPoint } from '../../src/driver/mounter.js';
 import {
+  core,
   createNamespace,
   createPod,
   createSpc,
@@ -235,6 +236,39 @@ it("refuses the mount with the provider's error code, counts it under that code 
     (await driver.metric('node_publish_error_total', { provider: 'fake', error_type: 'GRPCProviderError' })) >= 1,
   );
   fake.configure(baseConfig);
+});
+
+it("passes a pod's large volumeAttributes to the provider, though the pod cache does not keep them", async () => {
+  const blob = 'v'.repeat(40_000);
+  const cached = await driver.metric('kube_cached_objects', { kind: 'Pod' });
+  const pod = await core.createNamespacedPod({
+    namespace: ns,
+    body: {
+      metadata: { name: 'big-attributes' },
+      spec: {
+        nodeName: nodeId,
+        containers: [{ name: 'app', image: 'registry.invalid/app:1' }],
+        volumes: [
+          {
+            name: 'secrets-store-inline',
+            csi: {
+              driver: 'secrets-store.csi.k8s.io',
+              readOnly: true,
+              volumeAttributes: { secretProviderClass: 'fake-spc', blob },
+            },
+          },
+        ],
+      },
+    },
+  });
+  // Once the cache has it (trimmed), a publish still sends the provider every attribute.
+  await eventually('the pod in the cache', async () =>
+    (await driver.metric('kube_cached_objects', { kind: 'Pod' })) > cached ? true : undefined,
+  );
+  const req = publishRequest(pod, 'fake-spc', kubeletRoot);
+  await driver.kubelet.call('Node', 'NodePublishVolume', req);
+  assert.equal(fake.lastMount().attributes.blob, blob);
+  await driver.kubelet.call('Node', 'NodeUnpublishVolume', { volume_id: req.volume_id, target_path: req.target_path });
 });
 
 it("writes a provider's files in folders as upstream does (certs/tls.crt), through certs -> ..data/certs, and rewrites them", async () => {
