@@ -4,9 +4,8 @@
 // Events (namespace policy audit).
 import * as k8s from '@kubernetes/client-node';
 import { CSMS_FLAGS, csmsSettings, LOG_FLAGS, SERVE_FLAGS, VOLUME_FLAGS, volumeLimits } from '../config.js';
-import { ApiServerError } from '../errors.js';
 import { ConfigError, flagHelp, parseFlags, required } from '../flags.js';
-import { apiErrorText, apiStatus, loadKubeConfig } from '../kube/client.js';
+import { annotationsOf, loadKubeConfig } from '../kube/client.js';
 import { EventRecorder } from '../kube/events.js';
 import { createLogger } from '../log.js';
 import { reportUnpermitted, type UnpermittedReport } from '../access/permit-audit.js';
@@ -51,23 +50,14 @@ export async function providerCommand(argv: string[]): Promise<void> {
   const limits = volumeLimits(o);
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'provider' });
   const core = loadKubeConfig(o.kubeconfig).makeApiClient(k8s.CoreV1Api);
-  const annotations = async (
-    what: string,
-    read: () => Promise<{ metadata?: { annotations?: Record<string, string> } }>,
-  ) => {
-    try {
-      return (await read()).metadata?.annotations;
-    } catch (err) {
-      if (apiStatus(err) === 404) return undefined;
-      throw new ApiServerError(`reading ${what} failed: ${apiErrorText(err)}`, { cause: err });
-    }
-  };
   const socket = o.endpoint.slice('unix://'.length);
   const server = new ProviderServer(socket, {
     ...csmsStore(csms),
     annotationsOf: (namespace, name) =>
-      annotations(`ServiceAccount ${namespace}/${name}`, () => core.readNamespacedServiceAccount({ namespace, name })),
-    namespaceAnnotationsOf: (name) => annotations(`Namespace ${name}`, () => core.readNamespace({ name })),
+      annotationsOf(`ServiceAccount ${namespace}/${name}`, () =>
+        core.readNamespacedServiceAccount({ namespace, name }),
+      ),
+    namespaceAnnotationsOf: (name) => annotationsOf(`Namespace ${name}`, () => core.readNamespace({ name })),
     namespacePolicy: o.namespacePolicy,
     limits,
     onUnpermitted: oncePerVolume(

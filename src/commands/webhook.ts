@@ -9,7 +9,7 @@ import { ALLOW_LIST_ANNOTATION } from '../crds/types.js';
 import { LOG_FLAGS, SERVE_FLAGS } from '../config.js';
 import { ApiServerError } from '../errors.js';
 import { ConfigError, flagHelp, parseFlags, required, wholeNumber } from '../flags.js';
-import { apiErrorText, apiStatus, loadKubeConfig } from '../kube/client.js';
+import { annotationsOf, apiErrorText, loadKubeConfig } from '../kube/client.js';
 import { SpcCensus } from '../kube/spc-census.js';
 import { createLogger } from '../log.js';
 import { spcLimitGauges } from '../metrics.js';
@@ -76,14 +76,7 @@ export async function webhookCommand(argv: string[]): Promise<void> {
       throw new ApiServerError(`listing ServiceAccounts in ${namespace} failed: ${apiErrorText(err)}`, { cause: err });
     }
   };
-  const namespaceAnnotations = async (name: string) => {
-    try {
-      return (await core.readNamespace({ name })).metadata?.annotations;
-    } catch (err) {
-      if (apiStatus(err) === 404) return undefined;
-      throw new ApiServerError(`reading Namespace ${name} failed: ${apiErrorText(err)}`, { cause: err });
-    }
-  };
+  const namespaceAnnotations = (name: string) => annotationsOf(`Namespace ${name}`, () => core.readNamespace({ name }));
   const server = new AdmissionServer({
     certFile: o.certFile,
     keyFile: o.keyFile,

@@ -2,6 +2,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
+import { ApiServerError } from '../errors.js';
 
 /**
  * client-node 1.x builds a new, non-keep-alive agent for every API call, so each
@@ -60,6 +61,19 @@ export const METADATA_ONLY: k8s.ConfigurationOptions<k8s.ObservableMiddleware> =
   ],
   middlewareMergeStrategy: 'append',
 };
+
+/** The annotations of the object `read` fetches; undefined when it does not exist. */
+export async function annotationsOf(
+  what: string,
+  read: () => Promise<{ metadata?: { annotations?: Record<string, string> } }>,
+): Promise<Record<string, string> | undefined> {
+  try {
+    return (await read()).metadata?.annotations;
+  } catch (err) {
+    if (apiStatus(err) === 404) return undefined;
+    throw new ApiServerError(`reading ${what} failed: ${apiErrorText(err)}`, { cause: err });
+  }
+}
 
 /** HTTP status of a client-node API error, if it is one. */
 export function apiStatus(err: unknown): number | undefined {
