@@ -44,6 +44,11 @@ export function createMetrics(registry = new Registry()) {
       'Pod events not sent because one with the same reason was sent within the last minute',
     ),
     cachedObjects: gauge('kube_cached_objects', 'Kubernetes objects the driver holds in memory, by kind', ['kind']),
+    watchEvents: counter(
+      'kube_watch_events_total',
+      "Watch events the driver received and decoded for SPCs and ServiceAccounts (of its pods' namespaces only), by kind",
+      ['kind'],
+    ),
     mountedVolumes: gauge('mounted_volumes', 'Volumes this driver has mounted on the node'),
     ...permitGauges(registers),
   };

@@ -33,6 +33,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log, volumes, {
     maxSpcs: config.maxSecretProviderClasses,
     onCachedObjects: (kind, size) => metrics.cachedObjects.set({ kind }, size),
+    onWatchEvent: (kind) => metrics.watchEvents.inc({ kind }),
     namespaces: config.namespacePolicy !== 'off',
     onSpcCount: spcLimitGauges(metrics.registry, config.maxSecretProviderClasses),
   });

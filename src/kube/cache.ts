@@ -30,6 +30,16 @@ class KeepingWatch<T> extends k8s.Watch {
   }
 }
 
+export interface ResourceCacheOptions<T> {
+  selectors?: { label?: string; field?: string };
+  /** Told how many objects are cached, whenever that changes. */
+  onSize?: (size: number) => void;
+  /** Keeps only the fields this returns of each object. */
+  keep?: (obj: T) => T;
+  /** Told of each object that appears. */
+  onAdd?: (obj: T) => void;
+}
+
 export class ResourceCache<T extends k8s.KubernetesObject> {
   private readonly informer: k8s.ListWatch<T>;
   private syncedOnce = false;
@@ -43,10 +53,7 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
     path: string,
     list: ListFn<T>,
     private readonly log: Logger,
-    selectors: { label?: string; field?: string } = {},
-    /** Told how many objects are cached, whenever that changes. */
-    onSize?: (size: number) => void,
-    keep?: (obj: T) => T,
+    { selectors = {}, onSize, keep, onAdd }: ResourceCacheOptions<T> = {},
   ) {
     const watch = keep ? new KeepingWatch(kc, keep) : new k8s.Watch(kc);
     const listKept: ListFn<T> = keep ? async () => keptList(await list(), keep) : list;
@@ -55,9 +62,10 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
     // Events flowing again mean the API server is back: the next failure starts from a short delay.
     this.informer.on('update', () => this.backoff.reset());
     for (const verb of ['add', 'delete'] as const) {
-      this.informer.on(verb, () => {
+      this.informer.on(verb, (obj) => {
         this.backoff.reset();
         onSize?.(this.informer.list().length);
+        if (verb === 'add') onAdd?.(obj);
       });
     }
   }
@@ -68,6 +76,10 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
 
   get(name: string, namespace?: string): T | undefined {
     return this.informer.get(name, namespace);
+  }
+
+  list(namespace?: string): readonly T[] {
+    return this.informer.list(namespace);
   }
 
   /** Resolves once the first list has landed (retrying until it does). */

@@ -1,8 +1,9 @@
 // What the driver reads from the cluster. Pods: a cache of this node's pods only.
 // SecretProviderClasses, ServiceAccounts and (for the Namespace permit) Namespaces: read
 // when a volume needs them and kept, fresh through a watch, only while a volume on this
-// node uses them (watched-objects.ts).
-// Nothing the driver keeps grows with objects that this node's pods do not use.
+// node uses them (watched-objects.ts). SPCs and ServiceAccounts are watched only in the
+// namespaces of this node's pods; Namespaces, which only cluster admins write, as a whole.
+// Nothing the driver keeps or receives grows with objects that this node's pods do not use.
 import * as k8s from '@kubernetes/client-node';
 import { ApiServerError, NotFoundError, PreconditionError } from '../errors.js';
 import { GROUP, SPC_PLURAL, VERSION, type SecretProviderClass } from '../crds/types.js';
@@ -11,6 +12,7 @@ import { ResourceCache } from './cache.js';
 import { isPartial, podFields } from './pod-fields.js';
 import { apiErrorText, apiStatus } from './client.js';
 import { SpcCensus } from './spc-census.js';
+import { clientNodeWatch, type WatchFn } from './scope-watch.js';
 import { WatchedObjects } from './watched-objects.js';
 
 /** Which objects this node's volumes use: what the view keeps beyond a short while. */
@@ -29,6 +31,8 @@ export interface KubeViewOptions {
   onSpcCount?: (total: number) => void;
   /** Read and watch the Namespaces of this node's pods (their permits); off when the namespace policy is. */
   namespaces?: boolean;
+  /** Told of each watch event of a kind that the view decoded. */
+  onWatchEvent?: (kind: string) => void;
 }
 
 export class KubeView {
@@ -48,54 +52,65 @@ export class KubeView {
     opts: KubeViewOptions = {},
   ) {
     const onSize = (kind: string) => (size: number) => opts.onCachedObjects?.(kind, size);
+    const onEvent = (kind: string) => () => opts.onWatchEvent?.(kind);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    const onNode = `spec.nodeName=${nodeName}`;
-    this.pods = new ResourceCache(
-      'Pod',
-      kc,
-      '/api/v1/pods',
-      () => this.listPods(onNode),
-      log,
-      { field: onNode },
-      onSize('Pod'),
-      podFields,
-    );
+    const watch = clientNodeWatch(kc);
+    this.pods = this.podCache(kc, log, onSize('Pod'));
+    // A namespace is watched while a pod of this node in it has a volume of this driver (the
+    // cache keeps only those volumes): from the moment the pod appears, ahead of its mount.
+    const hasPods = (namespace: string) => this.pods.list(namespace).some((p) => (p.spec?.volumes ?? []).length > 0);
+    const inNamespace = { scope: 'namespace' as const, scopeInUse: hasPods, watch };
     this.serviceAccounts = new WatchedObjects(
-      kc,
       {
         kind: 'ServiceAccount',
-        path: '/api/v1/serviceaccounts',
+        ...inNamespace,
+        pathOf: (namespace) => `/api/v1/namespaces/${namespace}/serviceaccounts`,
         read: (namespace, name) =>
           this.read(`ServiceAccount ${namespace}/${name}`, () =>
             this.core.readNamespacedServiceAccount({ name, namespace }),
           ),
-        listOne: () => this.core.listServiceAccountForAllNamespaces({ limit: 1 }),
+        listOne: (namespace) => this.core.listNamespacedServiceAccount({ namespace, limit: 1 }),
         inUse: (namespace, name) => usage.usesServiceAccount(namespace, name),
         onSize: onSize('ServiceAccount'),
+        onEvent: onEvent('ServiceAccount'),
       },
       log,
     );
     const spcApi = { group: GROUP, version: VERSION, plural: SPC_PLURAL };
     this.spcs = new WatchedObjects(
-      kc,
       {
         kind: 'SecretProviderClass',
-        path: `/apis/${GROUP}/${VERSION}/${SPC_PLURAL}`,
+        ...inNamespace,
+        pathOf: (namespace) => `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${SPC_PLURAL}`,
         read: (namespace, name) =>
           this.read(
             `SecretProviderClass ${namespace}/${name}`,
             () => this.custom.getNamespacedCustomObject({ ...spcApi, namespace, name }) as Promise<SecretProviderClass>,
             "create it in the pod's namespace or fix volumeAttributes.secretProviderClass",
           ),
-        listOne: () => this.custom.listClusterCustomObject({ ...spcApi, limit: 1 }) as never,
+        listOne: (namespace) => this.custom.listNamespacedCustomObject({ ...spcApi, namespace, limit: 1 }) as never,
         inUse: (namespace, name) => usage.usesSpc(namespace, name),
         onSize: onSize('SecretProviderClass'),
+        onEvent: onEvent('SecretProviderClass'),
       },
       log,
     );
-    if (opts.namespaces) this.namespaces = this.watchNamespaces(kc, log, usage, onSize('Namespace'));
+    if (opts.namespaces) this.namespaces = this.watchNamespaces(watch, log, usage, onSize('Namespace'));
     if (opts.maxSpcs) this.census = new SpcCensus(this.custom, opts.maxSpcs, opts.onSpcCount);
+  }
+
+  private podCache(kc: k8s.KubeConfig, log: Logger, onSize: (size: number) => void) {
+    const onNode = `spec.nodeName=${this.nodeName}`;
+    return new ResourceCache<k8s.V1Pod>('Pod', kc, '/api/v1/pods', () => this.listPods(onNode), log, {
+      selectors: { field: onNode },
+      onSize,
+      keep: podFields,
+      onAdd: (pod) => {
+        if ((pod.spec?.volumes ?? []).length === 0) return;
+        for (const w of [this.serviceAccounts, this.spcs]) w.watchScope(pod.metadata!.namespace!);
+      },
+    });
   }
 
   /**
@@ -119,12 +134,14 @@ export class KubeView {
   }
 
   /** Cluster-scoped, and written by cluster admins only: kept while a pod of this node is in one. */
-  private watchNamespaces(kc: k8s.KubeConfig, log: Logger, usage: VolumeUsage, onSize: (size: number) => void) {
+  private watchNamespaces(watch: WatchFn, log: Logger, usage: VolumeUsage, onSize: (size: number) => void) {
     return new WatchedObjects<k8s.V1Namespace>(
-      kc,
       {
         kind: 'Namespace',
-        path: '/api/v1/namespaces',
+        scope: 'kind',
+        scopeInUse: () => true,
+        watch,
+        pathOf: () => '/api/v1/namespaces',
         read: (_, name) => this.read(`Namespace ${name}`, () => this.core.readNamespace({ name })),
         listOne: () => this.core.listNamespace({ limit: 1 }),
         inUse: (_, name) => usage.usesNamespace(name),

@@ -41,10 +41,11 @@ export class EditWatcher {
     kube.spcs.onChange((spc) =>
       this.changed({ kind: 'SecretProviderClass', namespace: spc.metadata.namespace!, name: spc.metadata.name }),
     );
-    // Edits may have been missed while a watch was down: check every volume's objects again.
-    kube.spcs.onResync(() => {
+    // Edits may have been missed while a namespace's watch was down: check its volumes' objects again.
+    kube.spcs.onResync((namespace) => {
       for (const r of volumes())
-        this.changed({ kind: 'SecretProviderClass', namespace: r.podNamespace, name: r.spcName });
+        if (r.podNamespace === namespace)
+          this.changed({ kind: 'SecretProviderClass', namespace: r.podNamespace, name: r.spcName });
     });
     kube.namespaces?.onChange((ns) => this.changed({ kind: 'Namespace', name: ns.metadata!.name! }));
     kube.namespaces?.onResync(() => {

@@ -202,6 +202,30 @@ it("keeps only the fields it reads of its node's pods: thirty pods of 1 MB each 
   assert.ok(grown < 15, `RSS grew by ${grown.toFixed(0)} MiB with 30 MB of pods on the node`);
 });
 
+it("receives no watch events for other namespaces' ServiceAccounts and SPCs, however much they churn", async () => {
+  const other = await createNamespace('churn');
+  const events = async () =>
+    (await driver.metric('kube_watch_events_total', { kind: 'ServiceAccount' })) +
+    (await driver.metric('kube_watch_events_total', { kind: 'SecretProviderClass' }));
+  const before = await events();
+  const blob = 'c'.repeat(100_000);
+  try {
+    for (let i = 0; i < 40; i++) {
+      await createServiceAccount(other, `churn-${i}`, blob);
+      await createSpc(other, `churn-${i}`, blob);
+    }
+    await deleteNamespace(other);
+    // The control: one ServiceAccount in the namespace of this node's pods is seen.
+    await createServiceAccount(ns, 'control', []);
+    await eventually('the control event', async () => ((await events()) > before ? true : undefined));
+    await new Promise((r) => setTimeout(r, 1_000));
+    const received = (await events()) - before;
+    assert.ok(received <= 2, `${received} watch events decoded for 80 objects written in another namespace`);
+  } finally {
+    await deleteNamespace(other);
+  }
+});
+
 it('is alive and within its memory after all of it', async () => {
   for (const d of drivers) {
     const probe = await d.kubelet.call<{ ready?: { value: boolean } }>('Identity', 'Probe', {});

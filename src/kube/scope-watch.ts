@@ -1,0 +1,127 @@
+// One watch over one scope of a kind: a namespace's collection, or the whole kind. Its
+// starting point comes from a one-object list taken before anything in the scope is read,
+// so no change after a read is missed. It restarts after errors and server timeouts, and
+// starts over from a new list when its starting point has expired (410 Gone).
+import * as k8s from '@kubernetes/client-node';
+import type { Logger } from '../log.js';
+import { Backoff } from './backoff.js';
+import { apiErrorText } from './client.js';
+
+/** Starts a watch (client-node's Watch.watch); injected so that tests drive the events. */
+export type WatchFn = (
+  path: string,
+  query: Record<string, string | boolean | undefined>,
+  onEvent: (type: string, obj: unknown) => void,
+  done: (err: unknown) => void,
+) => Promise<{ abort(): void }>;
+
+export function clientNodeWatch(kc: k8s.KubeConfig): WatchFn {
+  const watch = new k8s.Watch(kc);
+  return (path, query, onEvent, done) => watch.watch(path, query, onEvent, done);
+}
+
+export interface ScopeWatchOptions {
+  kind: string;
+  scope: string;
+  path: string;
+  /** A list of at most one object in the scope: its resourceVersion is where the watch starts. */
+  listOne: () => Promise<{ metadata?: { resourceVersion?: string } }>;
+  watch: WatchFn;
+  onEvent: (type: string, obj: unknown) => void;
+  /** The starting point expired: events may have been lost, and reads wait for a new one. */
+  onExpired: () => void;
+  log: Logger;
+  /** A watch that ran this long ended normally (server timeout), not by failing. */
+  healthyMs?: number;
+}
+
+export class ScopeWatch {
+  private resourceVersion?: string;
+  private starting?: Promise<void>;
+  private request?: { abort(): void };
+  private retryTimer?: NodeJS.Timeout;
+  private readonly backoff = new Backoff();
+  private stopped = false;
+
+  constructor(private readonly opts: ScopeWatchOptions) {}
+
+  /**
+   * Resolves once the watch has its starting point; rejects when this attempt to take it
+   * failed (the watch keeps trying in the background), so a read is never held forever.
+   */
+  started(): Promise<void> {
+    if (this.resourceVersion) return Promise.resolve();
+    this.starting ??= this.takeStartingPoint();
+    return this.starting;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.request?.abort();
+  }
+
+  private async takeStartingPoint(): Promise<void> {
+    clearTimeout(this.retryTimer);
+    try {
+      const rv = (await this.opts.listOne()).metadata?.resourceVersion;
+      if (!rv) throw new Error(`the list of ${this.opts.kind} gave no resourceVersion`);
+      this.resourceVersion = rv;
+    } catch (err) {
+      this.opts.log.warn('Listing failed, retrying', { kind: this.opts.kind, error: apiErrorText(err) });
+      this.later(() => void this.started().catch(() => undefined), this.backoff.next());
+      throw err;
+    } finally {
+      this.starting = undefined;
+    }
+    void this.watch();
+  }
+
+  private async watch(): Promise<void> {
+    if (this.stopped) return;
+    const startedAt = Date.now();
+    try {
+      this.request = await this.opts.watch(
+        this.opts.path,
+        { resourceVersion: this.resourceVersion, allowWatchBookmarks: true },
+        (type, obj) => this.event(type, obj),
+        (err) => this.ended(err, startedAt),
+      );
+      if (this.stopped) this.request.abort();
+    } catch (err) {
+      this.ended(err, startedAt);
+    }
+  }
+
+  private event(type: string, obj: unknown): void {
+    if (type === 'ERROR') {
+      // 410 Gone: the starting point is too old; the watch ends and starts again from now.
+      this.resourceVersion = undefined;
+      this.opts.onExpired();
+      return;
+    }
+    const rv = (obj as { metadata?: { resourceVersion?: string } } | undefined)?.metadata?.resourceVersion;
+    if (rv) this.resourceVersion = rv;
+    if (type !== 'BOOKMARK') this.opts.onEvent(type, obj);
+  }
+
+  private ended(err: unknown, startedAt: number): void {
+    this.request = undefined;
+    if (this.stopped) return;
+    if (err && !isAbort(err))
+      this.opts.log.warn('Watch failed, restarting', { kind: this.opts.kind, error: apiErrorText(err) });
+    if (Date.now() - startedAt > (this.opts.healthyMs ?? 60_000)) this.backoff.reset();
+    const delay = err || !this.resourceVersion ? this.backoff.next() : 0;
+    this.later(() => (this.resourceVersion ? void this.watch() : void this.started().catch(() => undefined)), delay);
+  }
+
+  private later(fn: () => void, ms: number): void {
+    if (this.stopped) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(fn, ms);
+  }
+}
+
+function isAbort(err: unknown): boolean {
+  return err instanceof Error && err.name === 'AbortError';
+}
