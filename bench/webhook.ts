@@ -6,7 +6,13 @@ import * as k8s from '@kubernetes/client-node';
 import { GROUP, SPC_PLURAL, VERSION } from '../src/crds/types.js';
 import { loadKubeConfig } from '../src/kube/client.js';
 import { waitFor } from '../test/cluster/processes.js';
-import { createNamespace, createServiceAccount, deleteNamespace, kubeconfigPath } from '../test/helpers/cluster.js';
+import {
+  createNamespace,
+  createServiceAccount,
+  deleteNamespace,
+  kubeconfigPath,
+  webhookClient,
+} from '../test/helpers/cluster.js';
 import { WebhookHarness } from '../test/helpers/webhook.js';
 import { summary } from './stats.js';
 
@@ -42,6 +48,7 @@ function review(hook: WebhookHarness, agent: https.Agent, ns: string, i: number)
         path: '/validate',
         method: 'POST',
         ca: Buffer.from(hook.ca, 'base64'),
+        ...webhookClient.credentials(),
         agent,
       },
       (res) => {

@@ -23,18 +23,22 @@ export interface Verdict {
   warnings: string[];
 }
 
-/** How the Namespace permit applies, and where it is read. */
+/**
+ * How the Namespace permit applies, and where it is read. Without a reader, nothing about
+ * other objects enters a review: its caller is not known to be the API server, and the
+ * answer must not tell a stranger what a namespace permits or allows.
+ */
 export interface PermitContext {
   namespacePolicy: NamespacePolicy;
-  namespaceAnnotations(namespace: string): Promise<Record<string, string> | undefined>;
+  namespaceAnnotations?(namespace: string): Promise<Record<string, string> | undefined>;
 }
 
 export interface SpcReviewContext extends PermitContext {
   operation: 'CREATE' | 'UPDATE';
   /** Whether the driver re-reads `latest` objects. */
   rotationEnabled: boolean;
-  /** The allow-lists (annotation values) of the ServiceAccounts in the SPC's namespace. */
-  allowLists(namespace: string): Promise<(string | undefined)[]>;
+  /** The allow-lists (annotation values) of the ServiceAccounts in the SPC's namespace; unset as namespaceAnnotations. */
+  allowLists?(namespace: string): Promise<(string | undefined)[] | undefined>;
   /** Refuses a new SPC beyond the cluster's SPC limit (the mount-time message). */
   checkNewSpc(namespace: string, name: string): Promise<void>;
 }
@@ -69,7 +73,7 @@ export async function reviewSpc(spc: SecretProviderClass, ctx: SpcReviewContext)
  */
 async function permitOf(ctx: PermitContext, namespace: string) {
   const policy = ctx.namespacePolicy;
-  if (policy === 'off') return undefined;
+  if (policy === 'off' || !ctx.namespaceAnnotations) return undefined;
   const annotations = await ctx.namespaceAnnotations(namespace);
   return (names: string[], as: NamespacePolicy = policy) =>
     names.length === 0 ? undefined : checkNamespacePermit(as, namespace, annotations, names);
@@ -101,10 +105,11 @@ async function warningsFor(
 ): Promise<string[]> {
   const warnings: string[] = [];
   const allowed = new Set<string>();
+  const lists = await ctx.allowLists?.(namespace);
   // A malformed allow-list allows nothing, as at mount time; the ServiceAccount's own admission says why.
-  for (const raw of await ctx.allowLists(namespace)) for (const n of allowedNames(raw ?? '[]') ?? []) allowed.add(n);
+  for (const raw of lists ?? []) for (const n of allowedNames(raw ?? '[]') ?? []) allowed.add(n);
   const unallowed = objects.filter((o) => !allowed.has(o.objectName)).map((o) => `"${o.objectName}"`);
-  if (unallowed.length > 0) {
+  if (lists && unallowed.length > 0) {
     warnings.push(
       `SecretProviderClass ${ref}: secret ${unallowed.join(', ')} is allowed by no ServiceAccount in namespace ${namespace}; pods using this SPC fail to mount until one lists it in its ${ALLOW_LIST_ANNOTATION} annotation`,
     );

@@ -1,9 +1,12 @@
 // The webhook's HTTPS endpoint: AdmissionReview in, verdict out, for SecretProviderClasses
-// and ServiceAccounts; /metrics and /healthz beside it. The serving certificate is read
-// again whenever its files change (a renewed Secret, cert-manager), without a restart.
+// and ServiceAccounts; /metrics and /healthz beside it. The serving certificate (and the
+// client CA) are read again whenever their files change (a renewed Secret, cert-manager),
+// without a restart. With a client CA, only a caller holding a certificate it signed (the
+// API server, as its AdmissionConfiguration says) gets a review.
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import * as https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
 import type * as k8s from '@kubernetes/client-node';
 import { Counter, Histogram, Registry } from 'prom-client';
 import type { SecretProviderClass } from '../crds/types.js';
@@ -29,6 +32,8 @@ interface AdmissionRequest {
 export interface AdmissionServerOptions {
   certFile: string;
   keyFile: string;
+  /** CA (PEM) of the client certificates allowed to ask for reviews; unset: anyone may. */
+  clientCaFile?: string;
   /** What the reviews read and follow (the driver's settings, the cluster). */
   context: Omit<SpcReviewContext, 'operation'>;
   log: Logger;
@@ -39,7 +44,7 @@ export function admissionMetrics(registry: Registry) {
   return {
     reviews: new Counter({
       name: 'admission_reviews_total',
-      help: 'Admission reviews by kind and result (allowed, refused, error)',
+      help: 'Admission reviews by kind and result (allowed, refused, error, unauthenticated)',
       labelNames: ['kind', 'result'],
       registers: [registry],
     }),
@@ -75,21 +80,30 @@ export class AdmissionServer {
         });
       }
     };
-    watchFile(this.opts.certFile, { interval: 1000 }, reload);
-    watchFile(this.opts.keyFile, { interval: 1000 }, reload);
+    for (const file of this.files) watchFile(file, { interval: 1000 }, reload);
     return new Promise((resolve) =>
       this.server.listen(port, host, () => resolve((this.server.address() as { port: number }).port)),
     );
   }
 
   close(): Promise<void> {
-    unwatchFile(this.opts.certFile);
-    unwatchFile(this.opts.keyFile);
+    for (const file of this.files) unwatchFile(file);
     return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
+  private get files(): string[] {
+    const { certFile, keyFile, clientCaFile } = this.opts;
+    return clientCaFile ? [certFile, keyFile, clientCaFile] : [certFile, keyFile];
+  }
+
   private tls() {
-    return { cert: readFileSync(this.opts.certFile), key: readFileSync(this.opts.keyFile) };
+    const { certFile, keyFile, clientCaFile } = this.opts;
+    const served = { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+    // A certificate is asked for but not required at the handshake: kubelet's probes and
+    // Prometheus reach /healthz and /metrics without one; /validate checks it.
+    return clientCaFile
+      ? { ...served, ca: readFileSync(clientCaFile), requestCert: true, rejectUnauthorized: false }
+      : served;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -101,6 +115,11 @@ export class AdmissionServer {
     if (req.method !== 'POST' || req.url?.split('?')[0] !== '/validate') {
       res.statusCode = 404;
       return void res.end();
+    }
+    if (this.opts.clientCaFile && !(req.socket as TLSSocket).authorized) {
+      this.metrics.reviews.inc({ kind: 'other', result: 'unauthenticated' });
+      res.statusCode = 403;
+      return void res.end('a client certificate signed by the --client-ca is required');
     }
     let request: AdmissionRequest | undefined;
     try {

@@ -9,7 +9,7 @@ import { ALLOW_LIST_ANNOTATION } from '../crds/types.js';
 import { LOG_FLAGS, SERVE_FLAGS } from '../config.js';
 import { ApiServerError } from '../errors.js';
 import { ConfigError, flagHelp, parseFlags, required, wholeNumber } from '../flags.js';
-import { annotationsOf, apiErrorText, loadKubeConfig } from '../kube/client.js';
+import { annotationsOf, apiErrorText, continueToken, loadKubeConfig, METADATA_ONLY } from '../kube/client.js';
 import { SpcCensus } from '../kube/spc-census.js';
 import { createLogger } from '../log.js';
 import { spcLimitGauges } from '../metrics.js';
@@ -30,6 +30,13 @@ const WEBHOOK_FLAGS = {
     metavar: 'PATH',
     help: "the certificate's private key (PEM)",
     parse: required('the private key'),
+  },
+  clientCaFile: {
+    name: 'client-ca',
+    metavar: 'PATH',
+    default: '',
+    help: "CA (PEM) that signs the API server's client certificate for webhooks (its AdmissionConfiguration); with it, only such callers get reviews, and reviews also check ServiceAccount allow-lists and Namespace permits; without it, a review reads nothing but the submitted object",
+    parse: String,
   },
   kubeconfig: SERVE_FLAGS.kubeconfig,
   // The driver's own settings, which the warnings and the SPC limit follow.
@@ -52,6 +59,26 @@ Flags:
 ${flagHelp(WEBHOOK_TABLE)}
 `;
 
+/** The most ServiceAccounts a review reads for its warning; past them it gives none. */
+const MAX_SERVICE_ACCOUNTS = 1_000;
+
+/** The allow-lists in a namespace, from metadata-only pages; undefined past MAX_SERVICE_ACCOUNTS. */
+async function allowListsIn(core: k8s.CoreV1Api, namespace: string): Promise<(string | undefined)[] | undefined> {
+  const lists: (string | undefined)[] = [];
+  let token: string | undefined;
+  try {
+    do {
+      const page = await core.listNamespacedServiceAccount({ namespace, limit: 20, _continue: token }, METADATA_ONLY);
+      // A metadata-only list of nothing has `items: null`.
+      lists.push(...(page.items ?? []).map((sa) => sa.metadata?.annotations?.[ALLOW_LIST_ANNOTATION]));
+      token = continueToken(page);
+    } while (token && lists.length < MAX_SERVICE_ACCOUNTS);
+  } catch (err) {
+    throw new ApiServerError(`listing ServiceAccounts in ${namespace} failed: ${apiErrorText(err)}`, { cause: err });
+  }
+  return token ? undefined : lists;
+}
+
 export async function webhookCommand(argv: string[]): Promise<void> {
   const o = parseFlags('webhook', WEBHOOK_TABLE, argv);
   if (o === 'help') {
@@ -68,29 +95,32 @@ export async function webhookCommand(argv: string[]): Promise<void> {
     o.maxSecretProviderClasses > 0
       ? new SpcCensus(kc.makeApiClient(k8s.CustomObjectsApi), o.maxSecretProviderClasses, onCount)
       : undefined;
-  const allowLists = async (namespace: string) => {
-    try {
-      const list = await core.listNamespacedServiceAccount({ namespace });
-      return list.items.map((sa) => sa.metadata?.annotations?.[ALLOW_LIST_ANNOTATION]);
-    } catch (err) {
-      throw new ApiServerError(`listing ServiceAccounts in ${namespace} failed: ${apiErrorText(err)}`, { cause: err });
-    }
-  };
-  const namespaceAnnotations = (name: string) => annotationsOf(`Namespace ${name}`, () => core.readNamespace({ name }));
+  // Only for a caller known to be the API server: what other objects say (SECURITY.md).
+  const cluster = o.clientCaFile
+    ? {
+        allowLists: (namespace: string) => allowListsIn(core, namespace),
+        namespaceAnnotations: (name: string) => annotationsOf(`Namespace ${name}`, () => core.readNamespace({ name })),
+      }
+    : {};
   const server = new AdmissionServer({
     certFile: o.certFile,
     keyFile: o.keyFile,
+    clientCaFile: o.clientCaFile || undefined,
     log,
     registry,
     context: {
       rotationEnabled: o.rotationEnabled,
-      allowLists,
       checkNewSpc: async (namespace, name) => census?.checkNew(namespace, name),
       namespacePolicy: o.namespacePolicy,
-      namespaceAnnotations,
+      ...cluster,
     },
   });
   const port = await server.listen(o.port);
-  log.info('Serving the admission webhook', { port, version, namespacePolicy: o.namespacePolicy });
+  log.info('Serving the admission webhook', {
+    port,
+    version,
+    namespacePolicy: o.namespacePolicy,
+    callers: o.clientCaFile ? 'client certificate of --client-ca' : 'anyone (reviews read only the submitted object)',
+  });
   stopOnSignal(log, () => server.close());
 }

@@ -62,6 +62,14 @@ export const METADATA_ONLY: k8s.ConfigurationOptions<k8s.ObservableMiddleware> =
   middlewareMergeStrategy: 'append',
 };
 
+/**
+ * The token for a list's next page, if any. The shipped bundle leaves out client-node's
+ * models, so a list is the API's own JSON (`continue`), not the model (`_continue`).
+ */
+export function continueToken(list: { metadata?: { _continue?: string; continue?: string } }): string | undefined {
+  return list.metadata?._continue || list.metadata?.continue || undefined;
+}
+
 /** The annotations of the object `read` fetches; undefined when it does not exist. */
 export async function annotationsOf(
   what: string,

@@ -5,7 +5,7 @@
 // keys: memory bounded by the configured limit and the page, not by the SPCs.
 import type * as k8s from '@kubernetes/client-node';
 import { PreconditionError } from '../errors.js';
-import { METADATA_ONLY } from './client.js';
+import { continueToken, METADATA_ONLY } from './client.js';
 import { GROUP, SPC_PLURAL, VERSION, type SecretProviderClass } from '../crds/types.js';
 
 interface Census {
@@ -85,12 +85,14 @@ export class SpcCensus {
       const page = (await this.custom.listClusterCustomObject(
         { group: GROUP, version: VERSION, plural: SPC_PLURAL, limit: this.pageSize, _continue: token },
         METADATA_ONLY,
-      )) as { items: Pick<SecretProviderClass, 'metadata'>[]; metadata?: { continue?: string } };
-      total += page.items.length;
-      oldest = [...oldest, ...page.items.map((o) => ({ key: key(o), uid: o.metadata.uid ?? '' }))]
+      )) as { items: Pick<SecretProviderClass, 'metadata'>[] | null; metadata?: { continue?: string } };
+      // A metadata-only list of nothing has `items: null`.
+      const items = page.items ?? [];
+      total += items.length;
+      oldest = [...oldest, ...items.map((o) => ({ key: key(o), uid: o.metadata.uid ?? '' }))]
         .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
         .slice(0, this.max);
-      token = page.metadata?.continue || undefined;
+      token = continueToken(page);
     } while (token);
     return { total, within: new Set(oldest.map((o) => o.uid)), at };
   }

@@ -10,7 +10,7 @@ import { GROUP, SPC_PLURAL, VERSION, type SecretProviderClass } from '../crds/ty
 import type { Logger } from '../log.js';
 import { ResourceCache } from './cache.js';
 import { isPartial, podFields } from './pod-fields.js';
-import { apiErrorText, apiStatus } from './client.js';
+import { apiErrorText, apiStatus, continueToken } from './client.js';
 import { SpcCensus } from './spc-census.js';
 import { clientNodeWatch, type WatchFn } from './scope-watch.js';
 import { WatchedObjects } from './watched-objects.js';
@@ -126,9 +126,7 @@ export class KubeView {
       // Every page of a paged list is the same snapshot: the first one's version is the list's.
       resourceVersion ??= page.metadata?.resourceVersion;
       items.push(...page.items.map(podFields));
-      // The shipped bundle leaves out client-node's models, so the list is the API's own JSON (`continue`).
-      const meta: { _continue?: string; continue?: string } | undefined = page.metadata;
-      token = meta?._continue || meta?.continue || undefined;
+      token = continueToken(page);
     } while (token);
     return { items, metadata: { resourceVersion } };
   }

@@ -12,6 +12,7 @@ import { parseTargetPath, realFoldersUpTo } from '../driver/target-path.js';
 import { checkPodVolume } from '../driver/volume-plan.js';
 import type { PublishRequest } from '../driver/volume-request.js';
 import { errorMessage } from '../errors.js';
+import { continueToken } from '../kube/client.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { KubeView } from '../kube/view.js';
 import type { Logger } from '../log.js';
@@ -109,7 +110,7 @@ async function* spcpsOnNode(kube: KubeView): AsyncGenerator<Spcps> {
       _continue: token,
     })) as { items: Spcps[]; metadata?: { continue?: string } };
     yield* page.items;
-    token = page.metadata?.continue || undefined;
+    token = continueToken(page);
   } while (token);
 }
 

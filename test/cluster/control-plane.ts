@@ -116,6 +116,7 @@ async function startApiServer(binDir: string, dir: string, etcdUrl: string, proc
       '--service-cluster-ip-range=10.0.0.0/24',
       '--allow-privileged=true',
       '--disable-admission-plugins=ServiceAccount',
+      `--admission-control-config-file=${webhookClientIdentity(dir)}`,
     ],
     join(dir, 'kube-apiserver.log'),
   );
@@ -128,6 +129,49 @@ async function startApiServer(binDir: string, dir: string, etcdUrl: string, proc
     () => logTail(apiserver),
   );
   return { server, token };
+}
+
+/**
+ * The API server's identity towards admission webhooks, as an admin configures it: a client
+ * certificate (signed by webhook-client-ca.crt beside the kubeconfig, which a webhook's
+ * --client-ca trusts) for every webhook, through the AdmissionConfiguration's kubeconfig.
+ * Returns the AdmissionConfiguration's path.
+ */
+function webhookClientIdentity(dir: string): string {
+  const ssl = (args: string) => execFileSync('openssl', args.split(' '), { cwd: dir, stdio: 'pipe' });
+  ssl(
+    'req -x509 -newkey rsa:2048 -nodes -keyout webhook-client-ca.key -out webhook-client-ca.crt -days 2 -subj /CN=webhook-client-ca',
+  );
+  ssl('req -newkey rsa:2048 -nodes -keyout webhook-client.key -out webhook-client.csr -subj /CN=kube-apiserver');
+  ssl(
+    'x509 -req -in webhook-client.csr -CA webhook-client-ca.crt -CAkey webhook-client-ca.key -CAcreateserial -out webhook-client.crt -days 2',
+  );
+  const kubeconfig = join(dir, 'webhook-kubeconfig');
+  writeFileSync(
+    kubeconfig,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      'users:',
+      `- name: "*"\n  user:\n    client-certificate: ${join(dir, 'webhook-client.crt')}\n    client-key: ${join(dir, 'webhook-client.key')}`,
+      '',
+    ].join('\n'),
+  );
+  const config = join(dir, 'admission.yaml');
+  const plugin = (name: string) =>
+    `- name: ${name}\n  configuration:\n    apiVersion: apiserver.config.k8s.io/v1\n    kind: WebhookAdmissionConfiguration\n    kubeConfigFile: ${kubeconfig}`;
+  writeFileSync(
+    config,
+    [
+      'apiVersion: apiserver.config.k8s.io/v1',
+      'kind: AdmissionConfiguration',
+      'plugins:',
+      plugin('ValidatingAdmissionWebhook'),
+      plugin('MutatingAdmissionWebhook'),
+      '',
+    ].join('\n'),
+  );
+  return config;
 }
 
 function writeKubeconfig(dir: string, server: string, token: string): string {

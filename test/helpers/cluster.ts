@@ -1,9 +1,9 @@
 // Access to the real control plane that test/run.ts started for this run.
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { stringify } from 'yaml';
@@ -18,6 +18,14 @@ function required(name: string): string {
 }
 
 export const kubeconfigPath = required('CCE_TEST_KUBECONFIG');
+/** The test API server's client certificate for webhooks (control-plane.ts), and its CA. */
+export const webhookClient = {
+  ca: join(dirname(kubeconfigPath), 'webhook-client-ca.crt'),
+  credentials: () => ({
+    cert: readFileSync(join(dirname(kubeconfigPath), 'webhook-client.crt')),
+    key: readFileSync(join(dirname(kubeconfigPath), 'webhook-client.key')),
+  }),
+};
 export const binDir = required('CCE_TEST_BIN');
 
 export const kc = new k8s.KubeConfig();

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { freePort, logTail, startProcess, stopProcess, waitFor, type Managed } from '../cluster/processes.js';
-import { kubeconfigPath, kubectl } from './cluster.js';
+import { kubeconfigPath, kubectl, webhookClient } from './cluster.js';
 import { executable } from './driver.js';
 
 export class WebhookHarness {
@@ -31,7 +31,11 @@ export class WebhookHarness {
     return this.ca;
   }
 
-  async start(extraArgs: string[] = []): Promise<void> {
+  /**
+   * Starts it trusting the test API server's client certificate for webhooks (as an admin
+   * who can write the AdmissionConfiguration does), or, with `authenticated: false`, anyone.
+   */
+  async start(extraArgs: string[] = [], { authenticated = true } = {}): Promise<void> {
     if (!this.ca) this.makeCerts();
     this.port ||= await freePort();
     const args = [
@@ -40,6 +44,7 @@ export class WebhookHarness {
       `--tls-cert-file=${join(this.dir, 'tls.crt')}`,
       `--tls-private-key-file=${join(this.dir, 'tls.key')}`,
       `--kubeconfig=${kubeconfigPath}`,
+      ...(authenticated ? [`--client-ca=${webhookClient.ca}`] : []),
       ...extraArgs,
     ];
     this.process = startProcess('webhook', executable, args, join(this.dir, `webhook-${Date.now()}.log`));
@@ -72,8 +77,11 @@ export class WebhookHarness {
     );
   }
 
-  /** POST of `body` over TLS, as any caller that reaches the port could send it: status and body. */
-  post(path: string, body: string): Promise<{ status: number; body: string }> {
+  /**
+   * POST of `body` over TLS: status and body. As any caller that reaches the port could send
+   * it, or with `asApiServer`, presenting the API server's client certificate.
+   */
+  post(path: string, body: string, { asApiServer = false } = {}): Promise<{ status: number; body: string }> {
     return new Promise((resolve, reject) => {
       const req = https.request(
         `https://127.0.0.1:${this.port}${path}`,
@@ -82,6 +90,7 @@ export class WebhookHarness {
           ca: Buffer.from(this.ca, 'base64'),
           agent: false,
           headers: { 'Content-Type': 'application/json' },
+          ...(asApiServer ? webhookClient.credentials() : {}),
         },
         (res) => {
           let text = '';

@@ -1,13 +1,21 @@
 // The Helm chart against the real API server: lint, render, server-side dry-run of every
 // object, the values schema, and a server-side dry-run install (RBAC: chart-rbac.test.ts).
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { parseAllDocuments } from 'yaml';
-import { chartDir, createNamespace, deleteNamespace, helm, kubeconfigPath, kubectl } from '../helpers/cluster.js';
+import { parseAllDocuments, stringify } from 'yaml';
+import {
+  chartDir,
+  createNamespace,
+  deleteNamespace,
+  helm,
+  kubeconfigPath,
+  kubectl,
+  webhookClient,
+} from '../helpers/cluster.js';
 
 const chart = chartDir;
 const dir = mkdtempSync(join(tmpdir(), 'cce-chart-'));
@@ -305,6 +313,25 @@ it('renders the webhook: Ignore by default, matchConditions, 2 replicas, a PDB, 
     ['Fail', 'Fail'],
   );
   assert.notEqual((await render(ns, 'webhook.failurePolicy=Never')).code, 0);
+});
+
+it('with webhook.clientCA, passes --client-ca from a ConfigMap of the PEM, which the API server accepts; without, no such flag', async () => {
+  const pem = readFileSync(webhookClient.ca, 'utf8');
+  const file = join(dir, 'client-ca-values.yaml');
+  writeFileSync(file, stringify({ webhook: { clientCA: pem } }));
+  const rendered = await helm('template', 'csm', chart, '-n', ns, '--kube-version', '1.33.13', '-f', file);
+  const all = docs(rendered.out);
+  const container = all.find((d) => d.kind === 'Deployment')!.spec.template.spec.containers[0];
+  assert.ok(container.args.includes('--client-ca=/client-ca/ca.crt'), container.args.join(' '));
+  assert.deepEqual(
+    container.volumeMounts.find((m: any) => m.name === 'client-ca'),
+    { name: 'client-ca', mountPath: '/client-ca', readOnly: true },
+  );
+  const cm = all.find((d) => d.kind === 'ConfigMap' && d.metadata.name.endsWith('-webhook-client-ca'))!;
+  assert.equal(cm.data['ca.crt'], pem);
+  await serverDryRun(rendered.out);
+  const plain = docs((await render(ns)).out).find((d) => d.kind === 'Deployment')!;
+  assert.ok(!plain.spec.template.spec.containers[0].args.some((a: string) => a.startsWith('--client-ca')));
 });
 
 it('takes the webhook certificate from cert-manager when asked', async () => {

@@ -132,7 +132,7 @@ it('labels its metrics only with the kinds it reviews, whatever kind a caller na
   const forged = 'K'.repeat(100_000);
   for (let i = 0; i < 3; i++) {
     const review = { request: { uid: `u${i}`, kind: { kind: `${forged}${i}` }, operation: 'CREATE', object: {} } };
-    const r = await hook.post('/validate', JSON.stringify(review));
+    const r = await hook.post('/validate', JSON.stringify(review), { asApiServer: true });
     assert.equal(r.status, 200);
     assert.equal(JSON.parse(r.body).response.allowed, true);
   }
@@ -140,6 +140,60 @@ it('labels its metrics only with the kinds it reviews, whatever kind a caller na
   assert.ok(!text.includes('KKKK'), 'no caller-chosen label');
   assert.match(text, /admission_reviews_total\{kind="other",result="allowed"\} 3/);
   assert.ok(text.length < 20_000, `${text.length} bytes of metrics`);
+});
+
+/** An AdmissionReview as anyone could forge it, for an object in `namespace`. */
+const forged = (namespace: string, kind: string, object: unknown, uid = 'forged') =>
+  JSON.stringify({ request: { uid, kind: { kind }, operation: 'CREATE', namespace, object } });
+
+it("with --client-ca, reviews only a caller holding the API server's certificate; probes and metrics stay open", async () => {
+  const review = forged(ns, 'SecretProviderClass', spc('x', '- {objectName: s1, objectType: kms, objectVersion: v1}'));
+  const stranger = await hook.post('/validate', review);
+  assert.equal(stranger.status, 403);
+  assert.match(stranger.body, /client certificate signed by the --client-ca is required/);
+  const apiServer = await hook.post('/validate', review, { asApiServer: true });
+  assert.equal(JSON.parse(apiServer.body).response.allowed, false);
+  assert.equal(await hook.get('/healthz'), 'ok');
+  assert.match(await hook.get('/metrics'), /admission_reviews_total\{kind="other",result="unauthenticated"\} 1/);
+});
+
+it("without --client-ca, a forged review learns nothing of a namespace's allow-lists or permit; the object's own rules still apply", async () => {
+  const secretive = await createNamespace('secretive', ['db']);
+  const open = new WebhookHarness();
+  try {
+    await kubectl('create', 'serviceaccount', 'app', '-n', secretive);
+    await kubectl('annotate', 'serviceaccount', 'app', '-n', secretive, 'cce.io/dew-resource=["db"]');
+    await open.start(['--namespace-policy=enforce'], { authenticated: false });
+    const probe = {
+      ...spc(
+        'probe',
+        '- {objectName: db, objectType: csms, objectVersion: v1}\n- {objectName: other, objectType: csms, objectVersion: v1}',
+      ),
+      metadata: { name: 'probe', namespace: secretive },
+    };
+    const sa = {
+      metadata: { name: 'probe', namespace: secretive, annotations: { 'cce.io/dew-resource': '["other"]' } },
+    };
+    // What the same reviews tell the API server, through a webhook that authenticates it:
+    const told = JSON.parse(
+      (await hook.post('/validate', forged(secretive, 'SecretProviderClass', probe), { asApiServer: true })).body,
+    );
+    assert.match(told.response.warnings.join('\n'), /secret "other" is allowed by no ServiceAccount/);
+    for (const review of [forged(secretive, 'SecretProviderClass', probe), forged(secretive, 'ServiceAccount', sa)]) {
+      const r = await open.post('/validate', review);
+      assert.equal(r.status, 200);
+      assert.deepEqual(JSON.parse(r.body).response, { uid: 'forged', allowed: true }, r.body);
+    }
+    const bad = forged(secretive, 'SecretProviderClass', {
+      ...probe,
+      spec: { provider: 'cce', parameters: { objects: '- {objectName: db, objectType: kms, objectVersion: v1}' } },
+    });
+    assert.equal(JSON.parse((await open.post('/validate', bad)).body).response.allowed, false);
+    assert.match(open.logs, /callers=.*anyone/);
+  } finally {
+    await open.stop();
+    await deleteNamespace(secretive);
+  }
 });
 
 it('refuses a new SPC beyond the SPC limit, with the mount-time message', async () => {
