@@ -9,6 +9,7 @@ import { errorMessage } from './errors.js';
 import { NAMESPACE_POLICIES, type NamespacePolicy } from './access/namespace-permit.js';
 import { PERMIT_ANNOTATION } from './crds/types.js';
 import { DEFAULT_VOLUME_LIMITS, type VolumeLimits } from './provider/volume-content.js';
+import { DEFAULT_MAX_OBJECT_BYTES } from './kube/object-budget.js';
 import {
   ConfigError,
   boolean,
@@ -209,6 +210,13 @@ export const SERVE_FLAGS = {
     metavar: 'PATH',
     help: 'kubeconfig file (else the in-cluster ServiceAccount)',
     parse: text(),
+  },
+  maxObjectBytes: {
+    name: 'max-object-bytes',
+    metavar: 'N',
+    default: String(DEFAULT_MAX_OBJECT_BYTES),
+    help: 'largest Kubernetes object (JSON) read from the API server or a watch;\na larger one is refused or its event skipped, with a log line',
+    parse: positive,
   },
   rotationEnabled: {
     name: 'enable-secret-rotation',

@@ -26,6 +26,7 @@ const PROVIDER_FLAGS = {
     }),
   },
   kubeconfig: SERVE_FLAGS.kubeconfig,
+  maxObjectBytes: SERVE_FLAGS.maxObjectBytes,
   namespacePolicy: SERVE_FLAGS.namespacePolicy,
 };
 
@@ -49,7 +50,7 @@ export async function providerCommand(argv: string[]): Promise<void> {
   const csms = csmsSettings(o);
   const limits = volumeLimits(o);
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'provider' });
-  const core = loadKubeConfig(o.kubeconfig).makeApiClient(k8s.CoreV1Api);
+  const core = loadKubeConfig(o.kubeconfig, o.maxObjectBytes).makeApiClient(k8s.CoreV1Api);
   const socket = o.endpoint.slice('unix://'.length);
   const server = new ProviderServer(socket, {
     ...csmsStore(csms),

@@ -30,7 +30,7 @@ import { sleep } from '../util/async.js';
 function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const mounter = new TmpfsMounter();
   const volumes = new VolumeRegistry();
-  const kube = new KubeView(loadKubeConfig(config.kubeconfig), config.nodeId, log, volumes, {
+  const kube = new KubeView(loadKubeConfig(config.kubeconfig, config.maxObjectBytes), config.nodeId, log, volumes, {
     maxSpcs: config.maxSecretProviderClasses,
     onCachedObjects: (kind, size) => metrics.cachedObjects.set({ kind }, size),
     onWatchEvent: (kind) => metrics.watchEvents.inc({ kind }),

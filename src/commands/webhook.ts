@@ -39,6 +39,7 @@ const WEBHOOK_FLAGS = {
     parse: String,
   },
   kubeconfig: SERVE_FLAGS.kubeconfig,
+  maxObjectBytes: SERVE_FLAGS.maxObjectBytes,
   // The driver's own settings, which the warnings and the SPC limit follow.
   rotationEnabled: SERVE_FLAGS.rotationEnabled,
   maxSecretProviderClasses: SERVE_FLAGS.maxSecretProviderClasses,
@@ -87,7 +88,7 @@ export async function webhookCommand(argv: string[]): Promise<void> {
   }
   if (o.port < 1 || o.port > 65535) throw new ConfigError(`--port ${o.port} must be 1-65535`);
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'webhook' });
-  const kc = loadKubeConfig(o.kubeconfig);
+  const kc = loadKubeConfig(o.kubeconfig, o.maxObjectBytes);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const registry = new Registry();
   const onCount = spcLimitGauges(registry, o.maxSecretProviderClasses);

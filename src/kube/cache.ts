@@ -5,17 +5,26 @@ import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
 import { sleep } from '../util/async.js';
 import { Backoff } from './backoff.js';
-import { apiErrorText } from './client.js';
+import { apiErrorText, budgetedWatch } from './client.js';
+import { OVERSIZED } from './object-budget.js';
 
 export type ListFn<T extends k8s.KubernetesObject> = () => Promise<k8s.KubernetesListObject<T>>;
 
-/** A watch whose events carry only what `keep` returns of each object: what client-node's ListWatch stores. */
+/**
+ * A watch whose events carry only what `keep` returns of each object (what client-node's
+ * ListWatch stores), and that decodes none over the object budget (logged, then skipped).
+ */
 class KeepingWatch<T> extends k8s.Watch {
+  private readonly budgeted: k8s.Watch;
+
   constructor(
     kc: k8s.KubeConfig,
-    private readonly keep: (obj: T) => T,
+    private readonly kind: string,
+    private readonly log: Logger,
+    private readonly keep: (obj: T) => T = (obj) => obj,
   ) {
     super(kc);
+    this.budgeted = budgetedWatch(kc);
   }
 
   override watch(
@@ -24,9 +33,17 @@ class KeepingWatch<T> extends k8s.Watch {
     callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
     done: (err: unknown) => void,
   ): Promise<AbortController> {
-    const kept = (phase: string, obj: unknown, watchObj?: unknown) =>
+    const kept = (phase: string, obj: unknown, watchObj?: unknown) => {
+      if (phase === OVERSIZED) {
+        this.log.warn('Skipped a watch event over the object limit (--max-object-bytes)', {
+          kind: this.kind,
+          ...(obj as { bytes: number; limit: number }),
+        });
+        return;
+      }
       callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? obj : this.keep(obj as T), watchObj);
-    return super.watch(path, queryParams, kept, done);
+    };
+    return this.budgeted.watch(path, queryParams, kept, done);
   }
 }
 
@@ -55,7 +72,7 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
     private readonly log: Logger,
     { selectors = {}, onSize, keep, onAdd }: ResourceCacheOptions<T> = {},
   ) {
-    const watch = keep ? new KeepingWatch(kc, keep) : new k8s.Watch(kc);
+    const watch = new KeepingWatch(kc, kind, log, keep);
     const listKept: ListFn<T> = keep ? async () => keptList(await list(), keep) : list;
     this.informer = new k8s.ListWatch<T>(path, watch, listKept, false, selectors.label, selectors.field);
     this.informer.on('error', (err) => this.retry(err));

@@ -3,6 +3,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 import { ApiServerError } from '../errors.js';
+import { BudgetedHttpLibrary, BudgetedWatch, DEFAULT_MAX_OBJECT_BYTES, isOverBudget } from './object-budget.js';
 
 /**
  * client-node 1.x builds a new, non-keep-alive agent for every API call, so each
@@ -12,6 +13,22 @@ import { ApiServerError } from '../errors.js';
  */
 class PooledKubeConfig extends k8s.KubeConfig {
   private pooled?: http.Agent;
+
+  constructor(readonly maxObjectBytes: number) {
+    super();
+  }
+
+  /** client-node's own construction, with the HTTP library that keeps answers within the object budget. */
+  override makeApiClient<T extends k8s.ApiType>(apiClientType: k8s.ApiConstructor<T>): T {
+    const cluster = this.getCurrentCluster();
+    if (!cluster) throw new Error('No active cluster!');
+    const config = k8s.createConfiguration({
+      baseServer: new k8s.ServerConfiguration(cluster.server, {}),
+      authMethods: { default: this },
+      httpApi: new BudgetedHttpLibrary(this.maxObjectBytes),
+    });
+    return new apiClientType(config);
+  }
 
   override async applySecurityAuthentication(context: k8s.RequestContext): Promise<void> {
     await super.applySecurityAuthentication(context);
@@ -37,11 +54,16 @@ class PooledKubeConfig extends k8s.KubeConfig {
   }
 }
 
-export function loadKubeConfig(path?: string): k8s.KubeConfig {
-  const kc = new PooledKubeConfig();
+export function loadKubeConfig(path?: string, maxObjectBytes = DEFAULT_MAX_OBJECT_BYTES): k8s.KubeConfig {
+  const kc = new PooledKubeConfig(maxObjectBytes);
   if (path) kc.loadFromFile(path);
   else kc.loadFromCluster();
   return kc;
+}
+
+/** A watch that decodes no event over the kubeconfig's object budget (object-budget.ts). */
+export function budgetedWatch(kc: k8s.KubeConfig): BudgetedWatch {
+  return new BudgetedWatch(kc, kc instanceof PooledKubeConfig ? kc.maxObjectBytes : DEFAULT_MAX_OBJECT_BYTES);
 }
 
 /**
@@ -92,6 +114,10 @@ export function apiStatus(err: unknown): number | undefined {
 
 /** A short, secret-free description of an API error for logs and messages. */
 export function apiErrorText(err: unknown): string {
+  if (isOverBudget(err)) {
+    const limit = /over limit: (\d+)/.exec((err as Error).message)?.[1];
+    return `the answer is over the ${limit}-byte object limit (--max-object-bytes)`;
+  }
   const e = err as { code?: number; body?: unknown; message?: string };
   let reason = '';
   try {

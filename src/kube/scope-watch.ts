@@ -5,7 +5,8 @@
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
 import { Backoff } from './backoff.js';
-import { apiErrorText } from './client.js';
+import { apiErrorText, budgetedWatch } from './client.js';
+import { OVERSIZED } from './object-budget.js';
 
 /** Starts a watch (client-node's Watch.watch); injected so that tests drive the events. */
 export type WatchFn = (
@@ -15,8 +16,9 @@ export type WatchFn = (
   done: (err: unknown) => void,
 ) => Promise<{ abort(): void }>;
 
-export function clientNodeWatch(kc: k8s.KubeConfig): WatchFn {
-  const watch = new k8s.Watch(kc);
+/** client-node's Watch, decoding no event over the object budget. */
+export function watchFn(kc: k8s.KubeConfig): WatchFn {
+  const watch = budgetedWatch(kc);
   return (path, query, onEvent, done) => watch.watch(path, query, onEvent, done);
 }
 
@@ -94,6 +96,16 @@ export class ScopeWatch {
   }
 
   private event(type: string, obj: unknown): void {
+    if (type === OVERSIZED) {
+      // Some object of the scope changed into one too large to read: what was kept is read again on use (and refused).
+      this.opts.log.warn('Skipped a watch event over the object limit (--max-object-bytes)', {
+        kind: this.opts.kind,
+        scope: this.opts.scope,
+        ...(obj as { bytes: number; limit: number }),
+      });
+      this.opts.onExpired();
+      return;
+    }
     if (type === 'ERROR') {
       // 410 Gone: the starting point is too old; the watch ends and starts again from now.
       this.resourceVersion = undefined;

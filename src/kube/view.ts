@@ -5,14 +5,15 @@
 // namespaces of this node's pods; Namespaces, which only cluster admins write, as a whole.
 // Nothing the driver keeps or receives grows with objects that this node's pods do not use.
 import * as k8s from '@kubernetes/client-node';
-import { ApiServerError, NotFoundError, PreconditionError } from '../errors.js';
+import { ApiServerError, NotFoundError, PreconditionError, TooLargeError } from '../errors.js';
 import { GROUP, SPC_PLURAL, VERSION, type SecretProviderClass } from '../crds/types.js';
 import type { Logger } from '../log.js';
 import { ResourceCache } from './cache.js';
+import { isOverBudget } from './object-budget.js';
 import { isPartial, podFields } from './pod-fields.js';
 import { apiErrorText, apiStatus, continueToken } from './client.js';
 import { SpcCensus } from './spc-census.js';
-import { clientNodeWatch, type WatchFn } from './scope-watch.js';
+import { watchFn, type WatchFn } from './scope-watch.js';
 import { WatchedObjects } from './watched-objects.js';
 
 /** Which objects this node's volumes use: what the view keeps beyond a short while. */
@@ -55,7 +56,7 @@ export class KubeView {
     const onEvent = (kind: string) => () => opts.onWatchEvent?.(kind);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    const watch = clientNodeWatch(kc);
+    const watch = watchFn(kc);
     this.pods = this.podCache(kc, log, onSize('Pod'));
     // A namespace is watched while a pod of this node in it has a volume of this driver (the
     // cache keeps only those volumes): from the moment the pod appears, ahead of its mount.
@@ -211,6 +212,14 @@ export class KubeView {
       return await get();
     } catch (err) {
       if (apiStatus(err) === 404) throw new NotFoundError(`${what} not found; ${fix}`, { cause: err });
+      if (isOverBudget(err)) {
+        throw new TooLargeError(
+          `${what} is larger than the driver reads of one object; make it smaller (${apiErrorText(err)})`,
+          {
+            cause: err,
+          },
+        );
+      }
       throw new ApiServerError(`reading ${what} from the API server failed: ${apiErrorText(err)}`, { cause: err });
     }
   }

@@ -226,6 +226,49 @@ it("receives no watch events for other namespaces' ServiceAccounts and SPCs, how
   }
 });
 
+it('reads no object over --max-object-bytes: such an SPC is refused by name, and a watch event of one is skipped with a log line', async () => {
+  const tight = await startDriver('node-bounded-objects', ['--max-object-bytes=100000']);
+  const fat = 'f'.repeat(150_000);
+  const objects = '- {objectName: doc, objectType: csms, objectVersion: v1}';
+  await custom.createNamespacedCustomObject({
+    group: GROUP,
+    version: 'v1',
+    namespace: ns,
+    plural: 'secretproviderclasses',
+    body: {
+      apiVersion: `${GROUP}/v1`,
+      kind: 'SecretProviderClass',
+      metadata: { name: 'fat', annotations: { padding: fat } },
+      spec: { provider: 'cce', parameters: { objects } },
+    },
+  });
+  const refused = await publishFresh(tight, 'fat', 'fat');
+  await rejectsWith(
+    refused.call,
+    status.RESOURCE_EXHAUSTED,
+    /^SecretProviderClass \S+\/fat is larger than the driver reads of one object; make it smaller \(the answer is over the 100000-byte object limit \(--max-object-bytes\)\)$/,
+  );
+  assert.equal(existsSync(refused.req.target_path), false);
+
+  await createSpc(ns, 'slim', objects);
+  const slim = await publishFresh(tight, 'slim', 'slim');
+  await slim.call;
+  const spcApi = { group: GROUP, version: 'v1', plural: 'secretproviderclasses', namespace: ns, name: 'slim' };
+  const live = (await custom.getNamespacedCustomObject(spcApi)) as {
+    metadata: { annotations?: Record<string, string> };
+  };
+  live.metadata.annotations = { padding: fat };
+  await custom.replaceNamespacedCustomObject({ ...spcApi, body: live });
+  await eventually('the skipped event in the log', async () =>
+    /Skipped a watch event over the object limit \(--max-object-bytes\).*kind="?SecretProviderClass.*bytes="?1\d{5}/.test(
+      tight.logs,
+    )
+      ? true
+      : undefined,
+  );
+  assert.equal(readFileSync(`${slim.req.target_path}/doc`, 'utf8'), doc, 'the running pod keeps its files');
+});
+
 it('is alive and within its memory after all of it', async () => {
   for (const d of drivers) {
     const probe = await d.kubelet.call<{ ready?: { value: boolean } }>('Identity', 'Probe', {});

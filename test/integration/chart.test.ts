@@ -120,14 +120,23 @@ it('renders defaults the API server accepts, object by object', async () => {
   );
 });
 
-it('passes the namespace policy (audit by default) and the volume limits to the driver', async () => {
+it('passes the namespace policy (audit by default), the volume limits and the object limit to the driver (and the object limit to the webhook)', async () => {
   const driver = docs((await render(ns)).out).find((d) => d.kind === 'DaemonSet')!.spec.template.spec.containers[0];
   assert.ok(driver.args.includes('--namespace-policy=audit'), 'audit by default: the seed workflow keeps working');
-  for (const arg of ['--max-file-bytes=4194304', '--max-volume-bytes=8388608', '--jmespath-budget=50ms'])
+  for (const arg of [
+    '--max-file-bytes=4194304',
+    '--max-volume-bytes=8388608',
+    '--jmespath-budget=50ms',
+    '--max-object-bytes=2097152',
+  ])
     assert.ok(driver.args.includes(arg), `${arg} in ${driver.args}`);
-  const set = docs((await render(ns, 'volumeLimits.maxFileBytes=1000', 'namespacePolicy=enforce')).out);
+  const set = docs(
+    (await render(ns, 'volumeLimits.maxFileBytes=1000', 'namespacePolicy=enforce', 'maxObjectBytes=300000')).out,
+  );
   const args = set.find((d) => d.kind === 'DaemonSet')!.spec.template.spec.containers[0].args;
   assert.ok(args.includes('--max-file-bytes=1000') && args.includes('--namespace-policy=enforce'), String(args));
+  const webhook = set.find((d) => d.kind === 'Deployment')!.spec.template.spec.containers[0].args;
+  for (const a of [args, webhook]) assert.ok(a.includes('--max-object-bytes=300000'), String(a));
 });
 
 it('renders non-default values the API server accepts', async () => {
