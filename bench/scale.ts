@@ -101,7 +101,10 @@ async function measure(nodes: Node[], work: () => Promise<void>) {
   );
 }
 
+/** Watch events decoded for the two kinds; NaN from a build without the counter. */
 async function events(n: Node): Promise<number> {
+  const text = await (await fetch(`${n.driver.opsUrl}/metrics`)).text();
+  if (!text.includes('# TYPE kube_watch_events_total')) return NaN;
   return (
     (await n.driver.metric('kube_watch_events_total', { kind: 'ServiceAccount' })) +
     (await n.driver.metric('kube_watch_events_total', { kind: 'SecretProviderClass' }))
@@ -116,7 +119,7 @@ function report(stage: string, writes: number, rows: Row[]): void {
     const mean = (f: (r: Row) => number) => mine.reduce((s, r) => s + f(r), 0) / mine.length;
     console.log(
       `| ${stage} | ${writes} | ${label} | ${mean((r) => r.kib).toFixed(0)} | ${mean((r) => r.cpu).toFixed(0)} | ` +
-        `${Math.max(...mine.map((r) => r.rss)).toFixed(1)} | ${mean((r) => r.events).toFixed(0)} |`,
+        `${Math.max(...mine.map((r) => r.rss)).toFixed(1)} | ${Number.isNaN(mean((r) => r.events)) ? '—' : mean((r) => r.events).toFixed(0)} |`,
     );
   }
 }

@@ -56,6 +56,10 @@ export class WebhookHarness {
     );
   }
 
+  get pid(): number | undefined {
+    return this.process?.child.pid;
+  }
+
   get logs(): string {
     return this.process ? logTail(this.process, 200) : '';
   }

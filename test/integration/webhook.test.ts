@@ -2,13 +2,16 @@
 // by url with a caBundle): mount-time refusals at `kubectl apply`, warnings, the allow-list
 // annotation, other providers untouched, and both failure policies with the webhook down.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, it } from 'node:test';
 import { parseSecretObjects } from '../../src/crds/objects.js';
 import { waitFor } from '../cluster/processes.js';
-import { applyManifest as apply, createNamespace, deleteNamespace, kubectl } from '../helpers/cluster.js';
+import { applyManifest as apply, core, createNamespace, deleteNamespace, kubectl } from '../helpers/cluster.js';
 import { WebhookHarness } from '../helpers/webhook.js';
 
 const hook = new WebhookHarness();
+const rssMiB = (pid: number) =>
+  Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 let ns: string;
 
 const spc = (name: string, objects: string, extra: Record<string, unknown> = {}) => ({
@@ -193,6 +196,30 @@ it("without --client-ca, a forged review learns nothing of a namespace's allow-l
   } finally {
     await open.stop();
     await deleteNamespace(secretive);
+  }
+});
+
+it("reads a namespace's ServiceAccounts by their metadata only: thirty of 1 MB each leave a review cheap", async () => {
+  const crowded = await createNamespace('crowded');
+  try {
+    const pullSecrets = Array.from({ length: 25_000 }, (_, i) => ({ name: `pull-secret-${i}` }));
+    for (let i = 0; i < 30; i++) {
+      await core.createNamespacedServiceAccount({
+        namespace: crowded,
+        body: { metadata: { name: `heavy-${i}` }, imagePullSecrets: pullSecrets },
+      });
+    }
+    const before = rssMiB(hook.pid!);
+    const probe = {
+      ...spc('probe', '- {objectName: nobody, objectType: csms, objectVersion: v1}'),
+      metadata: { name: 'probe', namespace: crowded },
+    };
+    const r = await hook.post('/validate', forged(crowded, 'SecretProviderClass', probe), { asApiServer: true });
+    assert.match(JSON.parse(r.body).response.warnings.join('\n'), /secret "nobody" is allowed by no ServiceAccount/);
+    const grown = rssMiB(hook.pid!) - before;
+    assert.ok(grown < 20, `the webhook grew by ${grown.toFixed(0)} MiB reviewing beside 30 MB of ServiceAccounts`);
+  } finally {
+    await deleteNamespace(crowded);
   }
 });
 
