@@ -24,7 +24,8 @@ export class BudgetedHttpLibrary implements k8s.HttpLibrary {
       headers: request.getHeaders(),
       signal: request.getSignal() as never,
       agent: request.getAgent(),
-      size: this.maxObjectBytes * limit,
+      // The list's own envelope (kind, metadata, continue token) on top of its objects.
+      size: this.maxObjectBytes * limit + 64 * 1024,
     }).then((res) => {
       const headers: Record<string, string> = {};
       res.headers.forEach((value, name) => (headers[name] = value));
