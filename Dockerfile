@@ -3,7 +3,7 @@
 # binary cannot be bundled; on a slim Node.js base, tini as PID 1 so SIGTERM reaches the
 # driver and children are reaped.
 # test/integration/image-layout.test.ts builds the runtime layout copied below and starts it.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -13,7 +13,7 @@ RUN node scripts/bundle.mjs
 # koffi and its prebuilt binary for this platform only.
 RUN mkdir -p /koffi && npm install --prefix /koffi --no-save --no-audit --no-fund --omit=dev "koffi@$(node -p "require('./package.json').dependencies.koffi")"
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 # tini: signal handling.
 RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
@@ -22,5 +22,5 @@ COPY --from=build /src/dist/cce-secrets-manager.mjs ./cce-secrets-manager.mjs
 COPY --from=build /koffi/node_modules ./node_modules
 COPY csi-proto ./csi-proto
 ENV MALLOC_ARENA_MAX=2
-ENTRYPOINT ["tini", "--", "node", "--max-semi-space-size=1", "--max-old-space-size=128", "/app/cce-secrets-manager.mjs"]
+ENTRYPOINT ["tini", "--", "node", "--max-semi-space-size=1", "--max-old-space-size=128", "--disable-warning=DEP0169", "/app/cce-secrets-manager.mjs"]
 CMD ["serve", "--help"]

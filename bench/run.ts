@@ -13,6 +13,7 @@ if (!process.env.CCE_BENCH_CHILD) {
       process.execPath,
       '--max-semi-space-size=1',
       '--max-old-space-size=128',
+      '--disable-warning=DEP0169',
       process.argv[1],
       ...process.argv.slice(2),
     ],

@@ -5,6 +5,7 @@
 // pod checks. BENCH_ROUNDS rounds (default 3); see side-by-side.ts. BENCH_CPU_PROF=<dir> writes
 // a CPU profile of our driver there; BENCH_NODE_FLAGS tries other V8 settings, and
 // BENCH_NODE_FLAGS_B adds a second side of ours with those.
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,27 +24,33 @@ const objects = ['db:latest', 'api:v1', 'tls:latest']
  * The image's command with other Node flags: `--cpu-prof` (BENCH_CPU_PROF=<dir>, the profile
  * is written when the driver exits) and/or V8 settings replacing those of src/main.ts.
  */
-function driverWrapper(flags: string | undefined, bundle = executable): string | undefined {
+function driverWrapper(
+  flags: string | undefined,
+  bundle = executable,
+  nodePath = process.execPath,
+): string | undefined {
   const profDir = process.env.BENCH_CPU_PROF;
-  if (!profDir && !flags && bundle === executable) return undefined;
+  if (!profDir && !flags && bundle === executable && nodePath === process.execPath) return undefined;
   const path = join(mkdtempSync(join(tmpdir(), 'cce-bench-node-')), 'driver');
   const prof = profDir ? `--cpu-prof --cpu-prof-dir=${profDir}` : '';
   // Words such as MALLOC_TRIM_THRESHOLD_=131072 among the flags set the environment instead.
-  const words = (flags ?? '--max-semi-space-size=1 --max-old-space-size=128').split(' ').filter(Boolean);
+  const words = (flags ?? '--max-semi-space-size=1 --max-old-space-size=128 --disable-warning=DEP0169')
+    .split(' ')
+    .filter(Boolean);
   const env = ['MALLOC_ARENA_MAX=2', ...words.filter((w) => /^[A-Z_]+=/.test(w))].join(' ');
-  const node = `${process.execPath} ${prof} ${words.filter((w) => !/^[A-Z_]+=/.test(w)).join(' ')}`;
+  const node = `${nodePath} ${prof} ${words.filter((w) => !/^[A-Z_]+=/.test(w)).join(' ')}`;
   writeFileSync(path, `#!/bin/sh\n${env} exec ${node} ${bundle} "$@"\n`, { mode: 0o755 });
   return path;
 }
 
 /** Our driver with its CSMS provider, on its own node, as a side of the comparison. */
-async function ourSide(name: string, node: string, csms: string, flags?: string, bundle?: string) {
+async function ourSide(name: string, node: string, csms: string, flags?: string, bundle?: string, nodePath?: string) {
   const driver = new DriverProcess({
     nodeId: node,
     csmsEndpoint: csms,
     projectId: BENCH_PROJECT_ID,
     env: BENCH_CREDS_ENV,
-    executable: driverWrapper(flags, bundle),
+    executable: driverWrapper(flags, bundle, nodePath),
     extraArgs: ['-v=0'],
   });
   await driver.start();
@@ -75,6 +82,14 @@ export async function run(): Promise<void> {
   // another build (an earlier commit's, say), to compare before and after in one run.
   const bundleB = process.env.BENCH_BUNDLE_B;
   if (bundleB) ours.push(await ourSide('ours, other build', benchNode('ours-b'), emulator.url, undefined, bundleB));
+  // BENCH_NODE_B=<another node binary>: a second side of ours on that Node.js (runtime upgrades).
+  const nodeB = process.env.BENCH_NODE_B;
+  if (nodeB) {
+    const version = execFileSync(nodeB, ['--version'], { encoding: 'utf8' }).trim();
+    ours.push(
+      await ourSide(`ours on Node.js ${version}`, benchNode('ours-b'), emulator.url, undefined, undefined, nodeB),
+    );
+  }
   // BENCH_OURS_ONLY=1: our sides alone.
   const upstream = process.env.BENCH_OURS_ONLY
     ? { sides: [], stop: async () => undefined }

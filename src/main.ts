@@ -1,8 +1,10 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 --max-old-space-size=128
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=1 --max-old-space-size=128 --disable-warning=DEP0169
 // Entry point: dispatches to a sub-command.
 // The runtime settings above keep the resident size small: two malloc arenas, small
 // young-generation semi-spaces, and an old generation bound that V8 collects before it
 // reaches (BENCHMARKS.md has the heap in use at scale). Override in the chart.
+// DEP0169: node-fetch 2 (client-node's HTTP library) parses the API server's URL, which comes
+// from the kubeconfig, with the legacy url.parse(); Node.js 24 warns about that on every start.
 import { errorMessage } from './errors.js';
 import { ConfigError, parseServeArgs, SERVE_HELP } from './config.js';
 import { csmsEmulator } from './commands/csms-emulator.js';

@@ -7,14 +7,24 @@ import { join } from 'node:path';
 import { installTools, startControlPlane, type ControlPlane } from './cluster/control-plane.js';
 
 const here = import.meta.dirname;
+// node --test takes files and glob patterns (since Node.js 21, no folders).
 const targets =
   process.argv.slice(2).length > 0
     ? process.argv.slice(2)
-    : ['unit', 'integration'].map((d) => join(here, d)).filter((d) => existsSync(d));
+    : ['unit', 'integration'].filter((d) => existsSync(join(here, d))).map((d) => join(here, d, '**/*.test.js'));
 
 function fail(message: string): never {
   console.error(`test: ERROR: ${message}`);
   process.exit(1);
+}
+
+// The suite, the demo, the benches and the image run on the one Node.js of .node-version
+// (npm test puts it first on PATH through scripts/with-node.sh).
+const pinned = `v${readFileSync(join(here, '../../.node-version'), 'utf8').trim()}`;
+if (process.version !== pinned) {
+  const message = `running on Node.js ${process.version}, not the project's ${pinned} (.node-version); run npm test, which uses scripts/with-node.sh`;
+  if (process.env.CI === 'true') fail(message);
+  console.warn(`test: WARNING: ${message}`);
 }
 
 if (process.getuid?.() !== 0) {

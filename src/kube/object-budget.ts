@@ -17,15 +17,15 @@ export class BudgetedHttpLibrary implements k8s.HttpLibrary {
   constructor(private readonly maxObjectBytes: number) {}
 
   send(request: k8s.RequestContext): k8s.Observable<k8s.ResponseContext> {
-    const limit = Number(new URL(request.getUrl()).searchParams.get('limit')) || 1;
+    const limit = Number(new URL(request.getUrl()).searchParams.get('limit'));
     const answer = fetch(request.getUrl(), {
       method: request.getHttpMethod().toString(),
       body: request.getBody() as string | undefined,
       headers: request.getHeaders(),
       signal: request.getSignal() as never,
       agent: request.getAgent(),
-      // The list's own envelope (kind, metadata, continue token) on top of its objects.
-      size: this.maxObjectBytes * limit + 64 * 1024,
+      // A list page: its objects and its own envelope (kind, metadata, continue token).
+      size: limit > 0 ? this.maxObjectBytes * limit + 64 * 1024 : this.maxObjectBytes,
     }).then((res) => {
       const headers: Record<string, string> = {};
       res.headers.forEach((value, name) => (headers[name] = value));
