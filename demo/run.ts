@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { installTools, startControlPlane, type ControlPlane } from '../test/cluster/control-plane.js';
 import { startKubeletNode, waitForNode, type KubeletNode } from '../test/cluster/kubelet-node.js';
-import { registerWithKubelet, type Registration } from '../test/cluster/registrar.js';
 import { CsmsEmulator } from '../src/emulator/server.js';
 import { loadSeed } from '../src/emulator/store.js';
 
@@ -50,7 +49,6 @@ say(indent(`$ kubectl get nodes\n${await kubectl('get', 'nodes')}`));
 const seed = loadSeed(seedPath);
 const emulator = new CsmsEmulator(seed);
 let driver: InstanceType<typeof DriverProcess> | undefined;
-let registration: Registration | undefined;
 
 async function writeTemp(name: string, text: string): Promise<string> {
   const path = join(await mkdtemp(join(tmpdir(), 'cce-demo-')), name);
@@ -70,18 +68,21 @@ try {
 
   step(
     3,
-    "The driver (cce-secrets-manager serve --rotation-poll-interval=2s --namespace-policy=enforce), registered with kubelet; the chart's CSIDriver",
+    "The driver (cce-secrets-manager serve --rotation-poll-interval=2s --namespace-policy=enforce --plugin-registration-dir=...), registering itself with kubelet; the chart's CSIDriver",
   );
   driver = new DriverProcess({
     nodeId: 'demo-node',
     kubeletRoot: node.root,
     csmsEndpoint: endpoint,
     projectId: seed.projectId,
-    extraArgs: ['--rotation-poll-interval=2s', '--namespace-policy=enforce'],
+    extraArgs: [
+      '--rotation-poll-interval=2s',
+      '--namespace-policy=enforce',
+      `--plugin-registration-dir=${node.root}/plugins_registry`,
+    ],
     env: { HUAWEICLOUD_SDK_AK: seed.credentials[0].accessKey, HUAWEICLOUD_SDK_SK: seed.credentials[0].secretKey },
   });
   await driver.start();
-  registration = await registerWithKubelet(node.root, 'secrets-store.csi.k8s.io', driver.socket);
   const csidriver = (
     await helm('template', 'csm', chartDir, '--kube-version', '1.33.13', '--show-only', 'templates/csidriver.yaml')
   ).out;
@@ -261,7 +262,6 @@ try {
   );
   say(`\nDemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
 } finally {
-  await registration?.stop();
   await driver?.stop();
   await node.stop();
   await emulator.close();

@@ -271,6 +271,20 @@ export const SERVE_FLAGS = {
     help: "kubelet's root folder (CCE: /mnt/paas/kubernetes/kubelet); only\n<root>/pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount is ever touched",
     parse: kubeletRootDir,
   },
+  pluginRegistrationDir: {
+    name: 'plugin-registration-dir',
+    metavar: 'PATH',
+    default: '',
+    help: 'kubelet\'s plugins_registry folder (<kubelet root>/plugins_registry as mounted here):\nthe driver registers itself with kubelet there, as node-driver-registrar would ("" = off)',
+    parse: (value: string | undefined, flag: string) => (value ? absoluteFolder(value, flag) : ''),
+  },
+  kubeletCsiSocket: {
+    name: 'kubelet-registration-path',
+    metavar: 'PATH',
+    default: '',
+    help: "the CSI socket's path as kubelet sees it on the host, which registration reports\n(default: the --endpoint path, right when the driver runs on the host)",
+    parse: (value: string | undefined, flag: string) => (value ? absoluteFolder(value, flag) : ''),
+  },
   maxCallRecvMsgSize: {
     name: 'max-call-recv-msg-size',
     metavar: 'N',

@@ -50,6 +50,10 @@ export function createMetrics(registry = new Registry()) {
       ['kind'],
     ),
     mountedVolumes: gauge('mounted_volumes', 'Volumes this driver has mounted on the node'),
+    kubeletRegistered: gauge(
+      'kubelet_plugin_registered',
+      'Whether kubelet said it registered the driver (1) or refused it (0), with --plugin-registration-dir',
+    ),
     ...permitGauges(registers),
   };
 }

@@ -1,4 +1,5 @@
 // The operations endpoint: /metrics for Prometheus, /healthz and /readyz for probes.
+// /healthz is the liveness check: it passes only while `live` does (the CSI socket answers).
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 
@@ -8,7 +9,12 @@ export function parseListenAddress(addr: string): { host: string; port: number }
   return { host: m[1] || '0.0.0.0', port: Number(m[2]) };
 }
 
-export async function startOpsServer(addr: string, ready: () => boolean, registry: Registry): Promise<Server> {
+export async function startOpsServer(
+  addr: string,
+  ready: () => boolean,
+  registry: Registry,
+  live: () => Promise<boolean> = async () => true,
+): Promise<Server> {
   const { host, port } = parseListenAddress(addr);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -25,7 +31,13 @@ export async function startOpsServer(addr: string, ready: () => boolean, registr
       );
       return;
     }
-    if (path === '/healthz') return void res.end('ok');
+    if (path === '/healthz') {
+      void live().then((ok) => {
+        res.writeHead(ok ? 200 : 503);
+        res.end(ok ? 'ok' : 'the CSI socket does not answer');
+      });
+      return;
+    }
     if (path === '/readyz') {
       const ok = ready();
       res.writeHead(ok ? 200 : 503);

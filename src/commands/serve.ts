@@ -4,7 +4,8 @@
 import { reportUnpermitted } from '../access/permit-audit.js';
 import type { ServeConfig } from '../config.js';
 import { atomicWriter } from '../driver/atomic-writer.js';
-import { CsiServer } from '../driver/csi-server.js';
+import { CsiServer, csiSocketAnswers, socketPath } from '../driver/csi-server.js';
+import { KubeletRegistration } from '../driver/kubelet-registration.js';
 import { ExternalProviders } from '../driver/external-provider.js';
 import { TmpfsMounter } from '../driver/mounter.js';
 import { Publisher, type PublishedContent } from '../driver/publisher.js';
@@ -88,6 +89,17 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   return { kube, mounter, publisher, events, server, rotation, editWatch };
 }
 
+/** Registration with kubelet by the driver itself, when it is given kubelet's plugins_registry. */
+function kubeletRegistration(config: ServeConfig, log: Logger, metrics: Metrics) {
+  if (!config.pluginRegistrationDir) return undefined;
+  return new KubeletRegistration({
+    dir: config.pluginRegistrationDir,
+    csiSocket: config.kubeletCsiSocket || socketPath(config.endpoint),
+    log,
+    onStatus: (registered) => metrics.kubeletRegistered.set(registered ? 1 : 0),
+  });
+}
+
 type Driver = ReturnType<typeof build>;
 
 export async function serve(config: ServeConfig): Promise<void> {
@@ -105,8 +117,15 @@ export async function serve(config: ServeConfig): Promise<void> {
   await driver.mounter.start();
   // Listen first so kubelet's registration and Probe work while the caches fill.
   await driver.server.start();
+  const registration = kubeletRegistration(config, log, metrics);
+  await registration?.start();
   const ops = config.metricsAddr
-    ? await startOpsServer(config.metricsAddr, () => driver.kube.synced, metrics.registry)
+    ? await startOpsServer(
+        config.metricsAddr,
+        () => driver.kube.synced,
+        metrics.registry,
+        csiSocketAnswers(config.endpoint),
+      )
     : undefined;
   const opsAddr = ops?.address();
   if (opsAddr && typeof opsAddr === 'object') {
@@ -119,6 +138,8 @@ export async function serve(config: ServeConfig): Promise<void> {
     log.info('Shutting down', { signal });
     shutdown.abort();
     driver.editWatch.stop();
+    // Unregistered first: kubelet stops sending mounts to a driver that is going away.
+    await registration?.stop();
     await driver.rotation?.stop();
     await driver.server.stop();
     await driver.publisher.settled();

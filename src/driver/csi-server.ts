@@ -45,6 +45,27 @@ export function socketPath(endpoint: string): string {
   return m[1];
 }
 
+/**
+ * Whether the CSI socket answers: an Identity.Probe over it, as kubelet would call, within
+ * a few seconds. The liveness check: a process that serves /healthz but not its socket is stuck.
+ */
+export function csiSocketAnswers(endpoint: string): () => Promise<boolean> {
+  const csi = (loadCsiProto().csi as grpc.GrpcObject).v1 as grpc.GrpcObject;
+  const Identity = csi.Identity as grpc.ServiceClientConstructor;
+  // A fresh connection each time, as kubelet dials the socket's path: a kept one would outlive the file.
+  return () => {
+    const client = new Identity(
+      `unix:${socketPath(endpoint)}`,
+      grpc.credentials.createInsecure(),
+    ) as unknown as grpc.Client & {
+      Probe(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void): void;
+    };
+    return new Promise<boolean>((resolve) =>
+      client.Probe({}, { deadline: Date.now() + 3_000 }, (err) => resolve(!err)),
+    ).finally(() => client.close());
+  };
+}
+
 /** How long cancelled calls get to take back what they made before the server closes anyway. */
 const FORCE_AFTER_CANCEL_MS = 5_000;
 

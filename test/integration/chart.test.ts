@@ -87,7 +87,8 @@ it('renders defaults the API server accepts, object by object', async () => {
   const out = await serverDryRun(r.out);
   assert.equal(out.match(/\(server dry run\)/g)?.length, 15, out);
   const ds = docs(r.out).find((d) => d.kind === 'DaemonSet')!;
-  const [driver, registrar, probe] = ds.spec.template.spec.containers;
+  assert.equal(ds.spec.template.spec.containers.length, 1, 'one container: the driver registers itself');
+  const [driver] = ds.spec.template.spec.containers;
   assert.ok(driver.args.includes('--rotation-poll-interval=2m'));
   assert.ok(driver.args.includes('--region=cn-north-4'));
   assert.ok(driver.args.includes('--max-secret-provider-classes=500'));
@@ -97,13 +98,6 @@ it('renders defaults the API server accepts, object by object', async () => {
     mountPath: '/mnt/paas/kubernetes/kubelet/pods',
     mountPropagation: 'Bidirectional',
   });
-  assert.ok(
-    registrar.args.includes(
-      '--kubelet-registration-path=/mnt/paas/kubernetes/kubelet/plugins/csi-secrets-store/csi.sock',
-    ),
-  );
-  assert.match(registrar.image, /^registry\.k8s\.io\/sig-storage\/csi-node-driver-registrar:/);
-  assert.match(probe.image, /^registry\.k8s\.io\/sig-storage\/livenessprobe:/);
   assert.equal(ds.spec.template.spec.priorityClassName, 'system-node-critical');
   assert.deepEqual(ds.spec.template.spec.tolerations, [{ operator: 'Exists' }]);
   const csiDriver = docs(r.out).find((d) => d.kind === 'CSIDriver')!;
@@ -118,6 +112,33 @@ it('renders defaults the API server accepts, object by object', async () => {
     undefined,
     'CRDs go away on uninstall by default',
   );
+});
+
+it('registers and probes from the driver itself by default, and through the sidecars on request', async () => {
+  const [driver] = docs((await render(ns)).out).find((d) => d.kind === 'DaemonSet')!.spec.template.spec.containers;
+  for (const arg of [
+    '--plugin-registration-dir=/registration',
+    '--kubelet-registration-path=/mnt/paas/kubernetes/kubelet/plugins/csi-secrets-store/csi.sock',
+  ])
+    assert.ok(driver.args.includes(arg), `${arg} in ${driver.args}`);
+  assert.deepEqual(
+    driver.volumeMounts.find((m: any) => m.name === 'registration-dir'),
+    { name: 'registration-dir', mountPath: '/registration' },
+  );
+  assert.deepEqual(driver.livenessProbe.httpGet, { path: '/healthz', port: 'metrics' });
+  const withSidecars = (await render(ns, 'sidecars.enabled=true')).out;
+  const sidecars = docs(withSidecars).find((d) => d.kind === 'DaemonSet')!;
+  const [plain, registrar, probe] = sidecars.spec.template.spec.containers;
+  assert.ok(!plain.args.some((a: string) => a.startsWith('--plugin-registration-dir')));
+  assert.deepEqual(plain.livenessProbe.httpGet, { path: '/healthz', port: 'healthz' });
+  assert.ok(
+    registrar.args.includes(
+      '--kubelet-registration-path=/mnt/paas/kubernetes/kubelet/plugins/csi-secrets-store/csi.sock',
+    ),
+  );
+  assert.match(registrar.image, /^registry\.k8s\.io\/sig-storage\/csi-node-driver-registrar:/);
+  assert.match(probe.image, /^registry\.k8s\.io\/sig-storage\/livenessprobe:/);
+  await serverDryRun(withSidecars);
 });
 
 it('passes the namespace policy (audit by default), the volume limits and the object limit to the driver (and the object limit to the webhook)', async () => {

@@ -1,7 +1,7 @@
 // Start-up, readiness and shutdown of the driver process.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -44,6 +44,24 @@ it('refuses to start over the socket of a running driver', async () => {
     assert.match(second, /^2: [\s\S]*another process is serving .*csi\.sock; stop it first/);
   } finally {
     await first.stop();
+  }
+});
+
+it('is live (/healthz) only while its CSI socket answers a Probe', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cce-live-'));
+  const driver = new DriverProcess({ ...common, socketDir: dir });
+  await driver.start();
+  try {
+    const health = async () => {
+      const r = await fetch(`${driver.opsUrl}/healthz`);
+      return `${r.status} ${await r.text()}`;
+    };
+    assert.equal(await health(), '200 ok');
+    // What a broken node folder (or a stuck server) looks like to kubelet: no socket to call.
+    rmSync(join(dir, 'csi.sock'));
+    assert.equal(await health(), '503 the CSI socket does not answer');
+  } finally {
+    await driver.stop();
   }
 });
 

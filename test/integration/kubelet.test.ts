@@ -1,7 +1,8 @@
 // The seed's workflow through a real kubelet: kubectl apply of a ServiceAccount, an SPC
 // and a Pod on a kubelet node; kubelet's own CSI volume plugin calls the driver, reports
 // its errors as FailedMount events, retries, and unpublishes when the pod goes. The
-// CSIDriver is the chart's. The registrar is test/cluster/registrar.ts (see there why).
+// CSIDriver is the chart's. The driver registers itself with kubelet (--plugin-registration-dir),
+// as the chart runs it, with no registrar sidecar.
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,6 @@ import { after, before, it } from 'node:test';
 import { CsmsEmulator } from '../../src/emulator/server.js';
 import { isMountPoint } from '../../src/driver/mounter.js';
 import { startKubeletNode, waitForNode, type KubeletNode } from '../cluster/kubelet-node.js';
-import { registerWithKubelet, type Registration } from '../cluster/registrar.js';
 import {
   binDir,
   chartDir,
@@ -41,7 +41,6 @@ const emulator = new CsmsEmulator({
 let ns: string;
 let node: KubeletNode;
 let driver: DriverProcess;
-let registration: Registration;
 let csmsEndpoint: string;
 const socketDir = mkdtempSync(join(tmpdir(), 'cce-kubelet-csi-'));
 
@@ -53,7 +52,7 @@ function startDriver(): DriverProcess {
     socketDir,
     kubeletRoot: node.root,
     env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
-    extraArgs: ['--rotation-poll-interval=2s'],
+    extraArgs: ['--rotation-poll-interval=2s', `--plugin-registration-dir=${node.root}/plugins_registry`],
   });
 }
 
@@ -78,7 +77,6 @@ before(async () => {
   await kubectl('apply', '-f', csidriver);
   driver = startDriver();
   await driver.start();
-  registration = await registerWithKubelet(node.root, DRIVER, driver.socket);
   await waitForNode(node, 'kubelet to register the driver in its CSINode', async () =>
     (await kubectl('get', 'csinode', NODE, '-o', 'jsonpath={.spec.drivers[*].name}')).includes(DRIVER),
   );
@@ -86,7 +84,6 @@ before(async () => {
 
 after(async () => {
   await deleteNamespace(ns);
-  await registration?.stop();
   await driver?.stop();
   if (node) unmountAll(node.root);
   await node?.stop();
@@ -157,6 +154,12 @@ async function runningPod(name: string) {
 
 const volumeDir = (uid: string) => join(node.root, 'pods', uid, 'volumes', 'kubernetes.io~csi', 'secrets', 'mount');
 
+it('registers itself with kubelet, no registrar sidecar: kubelet calls its registration socket and reports success', async () => {
+  assert.equal(existsSync(join(node.root, 'plugins_registry', `${DRIVER}-reg.sock`)), true);
+  assert.match(driver.logs, /Registered with kubelet/);
+  assert.equal(await driver.metric('kubelet_plugin_registered'), 1);
+});
+
 it('mounts through kubelet: files in its pod folder, containers running, SPCPS and Secret recorded', async () => {
   await applyWorkload('app', ['secret_1']);
   const pod = await runningPod('app');
@@ -196,9 +199,13 @@ it('keeps the files across a driver restart, and rotation goes on', async () => 
   const pod = await runningPod('app');
   const file = join(volumeDir(pod.metadata!.uid!), 'secret_1');
   await driver.stop();
+  assert.equal(existsSync(join(node.root, 'plugins_registry', `${DRIVER}-reg.sock`)), false, 'unregistered on stop');
   driver = startDriver();
   await driver.start();
   assert.equal(readFileSync(file, 'utf8'), '{"user":"alice"}');
+  await eventually('kubelet to register the restarted driver', async () =>
+    (await driver.metric('kubelet_plugin_registered')) === 1 ? true : undefined,
+  );
   emulator.store.addVersion('secret_1', { secret_string: '{"user":"bob"}' });
   await eventually('the rotated value', async () => (readFileSync(file, 'utf8').includes('bob') ? true : undefined));
 });
