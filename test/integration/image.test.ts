@@ -1,0 +1,130 @@
+// The image, built from the Dockerfile as it stands with buildah (no engine, no registry) on
+// the base test/cluster/base-image.sh assembles, then run: what is in it, and the driver
+// serving CSI from it to a client on the host through a bind-mounted socket folder.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, it } from 'node:test';
+import { kubeconfigPath } from '../helpers/cluster.js';
+import { Kubelet } from '../helpers/csi-client.js';
+
+const run = promisify(execFile);
+const repo = resolve(import.meta.dirname, '../../..');
+const IMAGE = 'localhost/cce-secrets-manager:test';
+let storage: string[];
+let entrypoint: string[];
+
+const buildah = (...args: string[]) => run('buildah', [...storage, ...args], { maxBuffer: 64 * 1024 * 1024 });
+
+before(async () => {
+  const { stdout } = await run('bash', [join(repo, 'test/cluster/base-image.sh')], { maxBuffer: 16 * 1024 * 1024 });
+  storage = stdout.trim().split(' ');
+  // Behind a TLS-inspecting proxy (this machine), npm in the build needs its CA: the Dockerfile's "ca" secret.
+  const ca = process.env.NODE_EXTRA_CA_CERTS;
+  const secret = ca && existsSync(ca) ? ['--secret', `id=ca,src=${ca}`] : [];
+  await buildah('bud', '--pull=never', '--network', 'host', '--layers=false', ...secret, '-t', IMAGE, repo);
+  const inspected = JSON.parse((await buildah('inspect', '--type', 'image', IMAGE)).stdout) as {
+    OCIv1: { config: { Entrypoint: string[] } };
+  };
+  entrypoint = inspected.OCIv1.config.Entrypoint;
+});
+
+// The base stays in the tools cache; the image (a full copy of its layers in vfs storage) does not.
+after(async () => {
+  if (!storage) return;
+  await buildah('rmi', '--force', IMAGE).catch(() => undefined);
+  await buildah('rmi', '--prune').catch(() => undefined);
+});
+
+/** A working container of the image; removed when `use` is done. */
+async function withContainer<T>(use: (name: string) => Promise<T>): Promise<T> {
+  const name = (await buildah('from', '--pull=never', IMAGE)).stdout.trim();
+  try {
+    return await use(name);
+  } finally {
+    await buildah('rm', name);
+  }
+}
+
+it("holds the project's Node.js, the bundle, its protos, package.json and koffi only, started through tini", async () => {
+  assert.deepEqual(entrypoint.slice(0, 3), ['tini', '--', 'node']);
+  assert.equal(entrypoint.at(-1), '/app/cce-secrets-manager.mjs');
+  await withContainer(async (c) => {
+    const node = (await buildah('run', c, '--', 'node', '--version')).stdout.trim();
+    assert.equal(node, `v${readFileSync(join(repo, '.node-version'), 'utf8').trim()}`);
+    assert.deepEqual((await buildah('run', c, '--', 'ls', '/app')).stdout.split('\n').filter(Boolean), [
+      'cce-secrets-manager.mjs',
+      'csi-proto',
+      'node_modules',
+      'package.json',
+    ]);
+    assert.deepEqual((await buildah('run', c, '--', 'ls', '/app/node_modules')).stdout.split('\n').filter(Boolean), [
+      '@koromix',
+      'koffi',
+    ]);
+    const version = (await buildah('run', c, '--', ...entrypoint, '--version')).stdout;
+    assert.match(version, /^cce-secrets-manager \d+\.\d+\.\d+/);
+  });
+});
+
+it('serves CSI from the image: its ENTRYPOINT with serve answers Probe over a socket the host sees, and exits cleanly on SIGTERM to its PID 1', async () => {
+  const sockets = mkdtempSync(join(tmpdir(), 'cce-image-sock-'));
+  const socket = join(sockets, 'csi.sock');
+  await withContainer(async (c) => {
+    const child = spawn(
+      'buildah',
+      [
+        ...storage,
+        'run',
+        '--network',
+        'host',
+        '--volume',
+        `${sockets}:${sockets}`,
+        '--volume',
+        `${dirname(kubeconfigPath)}:${dirname(kubeconfigPath)}:ro`,
+        c,
+        '--',
+        ...entrypoint,
+        'serve',
+        `--endpoint=unix://${socket}`,
+        '--nodeid=image-node',
+        `--kubeconfig=${kubeconfigPath}`,
+        '--csms-endpoint=http://127.0.0.1:9',
+        '--project-id=p',
+        '--metrics-addr=',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let logs = '';
+    child.stderr.on('data', (d: Buffer) => (logs += d.toString()));
+    const kubelet = new Kubelet(socket);
+    try {
+      for (let i = 0; ; i++) {
+        const probe = await kubelet
+          .call<{ ready?: { value: boolean } }>('Identity', 'Probe', {})
+          .catch(() => undefined);
+        if (probe?.ready?.value) break;
+        assert.ok(i < 600 && child.exitCode === null, `the image did not become ready:\n${logs}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const info = await kubelet.call<{ name: string }>('Identity', 'GetPluginInfo', {});
+      assert.equal(info.name, 'secrets-store.csi.k8s.io');
+    } finally {
+      kubelet.close();
+      // As kubelet stops a container: SIGTERM to its PID 1 (tini, which hands it on to node).
+      // buildah itself would kill the container outright on a signal of its own.
+      const tini = (await run('pgrep', ['-f', '^(/usr/bin/)?tini -- node .*--nodeid=image-node'])).stdout
+        .trim()
+        .split('\n');
+      assert.equal(tini.length, 1, `one tini: ${tini.join(',')}`);
+      process.kill(Number(tini[0]), 'SIGTERM');
+      await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(undefined)));
+    }
+    assert.equal(child.exitCode, 0, logs);
+    assert.match(logs, /Shutting down/);
+    assert.equal(existsSync(socket), false, 'the socket is removed on shutdown');
+  });
+});
