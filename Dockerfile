@@ -3,7 +3,7 @@
 # binary cannot be bundled; on a slim Node.js base, tini as PID 1 so SIGTERM reaches the
 # driver and children are reaped.
 # test/integration/image.test.ts builds this file with buildah and runs the image.
-FROM node:24-bookworm-slim AS build
+FROM node:24.22.3-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # npm reaches the registry with Node.js's own CAs, as in any registry-connected build. Behind a
@@ -20,7 +20,7 @@ RUN --mount=type=secret,id=ca \
     if [ -f /run/secrets/ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca; fi; \
     mkdir -p /koffi && npm install --prefix /koffi --no-save --no-audit --no-fund --omit=dev "koffi@$(node -p "require('./package.json').dependencies.koffi")"
 
-FROM node:24-bookworm-slim
+FROM node:24.22.3-bookworm-slim
 # tini: signal handling.
 RUN apt-get update && apt-get install -y --no-install-recommends tini && rm -rf /var/lib/apt/lists/*
 WORKDIR /app

@@ -16,6 +16,7 @@ export async function startOpsServer(
   live: () => Promise<boolean> = async () => true,
 ): Promise<Server> {
   const { host, port } = parseListenAddress(addr);
+  const liveness = sharedCheck(live);
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
@@ -32,9 +33,9 @@ export async function startOpsServer(
       return;
     }
     if (path === '/healthz') {
-      void live().then((ok) => {
+      void liveness().then((ok) => {
         res.writeHead(ok ? 200 : 503);
-        res.end(ok ? 'ok' : 'the CSI socket does not answer');
+        res.end(ok ? 'ok' : 'the CSI socket does not answer, or kubelet refused the registration');
       });
       return;
     }
@@ -51,4 +52,18 @@ export async function startOpsServer(
     server.listen(port, host, resolve);
   });
   return server;
+}
+
+/**
+ * One check in flight at a time and its answer kept a second: whoever can reach the port
+ * (any pod) cannot make the driver dial its socket at will. A check that throws is a failure.
+ */
+function sharedCheck(check: () => Promise<boolean>): () => Promise<boolean> {
+  let last: { at: number; answer: Promise<boolean> } | undefined;
+  return () => {
+    if (last && Date.now() - last.at < 1_000) return last.answer;
+    const answer = check().catch(() => false);
+    last = { at: Date.now(), answer };
+    return answer;
+  };
 }

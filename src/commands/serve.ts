@@ -100,6 +100,12 @@ function kubeletRegistration(config: ServeConfig, log: Logger, metrics: Metrics)
   });
 }
 
+/** Liveness: the CSI socket answers, and kubelet has not refused the registration (a restart registers again). */
+function live(endpoint: string, registration?: KubeletRegistration): () => Promise<boolean> {
+  const answers = csiSocketAnswers(endpoint);
+  return async () => registration?.status?.registered !== false && (await answers());
+}
+
 type Driver = ReturnType<typeof build>;
 
 export async function serve(config: ServeConfig): Promise<void> {
@@ -124,7 +130,7 @@ export async function serve(config: ServeConfig): Promise<void> {
         config.metricsAddr,
         () => driver.kube.synced,
         metrics.registry,
-        csiSocketAnswers(config.endpoint),
+        live(config.endpoint, registration),
       )
     : undefined;
   const opsAddr = ops?.address();

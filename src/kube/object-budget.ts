@@ -42,6 +42,8 @@ export function isOverBudget(err: unknown): boolean {
 
 type Callback = (phase: string, apiObj: unknown, watchObj?: unknown) => void;
 
+const ENVELOPE_BYTES = 4 * 1024;
+
 /** The phase of an event over the budget, in place of the event: its object is `{ bytes, limit }`. */
 export const OVERSIZED = 'OVERSIZED';
 
@@ -80,18 +82,30 @@ export class BudgetedWatch extends k8s.Watch {
     };
     try {
       const res = await fetch(url, { ...init, method: 'GET', signal: controller.signal });
+      // As client-node's Watch: TCP keep-alive, so a peer that vanished is noticed.
+      const agent = init.agent as
+        { sockets?: Record<string, ({ setKeepAlive(on: boolean, ms: number): void } | undefined)[]> } | undefined;
+      for (const socket of Object.values(agent?.sockets ?? {}).flat()) socket?.setKeepAlive(true, 30_000);
       if (res.status !== 200) {
         throw Object.assign(new Error(res.statusText || STATUS_CODES[res.status] || 'Internal Server Error'), {
           statusCode: res.status,
         });
       }
+      // The event's envelope ({"type":…,"object":…}) on top of the object.
       const limit = this.maxObjectBytes;
       const lines = new LineSplitter(
-        limit,
+        limit + ENVELOPE_BYTES,
         (line) => parsed(line, callback),
         (bytes) => callback(OVERSIZED, { bytes, limit }),
       );
-      res.body.on('data', (chunk: Buffer) => lines.push(chunk));
+      res.body.on('data', (chunk: Buffer) => {
+        try {
+          lines.push(chunk);
+        } catch (err) {
+          // A handler that threw ends this watch (and is restarted by its owner), never the process.
+          end(err);
+        }
+      });
       res.body.on('error', end);
       res.body.on('end', () => end(null));
       res.body.on('close', () => end(null));

@@ -40,7 +40,12 @@ export interface ScopeWatchOptions {
 export class ScopeWatch {
   private resourceVersion?: string;
   private starting?: Promise<void>;
+  /** The last failed attempt at a starting point, answered again until its backoff has passed. */
+  private failed?: { err: Error; until: number };
   private request?: { abort(): void };
+  /** Which watch call is the current one: events and ends of an older one are ignored. */
+  private generation = 0;
+  private watching = false;
   private retryTimer?: NodeJS.Timeout;
   private readonly backoff = new Backoff();
   private stopped = false;
@@ -48,11 +53,13 @@ export class ScopeWatch {
   constructor(private readonly opts: ScopeWatchOptions) {}
 
   /**
-   * Resolves once the watch has its starting point; rejects when this attempt to take it
-   * failed (the watch keeps trying in the background), so a read is never held forever.
+   * Resolves once the watch has its starting point; rejects when the last attempt to take it
+   * failed (the watch keeps trying in the background, with backoff), so a read is never held
+   * forever and reads during an outage do not each send a list.
    */
   started(): Promise<void> {
     if (this.resourceVersion) return Promise.resolve();
+    if (this.failed && Date.now() < this.failed.until) return Promise.reject(this.failed.err);
     this.starting ??= this.takeStartingPoint();
     return this.starting;
   }
@@ -69,29 +76,43 @@ export class ScopeWatch {
       const rv = (await this.opts.listOne()).metadata?.resourceVersion;
       if (!rv) throw new Error(`the list of ${this.opts.kind} gave no resourceVersion`);
       this.resourceVersion = rv;
+      this.failed = undefined;
     } catch (err) {
       this.opts.log.warn('Listing failed, retrying', { kind: this.opts.kind, error: apiErrorText(err) });
-      this.later(() => void this.started().catch(() => undefined), this.backoff.next());
+      const delay = this.backoff.next();
+      this.failed = { err: err instanceof Error ? err : new Error(String(err)), until: Date.now() + delay };
+      this.later(() => void this.retry(), delay);
       throw err;
     } finally {
       this.starting = undefined;
     }
-    void this.watch();
+    if (!this.watching) void this.watch();
+  }
+
+  private async retry(): Promise<void> {
+    this.failed = undefined;
+    await this.started().catch(() => undefined);
   }
 
   private async watch(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.watching) return;
+    this.watching = true;
+    const generation = ++this.generation;
     const startedAt = Date.now();
+    const ended = (err: unknown) => this.ended(err, startedAt, generation);
     try {
+      // The API server ends each watch after a while (as client-go asks, 5 to 10 minutes), so a
+      // connection that died without a word is replaced within that time.
+      const timeoutSeconds = 300 + Math.floor(Math.random() * 300);
       this.request = await this.opts.watch(
         this.opts.path,
-        { resourceVersion: this.resourceVersion, allowWatchBookmarks: true },
-        (type, obj) => this.event(type, obj),
-        (err) => this.ended(err, startedAt),
+        { resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds: String(timeoutSeconds) },
+        (type, obj) => (generation === this.generation ? this.event(type, obj) : undefined),
+        ended,
       );
       if (this.stopped) this.request.abort();
     } catch (err) {
-      this.ended(err, startedAt);
+      ended(err);
     }
   }
 
@@ -107,8 +128,9 @@ export class ScopeWatch {
       return;
     }
     if (type === 'ERROR') {
-      // 410 Gone: the starting point is too old; the watch ends and starts again from now.
+      // 410 Gone: the starting point is too old. This watch is done; the next starts from a new list.
       this.resourceVersion = undefined;
+      this.request?.abort();
       this.opts.onExpired();
       return;
     }
@@ -117,14 +139,20 @@ export class ScopeWatch {
     if (type !== 'BOOKMARK') this.opts.onEvent(type, obj);
   }
 
-  private ended(err: unknown, startedAt: number): void {
+  private ended(err: unknown, startedAt: number, generation: number): void {
+    if (generation !== this.generation || !this.watching) return;
+    this.watching = false;
     this.request = undefined;
     if (this.stopped) return;
     if (err && !isAbort(err))
       this.opts.log.warn('Watch failed, restarting', { kind: this.opts.kind, error: apiErrorText(err) });
-    if (Date.now() - startedAt > (this.opts.healthyMs ?? 60_000)) this.backoff.reset();
-    const delay = err || !this.resourceVersion ? this.backoff.next() : 0;
-    this.later(() => (this.resourceVersion ? void this.watch() : void this.started().catch(() => undefined)), delay);
+    const ran = Date.now() - startedAt;
+    if (ran > (this.opts.healthyMs ?? 60_000)) this.backoff.reset();
+    // A watch that ended on its own after a while (its timeout) starts again at once; one that
+    // failed, or ended right away (a proxy that cuts watches), waits.
+    const failed = err && !isAbort(err);
+    const delay = failed || !this.resourceVersion || ran < 1_000 ? this.backoff.next() : 0;
+    this.later(() => (this.resourceVersion ? void this.watch() : void this.retry()), delay);
   }
 
   private later(fn: () => void, ms: number): void {

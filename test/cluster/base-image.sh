@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The image tooling of the suite, with no container engine and no registry: Debian's buildah
 # (installed with apt when missing), its storage in the tools cache, and in it the base the
-# Dockerfile names, node:<version>-bookworm-slim, assembled here once and kept by version:
+# Dockerfile names, node:<version>-bookworm-slim (the exact version of .node-version), assembled
+# here once and kept by version:
 # a minimal Debian bookworm (debootstrap) with the project's Node.js and this machine's npm,
 # laid out as the official image lays them out (/usr/local/bin/node, npm under
 # /usr/local/lib/node_modules). Prints the buildah storage flags on stdout; progress on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NODE_VERSION="$(tr -d '[:space:]' < .node-version)"
-NODE_MAJOR="${NODE_VERSION%%.*}"
 CACHE_ROOT="${CCE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cce-secrets-manager}"
 STORE="$CACHE_ROOT/buildah"
-BASE="docker.io/library/node:$NODE_MAJOR-bookworm-slim"
+BASE="docker.io/library/node:$NODE_VERSION-bookworm-slim"
 STAMP="$STORE/base-node-v$NODE_VERSION-bookworm-r1"
 
 say() { echo "base-image: $*" >&2; }
@@ -30,7 +30,8 @@ if [ ! -e "$STAMP" ] || ! buildah "${FLAGS[@]}" inspect --type image "$BASE" >/d
   say "assembling $BASE: debootstrap bookworm + Node.js $NODE_VERSION (first run only: a few minutes)"
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  debootstrap --variant=minbase bookworm "$tmp/rootfs" http://deb.debian.org/debian >&2 ||
+  debootstrap --variant=minbase --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
+    bookworm "$tmp/rootfs" http://deb.debian.org/debian >&2 ||
     die "debootstrap failed"
   node_bin="$(bash scripts/node-runtime.sh)/node"
   install -D -m 0755 "$node_bin" "$tmp/rootfs/usr/local/bin/node"

@@ -50,11 +50,18 @@ async function withContainer<T>(use: (name: string) => Promise<T>): Promise<T> {
 }
 
 it("holds the project's Node.js, the bundle, its protos, package.json and koffi only, started through tini", async () => {
+  const version = readFileSync(join(repo, '.node-version'), 'utf8').trim();
+  const bases = [...readFileSync(join(repo, 'Dockerfile'), 'utf8').matchAll(/^FROM (\S+)/gm)].map((m) => m[1]);
+  assert.deepEqual(
+    bases,
+    [`node:${version}-bookworm-slim`, `node:${version}-bookworm-slim`],
+    'the base is pinned to .node-version',
+  );
   assert.deepEqual(entrypoint.slice(0, 3), ['tini', '--', 'node']);
   assert.equal(entrypoint.at(-1), '/app/cce-secrets-manager.mjs');
   await withContainer(async (c) => {
     const node = (await buildah('run', c, '--', 'node', '--version')).stdout.trim();
-    assert.equal(node, `v${readFileSync(join(repo, '.node-version'), 'utf8').trim()}`);
+    assert.equal(node, `v${version}`);
     assert.deepEqual((await buildah('run', c, '--', 'ls', '/app')).stdout.split('\n').filter(Boolean), [
       'cce-secrets-manager.mjs',
       'csi-proto',
@@ -65,8 +72,8 @@ it("holds the project's Node.js, the bundle, its protos, package.json and koffi 
       '@koromix',
       'koffi',
     ]);
-    const version = (await buildah('run', c, '--', ...entrypoint, '--version')).stdout;
-    assert.match(version, /^cce-secrets-manager \d+\.\d+\.\d+/);
+    const own = (await buildah('run', c, '--', ...entrypoint, '--version')).stdout;
+    assert.match(own, /^cce-secrets-manager \d+\.\d+\.\d+/);
   });
 });
 
