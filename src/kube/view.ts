@@ -66,7 +66,7 @@ export class KubeView {
       {
         kind: 'ServiceAccount',
         ...inNamespace,
-        pathOf: (namespace) => `/api/v1/namespaces/${namespace}/serviceaccounts`,
+        pathOf: (namespace) => `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts`,
         read: (namespace, name) =>
           this.read(`ServiceAccount ${namespace}/${name}`, () =>
             this.core.readNamespacedServiceAccount({ name, namespace }),
@@ -83,7 +83,7 @@ export class KubeView {
       {
         kind: 'SecretProviderClass',
         ...inNamespace,
-        pathOf: (namespace) => `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${SPC_PLURAL}`,
+        pathOf: (namespace) => `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(namespace)}/${SPC_PLURAL}`,
         read: (namespace, name) =>
           this.read(
             `SecretProviderClass ${namespace}/${name}`,
