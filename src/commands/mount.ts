@@ -18,9 +18,7 @@ import { checkVolume } from '../driver/volume-plan.js';
 import type { PublishRequest } from '../driver/volume-request.js';
 import { errorMessage } from '../errors.js';
 import { ConfigError, flagHelp, parseFlags, text, type FlagValues } from '../flags.js';
-import { CsmsClient } from '../provider/csms-client.js';
-import { CsmsSecretSource } from '../provider/csms-source.js';
-import { defaultCredentialProvider, MetadataCredentials } from '../provider/credentials.js';
+import { csmsStore } from '../provider/csms-store.js';
 import type { SecretObject } from '../crds/objects.js';
 
 const MOUNT_FLAGS = {
@@ -176,13 +174,10 @@ async function fetchAndWrite(
   spc: SecretProviderClass,
   objects: SecretObject[],
 ): Promise<void> {
-  const csms = csmsSettings(o);
-  const metadata = new MetadataCredentials({ endpoint: csms.metadataEndpoint });
-  const projectId = csms.projectId ?? (await metadata.projectId());
-  const client = new CsmsClient({ endpoint: csms.csmsEndpoint, projectId, timeoutMs: csms.csmsTimeoutMs });
-  const creds = await defaultCredentialProvider(metadata).credentials();
+  // The driver's own CSMS client and credentials, with every --csms-* flag.
+  const { source, credentials } = csmsStore(csmsSettings(o));
   const asked = objects.map((ob) => ({ name: ob.objectName, version: ob.objectVersion }));
-  const values = await new CsmsSecretSource(client).fetch(asked, creds);
+  const values = await source.fetch(asked, await credentials.credentials());
   for (const v of values) say(`fetched ${v.name} version ${v.versionId} (${v.value.length} bytes)`);
   const content = buildVolumeContent(`${req.podNamespace}/${req.spcName}`, objects, values, volumeLimits(o));
   const secrets = (spc.spec.secretObjects ?? []).map((s, i) =>

@@ -36,13 +36,16 @@ export function httpGet(
       const chunks: Buffer[] = [];
       let size = 0;
       const declared = Number(res.headers['content-length'] ?? 0);
-      if (declared > maxBytes) {
-        req.destroy(tooLarge(maxBytes));
-        return;
-      }
+      // Refused as soon as it is known to be too large: rejected first, so that an 'end' that
+      // still follows the destroy (the whole reply may already be in) cannot resolve it cut short.
+      const refuse = () => {
+        fail(tooLarge(maxBytes));
+        req.destroy();
+      };
+      if (declared > maxBytes) return refuse();
       res.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > maxBytes) req.destroy(tooLarge(maxBytes));
+        if (size > maxBytes) refuse();
         else chunks.push(c);
       });
       res.on('end', () => {

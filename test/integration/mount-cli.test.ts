@@ -78,6 +78,22 @@ it('mounts the seed SPC into a folder and prints the SPCPS a pod would get', asy
   assert.ok(!r.out.includes('first-value'), 'the value is not printed');
 });
 
+it('reads CSMS as the driver does, --csms-max-response-bytes included: a larger reply writes nothing', async () => {
+  const target = join(dir, 'capped');
+  const r = await mount(
+    '--spc',
+    spc('capped', '- {objectName: secret_1, objectVersion: v1, objectType: csms}'),
+    '--service-account',
+    sa,
+    '--target',
+    target,
+    '--csms-max-response-bytes=50',
+  );
+  assert.notEqual(r.code, 0, r.out);
+  assert.match(r.out, /with more than 50 bytes, over the limit set by --csms-max-response-bytes/);
+  assert.equal(existsSync(join(target, 'secret_1')), false);
+});
+
 it('extracts JMESPath keys and names the Secret it would sync', async () => {
   const target = join(dir, 'jmes');
   const r = await mount(
