@@ -1,5 +1,6 @@
-// Percentiles, summaries and resident memory for the benchmarks' printed numbers.
-import { readFileSync } from 'node:fs';
+// Percentiles, summaries and resident memory for the benchmarks' printed numbers (the /proc
+// readers are the tests' own, test/helpers/proc.ts).
+export { anonMiB, cpuMs, rssMiB } from '../test/helpers/proc.js';
 
 export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
@@ -8,33 +9,6 @@ export function percentile(sorted: number[], p: number): number {
 export function summary(ms: number[]): string {
   const s = [...ms].sort((a, b) => a - b);
   return `n=${s.length} p50=${percentile(s, 50).toFixed(1)}ms p99=${percentile(s, 99).toFixed(1)}ms max=${s[s.length - 1].toFixed(1)}ms`;
-}
-
-/** Resident memory of a process, from /proc. */
-export function rssMiB(pid: number): number {
-  const kb = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-  return kb / 1024;
-}
-
-/**
- * Anonymous resident memory of a process (its heaps and stacks), from /proc: its RSS without
- * the pages of its executable and libraries, which the page cache shares among processes.
- */
-export function anonMiB(pid: number): number {
-  const kb = Number(/^Anonymous:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1]);
-  return kb / 1024;
-}
-
-/**
- * CPU time (user + system) a process has used so far, in ms, from /proc (clock ticks of 10 ms):
- * its own, and with that of the children it has waited for (such as the `mount` and `umount`
- * commands a driver runs).
- */
-export function cpuMs(pid: number): { own: number; withChildren: number } {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  // Fields 14–17 of stat (utime, stime, cutime, cstime) are 11–14 after the command name.
-  const [utime, stime, cutime, cstime] = fields.slice(11, 15).map(Number);
-  return { own: (utime + stime) * 10, withChildren: (utime + stime + cutime + cstime) * 10 };
 }
 
 export function median(xs: number[]): number {

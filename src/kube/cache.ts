@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import { sleep } from '../util/async.js';
 import { Backoff } from './backoff.js';
 import { apiErrorText, budgetedWatch } from './client.js';
-import { OVERSIZED } from './object-budget.js';
+import { logOversized, OVERSIZED } from './object-budget.js';
 
 export type ListFn<T extends k8s.KubernetesObject> = () => Promise<k8s.KubernetesListObject<T>>;
 
@@ -35,10 +35,7 @@ class KeepingWatch<T> extends k8s.Watch {
   ): Promise<AbortController> {
     const kept = (phase: string, obj: unknown, watchObj?: unknown) => {
       if (phase === OVERSIZED) {
-        this.log.warn('Skipped a watch event over the object limit (--max-object-bytes)', {
-          kind: this.kind,
-          ...(obj as { bytes: number; limit: number }),
-        });
+        logOversized(this.log, obj, { kind: this.kind });
         return;
       }
       callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? obj : this.keep(obj as T), watchObj);

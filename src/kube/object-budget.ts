@@ -8,6 +8,7 @@
 import { STATUS_CODES } from 'node:http';
 import * as k8s from '@kubernetes/client-node';
 import fetch from 'node-fetch';
+import type { Logger } from '../log.js';
 
 /** Above etcd's default request limit (1.5 MiB) in JSON: no object a default cluster stores is refused. */
 export const DEFAULT_MAX_OBJECT_BYTES = 2 * 1024 * 1024;
@@ -46,6 +47,14 @@ const ENVELOPE_BYTES = 4 * 1024;
 
 /** The phase of an event over the budget, in place of the event: its object is `{ bytes, limit }`. */
 export const OVERSIZED = 'OVERSIZED';
+
+/** The one log line of a skipped OVERSIZED event, whichever watch skipped it. */
+export function logOversized(log: Logger, event: unknown, where: Record<string, string>): void {
+  log.warn('Skipped a watch event over the object limit (--max-object-bytes)', {
+    ...where,
+    ...(event as { bytes: number; limit: number }),
+  });
+}
 
 /**
  * client-node's Watch with one change: events are read line by line under the budget. An

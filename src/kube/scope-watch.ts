@@ -6,7 +6,7 @@ import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
 import { Backoff } from './backoff.js';
 import { apiErrorText, budgetedWatch } from './client.js';
-import { OVERSIZED } from './object-budget.js';
+import { logOversized, OVERSIZED } from './object-budget.js';
 
 /** Starts a watch (client-node's Watch.watch); injected so that tests drive the events. */
 export type WatchFn = (
@@ -119,11 +119,7 @@ export class ScopeWatch {
   private event(type: string, obj: unknown): void {
     if (type === OVERSIZED) {
       // Some object of the scope changed into one too large to read: what was kept is read again on use (and refused).
-      this.opts.log.warn('Skipped a watch event over the object limit (--max-object-bytes)', {
-        kind: this.opts.kind,
-        scope: this.opts.scope,
-        ...(obj as { bytes: number; limit: number }),
-      });
+      logOversized(this.opts.log, obj, { kind: this.opts.kind, scope: this.opts.scope });
       this.opts.onExpired();
       return;
     }

@@ -135,7 +135,14 @@ export async function createServiceAccount(namespace: string, name: string, allo
   return core.createNamespacedServiceAccount({ namespace, body: { metadata: { name, annotations } } });
 }
 
-export async function createSpc(namespace: string, name: string, objects: string, spec: Record<string, unknown> = {}) {
+/** An SPC of provider cce with these objects; `spec` and `metadata` add to (or replace) its fields. */
+export async function createSpc(
+  namespace: string,
+  name: string,
+  objects: string,
+  spec: Record<string, unknown> = {},
+  metadata: Record<string, unknown> = {},
+) {
   return custom.createNamespacedCustomObject({
     group: GROUP,
     version: 'v1',
@@ -144,7 +151,7 @@ export async function createSpc(namespace: string, name: string, objects: string
     body: {
       apiVersion: `${GROUP}/v1`,
       kind: 'SecretProviderClass',
-      metadata: { name },
+      metadata: { ...metadata, name },
       spec: { provider: 'cce', parameters: { objects }, ...spec },
     },
   });

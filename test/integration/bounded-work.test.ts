@@ -20,6 +20,7 @@ import {
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
 import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { rssMiB } from '../helpers/proc.js';
 
 const projectId = '5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a';
 const creds = { accessKey: 'BOUNDAK', secretKey: 'bound-sk' };
@@ -68,8 +69,6 @@ const publishFresh = async (d: DriverProcess, pod: string, spc: string) => {
   const req = publishRequest(p, spc, d.kubeletRoot);
   return { req, call: d.kubelet.call('Node', 'NodePublishVolume', req) };
 };
-const rssMiB = (pid: number) =>
-  Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 
 before(async () => {
   endpoint = await emulator.listen();
@@ -153,20 +152,7 @@ it('stops expressions past the volume’s --jmespath-budget, and serves a small 
 
 it('counts SPCs for the limit by their metadata only: forty of 1.4 MB each in one namespace leave a publish cheap', async () => {
   const blob = 'p'.repeat(1_400_000);
-  for (let i = 0; i < 40; i++) {
-    await custom.createNamespacedCustomObject({
-      group: GROUP,
-      version: 'v1',
-      namespace: ns,
-      plural: 'secretproviderclasses',
-      body: {
-        apiVersion: `${GROUP}/v1`,
-        kind: 'SecretProviderClass',
-        metadata: { name: `heavy-${i}` },
-        spec: { provider: 'vault', parameters: { blob } },
-      },
-    });
-  }
+  for (let i = 0; i < 40; i++) await createSpc(ns, `heavy-${i}`, '', { provider: 'vault', parameters: { blob } });
   await jmesSpc('light', 'items[1].s');
   const before = rssMiB(driver.pid!);
   const { req, call } = await publishFresh(driver, 'light', 'light');
@@ -230,18 +216,7 @@ it('reads no object over --max-object-bytes: such an SPC is refused by name, and
   const tight = await startDriver('node-bounded-objects', ['--max-object-bytes=100000']);
   const fat = 'f'.repeat(150_000);
   const objects = '- {objectName: doc, objectType: csms, objectVersion: v1}';
-  await custom.createNamespacedCustomObject({
-    group: GROUP,
-    version: 'v1',
-    namespace: ns,
-    plural: 'secretproviderclasses',
-    body: {
-      apiVersion: `${GROUP}/v1`,
-      kind: 'SecretProviderClass',
-      metadata: { name: 'fat', annotations: { padding: fat } },
-      spec: { provider: 'cce', parameters: { objects } },
-    },
-  });
+  await createSpc(ns, 'fat', objects, {}, { annotations: { padding: fat } });
   const refused = await publishFresh(tight, 'fat', 'fat');
   await rejectsWith(
     refused.call,

@@ -2,16 +2,14 @@
 // by url with a caBundle): mount-time refusals at `kubectl apply`, warnings, the allow-list
 // annotation, other providers untouched, and both failure policies with the webhook down.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, it } from 'node:test';
 import { parseSecretObjects } from '../../src/crds/objects.js';
 import { waitFor } from '../cluster/processes.js';
 import { applyManifest as apply, core, createNamespace, deleteNamespace, kubectl } from '../helpers/cluster.js';
 import { WebhookHarness } from '../helpers/webhook.js';
+import { rssMiB } from '../helpers/proc.js';
 
 const hook = new WebhookHarness();
-const rssMiB = (pid: number) =>
-  Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 let ns: string;
 
 const spc = (name: string, objects: string, extra: Record<string, unknown> = {}) => ({

@@ -1,0 +1,29 @@
+// What a process uses, read from /proc: for the tests' memory bounds and the benchmarks' tables.
+import { readFileSync } from 'node:fs';
+
+/** Resident memory of a process, from /proc. */
+export function rssMiB(pid: number): number {
+  const kb = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+  return kb / 1024;
+}
+
+/**
+ * Anonymous resident memory of a process (its heaps and stacks), from /proc: its RSS without
+ * the pages of its executable and libraries, which the page cache shares among processes.
+ */
+export function anonMiB(pid: number): number {
+  const kb = Number(/^Anonymous:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1]);
+  return kb / 1024;
+}
+
+/**
+ * CPU time (user + system) a process has used so far, in ms, from /proc (clock ticks of 10 ms):
+ * its own, and with that of the children it has waited for (such as the `mount` and `umount`
+ * commands a driver runs).
+ */
+export function cpuMs(pid: number): { own: number; withChildren: number } {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  // Fields 14–17 of stat (utime, stime, cutime, cstime) are 11–14 after the command name.
+  const [utime, stime, cutime, cstime] = fields.slice(11, 15).map(Number);
+  return { own: (utime + stime) * 10, withChildren: (utime + stime + cutime + cstime) * 10 };
+}
