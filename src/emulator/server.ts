@@ -1,10 +1,11 @@
-// A local CSMS: the read API of docs/csms-api.md over plain HTTP, every request's
+// A local CSMS: the read API of docs/csms-api.md over HTTP (or HTTPS), every request's
 // SDK-HMAC-SHA256 signature verified, plus /_emulator/ controls for tests and users
 // (publish a version, inject faults, read request counts) and the ECS metadata
 // endpoints that hand out node-agency keys.
 import { errorMessage } from '../errors.js';
 import { sleep } from '../util/async.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { canonicalRequest, parseAuthorization, parseSdkDate, signature, stringToSign } from '../provider/signer.js';
@@ -23,15 +24,17 @@ export class CsmsEmulator {
     this.store = new EmulatorStore(seed);
   }
 
-  async listen(port = 0, host = '127.0.0.1'): Promise<string> {
-    this.server = createServer((req, res) => void this.handle(req, res));
+  /** Serves HTTP, or HTTPS with `tls` (PEM key and certificate), as a real endpoint does. */
+  async listen(port = 0, host = '127.0.0.1', tls?: { key: string; cert: string }): Promise<string> {
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    this.server = tls ? createTlsServer(tls, handler) : createServer(handler);
     this.server.keepAliveTimeout = 30_000;
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(port, host, resolve);
     });
     const addr = this.server.address() as AddressInfo;
-    return `http://${host}:${addr.port}`;
+    return `${tls ? 'https' : 'http'}://${host}:${addr.port}`;
   }
 
   async close(): Promise<void> {

@@ -5,7 +5,10 @@
 # here once and kept by version:
 # a minimal Debian bookworm (debootstrap) with the project's Node.js and this machine's npm,
 # laid out as the official image lays them out (/usr/local/bin/node, npm under
-# /usr/local/lib/node_modules). Prints the buildah storage flags on stdout; progress on stderr.
+# /usr/local/lib/node_modules). Beside it, for a real node's pods, a busybox image from Debian's
+# busybox-static (sandbox "pause" image and app image in one: its command sleeps for ever).
+# Prints the buildah storage flags on the first line of stdout and the busybox image's name on
+# the second; progress on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NODE_VERSION="$(tr -d '[:space:]' < .node-version)"
@@ -17,10 +20,11 @@ STAMP="$STORE/base-node-v$NODE_VERSION-bookworm-r1"
 say() { echo "base-image: $*" >&2; }
 die() { echo "base-image: ERROR: $*" >&2; exit 1; }
 
-if ! command -v buildah >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1; then
-  say "installing buildah, runc and debootstrap from Debian (first run only)"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah runc debootstrap; } >&2 ||
-    die "could not install buildah, runc and debootstrap with apt-get"
+if ! command -v buildah >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 ||
+  [ ! -x /bin/busybox ]; then
+  say "installing buildah, runc, debootstrap and busybox-static from Debian (first run only)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah runc debootstrap busybox-static; } >&2 ||
+    die "could not install buildah, runc, debootstrap and busybox-static with apt-get"
 fi
 
 mkdir -p "$STORE"
@@ -48,4 +52,19 @@ if [ ! -e "$STAMP" ] || ! buildah "${FLAGS[@]}" inspect --type image "$BASE" >/d
   buildah "${FLAGS[@]}" commit --rm "$ctr" "$BASE" >&2
   touch "$STAMP"
 fi
+BUSYBOX_VERSION="$(dpkg-query -W -f '${Version}' busybox-static | sed 's/^[0-9]*://; s/[^A-Za-z0-9_.-]/_/g')"
+BUSYBOX="localhost/cce-test-busybox:$BUSYBOX_VERSION"
+if ! buildah "${FLAGS[@]}" inspect --type image "$BUSYBOX" >/dev/null 2>&1; then
+  say "assembling $BUSYBOX from busybox-static (first run only)"
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  mkdir -p "$tmp/rootfs/bin" "$tmp/rootfs/tmp"
+  install -m 0755 /bin/busybox "$tmp/rootfs/bin/busybox"
+  for applet in sh cat echo ls sleep test mount grep env; do ln -s busybox "$tmp/rootfs/bin/$applet"; done
+  ctr="$(buildah "${FLAGS[@]}" from scratch)"
+  buildah "${FLAGS[@]}" copy "$ctr" "$tmp/rootfs" / >/dev/null
+  buildah "${FLAGS[@]}" config --env PATH=/bin --cmd '["/bin/sleep", "2147483647"]' "$ctr"
+  buildah "${FLAGS[@]}" commit --rm "$ctr" "$BUSYBOX" >&2
+fi
 echo "${FLAGS[*]}"
+echo "$BUSYBOX"

@@ -18,8 +18,23 @@ export interface ControlPlane {
   binDir: string;
   kubeconfig: string;
   server: string;
+  /** The `kubernetes` Service's ClusterIP, which pods are given as KUBERNETES_SERVICE_HOST. */
+  serviceIp: string;
   stop(): Promise<void>;
 }
+
+/**
+ * What a cluster with real pods needs besides: the API server on a node address (pods reach it
+ * through the `kubernetes` Service), a serving certificate for that Service signed by a CA that
+ * pods trust (kube-root-ca.crt), ServiceAccount admission (pods get their token volume), the
+ * controllers behind DaemonSets, Deployments and Endpoints, and kube-scheduler. No CRDs: the
+ * chart under test installs them.
+ */
+export interface PodClusterOptions {
+  address: string;
+}
+
+const SERVICE_IP = '10.0.0.1';
 
 /** Builds (first run) or finds (cached) the Kubernetes binaries; returns their folder. */
 export function installTools(): string {
@@ -27,7 +42,7 @@ export function installTools(): string {
   return execFileSync('bash', [script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
 }
 
-export async function startControlPlane(binDir: string): Promise<ControlPlane> {
+export async function startControlPlane(binDir: string, pods?: PodClusterOptions): Promise<ControlPlane> {
   const dir = mkdtempSync(join(tmpdir(), 'cce-control-plane-'));
   const procs: Managed[] = [];
   const stop = async () => {
@@ -36,26 +51,43 @@ export async function startControlPlane(binDir: string): Promise<ControlPlane> {
   };
   try {
     const etcdUrl = await startEtcd(binDir, dir, procs);
-    const { server, token } = await startApiServer(binDir, dir, etcdUrl, procs);
+    const { server, token } = await startApiServer(binDir, dir, etcdUrl, procs, pods);
     const kubeconfig = writeKubeconfig(dir, server, token);
+    // Garbage collection (SPCPS and synced Secrets follow their Pod), namespace deletion,
+    // default ServiceAccounts, and the aggregated bootstrap roles (admin, edit, view) that
+    // namespace users are bound to; nothing else is needed by the tests without real pods.
+    const controllers = ['garbagecollector', 'namespace', 'serviceaccount', 'clusterrole-aggregation'];
+    if (pods)
+      controllers.push(
+        'daemonset',
+        'deployment',
+        'replicaset',
+        'endpoint',
+        'endpointslice',
+        'root-ca-cert-publisher',
+        'nodelifecycle',
+      );
     procs.push(
       startProcess(
         'kube-controller-manager',
         join(binDir, 'kube-controller-manager'),
         [
           `--kubeconfig=${kubeconfig}`,
-          // Garbage collection (SPCPS and synced Secrets follow their Pod), namespace
-          // deletion, default ServiceAccounts, and the aggregated bootstrap roles (admin,
-          // edit, view) that namespace users are bound to; nothing else is needed by the tests.
-          '--controllers=garbagecollector,namespace,serviceaccount,clusterrole-aggregation',
+          `--controllers=${controllers.join(',')}`,
+          ...(pods ? [`--root-ca-file=${join(dir, 'serving-ca.crt')}`] : []),
           '--leader-elect=false',
           '--secure-port=0',
         ],
         join(dir, 'kube-controller-manager.log'),
       ),
     );
-    await installCrds(binDir, kubeconfig);
-    return { binDir, kubeconfig, server, stop };
+    if (pods) {
+      const args = [`--kubeconfig=${kubeconfig}`, '--leader-elect=false', '--secure-port=0'];
+      procs.push(startProcess('kube-scheduler', join(binDir, 'kube-scheduler'), args, join(dir, 'kube-scheduler.log')));
+    } else {
+      await installCrds(binDir, kubeconfig);
+    }
+    return { binDir, kubeconfig, server, serviceIp: SERVICE_IP, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -92,8 +124,15 @@ async function startEtcd(binDir: string, dir: string, procs: Managed[]): Promise
   return clientUrl;
 }
 
-async function startApiServer(binDir: string, dir: string, etcdUrl: string, procs: Managed[]) {
+async function startApiServer(
+  binDir: string,
+  dir: string,
+  etcdUrl: string,
+  procs: Managed[],
+  pods?: PodClusterOptions,
+) {
   const port = await freePort();
+  const address = pods?.address ?? '127.0.0.1';
   const token = randomBytes(24).toString('hex');
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
@@ -105,9 +144,12 @@ async function startApiServer(binDir: string, dir: string, etcdUrl: string, proc
     [
       `--etcd-servers=${etcdUrl}`,
       `--secure-port=${port}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
-      `--cert-dir=${join(dir, 'certs')}`,
+      `--bind-address=${address}`,
+      `--advertise-address=${address}`,
+      ...(pods
+        ? podClusterFlags(dir, address)
+        : // Nothing in the cluster is a pod that would look up a ServiceAccount token.
+          [`--cert-dir=${join(dir, 'certs')}`, '--disable-admission-plugins=ServiceAccount']),
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
       '--service-account-issuer=https://kubernetes.default.svc',
       `--service-account-key-file=${join(dir, 'sa.pub')}`,
@@ -115,13 +157,12 @@ async function startApiServer(binDir: string, dir: string, etcdUrl: string, proc
       '--authorization-mode=RBAC',
       '--service-cluster-ip-range=10.0.0.0/24',
       '--allow-privileged=true',
-      '--disable-admission-plugins=ServiceAccount',
       `--admission-control-config-file=${webhookClientIdentity(dir)}`,
     ],
     join(dir, 'kube-apiserver.log'),
   );
   procs.push(apiserver);
-  const server = `https://127.0.0.1:${port}`;
+  const server = `https://${address}:${port}`;
   await waitFor(
     'kube-apiserver /readyz',
     () => httpsOk(`${server}/readyz`, token),
@@ -129,6 +170,66 @@ async function startApiServer(binDir: string, dir: string, etcdUrl: string, proc
     () => logTail(apiserver),
   );
   return { server, token };
+}
+
+/** The API server flags of a cluster with pods: a CA (serving-ca.crt, which pods get as kube-root-ca.crt), a serving certificate by it, and Service routing. */
+function podClusterFlags(dir: string, address: string): string[] {
+  // Webhooks (and other Services the API server calls) are reached at their endpoints' pod
+  // IPs, and kubelets at their node IPs: the host has no cluster DNS and no kube-proxy.
+  const routing = ['--enable-aggregator-routing=true', '--kubelet-preferred-address-types=InternalIP'];
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'serving-ca.key',
+    '-out',
+    'serving-ca.crt',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=test-cluster-ca',
+  );
+  ssl(
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    'serving.key',
+    '-out',
+    'serving.csr',
+    '-subj',
+    '/CN=kube-apiserver',
+  );
+  const names = ['kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'];
+  const san = [...names.map((n) => `DNS:${n}`), `IP:${SERVICE_IP}`, `IP:${address}`].join(',');
+  writeFileSync(join(dir, 'serving.ext'), `subjectAltName=${san}\n`);
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    'serving.csr',
+    '-CA',
+    'serving-ca.crt',
+    '-CAkey',
+    'serving-ca.key',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-extfile',
+    'serving.ext',
+    '-out',
+    'serving.crt',
+  );
+  return [
+    `--tls-cert-file=${join(dir, 'serving.crt')}`,
+    `--tls-private-key-file=${join(dir, 'serving.key')}`,
+    ...routing,
+  ];
 }
 
 /**

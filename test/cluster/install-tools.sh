@@ -123,6 +123,43 @@ GO
   ln -sfn "$NODE_BIN/fake-cri" "$BIN/fake-cri"
 }
 
+# kube-scheduler, for test/integration/real-node.test.ts: the chart's DaemonSet and Deployment
+# get their pods placed as on any cluster; its own cache folder.
+SCHEDULER_BIN="$CACHE_ROOT/k8s-$K8S_VERSION-scheduler-r1/bin"
+ensure_scheduler() {
+  if [ ! -x "$SCHEDULER_BIN/kube-scheduler" ]; then
+    need_go
+    say "building kube-scheduler $K8S_VERSION into $SCHEDULER_BIN (first run only: a few minutes)"
+    local dir; dir="$(mktemp -d)"
+    mkdir -p "$SCHEDULER_BIN"
+    write_k8s_module "$dir" k8s-scheduler
+    printf '//go:build tools\n\npackage tools\n\nimport _ "k8s.io/kubernetes/cmd/kube-scheduler"\n' > "$dir/tools.go"
+    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go mod tidy >&2 &&
+      CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w $(version_flags)" -o "$SCHEDULER_BIN/" \
+        k8s.io/kubernetes/cmd/kube-scheduler >&2) ||
+      die "building kube-scheduler failed"
+    rm -rf "$dir"
+  fi
+  ln -sfn "$SCHEDULER_BIN/kube-scheduler" "$BIN/kube-scheduler"
+}
+
+# crictl, which test/cluster/containerd.ts uses to stop and remove a real node's pods through
+# CRI (so CNI and the shims clean up after themselves); not packaged by Debian. v1.34.0 is the
+# oldest release the module proxy serves.
+CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
+CRICTL_BIN="$CACHE_ROOT/crictl-$CRICTL_VERSION/bin"
+ensure_crictl() {
+  if [ ! -x "$CRICTL_BIN/crictl" ]; then
+    need_go
+    say "building crictl $CRICTL_VERSION into $CRICTL_BIN (first run only: about a minute)"
+    mkdir -p "$CRICTL_BIN"
+    GOFLAGS= GOBIN="$CRICTL_BIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+      "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" >&2 ||
+      die "building crictl $CRICTL_VERSION failed"
+  fi
+  ln -sfn "$CRICTL_BIN/crictl" "$BIN/crictl"
+}
+
 # The upstream Secrets Store CSI driver and a provider built on upstream's own fake provider
 # server (provider/fake in the driver module), for the provider-API tests and benchmarks;
 # their own cache folder. The driver's logging dependency monis.app/mlog is refused by the
@@ -347,7 +384,7 @@ version_flags() {
   echo "$flags"
 }
 
-if have_all; then ensure_sanity; ensure_node_tools; ensure_upstream; echo "$BIN"; exit 0; fi
+if have_all; then ensure_sanity; ensure_node_tools; ensure_scheduler; ensure_crictl; ensure_upstream; echo "$BIN"; exit 0; fi
 
 need_go
 work="$(mktemp -d)"
@@ -396,5 +433,7 @@ say "built in $(( $(date +%s) - start ))s"
 have_all || die "build finished but a binary is missing in $BIN"
 ensure_sanity
 ensure_node_tools
+ensure_scheduler
+ensure_crictl
 ensure_upstream
 echo "$BIN"

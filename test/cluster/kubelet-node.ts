@@ -17,7 +17,7 @@ export interface KubeletNode {
 }
 
 /** An address of this machine that is not loopback: kubelet refuses a loopback node IP. */
-function nodeIp(): string {
+export function nodeIp(): string {
   for (const list of Object.values(networkInterfaces())) {
     for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   }
@@ -25,6 +25,7 @@ function nodeIp(): string {
 }
 
 function kubeletConfig(dir: string, cri: string, port: number): string {
+  // With a real runtime, containers' logs (kubectl logs) go to the test folder, not /var/log/pods.
   const path = join(dir, 'kubelet-config.yaml');
   writeFileSync(
     path,
@@ -48,18 +49,29 @@ function kubeletConfig(dir: string, cri: string, port: number): string {
       // Volume and pod state are re-checked often, so the tests wait seconds, not minutes.
       'syncFrequency: 2s',
       'fileCheckFrequency: 2s',
+      `podLogsDir: ${join(dir, 'pod-logs')}`,
     ].join('\n'),
   );
   return path;
 }
 
-/** Starts fake-cri and kubelet; resolves once kubelet has registered the node. */
-export async function startKubeletNode(binDir: string, kubeconfig: string, name: string): Promise<KubeletNode> {
+/**
+ * Starts kubelet, on Kubernetes' fake CRI (started here) unless `runtime` names a real one's
+ * CRI endpoint (test/cluster/containerd.ts); resolves once kubelet has started.
+ */
+export async function startKubeletNode(
+  binDir: string,
+  kubeconfig: string,
+  name: string,
+  runtime?: string,
+): Promise<KubeletNode> {
   const dir = mkdtempSync(join(tmpdir(), 'cce-node-'));
   const root = join(dir, 'root');
   mkdirSync(root);
-  const cri = `unix://${join(dir, 'cri.sock')}`;
-  const procs: Managed[] = [startProcess('fake-cri', join(binDir, 'fake-cri'), [cri], join(dir, 'fake-cri.log'))];
+  const cri = runtime ?? `unix://${join(dir, 'cri.sock')}`;
+  const procs: Managed[] = runtime
+    ? []
+    : [startProcess('fake-cri', join(binDir, 'fake-cri'), [cri], join(dir, 'fake-cri.log'))];
   const kubelet = startProcess(
     'kubelet',
     join(binDir, 'kubelet'),

@@ -1,5 +1,5 @@
 // The image, built from the Dockerfile as it stands with buildah (no engine, no registry) on
-// the base test/cluster/base-image.sh assembles, then run: what is in it, and the driver
+// the base test/cluster/base-image.sh assembles (test/cluster/images.ts), then run: what is in it, and the driver
 // serving CSI from it to a client on the host through a bind-mounted socket folder.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
@@ -7,41 +7,33 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { after, before, it } from 'node:test';
+import { before, it } from 'node:test';
+import { driverImage, imageTools, type ImageTools } from '../cluster/images.js';
 import { kubeconfigPath } from '../helpers/cluster.js';
 import { Kubelet } from '../helpers/csi-client.js';
 
 const run = promisify(execFile);
 const repo = resolve(import.meta.dirname, '../../..');
-const IMAGE = 'localhost/cce-secrets-manager:test';
+let tools: ImageTools;
+let IMAGE: string;
 let storage: string[];
 let entrypoint: string[];
 
-const buildah = (...args: string[]) => run('buildah', [...storage, ...args], { maxBuffer: 64 * 1024 * 1024 });
+const buildah = (...args: string[]) => tools.buildah(...args);
 
 before(async () => {
-  const { stdout } = await run('bash', [join(repo, 'test/cluster/base-image.sh')], { maxBuffer: 16 * 1024 * 1024 });
-  storage = stdout.trim().split(' ');
-  // Behind a TLS-inspecting proxy (this machine), npm in the build needs its CA: the Dockerfile's "ca" secret.
-  const ca = process.env.NODE_EXTRA_CA_CERTS;
-  const secret = ca && existsSync(ca) ? ['--secret', `id=ca,src=${ca}`] : [];
-  await buildah('bud', '--pull=never', '--network', 'host', '--layers=false', ...secret, '-t', IMAGE, repo);
-  const inspected = JSON.parse((await buildah('inspect', '--type', 'image', IMAGE)).stdout) as {
+  tools = await imageTools();
+  storage = tools.storage;
+  IMAGE = await driverImage(tools);
+  const inspected = JSON.parse(await buildah('inspect', '--type', 'image', IMAGE)) as {
     OCIv1: { config: { Entrypoint: string[] } };
   };
   entrypoint = inspected.OCIv1.config.Entrypoint;
 });
 
-// The base stays in the tools cache; the image (a full copy of its layers in vfs storage) does not.
-after(async () => {
-  if (!storage) return;
-  await buildah('rmi', '--force', IMAGE).catch(() => undefined);
-  await buildah('rmi', '--prune').catch(() => undefined);
-});
-
 /** A working container of the image; removed when `use` is done. */
 async function withContainer<T>(use: (name: string) => Promise<T>): Promise<T> {
-  const name = (await buildah('from', '--pull=never', IMAGE)).stdout.trim();
+  const name = (await buildah('from', '--pull=never', IMAGE)).trim();
   try {
     return await use(name);
   } finally {
@@ -60,19 +52,19 @@ it("holds the project's Node.js, the bundle, its protos, package.json and koffi 
   assert.deepEqual(entrypoint.slice(0, 3), ['tini', '--', 'node']);
   assert.equal(entrypoint.at(-1), '/app/cce-secrets-manager.mjs');
   await withContainer(async (c) => {
-    const node = (await buildah('run', c, '--', 'node', '--version')).stdout.trim();
+    const node = (await buildah('run', c, '--', 'node', '--version')).trim();
     assert.equal(node, `v${version}`);
-    assert.deepEqual((await buildah('run', c, '--', 'ls', '/app')).stdout.split('\n').filter(Boolean), [
+    assert.deepEqual((await buildah('run', c, '--', 'ls', '/app')).split('\n').filter(Boolean), [
       'cce-secrets-manager.mjs',
       'csi-proto',
       'node_modules',
       'package.json',
     ]);
-    assert.deepEqual((await buildah('run', c, '--', 'ls', '/app/node_modules')).stdout.split('\n').filter(Boolean), [
+    assert.deepEqual((await buildah('run', c, '--', 'ls', '/app/node_modules')).split('\n').filter(Boolean), [
       '@koromix',
       'koffi',
     ]);
-    const own = (await buildah('run', c, '--', ...entrypoint, '--version')).stdout;
+    const own = await buildah('run', c, '--', ...entrypoint, '--version');
     assert.match(own, /^cce-secrets-manager \d+\.\d+\.\d+/);
   });
 });
