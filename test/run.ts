@@ -1,10 +1,11 @@
 // The test command: one real control plane for the whole run, then node's test
 // runner over the compiled tests, then teardown whatever happened.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { installTools, startControlPlane, type ControlPlane } from './cluster/control-plane.js';
+import { unmountWhere } from './helpers/proc.js';
 
 const here = import.meta.dirname;
 // node --test takes files and glob patterns (since Node.js 21, no folders).
@@ -50,20 +51,16 @@ try {
 console.log(`test: control plane ready in ${((Date.now() - t0) / 1000).toFixed(1)}s at ${plane.server}`);
 
 // Its own process group, so drivers that a failed test left running can be ended with it.
-const runner = spawn(process.execPath, ['--enable-source-maps', '--test', ...targets], {
+// One file at a time: the files share one control plane, and the real node's bridge, addresses
+// and buildah storage are the host's.
+const runner = spawn(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=1', ...targets], {
   stdio: 'inherit',
   detached: true,
   env: { ...process.env, CCE_TEST_KUBECONFIG: plane.kubeconfig, CCE_TEST_BIN: binDir },
 });
 
 /** tmpfs mounts that tests made under the temp folder and did not take down. */
-function leftoverMounts(): string[] {
-  const prefix = join(tmpdir(), 'cce-');
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p.startsWith(prefix));
-}
+const leftoverMount = (point: string) => point.startsWith(join(tmpdir(), 'cce-'));
 
 let stopping = false;
 async function shutdown(code: number): Promise<never> {
@@ -74,9 +71,8 @@ async function shutdown(code: number): Promise<never> {
     } catch {
       // the group is already gone
     }
-    const mounts = leftoverMounts();
-    for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
-    if (mounts.length > 0) console.log(`test: unmounted ${mounts.length} tmpfs left by tests`);
+    const unmounted = unmountWhere(leftoverMount);
+    if (unmounted > 0) console.log(`test: unmounted ${unmounted} tmpfs left by tests`);
     await plane.stop();
   }
   process.exit(code);

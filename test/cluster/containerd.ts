@@ -1,17 +1,24 @@
 // containerd (Debian's, installed with apt when missing) as a real node's container runtime:
-// its own root, state, sockets, runc root and CNI network in one test folder, so it shares
-// nothing with the host; images come from buildah storage, nothing is ever pulled. The pod
-// network is a CNI bridge; the `kubernetes` Service is reached as kube-proxy would do it, by one
-// DNAT rule from the bridge to the API server. Everything it starts or creates, stop() removes.
+// its own root, state, sockets and runc root in one test folder; images come from buildah
+// storage, nothing is ever pulled; the pod network is test/cluster/pod-network.ts. stop()
+// removes pods through CRI, as kubelet would (so CNI and the shims clean up after themselves),
+// then whatever is left; starting removes what a killed run left.
+import { createHash } from 'node:crypto';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { unmountWhere, within } from '../helpers/proc.js';
 import { exportImage, type ImageTools } from './images.js';
+import { bestEffort, setUpPodNetwork, POD_SUBNET, type ApiService, type PodNetwork } from './pod-network.js';
 import { logTail, startProcess, stopProcess, waitFor, type Managed } from './processes.js';
 
 const run = promisify(execFile);
+const FOLDER_PREFIX = 'cce-containerd-';
+const NAMESPACE = 'k8s.io';
+// containerd 1.6 puts shim sockets here whatever its state folder is.
+const SHIM_SOCKETS = '/run/containerd/s';
 
 export interface Containerd {
   /** The CRI endpoint for kubelet. */
@@ -19,6 +26,7 @@ export interface Containerd {
   /** The pods' subnet; the host is its first address on the bridge. */
   podSubnet: string;
   logs(): string;
+  /** Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -28,16 +36,14 @@ export interface ContainerdOptions {
   images: ImageTools;
   /** Imported before kubelet starts; the first is the sandbox (pause) image. */
   load: string[];
-  /** The `kubernetes` Service's ClusterIP and port, and where the API server really listens. */
-  apiService: { clusterIp: string; port: number; target: string };
+  /** The `kubernetes` Service, as pods reach it. */
+  apiService: ApiService;
 }
-
-const BRIDGE = 'cce-test0';
-const POD_SUBNET = '10.244.77.0/24';
-const NAT_COMMENT = 'cce-secrets-manager test node';
 
 function ensurePackages(): void {
   if (existsSync('/usr/bin/containerd') && existsSync('/usr/lib/cni/bridge')) return;
+  // On a host run by systemd, the package also enables its own containerd.service; the tests
+  // never use that one.
   execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
   execFileSync('apt-get', ['install', '-y', '-qq', 'containerd', 'runc', 'containernetworking-plugins'], {
     stdio: 'inherit',
@@ -45,30 +51,7 @@ function ensurePackages(): void {
   });
 }
 
-function writeConfig(dir: string, sandboxImage: string): string {
-  const cni = join(dir, 'cni');
-  mkdirSync(cni);
-  writeFileSync(
-    join(cni, '10-cce-test.conflist'),
-    JSON.stringify({
-      cniVersion: '1.0.0',
-      name: 'cce-test',
-      plugins: [
-        {
-          type: 'bridge',
-          bridge: BRIDGE,
-          isGateway: true,
-          ipMasq: false,
-          ipam: {
-            type: 'host-local',
-            ranges: [[{ subnet: POD_SUBNET }]],
-            routes: [{ dst: '0.0.0.0/0' }],
-            dataDir: join(dir, 'ipam'),
-          },
-        },
-      ],
-    }),
-  );
+function writeConfig(dir: string, sandboxImage: string, cniConfDir: string): string {
   const path = join(dir, 'config.toml');
   const cri = 'plugins."io.containerd.grpc.v1.cri"';
   writeFileSync(
@@ -88,91 +71,88 @@ function writeConfig(dir: string, sandboxImage: string): string {
       `[${cri}.containerd]\nsnapshotter = "overlayfs"\ndefault_runtime_name = "runc"`,
       `[${cri}.containerd.runtimes.runc]\nruntime_type = "io.containerd.runc.v2"`,
       `[${cri}.containerd.runtimes.runc.options]\nSystemdCgroup = false\nRoot = "${dir}/runc"`,
-      `[${cri}.cni]\nbin_dir = "/usr/lib/cni"\nconf_dir = "${cni}"`,
+      `[${cri}.cni]\nbin_dir = "/usr/lib/cni"\nconf_dir = "${cniConfDir}"`,
       '',
     ].join('\n'),
   );
   return path;
 }
 
-function natRule(action: '-A' | '-D', api: ContainerdOptions['apiService']): string[] {
-  return [
-    '-t',
-    'nat',
-    action,
-    'PREROUTING',
-    '-i',
-    BRIDGE,
-    '-d',
-    `${api.clusterIp}/32`,
-    '-p',
-    'tcp',
-    '--dport',
-    String(api.port),
-    '-m',
-    'comment',
-    '--comment',
-    NAT_COMMENT,
-    '-j',
-    'DNAT',
-    '--to-destination',
-    api.target,
+/**
+ * What containerd may leave of a test folder once it is gone (or was killed): runc's
+ * containers, their shims and shim sockets, mounts (rootfs, shm, netns); then the folder.
+ */
+function removeRuntimeState(dir: string): void {
+  const socket = join(dir, 'containerd.sock');
+  const runcRoot = join(dir, 'runc', NAMESPACE);
+  const steps: (() => void)[] = [
+    () => {
+      if (!existsSync(runcRoot)) return;
+      const listed = execFileSync('runc', ['--root', runcRoot, 'list', '--format', 'json'], { encoding: 'utf8' });
+      for (const { id } of (JSON.parse(listed || 'null') as { id: string }[] | null) ?? []) {
+        bestEffort('runc', '--root', runcRoot, 'delete', '--force', id);
+        const address = createHash('sha256')
+          .update(join(socket, NAMESPACE, id))
+          .digest('hex');
+        rmSync(join(SHIM_SOCKETS, address), { force: true });
+      }
+    },
+    () => bestEffort('pkill', '-KILL', '-f', `containerd-shim-runc-v2 .*-address ${socket}`),
+    () => unmountWhere(within(dir)),
+    () => rmSync(dir, { recursive: true, force: true }),
   ];
-}
-
-/** For clean-up steps that may find nothing to remove (no shim left, no bridge made). */
-function bestEffort(cmd: string, ...args: string[]): void {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore' });
-  } catch {
-    // nothing of that kind was left
+  const failures: unknown[] = [];
+  for (const step of steps) {
+    try {
+      step();
+    } catch (err) {
+      failures.push(err);
+    }
   }
+  if (failures.length > 0) throw new AggregateError(failures, `cleaning up ${dir}`);
 }
 
-/** Mount points under `dir` (overlay rootfs, shm, netns), deepest first. */
-function mountsUnder(dir: string): string[] {
-  return readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p === dir || p.startsWith(`${dir}/`))
-    .reverse();
+/** Test folders of containerd that a killed run left (their containerd is gone with it). */
+function removeLeftovers(): void {
+  bestEffort('pkill', '-KILL', '-f', `^/usr/bin/containerd --config ${join(tmpdir(), FOLDER_PREFIX)}`);
+  for (const name of readdirSync(tmpdir())) {
+    if (name.startsWith(FOLDER_PREFIX)) removeRuntimeState(join(tmpdir(), name));
+  }
 }
 
 export async function startContainerd(opts: ContainerdOptions): Promise<Containerd> {
   ensurePackages();
-  const dir = mkdtempSync(join(tmpdir(), 'cce-containerd-'));
-  const config = writeConfig(dir, opts.load[0]);
+  removeLeftovers();
+  const dir = mkdtempSync(join(tmpdir(), FOLDER_PREFIX));
   const socket = join(dir, 'containerd.sock');
-  const containerd: Managed = startProcess('containerd', '/usr/bin/containerd', ['--config', config], join(dir, 'log'));
-  const ctr = (...args: string[]) => run('ctr', ['--address', socket, '--namespace', 'k8s.io', ...args]);
-  execFileSync('iptables', natRule('-A', opts.apiService));
-
+  const ctr = (...args: string[]) => run('ctr', ['--address', socket, '--namespace', NAMESPACE, ...args]);
+  let network: PodNetwork | undefined;
+  let containerd: Managed | undefined;
+  let stopped = false;
   const stop = async () => {
-    // Pods through CRI first, as kubelet would remove them: CNI releases their addresses and
-    // caches, and their shims exit. Then whatever that left (runc's own state, shims), then
-    // containerd itself.
-    const crictl = join(opts.binDir, 'crictl');
-    bestEffort(crictl, '--runtime-endpoint', `unix://${socket}`, '--timeout', '30s', 'rmp', '--all', '--force');
-    const runcRoot = join(dir, 'runc', 'k8s.io');
-    if (existsSync(runcRoot)) {
-      const list = JSON.parse(
-        execFileSync('runc', ['--root', runcRoot, 'list', '--format', 'json'], { encoding: 'utf8' }) || '[]',
-      ) as { id: string }[] | null;
-      for (const { id } of list ?? []) execFileSync('runc', ['--root', runcRoot, 'delete', '--force', id]);
+    if (stopped) return;
+    stopped = true;
+    try {
+      // Pods through CRI, as kubelet would remove them: CNI releases their addresses and
+      // results, and their shims exit with their sockets.
+      const crictl = join(opts.binDir, 'crictl');
+      bestEffort(crictl, '--runtime-endpoint', `unix://${socket}`, '--timeout', '30s', 'rmp', '--all', '--force');
+      if (containerd) await stopProcess(containerd);
+      removeRuntimeState(dir);
+    } finally {
+      network?.remove();
     }
-    bestEffort('pkill', '-KILL', '-f', `containerd-shim-runc-v2 .*-address ${socket}`);
-    await stopProcess(containerd);
-    for (const m of mountsUnder(dir)) execFileSync('umount', ['-l', m]);
-    bestEffort('iptables', ...natRule('-D', opts.apiService));
-    bestEffort('ip', 'link', 'delete', BRIDGE);
-    rmSync(dir, { recursive: true, force: true });
   };
   try {
+    network = setUpPodNetwork(dir, opts.apiService);
+    const config = writeConfig(dir, opts.load[0], network.confDir);
+    containerd = startProcess('containerd', '/usr/bin/containerd', ['--config', config], join(dir, 'log'));
+    const started = containerd;
     await waitFor(
       'containerd',
       async () => (await ctr('version')).stdout.includes('Server'),
       30_000,
-      () => logTail(containerd),
+      () => logTail(started),
     );
     for (const image of opts.load) {
       const archive = join(dir, 'image.tar');
@@ -187,7 +167,7 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
   return {
     endpoint: `unix://${socket}`,
     podSubnet: POD_SUBNET,
-    logs: () => logTail(containerd, 60),
+    logs: () => (containerd ? logTail(containerd, 60) : ''),
     stop,
   };
 }

@@ -7,6 +7,7 @@ import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { makeCa, signLeaf } from './pki.js';
 import { freePort, logTail, startProcess, stopProcess, waitFor, type Managed } from './processes.js';
 
 const run = promisify(execFile);
@@ -20,6 +21,8 @@ export interface ControlPlane {
   server: string;
   /** The `kubernetes` Service's ClusterIP, which pods are given as KUBERNETES_SERVICE_HOST. */
   serviceIp: string;
+  /** With pods: the CA of the API server's client certificate towards kubelets. */
+  kubeletClientCa?: string;
   stop(): Promise<void>;
 }
 
@@ -87,7 +90,8 @@ export async function startControlPlane(binDir: string, pods?: PodClusterOptions
     } else {
       await installCrds(binDir, kubeconfig);
     }
-    return { binDir, kubeconfig, server, serviceIp: SERVICE_IP, stop };
+    const kubeletClientCa = pods ? join(dir, 'kubelet-client-ca.crt') : undefined;
+    return { binDir, kubeconfig, server, serviceIp: SERVICE_IP, kubeletClientCa, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -131,8 +135,8 @@ async function startApiServer(
   procs: Managed[],
   pods?: PodClusterOptions,
 ) {
-  const port = await freePort();
   const address = pods?.address ?? '127.0.0.1';
+  const port = await freePort(address);
   const token = randomBytes(24).toString('hex');
   const { publicKey, privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
@@ -172,63 +176,35 @@ async function startApiServer(
   return { server, token };
 }
 
-/** The API server flags of a cluster with pods: a CA (serving-ca.crt, which pods get as kube-root-ca.crt), a serving certificate by it, and Service routing. */
+/**
+ * The API server flags of a cluster with pods: a CA (serving-ca.crt, which pods get as
+ * kube-root-ca.crt) and a serving certificate by it for the `kubernetes` Service, a client
+ * certificate towards kubelets (kubelet-client-ca.crt beside the kubeconfig, which a real
+ * node's kubelet trusts, instead of answering anyone), and Service routing.
+ */
 function podClusterFlags(dir: string, address: string): string[] {
-  // Webhooks (and other Services the API server calls) are reached at their endpoints' pod
-  // IPs, and kubelets at their node IPs: the host has no cluster DNS and no kube-proxy.
-  const routing = ['--enable-aggregator-routing=true', '--kubelet-preferred-address-types=InternalIP'];
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'serving-ca.key',
-    '-out',
-    'serving-ca.crt',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=test-cluster-ca',
-  );
-  ssl(
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'serving.key',
-    '-out',
-    'serving.csr',
-    '-subj',
-    '/CN=kube-apiserver',
-  );
+  const ca = makeCa(dir, 'serving-ca');
   const names = ['kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'];
-  const san = [...names.map((n) => `DNS:${n}`), `IP:${SERVICE_IP}`, `IP:${address}`].join(',');
-  writeFileSync(join(dir, 'serving.ext'), `subjectAltName=${san}\n`);
-  ssl(
-    'x509',
-    '-req',
-    '-in',
-    'serving.csr',
-    '-CA',
-    'serving-ca.crt',
-    '-CAkey',
-    'serving-ca.key',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    'serving.ext',
-    '-out',
-    'serving.crt',
+  const serving = signLeaf(dir, ca, 'serving', 'kube-apiserver', [
+    ...names.map((n) => `DNS:${n}`),
+    `IP:${SERVICE_IP}`,
+    `IP:${address}`,
+  ]);
+  const kubeletClient = signLeaf(
+    dir,
+    makeCa(dir, 'kubelet-client-ca'),
+    'kubelet-client',
+    'kube-apiserver-kubelet-client',
   );
   return [
-    `--tls-cert-file=${join(dir, 'serving.crt')}`,
-    `--tls-private-key-file=${join(dir, 'serving.key')}`,
-    ...routing,
+    `--tls-cert-file=${serving.cert}`,
+    `--tls-private-key-file=${serving.key}`,
+    `--kubelet-client-certificate=${kubeletClient.cert}`,
+    `--kubelet-client-key=${kubeletClient.key}`,
+    // Webhooks (and other Services the API server calls) are reached at their endpoints' pod
+    // IPs, and kubelets at their node IPs: the host has no cluster DNS and no kube-proxy.
+    '--enable-aggregator-routing=true',
+    '--kubelet-preferred-address-types=InternalIP',
   ];
 }
 
@@ -239,14 +215,7 @@ function podClusterFlags(dir: string, address: string): string[] {
  * Returns the AdmissionConfiguration's path.
  */
 function webhookClientIdentity(dir: string): string {
-  const ssl = (args: string) => execFileSync('openssl', args.split(' '), { cwd: dir, stdio: 'pipe' });
-  ssl(
-    'req -x509 -newkey rsa:2048 -nodes -keyout webhook-client-ca.key -out webhook-client-ca.crt -days 2 -subj /CN=webhook-client-ca',
-  );
-  ssl('req -newkey rsa:2048 -nodes -keyout webhook-client.key -out webhook-client.csr -subj /CN=kube-apiserver');
-  ssl(
-    'x509 -req -in webhook-client.csr -CA webhook-client-ca.crt -CAkey webhook-client-ca.key -CAcreateserial -out webhook-client.crt -days 2',
-  );
+  const client = signLeaf(dir, makeCa(dir, 'webhook-client-ca'), 'webhook-client', 'kube-apiserver');
   const kubeconfig = join(dir, 'webhook-kubeconfig');
   writeFileSync(
     kubeconfig,
@@ -254,7 +223,7 @@ function webhookClientIdentity(dir: string): string {
       'apiVersion: v1',
       'kind: Config',
       'users:',
-      `- name: "*"\n  user:\n    client-certificate: ${join(dir, 'webhook-client.crt')}\n    client-key: ${join(dir, 'webhook-client.key')}`,
+      `- name: "*"\n  user:\n    client-certificate: ${client.cert}\n    client-key: ${client.key}`,
       '',
     ].join('\n'),
   );

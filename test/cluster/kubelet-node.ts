@@ -1,11 +1,11 @@
 // A real kubelet joined to the test control plane as a node, with Kubernetes' fake CRI
-// server as its container runtime, started with flags for a test VM (no QoS cgroups, no
-// node allocatable enforcement, swap allowed). Its volume manager, CSI volume plugin and
-// plugin watcher are the code that calls the driver.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// server as its container runtime or a real one (containerd), started with flags for a test
+// VM (no QoS cgroups, no node allocatable enforcement, swap allowed). Its volume manager, CSI
+// volume plugin and plugin watcher are the code that calls the driver.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { unmountWhere, within } from '../helpers/proc.js';
 import { freePort, logTail, startProcess, stopProcess, waitFor, type Managed } from './processes.js';
 
 export interface KubeletNode {
@@ -24,9 +24,23 @@ export function nodeIp(): string {
   throw new Error('no non-loopback IPv4 address for the kubelet node');
 }
 
-function kubeletConfig(dir: string, cri: string, port: number): string {
-  // With a real runtime, containers' logs (kubectl logs) go to the test folder, not /var/log/pods.
+/**
+ * A real container runtime for kubelet (test/cluster/containerd.ts): its CRI endpoint, the CA
+ * of the API server's client certificate (kubelet then answers only the API server: a real
+ * runtime's exec into a privileged pod is root on the host), and how to stop it, which kubelet's
+ * stop does after kubelet and before unmounting its folder.
+ */
+export interface RealRuntime {
+  endpoint: string;
+  clientCa: string;
+  stop(): Promise<void>;
+}
+
+function kubeletConfig(dir: string, cri: string, port: number, clientCa?: string): string {
   const path = join(dir, 'kubelet-config.yaml');
+  const authentication = clientCa
+    ? `{anonymous: {enabled: false}, webhook: {enabled: false}, x509: {clientCAFile: ${clientCa}}}`
+    : '{anonymous: {enabled: true}, webhook: {enabled: false}}';
   writeFileSync(
     path,
     [
@@ -38,7 +52,7 @@ function kubeletConfig(dir: string, cri: string, port: number): string {
       'cgroupDriver: cgroupfs',
       `containerRuntimeEndpoint: ${cri}`,
       `imageServiceEndpoint: ${cri}`,
-      'authentication: {anonymous: {enabled: true}, webhook: {enabled: false}}',
+      `authentication: ${authentication}`,
       'authorization: {mode: AlwaysAllow}',
       `port: ${port}`,
       'readOnlyPort: 0',
@@ -49,6 +63,7 @@ function kubeletConfig(dir: string, cri: string, port: number): string {
       // Volume and pod state are re-checked often, so the tests wait seconds, not minutes.
       'syncFrequency: 2s',
       'fileCheckFrequency: 2s',
+      // With a real runtime, containers' logs (kubectl logs) go to the test folder, not /var/log/pods.
       `podLogsDir: ${join(dir, 'pod-logs')}`,
     ].join('\n'),
   );
@@ -56,19 +71,19 @@ function kubeletConfig(dir: string, cri: string, port: number): string {
 }
 
 /**
- * Starts kubelet, on Kubernetes' fake CRI (started here) unless `runtime` names a real one's
- * CRI endpoint (test/cluster/containerd.ts); resolves once kubelet has started.
+ * Starts kubelet, on Kubernetes' fake CRI (started here) unless given a real runtime; resolves
+ * once kubelet has started.
  */
 export async function startKubeletNode(
   binDir: string,
   kubeconfig: string,
   name: string,
-  runtime?: string,
+  runtime?: RealRuntime,
 ): Promise<KubeletNode> {
   const dir = mkdtempSync(join(tmpdir(), 'cce-node-'));
   const root = join(dir, 'root');
   mkdirSync(root);
-  const cri = runtime ?? `unix://${join(dir, 'cri.sock')}`;
+  const cri = runtime?.endpoint ?? `unix://${join(dir, 'cri.sock')}`;
   const procs: Managed[] = runtime
     ? []
     : [startProcess('fake-cri', join(binDir, 'fake-cri'), [cri], join(dir, 'fake-cri.log'))];
@@ -76,7 +91,7 @@ export async function startKubeletNode(
     'kubelet',
     join(binDir, 'kubelet'),
     [
-      `--config=${kubeletConfig(dir, cri, await freePort())}`,
+      `--config=${kubeletConfig(dir, cri, await freePort(nodeIp()), runtime?.clientCa)}`,
       `--kubeconfig=${kubeconfig}`,
       `--root-dir=${root}`,
       `--cert-dir=${join(dir, 'pki')}`,
@@ -88,16 +103,16 @@ export async function startKubeletNode(
   );
   procs.push(kubelet);
   const stop = async () => {
-    for (const p of procs.reverse()) await stopProcess(p);
-    // kubelet bind-mounts its root onto itself (shared propagation), and volumes may remain.
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' ')[4] ?? '')
-      .filter((p) => p === dir || p.startsWith(`${dir}/`));
-    for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
+    try {
+      for (const p of procs.reverse()) await stopProcess(p);
+      await runtime?.stop();
+    } finally {
+      // kubelet bind-mounts its root onto itself (shared propagation), and volumes may remain.
+      unmountWhere(within(dir));
+      rmSync(dir, { recursive: true, force: true });
+    }
   };
-  const logs = () => logTail(kubelet, 60);
-  return { name, root, logs, stop: () => stop().then(() => rmSync(dir, { recursive: true, force: true })) };
+  return { name, root, logs: () => logTail(kubelet, 60), stop };
 }
 
 /** Waits for `check` (e.g. the Node being Ready), showing kubelet's log on a timeout. */

@@ -1,4 +1,4 @@
-// Child processes of the test control plane: logged to files, stopped gently, on free loopback ports.
+// Child processes of the test control plane: logged to files, stopped gently, on free ports.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -43,12 +43,12 @@ export async function stopProcess(m: Managed, graceMs = 5000): Promise<void> {
   clearTimeout(timer);
 }
 
-/** Asks the kernel for a free loopback port. */
-export function freePort(): Promise<number> {
+/** Asks the kernel for a free port on `host` (loopback unless told). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(0, host, () => {
       const addr = srv.address();
       srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
     });

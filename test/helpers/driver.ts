@@ -1,12 +1,13 @@
 // Runs the real driver binary (`serve`) as a child process and plays kubelet
 // against it over its unix socket with a real gRPC client.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type * as k8s from '@kubernetes/client-node';
 import { eventually, kubeconfigPath } from './cluster.js';
 import { Kubelet } from './csi-client.js';
+import { unmountWhere } from './proc.js';
 
 /** The executable we ship (scripts/bundle.mjs), not the compiled modules: tests run what users run. */
 export const executable = resolve(import.meta.dirname, '../../cce-secrets-manager.mjs');
@@ -160,9 +161,5 @@ export function publishRequest(
 
 /** Takes down every tmpfs a test mounted under `root` (what kubelet's unpublish would do). */
 export function unmountAll(root: string): void {
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((p) => p.startsWith(`${root}/`));
-  for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
+  unmountWhere((point) => point.startsWith(`${root}/`));
 }

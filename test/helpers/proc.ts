@@ -1,4 +1,6 @@
-// What a process uses, read from /proc: for the tests' memory bounds and the benchmarks' tables.
+// What a process uses and what is mounted, read from /proc: for the tests' memory bounds, the
+// benchmarks' tables and the harness's clean-up.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 /** Resident memory of a process, from /proc. */
@@ -27,3 +29,34 @@ export function cpuMs(pid: number): { own: number; withChildren: number } {
   const [utime, stime, cutime, cstime] = fields.slice(11, 15).map(Number);
   return { own: (utime + stime) * 10, withChildren: (utime + stime + cutime + cstime) * 10 };
 }
+
+export interface Mount {
+  point: string;
+  fsType: string;
+  /** The whole /proc/self/mountinfo line (its options, e.g. a tmpfs's size). */
+  line: string;
+}
+
+/** This process's mounts, oldest first, from /proc/self/mountinfo. */
+export function mounts(): Mount[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const fields = line.split(' ');
+      return { point: fields[4], fsType: fields[fields.indexOf('-') + 1], line };
+    });
+}
+
+/** Lazily unmounts, newest first, every mount point `select` picks; returns how many. */
+export function unmountWhere(select: (point: string) => boolean): number {
+  const picked = mounts()
+    .map((m) => m.point)
+    .filter(select)
+    .reverse();
+  for (const point of picked) execFileSync('umount', ['-l', point]);
+  return picked.length;
+}
+
+/** `path` itself or anything below it. */
+export const within = (path: string) => (point: string) => point === path || point.startsWith(`${path}/`);

@@ -1,7 +1,6 @@
 // `cce-secrets-manager webhook` as a child process with a certificate made by openssl,
 // registered with the test API server by url and caBundle for one namespace: what the
 // webhook test and the admission benchmark share.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -10,6 +9,7 @@ import { stringify } from 'yaml';
 import { freePort, logTail, startProcess, stopProcess, waitFor, type Managed } from '../cluster/processes.js';
 import { kubeconfigPath, kubectl, webhookClient } from './cluster.js';
 import { executable } from './driver.js';
+import { makeCa, signLeaf } from '../cluster/pki.js';
 
 export class WebhookHarness {
   readonly dir = mkdtempSync(join(tmpdir(), 'cce-webhook-'));
@@ -20,14 +20,11 @@ export class WebhookHarness {
 
   /** A CA and a serving certificate for 127.0.0.1; replaces the files whole, as a Secret volume's update does. */
   makeCerts(): string {
-    const ssl = (args: string) => execFileSync('openssl', args.split(' '), { cwd: this.dir, stdio: 'pipe' });
-    ssl('req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=test-ca');
-    ssl('req -newkey rsa:2048 -nodes -keyout new.key -out tls.csr -subj /CN=127.0.0.1');
-    writeFileSync(join(this.dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-    ssl('x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out new.crt -days 1 -extfile san.ext');
-    renameSync(join(this.dir, 'new.key'), join(this.dir, 'tls.key'));
-    renameSync(join(this.dir, 'new.crt'), join(this.dir, 'tls.crt'));
-    this.ca = readFileSync(join(this.dir, 'ca.crt')).toString('base64');
+    const ca = makeCa(this.dir, 'ca');
+    const leaf = signLeaf(this.dir, ca, 'new', '127.0.0.1', ['IP:127.0.0.1', 'DNS:localhost']);
+    renameSync(leaf.key, join(this.dir, 'tls.key'));
+    renameSync(leaf.cert, join(this.dir, 'tls.crt'));
+    this.ca = readFileSync(ca.cert).toString('base64');
     return this.ca;
   }
 

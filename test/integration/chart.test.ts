@@ -364,6 +364,51 @@ it('with webhook.clientCA, passes --client-ca from a ConfigMap of the PEM, which
   assert.ok(!plain.spec.template.spec.containers[0].args.some((a: string) => a.startsWith('--client-ca')));
 });
 
+it('with csms.caBundle, both DaemonSets trust its PEM through NODE_EXTRA_CA_CERTS and roll when it changes; without, nothing; a private key is refused', async () => {
+  const pem = readFileSync(webhookClient.ca, 'utf8');
+  const withBundle = async (bundle: string, ...set: string[]) => {
+    const file = join(dir, `csms-ca-${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, stringify({ csms: { caBundle: bundle } }));
+    return helm('template', 'csm', chart, '-n', ns, '--kube-version', '1.33.13', '-f', file, ...set);
+  };
+  for (const set of [[], ['--set', 'driver.enabled=false']]) {
+    const rendered = await withBundle(pem, ...set);
+    const all = docs(rendered.out);
+    const pod = all.find((d) => d.kind === 'DaemonSet')!.spec.template;
+    const container = pod.spec.containers[0];
+    assert.deepEqual(
+      container.env.find((e: any) => e.name === 'NODE_EXTRA_CA_CERTS'),
+      { name: 'NODE_EXTRA_CA_CERTS', value: '/etc/cce-secrets-manager/csms-ca/ca.crt' },
+    );
+    assert.ok(container.volumeMounts.some((m: any) => m.name === 'csms-ca' && m.readOnly));
+    assert.ok(pod.spec.volumes.some((v: any) => v.configMap?.name === 'cce-secrets-manager-csms-ca'));
+    assert.equal(
+      all.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'cce-secrets-manager-csms-ca')!.data['ca.crt'],
+      pem,
+    );
+    const checksum = pod.metadata.annotations['checksum/csms-ca'];
+    const other = docs((await withBundle(`${pem}\n${pem}`, ...set)).out).find((d) => d.kind === 'DaemonSet')!;
+    assert.notEqual(
+      other.spec.template.metadata.annotations['checksum/csms-ca'],
+      checksum,
+      'a new bundle rolls the pods',
+    );
+    await serverDryRun(rendered.out);
+    const plain = docs((await render(ns, ...set.slice(1))).out);
+    const plainPod = plain.find((d) => d.kind === 'DaemonSet')!.spec.template;
+    assert.ok(!plain.some((d) => d.metadata?.name === 'cce-secrets-manager-csms-ca'));
+    assert.ok(!plainPod.spec.containers[0].env.some((e: any) => e.name === 'NODE_EXTRA_CA_CERTS'));
+    assert.equal(
+      plainPod.metadata.annotations?.['checksum/csms-ca'],
+      undefined,
+      'no roll on upgrade for installs without one',
+    );
+  }
+  const key = await withBundle(`${pem}-----BEGIN PRIVATE KEY-----\nMII\n-----END PRIVATE KEY-----\n`);
+  assert.notEqual(key.code, 0);
+  assert.match(key.err, /caBundle/);
+});
+
 it('takes the webhook certificate from cert-manager when asked', async () => {
   const all = docs((await render(ns, 'webhook.certManager.enabled=true')).out);
   assert.equal(all.filter((d) => d.kind === 'Secret').length, 0);

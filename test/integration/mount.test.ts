@@ -24,6 +24,7 @@ import {
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
 import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { mounts } from '../helpers/proc.js';
 
 const run = promisify(execFile);
 const projectId = '5f1e2d3c4b5a69788796a5b4c3d2e1f0';
@@ -123,8 +124,8 @@ it('mounts the seed example: the aliased file on tmpfs and the SPCPS', async () 
   const req = publishRequest(p, 'spc-test', kubeletRoot);
   await driver.kubelet.call('Node', 'NodePublishVolume', req);
   assert.ok(await isMountPoint(req.target_path));
-  const mounts = await readFile('/proc/self/mounts', 'utf8');
-  assert.match(mounts, new RegExp(`^cce-secrets-manager ${req.target_path.replace(/[.~]/g, '\\$&')} tmpfs `, 'm'));
+  const mountTable = await readFile('/proc/self/mounts', 'utf8');
+  assert.match(mountTable, new RegExp(`^cce-secrets-manager ${req.target_path.replace(/[.~]/g, '\\$&')} tmpfs `, 'm'));
   assert.deepEqual(
     (await readdir(req.target_path)).filter((f) => !f.startsWith('..')),
     ['secret_test'],
@@ -290,10 +291,7 @@ it('is idempotent: a repeated publish fetches nothing and writes nothing', async
 it('serializes concurrent publishes of one target into one mount', async () => {
   const req = publishRequest(await pod('nginx-concurrent', 'spc-test'), 'spc-test', kubeletRoot);
   await Promise.all(Array.from({ length: 8 }, () => driver.kubelet.call('Node', 'NodePublishVolume', req)));
-  const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
-    .split('\n')
-    .filter((l) => l.split(' ')[4] === req.target_path);
-  assert.equal(mounts.length, 1);
+  assert.equal(mounts().filter((m) => m.point === req.target_path).length, 1);
   assert.equal(await readFile(join(req.target_path, 'secret_test'), 'utf8'), values.v1);
 });
 

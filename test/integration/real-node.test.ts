@@ -5,9 +5,9 @@
 // `helm upgrade` under the running pod, unmount on delete, and `helm uninstall`. The steps
 // run in order, as the README's install section lists them.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { get } from 'node:http';
+import { get, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,6 +16,7 @@ import { CsmsEmulator } from '../../src/emulator/server.js';
 import { startContainerd, type Containerd } from '../cluster/containerd.js';
 import { installTools, startControlPlane, type ControlPlane } from '../cluster/control-plane.js';
 import { driverImage, imageTools } from '../cluster/images.js';
+import { makeCa, signLeaf } from '../cluster/pki.js';
 import { nodeIp, startKubeletNode, waitForNode, type KubeletNode } from '../cluster/kubelet-node.js';
 import { waitFor } from '../cluster/processes.js';
 
@@ -46,7 +47,9 @@ async function kubectl(...args: string[]): Promise<string> {
 }
 
 async function helm(...args: string[]): Promise<string> {
-  const env = { ...process.env, KUBECONFIG: plane.kubeconfig, HELM_CACHE_HOME: join(dir, 'helm') };
+  const homes = { HELM_CACHE_HOME: 'cache', HELM_CONFIG_HOME: 'config', HELM_DATA_HOME: 'data' };
+  const env: NodeJS.ProcessEnv = { ...process.env, KUBECONFIG: plane.kubeconfig };
+  for (const [name, sub] of Object.entries(homes)) env[name] = join(dir, 'helm', sub);
   return (await run(join(plane.binDir, 'helm'), args, { env, maxBuffer: 16 << 20 })).stdout;
 }
 
@@ -81,10 +84,14 @@ const ready = (p: PodJson) => p.status.conditions?.some((c) => c.type === 'Ready
 
 function httpStatus(url: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    get(url, (res) => {
+    get(url, { timeout: 10_000 }, (res) => {
       res.resume();
       resolve(res.statusCode ?? 0);
-    }).on('error', reject);
+    })
+      .on('timeout', function (this: ClientRequest) {
+        this.destroy(new Error(`no answer from ${url} in 10 s`));
+      })
+      .on('error', reject);
   });
 }
 
@@ -101,43 +108,13 @@ function volumeMounts(): string[] {
  * (which refuses plain http to another machine) trusts it through the chart's csms.caBundle.
  */
 function emulatorTls(): { key: string; cert: string; ca: string } {
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=csms-test-ca',
-  );
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'csms.key', '-out', 'csms.csr', '-subj', '/CN=csms');
-  writeFileSync(join(dir, 'csms.ext'), `subjectAltName=IP:${address}\n`);
-  ssl(
-    'x509',
-    '-req',
-    '-in',
-    'csms.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    'csms.ext',
-    '-out',
-    'csms.crt',
-  );
-  const read = (f: string) => readFileSync(join(dir, f), 'utf8');
-  return { key: read('csms.key'), cert: read('csms.crt'), ca: read('ca.crt') };
+  const ca = makeCa(dir, 'csms-ca');
+  const leaf = signLeaf(dir, ca, 'csms', 'csms', [`IP:${address}`]);
+  return {
+    key: readFileSync(leaf.key, 'utf8'),
+    cert: readFileSync(leaf.cert, 'utf8'),
+    ca: readFileSync(ca.cert, 'utf8'),
+  };
 }
 let csmsCa: string;
 
@@ -154,7 +131,11 @@ before(async () => {
     load: [busybox, image],
     apiService: { clusterIp: plane.serviceIp, port: 443, target: `${address}:${apiPort}` },
   });
-  node = await startKubeletNode(binDir, plane.kubeconfig, NODE, containerd.endpoint);
+  node = await startKubeletNode(binDir, plane.kubeconfig, NODE, {
+    endpoint: containerd.endpoint,
+    clientCa: plane.kubeletClientCa!,
+    stop: () => containerd.stop(),
+  });
   await waitForNode(
     node,
     'the containerd node to be Ready',
@@ -166,14 +147,28 @@ before(async () => {
   csmsEndpoint = await emulator.listen(0, address, tls);
 });
 
+/** Runs every step, whatever the earlier ones did; fails with the first error. */
+async function allOf(steps: (() => Promise<unknown> | undefined)[]): Promise<void> {
+  const results = await steps.reduce<Promise<PromiseSettledResult<unknown>[]>>(
+    async (done, step) => [...(await done), ...(await Promise.allSettled([step()]))],
+    Promise.resolve([]),
+  );
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 after(async () => {
-  // Pods first, so kubelet unmounts what it can; then the node, the runtime and the plane.
-  await kubectl('delete', 'namespace', APP_NS, '--wait=false').catch(() => undefined);
-  await node?.stop();
-  await containerd?.stop();
-  await plane?.stop();
-  await emulator.close();
-  rmSync(dir, { recursive: true, force: true });
+  // What a failed step left: the pods go through kubelet first, as on any node; then kubelet
+  // (which stops containerd, then unmounts its folder), the control plane and the emulator.
+  const leftToDelete = plane && node ? ['namespace', APP_NS, '--ignore-not-found', '--timeout=60s'] : undefined;
+  await allOf([
+    () => leftToDelete && kubectl('delete', ...leftToDelete),
+    () => leftToDelete && helm('uninstall', 'cce-secrets-manager', '-n', RELEASE_NS, '--ignore-not-found', '--wait'),
+    () => (node ? node.stop() : containerd?.stop()),
+    () => plane?.stop(),
+    () => emulator.close(),
+    async () => rmSync(dir, { recursive: true, force: true }),
+  ]);
 });
 
 it('helm install: the DaemonSet pod runs the image, registers itself with kubelet (CSINode) and its /healthz answers', async () => {
@@ -197,6 +192,7 @@ it('helm install: the DaemonSet pod runs the image, registers itself with kubele
       // Nothing of the test node outside its own folders.
       providers: { volume: join(dir, 'providers'), additionalVolumePaths: [] },
       rotation_poll_interval: '1m',
+      namespacePolicy: 'enforce',
       webhook: { replicas: 1 },
     }),
   );
@@ -213,6 +209,22 @@ it('helm install: the DaemonSet pod runs the image, registers itself with kubele
 
 it('the webhook Deployment refuses an invalid SPC at kubectl apply', async () => {
   await kubectl('create', 'namespace', APP_NS);
+  // As a cluster admin of a shared cluster does: which secrets the namespace's pods may mount.
+  await kubectl('annotate', 'namespace', APP_NS, 'cce.io/dew-resource-permitted=["db_password"]');
+  // failurePolicy is Ignore: until the Service has the webhook's address, an SPC would pass.
+  await until('the webhook Service to list its pod', async () =>
+    /\d/.test(
+      await kubectl(
+        'get',
+        'endpoints',
+        '-n',
+        RELEASE_NS,
+        'cce-secrets-manager-webhook',
+        '-o',
+        'jsonpath={.subsets[*].addresses[*].ip}',
+      ),
+    ),
+  );
   const bad = `
 apiVersion: secrets-store.csi.x-k8s.io/v1
 kind: SecretProviderClass
@@ -280,6 +292,7 @@ it("an app pod's container reads the mounted file, and another takes the synced 
   await shows('reader', 'file: first-password');
   await shows('env', 'env: first-password');
   assert.equal(volumeMounts().length, 1, 'one tmpfs on the host, propagated from the driver container');
+  assert.match(await kubectl('get', 'secretproviderclasspodstatuses', '-n', APP_NS, '-o', 'name'), /shop/);
 });
 
 it('rotation reaches the file as the container sees it', async () => {
@@ -325,7 +338,12 @@ it('kubectl delete pod unmounts: the host shows no leftover mount', async () => 
 it('helm uninstall removes the CRDs, unless crds.keep is set', async () => {
   const crd = 'crd/secretproviderclasses.secrets-store.csi.x-k8s.io';
   await helm('uninstall', 'cce-secrets-manager', '-n', RELEASE_NS, '--wait', '--timeout', '2m');
-  await until('the CRDs to go', async () => !(await kubectl('get', crd).catch(() => '')));
+  await until('the CRDs to go', () =>
+    kubectl('get', crd).then(
+      () => false,
+      (err: Error) => /NotFound/.test(err.message),
+    ),
+  );
   // Another release that keeps them: installed, uninstalled, and the CRDs stay.
   await helm('install', 'keep', chart, '-n', RELEASE_NS, '-f', values, '--set', 'crds.keep=true');
   await helm('uninstall', 'keep', '-n', RELEASE_NS, '--wait', '--timeout', '2m');

@@ -31,6 +31,7 @@ import {
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
 import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { mounts } from '../helpers/proc.js';
 
 const projectId = '0123456789abcdef0123456789abcdef';
 const creds = { accessKey: 'SECURITYAK', secretKey: 'security-sk' };
@@ -234,9 +235,7 @@ it('refuses a CSMS reply over the limit, mounting nothing', async () => {
 it('bounds each tmpfs by its content', async () => {
   const req = publishRequest(await pod('sized', { vol: 'spc' }), 'spc', root);
   await publish(req);
-  const line = readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .find((l) => l.split(' ')[4] === req.target_path)!;
+  const { line } = mounts().find((m) => m.point === req.target_path)!;
   const size = Number(/size=(\d+)k/.exec(line)![1]);
   assert.ok(size > 0 && size <= 128, `tmpfs size ${size}k for one small file: ${line}`);
 });
