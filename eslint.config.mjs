@@ -1,5 +1,7 @@
 // Lint rules every change must pass (`npm run lint`, part of `npm test`); layout is Prettier's job.
 import js from '@eslint/js';
+import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescript';
+import importX from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
@@ -27,6 +29,34 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-expressions': 'error',
       '@typescript-eslint/require-await': 'off',
       'max-lines-per-function': ['error', { max: 60, skipBlankLines: true, skipComments: true }],
+    },
+  },
+  {
+    // No import cycles in the product: a cycle makes the order modules load in matter.
+    files: ['src/**/*.ts'],
+    plugins: { 'import-x': importX },
+    settings: {
+      ...importX.flatConfigs.typescript.settings,
+      'import-x/resolver-next': [createTypeScriptImportResolver()],
+    },
+    rules: { 'import-x/no-cycle': 'error' },
+  },
+  {
+    // Layers: what the product is built from (util, crds, provider: CSMS knows nothing of
+    // Kubernetes or CSI) never imports what is built on it (driver, reconciler, commands).
+    files: ['src/util/**/*.ts', 'src/crds/**/*.ts', 'src/provider/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/driver/*', '**/reconciler/*', '**/commands/*'],
+              message: 'a lower layer (util, crds, provider) may not import driver, reconciler or commands',
+            },
+          ],
+        },
+      ],
     },
   },
   {

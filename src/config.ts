@@ -12,12 +12,15 @@ import { DEFAULT_VOLUME_LIMITS, type VolumeLimits } from './provider/volume-cont
 import { DEFAULT_MAX_OBJECT_BYTES } from './kube/object-budget.js';
 import {
   ConfigError,
+  absolutePath,
   boolean,
   duration,
   flagHelp,
+  optional,
   parseFlags,
   required,
   text,
+  unixSocket,
   wholeNumber,
   type FlagValues,
 } from './flags.js';
@@ -170,14 +173,6 @@ export function csmsSettings(o: FlagValues<typeof CSMS_FLAGS>): CsmsSettings {
   return { csmsEndpoint, projectId, metadataEndpoint, csmsTimeoutMs, csmsMaxResponseBytes };
 }
 
-const kubeletRootDir = (value: string | undefined, flag: string): string => {
-  const root = (value ?? '').replace(/\/+$/, '');
-  if (!/^\/[^\0]*$/.test(root) || root.split('/').includes('..')) {
-    throw new ConfigError(`${flag} "${value}" must be an absolute path without ".." (kubelet's --root-dir)`);
-  }
-  return root;
-};
-
 const listenAddress = (value: string | undefined, flag: string): string => {
   if (!value) return '';
   try {
@@ -189,14 +184,12 @@ const listenAddress = (value: string | undefined, flag: string): string => {
 };
 
 export const SERVE_FLAGS = {
-  endpoint: {
+  socket: {
     name: 'endpoint',
     metavar: 'URL',
     default: 'unix:///csi/csi.sock',
     help: 'CSI socket',
-    parse: required('the CSI socket', (v, flag) => {
-      if (!/^unix:\/\/\/.+/.test(v)) throw new ConfigError(`${flag} "${v}" must look like unix:///csi/csi.sock`);
-    }),
+    parse: unixSocket('unix:///csi/csi.sock'),
   },
   nodeId: {
     name: 'nodeid',
@@ -269,21 +262,21 @@ export const SERVE_FLAGS = {
     metavar: 'PATH',
     default: '/var/lib/kubelet',
     help: "kubelet's root folder (CCE: /mnt/paas/kubernetes/kubelet); only\n<root>/pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount is ever touched",
-    parse: kubeletRootDir,
+    parse: absolutePath("kubelet's --root-dir"),
   },
   pluginRegistrationDir: {
     name: 'plugin-registration-dir',
     metavar: 'PATH',
     default: '',
     help: 'kubelet\'s plugins_registry folder (<kubelet root>/plugins_registry as mounted here):\nthe driver registers itself with kubelet there, as node-driver-registrar would ("" = off)',
-    parse: (value: string | undefined, flag: string) => (value ? absoluteFolder(value, flag) : ''),
+    parse: optional(absolutePath()),
   },
   kubeletCsiSocket: {
     name: 'kubelet-registration-path',
     metavar: 'PATH',
     default: '',
     help: "the CSI socket's path as kubelet sees it on the host, which registration reports\n(default: the --endpoint path, right when the driver runs on the host)",
-    parse: (value: string | undefined, flag: string) => (value ? absoluteFolder(value, flag) : ''),
+    parse: optional(absolutePath()),
   },
   maxCallRecvMsgSize: {
     name: 'max-call-recv-msg-size',
@@ -297,7 +290,7 @@ export const SERVE_FLAGS = {
     metavar: 'PATH',
     default: DEFAULT_PROVIDER_DIRS[0],
     help: 'folder of external providers\' sockets (<provider>.sock), for SPCs whose provider is not "cce"',
-    parse: (value: string | undefined, flag: string) => absoluteFolder(value ?? '', flag),
+    parse: absolutePath(),
   },
   additionalProviderPaths: {
     name: 'additional-provider-volume-paths',
@@ -308,7 +301,7 @@ export const SERVE_FLAGS = {
       (value ?? '')
         .split(',')
         .filter((p) => p !== '')
-        .map((p) => absoluteFolder(p, flag)),
+        .map((p) => absolutePath()(p, flag)),
   },
   providerTimeoutMs: {
     name: 'provider-timeout',
@@ -318,13 +311,6 @@ export const SERVE_FLAGS = {
     parse: duration(),
   },
 };
-
-function absoluteFolder(value: string, flag: string): string {
-  if (!/^\/[^\0]*$/.test(value) || value.split('/').includes('..')) {
-    throw new ConfigError(`${flag} "${value}" must be an absolute path without ".."`);
-  }
-  return value.replace(/\/+$/, '') || '/';
-}
 
 const SERVE_TABLE = { ...SERVE_FLAGS, ...VOLUME_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
 

@@ -24,6 +24,16 @@ export class ProductError extends Error {
     super(message, options);
     this.name = new.target.name;
   }
+
+  /** The `error_type` metric label (as upstream's): the gRPC code name of its kind, e.g. PERMISSION_DENIED. */
+  get errorType(): string {
+    return this.kind.toUpperCase().replaceAll('-', '_');
+  }
+}
+
+/** The `error_type` label of any error a call or a rotation ends with. */
+export function errorType(err: unknown): string {
+  return err instanceof ProductError ? err.errorType : 'INTERNAL';
 }
 
 /** The error class of one kind, so each below is a one-liner. */
@@ -57,6 +67,9 @@ export class UnauthenticatedError extends kindOf('unauthenticated') {}
 
 /** The store (or another dependency) could not be reached or kept failing. */
 export class StoreUnavailableError extends kindOf('unavailable') {}
+
+/** The store kept throttling us (HTTP 429) through every attempt: a caller may slow down. */
+export class StoreThrottledError extends StoreUnavailableError {}
 
 /** The Kubernetes API server failed or could not be reached. */
 export class ApiServerError extends kindOf('unavailable') {}

@@ -101,6 +101,44 @@ export const wholeNumber = (value: string | undefined, flag: string): number => 
   return Number(value);
 };
 
+/** A TCP port, 1-65535; with `anyFree`, 0 too (the kernel picks one). */
+export const port =
+  (anyFree = false) =>
+  (value: string | undefined, flag: string): number => {
+    const n = /^\d{1,5}$/.test(value ?? '') ? Number(value) : NaN;
+    if (!(n <= 65535 && n >= (anyFree ? 0 : 1))) {
+      throw new ConfigError(`${flag} "${value}" must be a port number, ${anyFree ? '0 (any free port)' : '1'}-65535`);
+    }
+    return n;
+  };
+
+/** An absolute path without "..": its trailing slashes dropped. `what` says which path it is. */
+export const absolutePath =
+  (what = '') =>
+  (value: string | undefined, flag: string): string => {
+    if (!/^\/[^\0]*$/.test(value ?? '') || value!.split('/').includes('..')) {
+      throw new ConfigError(`${flag} "${value}" must be an absolute path without ".."${what ? ` (${what})` : ''}`);
+    }
+    return value!.replace(/\/+$/, '') || '/';
+  };
+
+/** A `unix:///path` socket URL (its path ending in `suffix`), as kubelet and upstream write them; the value is the path. */
+export const unixSocket =
+  (example: string, suffix = '') =>
+  (value: string | undefined, flag: string): string => {
+    const path = /^unix:\/\/(\/.+)$/.exec(value ?? '')?.[1];
+    if (!path || !path.endsWith(suffix) || path.split('/').includes('..')) {
+      throw new ConfigError(`${flag} "${value ?? ''}" must look like ${example}`);
+    }
+    return path;
+  };
+
+/** `parse`, except that an empty value stays empty (off). */
+export const optional =
+  (parse: (value: string, flag: string) => string) =>
+  (value: string | undefined, flag: string): string =>
+    value ? parse(value, flag) : '';
+
 /** `30s`, `2m`, `1h`, `1500ms` → milliseconds. */
 export function parseDuration(flag: string, value: string): number {
   const m = /^(\d+)(ms|s|m|h)$/.exec(value.trim());

@@ -1,6 +1,7 @@
 // The test command: one real control plane for the whole run, then node's test
-// runner over the compiled tests, then teardown whatever happened.
-import { spawn } from 'node:child_process';
+// runner over the compiled tests, then teardown whatever happened. Given unit tests only,
+// just node's test runner.
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +27,12 @@ if (process.version !== pinned) {
   const message = `running on Node.js ${process.version}, not the project's ${pinned} (.node-version); run npm test, which uses scripts/with-node.sh`;
   if (process.env.CI === 'true') fail(message);
   console.warn(`test: WARNING: ${message}`);
+}
+
+// Unit tests alone need no root, no tools and no control plane (npm run test:unit).
+if (targets.every((t) => /(^|\/)unit\//.test(t))) {
+  const unit = spawnSync(process.execPath, ['--enable-source-maps', '--test', ...targets], { stdio: 'inherit' });
+  process.exit(unit.status ?? 1);
 }
 
 if (process.getuid?.() !== 0) {

@@ -1,7 +1,7 @@
 // `cce-secrets-manager csms-emulator`: a local CSMS for development and tests.
 import { CsmsEmulator } from '../emulator/server.js';
 import { DEFAULT_SEED, loadSeed } from '../emulator/store.js';
-import { ConfigError, flagHelp, parseFlags, required, text } from '../flags.js';
+import { flagHelp, parseFlags, port, required, text } from '../flags.js';
 
 const EMULATOR_FLAGS = {
   port: {
@@ -9,10 +9,7 @@ const EMULATOR_FLAGS = {
     metavar: 'N',
     default: '8443',
     help: 'port to listen on (0 = any free port)',
-    parse: (v: string | undefined, flag: string): number => {
-      if (!/^\d+$/.test(v ?? '') || Number(v) > 65535) throw new ConfigError(`${flag} "${v}" must be a port number`);
-      return Number(v);
-    },
+    parse: port(true),
   },
   host: {
     name: 'host',

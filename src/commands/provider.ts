@@ -4,7 +4,7 @@
 // Events (namespace policy audit).
 import * as k8s from '@kubernetes/client-node';
 import { CSMS_FLAGS, csmsSettings, LOG_FLAGS, SERVE_FLAGS, VOLUME_FLAGS, volumeLimits } from '../config.js';
-import { ConfigError, flagHelp, parseFlags, required } from '../flags.js';
+import { flagHelp, parseFlags, unixSocket } from '../flags.js';
 import { annotationsOf, loadKubeConfig } from '../kube/client.js';
 import { EventRecorder } from '../kube/events.js';
 import { createLogger } from '../log.js';
@@ -15,15 +15,12 @@ import { csmsStore } from '../provider/csms-store.js';
 import { PROVIDER_NAME, ProviderServer } from '../provider/provider-server.js';
 
 const PROVIDER_FLAGS = {
-  endpoint: {
+  socket: {
     name: 'endpoint',
     metavar: 'URL',
     default: `unix:///var/run/secrets-store-csi-providers/${PROVIDER_NAME}.sock`,
     help: `the provider socket; the upstream driver looks for <provider folder>/${PROVIDER_NAME}.sock`,
-    parse: required('the provider socket', (v, flag) => {
-      if (!/^unix:\/\/\/.+\.sock$/.test(v))
-        throw new ConfigError(`${flag} "${v}" must look like unix:///var/run/secrets-store-csi-providers/cce.sock`);
-    }),
+    parse: unixSocket('unix:///var/run/secrets-store-csi-providers/cce.sock', '.sock'),
   },
   kubeconfig: SERVE_FLAGS.kubeconfig,
   maxObjectBytes: SERVE_FLAGS.maxObjectBytes,
@@ -51,8 +48,7 @@ export async function providerCommand(argv: string[]): Promise<void> {
   const limits = volumeLimits(o);
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'provider' });
   const core = loadKubeConfig(o.kubeconfig, o.maxObjectBytes).makeApiClient(k8s.CoreV1Api);
-  const socket = o.endpoint.slice('unix://'.length);
-  const server = new ProviderServer(socket, {
+  const server = new ProviderServer(o.socket, {
     ...csmsStore(csms),
     annotationsOf: (namespace, name) =>
       annotationsOf(`ServiceAccount ${namespace}/${name}`, () =>
@@ -68,7 +64,7 @@ export async function providerCommand(argv: string[]): Promise<void> {
   });
   await server.start();
   log.info('Serving the CSMS provider', {
-    ...{ provider: PROVIDER_NAME, socket, version },
+    ...{ provider: PROVIDER_NAME, socket: o.socket, version },
     ...{ csmsEndpoint: csms.csmsEndpoint, namespacePolicy: o.namespacePolicy },
   });
   stopOnSignal(log, () => server.stop());

@@ -4,11 +4,12 @@
 import { reportUnpermitted } from '../access/permit-audit.js';
 import type { ServeConfig } from '../config.js';
 import { atomicWriter } from '../driver/atomic-writer.js';
-import { CsiServer, csiSocketAnswers, socketPath } from '../driver/csi-server.js';
+import { CsiServer, csiSocketAnswers } from '../driver/csi-server.js';
 import { KubeletRegistration } from '../driver/kubelet-registration.js';
 import { ExternalProviders } from '../driver/external-provider.js';
 import { TmpfsMounter } from '../driver/mounter.js';
-import { Publisher, type PublishedContent } from '../driver/publisher.js';
+import { Publisher } from '../driver/publisher.js';
+import type { PublishedContent } from '../driver/publisher-deps.js';
 import { VolumeRegistry } from '../driver/volumes.js';
 import { errorMessage } from '../errors.js';
 import { Backoff } from '../kube/backoff.js';
@@ -42,7 +43,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const { source, credentials } = csmsStore(config, metrics);
   const events = new EventRecorder(kube.core, log, () => metrics.eventsSuppressed.inc());
   const secretSync = config.syncSecrets ? new SecretSync(kube.core, log, events) : undefined;
-  const { kubeletRoot, endpoint, nodeId } = config;
+  const { kubeletRoot, socket, nodeId } = config;
   const spcps = new SpcpsWriter(kube.custom);
   const onContent = secretSync && ((content: PublishedContent) => secretSync.sync(content));
   const writer = atomicWriter;
@@ -71,7 +72,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const ready = () => kube.synced;
   const maxReceiveMessageBytes = config.maxCallRecvMsgSize;
   const server = new CsiServer({
-    endpoint,
+    socket,
     nodeId,
     publisher,
     log,
@@ -94,15 +95,15 @@ function kubeletRegistration(config: ServeConfig, log: Logger, metrics: Metrics)
   if (!config.pluginRegistrationDir) return undefined;
   return new KubeletRegistration({
     dir: config.pluginRegistrationDir,
-    csiSocket: config.kubeletCsiSocket || socketPath(config.endpoint),
+    csiSocket: config.kubeletCsiSocket || config.socket,
     log,
     onStatus: (registered) => metrics.kubeletRegistered.set(registered ? 1 : 0),
   });
 }
 
 /** Liveness: the CSI socket answers, and kubelet has not refused the registration (a restart registers again). */
-function live(endpoint: string, registration?: KubeletRegistration): () => Promise<boolean> {
-  const answers = csiSocketAnswers(endpoint);
+function live(socket: string, registration?: KubeletRegistration): () => Promise<boolean> {
+  const answers = csiSocketAnswers(socket);
   return async () => registration?.status?.registered !== false && (await answers());
 }
 
@@ -130,7 +131,7 @@ export async function serve(config: ServeConfig): Promise<void> {
         config.metricsAddr,
         () => driver.kube.synced,
         metrics.registry,
-        live(config.endpoint, registration),
+        live(config.socket, registration),
       )
     : undefined;
   const opsAddr = ops?.address();

@@ -8,7 +8,7 @@ import { AdmissionServer } from '../admission/server.js';
 import { ALLOW_LIST_ANNOTATION } from '../crds/types.js';
 import { LOG_FLAGS, SERVE_FLAGS } from '../config.js';
 import { ApiServerError } from '../errors.js';
-import { ConfigError, flagHelp, parseFlags, required, wholeNumber } from '../flags.js';
+import { flagHelp, parseFlags, port, required } from '../flags.js';
 import { annotationsOf, apiErrorText, continueToken, loadKubeConfig, METADATA_ONLY } from '../kube/client.js';
 import { SpcCensus } from '../kube/spc-census.js';
 import { createLogger } from '../log.js';
@@ -18,7 +18,7 @@ import { stopOnSignal } from './stop-on-signal.js';
 import { version } from '../package-info.js';
 
 const WEBHOOK_FLAGS = {
-  port: { name: 'port', metavar: 'N', default: '9443', help: 'HTTPS port', parse: wholeNumber },
+  port: { name: 'port', metavar: 'N', default: '9443', help: 'HTTPS port', parse: port() },
   certFile: {
     name: 'tls-cert-file',
     metavar: 'PATH',
@@ -86,7 +86,6 @@ export async function webhookCommand(argv: string[]): Promise<void> {
     process.stdout.write(WEBHOOK_HELP);
     return;
   }
-  if (o.port < 1 || o.port > 65535) throw new ConfigError(`--port ${o.port} must be 1-65535`);
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'webhook' });
   const kc = loadKubeConfig(o.kubeconfig, o.maxObjectBytes);
   const core = kc.makeApiClient(k8s.CoreV1Api);
@@ -116,9 +115,9 @@ export async function webhookCommand(argv: string[]): Promise<void> {
       ...cluster,
     },
   });
-  const port = await server.listen(o.port);
+  const listening = await server.listen(o.port);
   log.info('Serving the admission webhook', {
-    port,
+    port: listening,
     version,
     namespacePolicy: o.namespacePolicy,
     callers: o.clientCaFile ? 'client certificate of --client-ca' : 'anyone (reviews read only the submitted object)',

@@ -35,6 +35,18 @@ export const LIMITS = Object.freeze({ objectsBytes: 64 * 1024, files: 100 });
 /** A file name in a volume, in UTF-8 bytes; the writer adds nothing to it (driver/atomic-writer.ts). */
 export const MAX_FILE_NAME_BYTES = 255;
 
+/** A provider name becomes a socket file name (<provider folder>/<name>.sock), so it may not name anything else. */
+const PROVIDER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
+
+/** Refuses an SPC's spec.provider that could not be a socket of the provider folders. */
+export function checkProviderName(spcRef: string, provider: string): void {
+  if (!PROVIDER_NAME.test(provider)) {
+    throw new InvalidSpcError(
+      `SecretProviderClass ${spcRef}: spec.provider ${JSON.stringify(provider)} is not a provider name (1-63 of letters, digits, ".", "_", "-", not starting with "." or "-")`,
+    );
+  }
+}
+
 /** `spcRef` is `namespace/name`, used to make every message point at the object. */
 export function parseSecretObjects(spcRef: string, objectsYaml: string | undefined): SecretObject[] {
   const fail = (what: string) => new InvalidSpcError(`SecretProviderClass ${spcRef}: ${what}`);

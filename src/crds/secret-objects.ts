@@ -3,7 +3,8 @@
 // kubernetes.io/tls, a PEM bundle split into key and certificates. Shared by the
 // reconciler's Secret sync and the `mount` command.
 import type * as k8s from '@kubernetes/client-node';
-import { InvalidSpcError } from '../errors.js';
+import { isDeepStrictEqual } from 'node:util';
+import { InvalidSpcError, PreconditionError } from '../errors.js';
 import { MANAGED_LABEL, OWNER_SPC_ANNOTATION, type SecretProviderClass, type SyncedSecretSpec } from './types.js';
 
 /**
@@ -74,4 +75,48 @@ export function desiredSecret(
     type,
     data,
   };
+}
+
+/** Another SPC already syncs the Secret: the one that declares it second is refused. */
+export class SecretSyncConflictError extends PreconditionError {}
+
+/**
+ * What to write over the live Secret so that it holds `want` and lists `owner` (a pod; owners
+ * are merged, never replaced), or undefined when it already does. Refuses a Secret the driver
+ * does not manage, one another SPC syncs, and a change of type.
+ */
+export function mergeSyncedSecret(
+  live: k8s.V1Secret,
+  want: k8s.V1Secret,
+  owner: k8s.V1OwnerReference,
+): k8s.V1Secret | undefined {
+  const secret = `Secret ${want.metadata!.namespace}/${want.metadata!.name}`;
+  if (live.metadata?.labels?.[MANAGED_LABEL] !== 'true') {
+    throw new PreconditionError(
+      `${secret} already exists and is not managed by the driver (no label ${MANAGED_LABEL}=true); it is never overwritten: choose another secretObjects[].secretName or delete that Secret`,
+    );
+  }
+  const ownerSpc = live.metadata?.annotations?.[OWNER_SPC_ANNOTATION];
+  const mine = want.metadata!.annotations![OWNER_SPC_ANNOTATION];
+  if (ownerSpc !== undefined && ownerSpc !== mine) {
+    throw new SecretSyncConflictError(
+      `${secret} is synced from SecretProviderClass ${ownerSpc}; SecretProviderClass ${mine} declares it too and is refused: choose another secretObjects[].secretName`,
+    );
+  }
+  if ((live.type ?? 'Opaque') !== want.type) {
+    throw new PreconditionError(
+      `${secret} has type ${live.type}, but the SPC asks for ${want.type}; a Secret's type cannot change: delete the Secret to let the driver recreate it`,
+    );
+  }
+  const owners = live.metadata?.ownerReferences ?? [];
+  const ownerReferences = owners.some((o) => o.uid === owner.uid) ? owners : [...owners, owner];
+  const labels = { ...live.metadata?.labels, ...want.metadata!.labels };
+  const annotations = { ...live.metadata?.annotations, ...want.metadata!.annotations };
+  const same =
+    isDeepStrictEqual(live.data ?? {}, want.data) &&
+    ownerReferences === owners &&
+    isDeepStrictEqual(labels, live.metadata?.labels ?? {}) &&
+    isDeepStrictEqual(annotations, live.metadata?.annotations ?? {});
+  if (same) return undefined;
+  return { ...live, data: want.data, metadata: { ...live.metadata, labels, annotations, ownerReferences } };
 }

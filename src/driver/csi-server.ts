@@ -7,17 +7,16 @@ import { DRIVER_NAME } from '../crds/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { packageRoot, version } from '../package-info.js';
-import { ProviderError } from './external-provider.js';
+import { errorType } from '../errors.js';
 import { bindOwnerOnly } from '../grpc/socket.js';
 import { unary, type Handler } from '../grpc/unary.js';
-import { grpcCodeName, toServiceError } from '../grpc/status.js';
 import { sharedAbortController } from '../util/async.js';
 import type { Publisher } from './publisher.js';
 import { parsePublishRequest, parseUnpublishRequest } from './volume-request.js';
 
 export interface CsiServerOptions {
-  /** `unix:///path/csi.sock` */
-  endpoint: string;
+  /** The socket's path (`--endpoint` unix:///path/csi.sock). */
+  socket: string;
   nodeId: string;
   publisher: Publisher;
   /** kubelet's root folder; target paths outside its pods' CSI volume folders are refused. */
@@ -39,25 +38,16 @@ export function loadCsiProto(): grpc.GrpcObject {
   return grpc.loadPackageDefinition(def);
 }
 
-export function socketPath(endpoint: string): string {
-  const m = /^unix:\/\/(\/.+)$/.exec(endpoint);
-  if (!m) throw new Error(`--endpoint "${endpoint}" must look like unix:///csi/csi.sock`);
-  return m[1];
-}
-
 /**
  * Whether the CSI socket answers: an Identity.Probe over it, as kubelet would call, within
  * a few seconds. The liveness check: a process that serves /healthz but not its socket is stuck.
  */
-export function csiSocketAnswers(endpoint: string): () => Promise<boolean> {
+export function csiSocketAnswers(socket: string): () => Promise<boolean> {
   const csi = (loadCsiProto().csi as grpc.GrpcObject).v1 as grpc.GrpcObject;
   const Identity = csi.Identity as grpc.ServiceClientConstructor;
   // A fresh connection each time, as kubelet dials the socket's path: a kept one would outlive the file.
   return () => {
-    const client = new Identity(
-      `unix:${socketPath(endpoint)}`,
-      grpc.credentials.createInsecure(),
-    ) as unknown as grpc.Client & {
+    const client = new Identity(`unix:${socket}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
       Probe(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null) => void): void;
     };
     return new Promise<boolean>((resolve) =>
@@ -75,7 +65,7 @@ export class CsiServer {
   private readonly shutdown = sharedAbortController();
 
   constructor(private readonly opts: CsiServerOptions) {
-    this.path = socketPath(opts.endpoint);
+    this.path = opts.socket;
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
     });
@@ -172,9 +162,4 @@ export class CsiServer {
     });
     await unlink(this.path).catch(() => undefined);
   }
-}
-
-/** upstream's `error_type`: a provider's own error code, else the gRPC code the call ends with. */
-function errorType(err: unknown): string {
-  return err instanceof ProviderError ? err.errorType : grpcCodeName(toServiceError(err).code!);
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { relativePathProblem } from '../crds/objects.js';
 import type { SpcpsObjectVersion } from '../crds/types.js';
-import { InvalidSpcError, ProductError, type ErrorKind } from '../errors.js';
+import { ProductError, type ErrorKind } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
   PROVIDER_API_VERSION,
@@ -40,18 +40,19 @@ export function errorCodeLabel(code: string): string {
   return code;
 }
 
-/** A provider name becomes a socket file name, so it may not name anything else. */
-const PROVIDER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/;
-
 /** A provider's refusal or failure; `errorType` feeds the metric's `error_type` label, as upstream. */
 export class ProviderError extends ProductError {
   constructor(
     kind: ErrorKind,
     message: string,
-    readonly errorType: string,
+    private readonly providerErrorType: string,
     options?: ErrorOptions,
   ) {
     super(kind, message, options);
+  }
+
+  override get errorType(): string {
+    return this.providerErrorType;
   }
 }
 
@@ -87,15 +88,6 @@ export class ExternalProviders {
   private readonly clients = new Map<string, { client: Client; greeted: boolean }>();
 
   constructor(private readonly opts: ExternalProvidersOptions) {}
-
-  /** Refuses a provider name that could not be a socket of the provider folders. */
-  static checkName(spcRef: string, provider: string): void {
-    if (!PROVIDER_NAME.test(provider)) {
-      throw new InvalidSpcError(
-        `SecretProviderClass ${spcRef}: spec.provider ${JSON.stringify(provider)} is not a provider name (1-63 of letters, digits, ".", "_", "-", not starting with "." or "-")`,
-      );
-    }
-  }
 
   async mount(provider: string, req: MountRequest, signal?: AbortSignal): Promise<ProviderMount> {
     const socket = this.socketOf(provider);

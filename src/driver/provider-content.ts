@@ -1,8 +1,9 @@
-// What the driver sends an external provider for a volume, and what it makes of the
-// answer: upstream's request (the SPC's parameters plus the pod's volume attributes and
-// identity, the nodePublishSecretRef data, the default mode, the versions the volume
-// holds) and the same VolumeContent the built-in provider produces.
+// An external provider as a volume's source: what the driver sends it for a volume, and
+// what it makes of the answer: upstream's request (the SPC's parameters plus the pod's
+// volume attributes and identity, the nodePublishSecretRef data, the default mode, the
+// versions the volume holds) and the same VolumeContent the built-in provider produces.
 import {
+  BUILTIN_PROVIDER,
   CTX_EPHEMERAL,
   CTX_POD_NAME,
   CTX_POD_NAMESPACE,
@@ -16,9 +17,12 @@ import {
 import type { MountRequest } from '../provider/provider-api.js';
 import { DEFAULT_FILE_MODE } from './atomic-writer.js';
 import type { ProviderMount } from './external-provider.js';
-import { digest, type VolumeContent } from '../provider/volume-content.js';
+import { PreconditionError } from '../errors.js';
+import { checkVolumeSize, digest, type VolumeContent, type VolumeLimits } from '../provider/volume-content.js';
 import type { VolumePlan } from './volume-plan.js';
 import type { PublishRequest } from './volume-request.js';
+import type { ContentJob, VolumeSource } from './volume-source.js';
+import type { MountedVolume } from './volumes.js';
 
 /** What the driver needs of an external provider (ExternalProviders in the driver). */
 export interface ProviderCaller {
@@ -72,4 +76,37 @@ export async function providerContent(
   const digests: Record<string, string> = {};
   for (const [name, value] of answer.files) digests[name] = `${answer.modes.get(name)}:${digest(value)}`;
   return { files: answer.files, modes: answer.modes, versions: answer.versions, digests };
+}
+
+/**
+ * An external provider's content: asked with the versions the volume holds; on a refresh, a
+ * different answer (versions, or any file's bytes or mode) is what makes the volume stale.
+ */
+export class ProviderVolumeSource implements VolumeSource {
+  constructor(
+    private readonly providers: ProviderCaller | undefined,
+    private readonly limits: VolumeLimits,
+  ) {}
+
+  async fetch({ req, plan, known, signal }: ContentJob): Promise<VolumeContent> {
+    if (!this.providers) {
+      throw new PreconditionError(
+        `SecretProviderClass ${req.podNamespace}/${req.spcName}: spec.provider is "${plan.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only (external providers are off)`,
+      );
+    }
+    const request = providerMountRequest(req, plan, known?.versions ?? []);
+    const content = await providerContent(this.providers, plan.provider, request, signal);
+    checkVolumeSize(`SecretProviderClass ${req.podNamespace}/${req.spcName}`, content.files, this.limits);
+    return content;
+  }
+
+  async stale(job: ContentJob & { known: MountedVolume }): Promise<{ content: VolumeContent } | undefined> {
+    const { known } = job;
+    const content = await this.fetch(job);
+    const sameDigests =
+      Object.keys(content.digests).length === Object.keys(known.digests).length &&
+      Object.entries(content.digests).every(([k, v]) => known.digests[k] === v);
+    const sameVersions = JSON.stringify(content.versions) === JSON.stringify(known.versions);
+    return sameVersions && sameDigests ? undefined : { content };
+  }
 }

@@ -1,88 +1,35 @@
 // The one path from (pod, SPC) to files and an SPCPS, used by NodePublishVolume, the
-// rotation cycle and SPC edits alike, for the built-in CSMS provider (its objects, fetched
-// from the SecretSource) and for external providers (their answer to Mount) alike. A
-// fresh volume gets a tmpfs sized for its content, and any failure or cancellation takes
-// everything back; an existing volume
-// keeps its files unless the complete new content is in hand, and nothing is written
-// that is unchanged. Mounts, files, the cluster and the clock all come in through
-// PublisherDeps, so every branch is testable without root or an API server.
+// rotation cycle and SPC edits alike, whatever the SPC's provider: the plan picks the
+// volume's source once (volume-source.ts: the built-in CSMS provider or an external one).
+// A fresh volume gets a tmpfs sized for its content, and any failure or cancellation takes
+// everything back; an existing volume keeps its files unless the complete new content is in
+// hand, and nothing is written that is unchanged. Mounts, files, the cluster and the clock
+// all come in through PublisherDeps, so every branch is testable without root or an API server.
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type * as k8s from '@kubernetes/client-node';
-import { BUILTIN_PROVIDER, type SecretProviderClass } from '../crds/types.js';
-import type { NamespacePolicy } from '../access/namespace-permit.js';
-import type { UnpermittedReport } from '../access/permit-audit.js';
-import { errorMessage, NotPermittedError, PreconditionError } from '../errors.js';
-import { spcpsNames, type SpcpsStore } from '../kube/spcps-writer.js';
-import type { Logger } from '../log.js';
-import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
-import type { SecretSource, SecretVersion } from '../provider/source.js';
+import { BUILTIN_PROVIDER } from '../crds/types.js';
+import { errorMessage, NotPermittedError } from '../errors.js';
 import { settleAll } from '../util/async.js';
-import { filePerms, type FileSet, type VolumeWriter } from './atomic-writer.js';
-import {
-  buildVolumeContent,
-  checkVolumeSize,
-  DEFAULT_VOLUME_LIMITS,
-  digest,
-  type VolumeContent,
-  type VolumeLimits,
-} from '../provider/volume-content.js';
-import { providerMountRequest, providerContent, type ProviderCaller } from './provider-content.js';
+import { filePerms } from './atomic-writer.js';
+import { DEFAULT_VOLUME_LIMITS, type VolumeContent } from '../provider/volume-content.js';
+import { CsmsVolumeSource } from './csms-volume-source.js';
+import { ProviderVolumeSource } from './provider-content.js';
 import { DeferredWork } from './deferred-work.js';
 import { KeyedLock } from './keyed-lock.js';
-import { tmpfsSizeFor, type Mounter } from './mounter.js';
-import { desiredSpcps } from './spcps.js';
+import { tmpfsSizeFor } from './mounter.js';
+import type { PublisherDeps, RefreshOptions, RefreshOutcome } from './publisher-deps.js';
 import { realFoldersUpTo } from './target-path.js';
-import { planVolume, type ClusterReads, type VolumePlan } from './volume-plan.js';
+import { planVolume, type VolumePlan } from './volume-plan.js';
 import type { PublishRequest, UnpublishRequest } from './volume-request.js';
+import { VolumeRecords } from './volume-records.js';
+import type { ContentJob, VolumeSource } from './volume-source.js';
 import { VolumeRegistry, type MountedVolume } from './volumes.js';
 
-/** What a volume now holds; hooks (Secret sync) derive their objects from it. */
-export interface PublishedContent {
-  request: PublishRequest;
-  pod: k8s.V1Pod;
-  spc: SecretProviderClass;
-  files: FileSet;
-}
+/** A volume's plan with the source its provider picked. */
+type Planned = VolumePlan & { source: VolumeSource };
 
-export interface PublisherDeps {
-  cluster: ClusterReads;
-  /** kubelet's root folder: the driver touches nothing outside its pods' CSI volume folders. */
-  kubeletRoot: string;
-  volumes?: VolumeRegistry;
-  spcps: SpcpsStore;
-  source: SecretSource;
-  credentials: CredentialProvider;
-  /** External providers (SPCs whose provider is not `cce`); without it such SPCs are refused. */
-  providers?: ProviderCaller;
-  mounter: Mounter;
-  writer: VolumeWriter;
-  /** Milliseconds on a monotonic clock, for the phase timings in the log. */
-  now?: () => number;
-  log: Logger;
-  /** Run after the files are written; a failure fails the publish. */
-  onContent?: (content: PublishedContent) => Promise<void>;
-  /** What one volume may hold, and the time its jmesPath entries may take; default DEFAULT_VOLUME_LIMITS. */
-  limits?: VolumeLimits;
-  /** How the Namespace permit applies (access/namespace-permit.ts); default off. */
-  namespacePolicy?: NamespacePolicy;
-  /** Audit: a volume mounts secrets no Namespace permit covers (told once, and again when that changes). */
-  onUnpermitted?: UnpermittedReport;
-}
-
-export interface RefreshOptions {
-  /** Where values come from (a rotation cycle shares one source across volumes). */
-  source?: SecretSource;
-  /** Only what the SPC says: `latest` values are not read again. */
-  specOnly?: boolean;
-  signal?: AbortSignal;
-}
-
-/**
- * `withheld`: the Namespace permit no longer covers the volume, which keeps its files and
- * was told so before; `resumed`: it covers it again, and nothing else changed.
- */
-export type RefreshOutcome = 'unchanged' | 'updated' | 'gone' | 'withheld' | 'resumed';
+/** An update of a volume this driver holds. */
+type UpdateJob = Omit<ContentJob, 'local'> & { plan: Planned; known: MountedVolume };
 
 export class Publisher {
   readonly volumes: VolumeRegistry;
@@ -94,12 +41,22 @@ export class Publisher {
     run: (target, task) => this.locks.run(target, task),
   });
   private readonly now: () => number;
-  private readonly limits: VolumeLimits;
+  private readonly records: VolumeRecords;
+  private readonly builtin: VolumeSource;
+  private readonly external: VolumeSource;
 
   constructor(private readonly deps: PublisherDeps) {
     this.volumes = deps.volumes ?? new VolumeRegistry();
+    this.records = new VolumeRecords({ ...deps, volumes: this.volumes });
     this.now = deps.now ?? (() => performance.now());
-    this.limits = deps.limits ?? DEFAULT_VOLUME_LIMITS;
+    const limits = deps.limits ?? DEFAULT_VOLUME_LIMITS;
+    this.builtin = new CsmsVolumeSource(deps.credentials, limits, deps.log);
+    this.external = new ProviderVolumeSource(deps.providers, limits);
+  }
+
+  private async plan(req: PublishRequest): Promise<Planned> {
+    const plan = await planVolume(this.deps.cluster, req, this.deps.namespacePolicy);
+    return { ...plan, source: plan.provider === BUILTIN_PROVIDER ? this.builtin : this.external };
   }
 
   /**
@@ -132,7 +89,7 @@ export class Publisher {
       this.locks.run(req.targetPath, async () => {
         await this.deferred.take(req.targetPath)?.();
         const known = await this.unpublishLocked(req);
-        if (known) this.deferred.add(req.targetPath, () => this.forgetStatus(known));
+        if (known) this.deferred.add(req.targetPath, () => this.records.forget(known));
       }),
     );
   }
@@ -164,7 +121,7 @@ export class Publisher {
       tokenAudiences: req.serviceAccountTokens ? Object.keys(req.serviceAccountTokens).join(',') : undefined,
     });
     const t0 = this.now();
-    const plan = await planVolume(cluster, req, this.deps.namespacePolicy);
+    const plan = await this.plan(req);
     // spec.provider is the user's text: only a provider that exists becomes a metric label.
     const real = plan.provider === BUILTIN_PROVIDER || this.deps.providers?.has(plan.provider);
     labels.provider = real ? plan.provider : 'unknown';
@@ -176,8 +133,10 @@ export class Publisher {
     }
     const known = this.volumes.get(req.targetPath);
     if (known && (await this.deps.mounter.isMountPoint(req.targetPath))) {
-      if (known.fingerprint !== plan.fingerprint) return this.update(req, plan, known, this.deps.source, signal);
-      this.audit(known, plan);
+      if (known.fingerprint !== plan.fingerprint) {
+        return this.update({ req, plan, known, values: this.deps.source, signal });
+      }
+      this.records.audit(known, plan);
       for (const v of known.versions)
         log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
       return;
@@ -190,14 +149,14 @@ export class Publisher {
    * into): fetch, then mount a tmpfs sized for the content and write the files while the
    * SPCPS is recorded. Any failure takes all of it back.
    */
-  private async publishFresh(req: PublishRequest, plan: VolumePlan, t0: number, signal?: AbortSignal): Promise<void> {
+  private async publishFresh(req: PublishRequest, plan: Planned, t0: number, signal?: AbortSignal): Promise<void> {
     const { mounter, log } = this.deps;
     const tPlan = this.now();
-    const content = await this.fetchContent(req, plan, undefined, new Map(), this.deps.source, signal);
+    const content = await plan.source.fetch({ req, plan, local: new Map(), values: this.deps.source, signal });
     signal?.throwIfAborted();
     const tFetched = this.now();
     const sizeBytes = tmpfsSizeFor(content.files);
-    const recording = this.record(req, plan, content);
+    const recording = this.records.record(req, plan, content);
     let mounted = false;
     try {
       const mounting = mounter.mount(req.targetPath, sizeBytes).then(() => {
@@ -209,7 +168,7 @@ export class Publisher {
       const tWritten = this.now();
       await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
       signal?.throwIfAborted();
-      this.remember(req, plan, content, name, sizeBytes);
+      this.records.remember(req, plan, content, name, sizeBytes);
       const ms = (a: number, b: number) => (b - a).toFixed(1);
       const phases = { plan: ms(t0, tPlan), fetch: ms(tPlan, tFetched), writeAndStatus: ms(tFetched, tWritten) };
       log.v(4).info('Publish phases (ms)', { ...phases, sync: ms(tWritten, this.now()) });
@@ -233,20 +192,12 @@ export class Publisher {
     if (name) await this.deps.spcps.delete(req.podNamespace, name, req.podUid).catch(() => undefined);
   }
 
-  /** Records the SPCPS of a volume; resolves to the name it got (see spcpsNames). */
-  private async record(req: PublishRequest, plan: VolumePlan, content: VolumeContent): Promise<string> {
-    const [primary, alternative] = spcpsNames(req.podName, req.podNamespace, req.spcName);
-    const podUid = plan.pod.metadata!.uid!;
-    const desired = desiredSpcps(req, podUid, this.deps.cluster.nodeName, content.versions, primary);
-    return (await this.deps.spcps.upsert(desired, alternative)).name;
-  }
-
   private async refreshLocked(targetPath: string, opts: RefreshOptions): Promise<RefreshOutcome> {
     const known = this.volumes.get(targetPath);
     if (!known) return 'gone';
-    let plan: VolumePlan;
+    let plan: Planned;
     try {
-      plan = await planVolume(this.deps.cluster, known.request, this.deps.namespacePolicy);
+      plan = await this.plan(known.request);
     } catch (err) {
       // Refused by the permit: the files stay, and the pod hears it once, not every cycle.
       if (!(err instanceof NotPermittedError)) throw err;
@@ -256,56 +207,33 @@ export class Publisher {
     }
     const resumed = known.withheld !== undefined;
     known.withheld = undefined;
-    this.audit(known, plan);
+    this.records.audit(known, plan);
     const outcome = await this.refreshPlanned(known, plan, opts);
     return resumed && outcome === 'unchanged' ? 'resumed' : outcome;
   }
 
-  private async refreshPlanned(known: MountedVolume, plan: VolumePlan, opts: RefreshOptions): Promise<RefreshOutcome> {
-    const { source = this.deps.source, specOnly = false, signal } = opts;
-    if (plan.provider !== BUILTIN_PROVIDER) return this.refreshExternal(known, plan, opts);
-    if (plan.fingerprint === known.fingerprint) {
-      if (specOnly) return 'unchanged';
-      // Only `latest` objects can change by themselves; pinned versions never do.
-      const latest = plan.objects.filter((o) => o.objectVersion === 'latest');
-      if (latest.length === 0) return 'unchanged';
-      const creds = await resolveCredentials(known.request.secrets, this.deps.credentials);
-      const asked = latest.map((o) => ({ name: o.objectName, version: 'latest' }));
-      const values = await source.fetch(asked, creds, signal);
-      if (values.every((v) => known.digests[v.name] === digest(v.value))) return 'unchanged';
+  private async refreshPlanned(known: MountedVolume, plan: Planned, opts: RefreshOptions): Promise<RefreshOutcome> {
+    const { source: values = this.deps.source, specOnly = false, signal } = opts;
+    const job: UpdateJob = { req: known.request, plan, known, values, signal };
+    if (plan.fingerprint !== known.fingerprint) {
+      await this.update(job);
+      return 'updated';
     }
-    await this.update(known.request, plan, known, source, signal);
-    return 'updated';
-  }
-
-  /** An external provider is asked again, with the versions the volume holds; only a different answer is written. */
-  private async refreshExternal(known: MountedVolume, plan: VolumePlan, opts: RefreshOptions): Promise<RefreshOutcome> {
-    const { specOnly = false, signal } = opts;
-    if (specOnly && plan.fingerprint === known.fingerprint) return 'unchanged';
-    const content = await this.fetchExternal(known.request, plan, known, signal);
-    const same = (a: Record<string, string>, b: Record<string, string>) =>
-      Object.keys(a).length === Object.keys(b).length && Object.entries(a).every(([k, v]) => b[k] === v);
-    const sameVersions = JSON.stringify(content.versions) === JSON.stringify(known.versions);
-    if (plan.fingerprint === known.fingerprint && sameVersions && same(content.digests, known.digests))
-      return 'unchanged';
-    await this.update(known.request, plan, known, this.deps.source, signal, content);
+    if (specOnly) return 'unchanged';
+    const stale = await plan.source.stale({ ...job, local: new Map() });
+    if (!stale) return 'unchanged';
+    await this.update(job, stale.content);
     return 'updated';
   }
 
   /** Rewrites an existing volume: files first, then SPCPS and hooks; old files stay on any failure before the swap. */
-  private async update(
-    req: PublishRequest,
-    plan: VolumePlan,
-    known: MountedVolume,
-    source: SecretSource,
-    signal?: AbortSignal,
-    fetched?: VolumeContent,
-  ): Promise<void> {
+  private async update(job: UpdateJob, fetched?: VolumeContent): Promise<void> {
+    const { req, plan, known, signal } = job;
     const { mounter, writer } = this.deps;
     const mounted = await mounter.isMountPoint(req.targetPath);
     // Pinned values come only from our tmpfs, never from the folder under its mount point.
     const local = mounted && !fetched ? writer.read(req.targetPath) : new Map<string, Buffer>();
-    const content = fetched ?? (await this.fetchContent(req, plan, known, local, source, signal));
+    const content = fetched ?? (await plan.source.fetch({ ...job, local }));
     signal?.throwIfAborted();
     const sizeBytes = Math.max(known.sizeBytes, tmpfsSizeFor(content.files));
     if (!mounted) {
@@ -316,59 +244,9 @@ export class Publisher {
       await mounter.resize(req.targetPath, sizeBytes);
     }
     this.write(req, plan, content);
-    const name = await this.record(req, plan, content);
+    const name = await this.records.record(req, plan, content);
     await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
-    this.remember(req, plan, content, name, sizeBytes);
-  }
-
-  /**
-   * Fetches what must be fetched; a pinned version already in `local`, the files of a
-   * volume this driver wrote (or adopted as its own), is taken from there.
-   */
-  private async fetchContent(
-    req: PublishRequest,
-    plan: VolumePlan,
-    known: MountedVolume | undefined,
-    local: FileSet,
-    source: SecretSource,
-    signal?: AbortSignal,
-  ): Promise<VolumeContent> {
-    if (plan.provider !== BUILTIN_PROVIDER) return this.fetchExternal(req, plan, known, signal);
-    const values: (SecretVersion | undefined)[] = plan.objects.map((o) => {
-      const had = known?.versions.find((v) => v.id === o.objectName);
-      const value = local.get(o.fileName);
-      if (o.objectVersion === 'latest' || had?.version !== o.objectVersion || !value) return undefined;
-      this.deps.log.info(`object [${o.objectName}]'s version [${o.objectVersion}] doesn't change, read from local`);
-      return { name: o.objectName, versionId: o.objectVersion, value };
-    });
-    const missing = plan.objects.filter((_, i) => !values[i]);
-    if (missing.length > 0) {
-      const creds = await resolveCredentials(req.secrets, this.deps.credentials);
-      const asked = missing.map((o) => ({ name: o.objectName, version: o.objectVersion }));
-      const fetched = await source.fetch(asked, creds, signal);
-      for (const v of fetched) this.deps.log.info('Get secret successfully', { name: v.name, version: v.versionId });
-      for (let i = 0, j = 0; i < values.length; i++) if (!values[i]) values[i] = fetched[j++];
-    }
-    const ref = `${req.podNamespace}/${req.spcName}`;
-    return buildVolumeContent(ref, plan.objects, values as SecretVersion[], this.limits);
-  }
-
-  private async fetchExternal(
-    req: PublishRequest,
-    plan: VolumePlan,
-    known: MountedVolume | undefined,
-    signal?: AbortSignal,
-  ): Promise<VolumeContent> {
-    const { providers } = this.deps;
-    if (!providers) {
-      throw new PreconditionError(
-        `SecretProviderClass ${req.podNamespace}/${req.spcName}: spec.provider is "${plan.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only (external providers are off)`,
-      );
-    }
-    const request = providerMountRequest(req, plan, known?.versions ?? []);
-    const content = await providerContent(providers, plan.provider, request, signal);
-    checkVolumeSize(`SecretProviderClass ${req.podNamespace}/${req.spcName}`, content.files, this.limits);
-    return content;
+    this.records.remember(req, plan, content, name, sizeBytes);
   }
 
   private write(req: PublishRequest, plan: VolumePlan, content: VolumeContent): void {
@@ -376,42 +254,6 @@ export class Publisher {
     const changed = this.deps.writer.write(req.targetPath, content.files, perms);
     const message = changed ? 'Write secret files finished' : 'Secret files unchanged';
     this.deps.log.v(2).info(message, { target: req.targetPath, files: content.files.size });
-  }
-
-  private remember(
-    req: PublishRequest,
-    plan: VolumePlan,
-    content: VolumeContent,
-    spcpsName: string,
-    sizeBytes: number,
-  ): void {
-    const { versions, digests } = content;
-    const unpermitted = this.volumes.get(req.targetPath)?.unpermitted;
-    const volume = {
-      request: req,
-      spcpsName,
-      fingerprint: plan.fingerprint,
-      versions,
-      digests,
-      sizeBytes,
-      unpermitted,
-    };
-    this.volumes.set(volume);
-    this.audit(volume, plan);
-  }
-
-  /** Keeps what the permit does not cover with the volume, and reports it when that changes. */
-  private audit(volume: MountedVolume, plan: VolumePlan): void {
-    const before = volume.unpermitted ?? [];
-    volume.unpermitted = plan.unpermitted?.denied;
-    const now = volume.unpermitted ?? [];
-    if (now.length === 0 || now.join('\0') === before.join('\0')) return;
-    const { podName: name, podNamespace: namespace, podUid: uid, spcName, targetPath } = volume.request;
-    this.deps.onUnpermitted?.(
-      { name, namespace, uid },
-      { spc: `${namespace}/${spcName}`, targetPath },
-      plan.unpermitted!,
-    );
   }
 
   private async unpublishLocked(req: UnpublishRequest): Promise<MountedVolume | undefined> {
@@ -426,15 +268,5 @@ export class Publisher {
     log.info('Unmounted volume', { target: targetPath });
     // Unknown volumes are left to the garbage collector (the SPCPS is owned by the pod).
     return known;
-  }
-
-  private async forgetStatus(known: MountedVolume): Promise<void> {
-    const { podNamespace: namespace, podUid } = known.request;
-    await this.deps.spcps.delete(namespace, known.spcpsName, podUid).catch((err) =>
-      this.deps.log.warn('Deleting SecretProviderClassPodStatus failed; garbage collection will remove it', {
-        spcps: `${namespace}/${known.spcpsName}`,
-        error: errorMessage(err),
-      }),
-    );
   }
 }

@@ -5,11 +5,10 @@
 import { createHash } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
 import { InvalidRequestError, InvalidSpcError, PreconditionError } from '../errors.js';
-import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
+import { checkProviderName, parseSecretObjects, type SecretObject } from '../crds/objects.js';
 import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, DRIVER_NAME, type SecretProviderClass } from '../crds/types.js';
 import { checkAllowList } from '../access/allow-list.js';
 import { checkNamespacePermit, type NamespacePolicy, type PermitDecision } from '../access/namespace-permit.js';
-import { ExternalProviders } from './external-provider.js';
 import type { PublishRequest } from './volume-request.js';
 
 export interface VolumePlan {
@@ -69,7 +68,7 @@ function checkExternal(
   if (typeof spc.spec?.provider !== 'string' || spc.spec.provider === '') {
     throw new InvalidSpcError(`SecretProviderClass ${ref}: spec.provider is required, e.g. "${BUILTIN_PROVIDER}"`);
   }
-  ExternalProviders.checkName(ref, spc.spec.provider);
+  checkProviderName(ref, spc.spec.provider);
   const attributes = pod.spec?.volumes?.find((v) => v.name === req.volumeName)?.csi?.volumeAttributes;
   const fingerprint = fingerprintOf([
     req.podUid,

@@ -6,12 +6,13 @@ import {
   NotFoundError,
   PreconditionError,
   ProductError,
+  StoreThrottledError,
   StoreUnavailableError,
   UnauthenticatedError,
 } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { sleep } from '../util/async.js';
-import { httpGet, type HttpReply } from './http-get.js';
+import { httpGet, ReplyTimeoutError, ReplyTooLargeError, type HttpReply } from './http-get.js';
 import { signRequest, type Credentials } from './signer.js';
 import type { SecretVersion } from './source.js';
 
@@ -43,6 +44,8 @@ interface Read {
 interface Retry {
   retry: string;
   cause?: unknown;
+  /** The store answered 429. */
+  throttled?: boolean;
 }
 
 interface CsmsErrorBody {
@@ -97,7 +100,8 @@ export class CsmsClient {
       if (!('retry' in outcome)) return outcome;
       last = outcome;
     }
-    throw new StoreUnavailableError(
+    const Unavailable = last?.throttled ? StoreThrottledError : StoreUnavailableError;
+    throw new Unavailable(
       `CSMS at ${this.opts.endpoint} did not serve ${read.what} after ${this.opts.maxAttempts} attempts: ${last?.retry}; it is retried on the next mount or rotation`,
       { cause: last?.cause },
     );
@@ -114,24 +118,25 @@ export class CsmsClient {
         done('cancelled');
         throw signal.reason;
       }
-      const kind = err instanceof Error ? err.name : '';
-      if (kind === 'TooLargeError') {
+      if (err instanceof ReplyTooLargeError) {
         done('too_large');
         throw new StoreUnavailableError(
           `CSMS answered ${read.what} with more than ${this.opts.maxResponseBytes} bytes, over the limit set by --csms-max-response-bytes`,
           { cause: err },
         );
       }
-      done(kind === 'TimeoutError' ? 'timeout' : 'network_error');
-      const problem =
-        kind === 'TimeoutError' ? `timed out after ${this.opts.timeoutMs} ms` : `request failed (${errorMessage(err)})`;
+      const timedOut = err instanceof ReplyTimeoutError;
+      done(timedOut ? 'timeout' : 'network_error');
+      const problem = timedOut ? `timed out after ${this.opts.timeoutMs} ms` : `request failed (${errorMessage(err)})`;
       return { retry: problem, cause: err };
     }
     const ok = res.status >= 200 && res.status < 300;
     done(ok ? 'ok' : res.status === 429 ? 'throttled' : res.status >= 500 ? 'server_error' : 'client_error');
     if (ok) return parseVersion(read.name, read.version, res.body);
     const body = parseErrorBody(res.body);
-    if (RETRYABLE_STATUS.has(res.status)) return { retry: `HTTP ${res.status}${body.code ? ` ${body.code}` : ''}` };
+    if (RETRYABLE_STATUS.has(res.status)) {
+      return { retry: `HTTP ${res.status}${body.code ? ` ${body.code}` : ''}`, throttled: res.status === 429 };
+    }
     throw this.classify(res.status, body, read.what, read.projectId);
   }
 

@@ -2,7 +2,7 @@
 // (credentials, secret, version) is read once however many volumes use it, at most
 // `concurrency` reads run at a time, and throttling from the store halves that and
 // spaces the reads out.
-import { ProductError } from '../errors.js';
+import { StoreThrottledError } from '../errors.js';
 import { Semaphore, sleep } from '../util/async.js';
 import { SharedReads } from './shared-reads.js';
 import type { Credentials } from './signer.js';
@@ -46,7 +46,7 @@ export class CycleSource implements SecretSource {
         this.reads++;
         return await work();
       } catch (err) {
-        if (!isThrottled(err) || attempt >= 3) throw err;
+        if (!(err instanceof StoreThrottledError) || attempt >= 3) throw err;
         // Throttled even after the client's own retries: slow the whole cycle down, then retry.
         this.throttled = true;
         this.slots.limit = Math.max(1, Math.floor(this.slots.limit / 2));
@@ -55,8 +55,4 @@ export class CycleSource implements SecretSource {
       }
     }
   }
-}
-
-function isThrottled(err: unknown): boolean {
-  return err instanceof ProductError && err.kind === 'unavailable' && /HTTP 429/.test(err.message);
 }

@@ -14,10 +14,26 @@ export interface HttpReply {
 const keep = { keepAlive: true, maxFreeSockets: 16, timeout: 4_000 };
 const agents = { 'http:': new http.Agent(keep), 'https:': new https.Agent(keep) };
 
+/** No complete reply within the request's timeout. */
+export class ReplyTimeoutError extends Error {
+  constructor(timeoutMs: number) {
+    super(`no complete reply within ${timeoutMs} ms`);
+    this.name = 'ReplyTimeoutError';
+  }
+}
+
+/** The reply's body passed the request's byte limit (the rest was not read). */
+export class ReplyTooLargeError extends Error {
+  constructor(maxBytes: number) {
+    super(`the reply is larger than ${maxBytes} bytes`);
+    this.name = 'ReplyTooLargeError';
+  }
+}
+
 export interface HttpGetOptions {
-  /** The reply must be complete within this; else rejects with an error named `TimeoutError`. */
+  /** The reply must be complete within this; else rejects with a ReplyTimeoutError. */
   timeoutMs: number;
-  /** As soon as the body passes this, rejects with an error named `TooLargeError` (the rest is not read). */
+  /** As soon as the body passes this, rejects with a ReplyTooLargeError. */
   maxBytes?: number;
   /** Aborting it destroys the request (rejects with an error named `AbortError`). */
   signal?: AbortSignal;
@@ -39,7 +55,7 @@ export function httpGet(
       // Refused as soon as it is known to be too large: rejected first, so that an 'end' that
       // still follows the destroy (the whole reply may already be in) cannot resolve it cut short.
       const refuse = () => {
-        fail(tooLarge(maxBytes));
+        fail(new ReplyTooLargeError(maxBytes));
         req.destroy();
       };
       if (declared > maxBytes) return refuse();
@@ -55,20 +71,10 @@ export function httpGet(
       res.on('error', fail);
     });
     req.on('error', fail);
-    const timer = setTimeout(() => {
-      const err = new Error(`no complete reply within ${timeoutMs} ms`);
-      err.name = 'TimeoutError';
-      req.destroy(err);
-    }, timeoutMs);
+    const timer = setTimeout(() => req.destroy(new ReplyTimeoutError(timeoutMs)), timeoutMs);
     function fail(err: Error): void {
       clearTimeout(timer);
       reject(err);
     }
   });
-}
-
-function tooLarge(maxBytes: number): Error {
-  const err = new Error(`the reply is larger than ${maxBytes} bytes`);
-  err.name = 'TooLargeError';
-  return err;
 }

@@ -4,7 +4,8 @@
 // each pod, and a stop between volumes when the signal fires. Namespaces take turns for
 // the places, so one namespace's slow volumes (a slow external provider) cannot hold them all. A volume the Namespace
 // permit no longer covers gets one Event in any pass, and another when it is covered again.
-import type { Publisher, RefreshOutcome } from '../driver/publisher.js';
+import type { Publisher } from '../driver/publisher.js';
+import type { RefreshOutcome } from '../driver/publisher-deps.js';
 import type { MountedVolume } from '../driver/volumes.js';
 import { errorMessage, NotPermittedError } from '../errors.js';
 import type { EventRecorder, PodRef } from '../kube/events.js';

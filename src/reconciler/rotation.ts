@@ -4,7 +4,7 @@
 // failing backs off across cycles (failure-backoff.ts). Stopping aborts a cycle between
 // volumes rather than waiting for it to end.
 import type { Publisher } from '../driver/publisher.js';
-import { ProductError } from '../errors.js';
+import { errorType } from '../errors.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -109,8 +109,4 @@ export class RotationReconciler {
     log.v(2).info('Rotation cycle finished', { ...result, durationMs: result.durationMs.toFixed(0) });
     return result;
   }
-}
-
-function errorType(err: unknown): string {
-  return err instanceof ProductError ? err.kind : 'internal';
 }

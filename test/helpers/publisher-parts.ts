@@ -14,7 +14,8 @@ import {
 } from '../../src/crds/types.js';
 import { atomicWriter, type FileSet, type VolumeWriter } from '../../src/driver/atomic-writer.js';
 import type { Mounter } from '../../src/driver/mounter.js';
-import { Publisher, type PublisherDeps } from '../../src/driver/publisher.js';
+import { Publisher } from '../../src/driver/publisher.js';
+import type { PublisherDeps } from '../../src/driver/publisher-deps.js';
 import type { ClusterReads } from '../../src/driver/volume-plan.js';
 import type { PublishRequest } from '../../src/driver/volume-request.js';
 import { NotFoundError } from '../../src/errors.js';

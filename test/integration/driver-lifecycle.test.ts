@@ -8,7 +8,14 @@ import { promisify } from 'node:util';
 import { it } from 'node:test';
 import { readFile } from 'node:fs/promises';
 import { CsmsEmulator } from '../../src/emulator/server.js';
-import { createNamespace, createPod, createServiceAccount, createSpc, deleteNamespace } from '../helpers/cluster.js';
+import {
+  createNamespace,
+  createPod,
+  createServiceAccount,
+  createSpc,
+  deleteNamespace,
+  eventually,
+} from '../helpers/cluster.js';
 import { DriverProcess, executable, publishRequest, unmountAll } from '../helpers/driver.js';
 
 const run = promisify(execFile);
@@ -110,8 +117,10 @@ it('finishes an in-flight mount on SIGTERM before it exits', async () => {
       root,
     );
     emulator.store.addFault({ status: 0, latencyMs: 1500, times: 1 });
+    const before = emulator.store.total;
     const publishing = driver.kubelet.call('Node', 'NodePublishVolume', req);
-    await new Promise((r) => setTimeout(r, 500));
+    // Stopped while the publish waits on CSMS: the emulator has its request.
+    await eventually('the publish to reach CSMS', async () => (emulator.store.total > before ? true : undefined));
     const exiting = driver.stop();
     await publishing;
     assert.equal(await exiting, 0);

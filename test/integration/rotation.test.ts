@@ -290,7 +290,7 @@ it('keeps the last good files while CSMS fails during rotation, then catches up'
     async () => ((await readFile(join(dir, 'flaky'), 'utf8')) === 'flaky-v2' ? true : undefined),
     15_000,
   );
-  assert.ok((await rotating.metric('rotation_reconcile_error_total', { error_type: 'unavailable' })) >= 1);
+  assert.ok((await rotating.metric('rotation_reconcile_error_total', { error_type: 'UNAVAILABLE' })) >= 1);
   assert.ok((await rotating.metric('rotation_reconcile_total')) >= 2);
   assert.ok((await rotating.metric('rotation_reconcile_duration_sec_count')) >= 2);
 });

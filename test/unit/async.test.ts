@@ -1,7 +1,7 @@
 // The signal many operations listen to at once: no leak warning for a crowd of listeners, and
 // still an ordinary signal; namespaces taking turns for a pass's places.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { it } from 'node:test';
 import { forEachFairly, sharedAbortController, sleep } from '../../src/util/async.js';
 
 function warningsDuring(fn: () => void): Promise<Error[]> {
@@ -18,7 +18,7 @@ function warningsDuring(fn: () => void): Promise<Error[]> {
   );
 }
 
-test('a plain EventTarget warns past 10 listeners; the shared signal does not, and still aborts them all', async () => {
+it('a plain EventTarget warns past 10 listeners; the shared signal does not, and still aborts them all', async () => {
   // An AbortSignal warned as well before Node.js 24; the shared one is still set to not warn.
   const plain = new EventTarget();
   const warned = await warningsDuring(() => {
@@ -37,7 +37,7 @@ test('a plain EventTarget warns past 10 listeners; the shared signal does not, a
   assert.equal((shared.signal.reason as Error).message, 'stop');
 });
 
-test("no group holds more than its share: one namespace's slow items leave the others' places free", async () => {
+it("no group holds more than its share: one namespace's slow items leave the others' places free", async () => {
   const items = [
     ...Array.from({ length: 12 }, (_, i) => ({ ns: 'slow', i })),
     ...Array.from({ length: 12 }, (_, i) => ({ ns: 'fast', i })),
@@ -62,7 +62,7 @@ test("no group holds more than its share: one namespace's slow items leave the o
   assert.ok(finished.lastIndexOf('fast') < 12, `the fast group finished first: ${finished.join(',')}`);
 });
 
-test('a failing item does not stop the others, and an aborted pass starts no more', async () => {
+it('a failing item does not stop the others, and an aborted pass starts no more', async () => {
   const seen: number[] = [];
   await forEachFairly(
     [1, 2, 3],

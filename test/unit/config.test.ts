@@ -1,9 +1,10 @@
-// The serve flags: defaults, environment fallbacks, and refusals that name the flag.
+// The serve flags: defaults, environment fallbacks, and refusals that name the flag; the shared parsers.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import { PassThrough } from 'node:stream';
 import { mountCommand } from '../../src/commands/mount.js';
 import { ConfigError, CSMS_FLAGS, parseDuration, parseServeArgs, SERVE_FLAGS, SERVE_HELP } from '../../src/config.js';
+import { absolutePath, optional, port, unixSocket } from '../../src/flags.js';
 
 const base = ['--nodeid=n1', '--region=cn-north-4'];
 const refuses = (args: string[], pattern: RegExp, env: NodeJS.ProcessEnv = {}) =>
@@ -16,7 +17,7 @@ it('derives the CSMS endpoint from the region, with the .eu exception', () => {
   const c = parseServeArgs(base, {});
   assert.ok(c !== 'help');
   assert.equal(c.csmsEndpoint, 'https://kms.cn-north-4.myhuaweicloud.com');
-  assert.equal(c.endpoint, 'unix:///csi/csi.sock');
+  assert.equal(c.socket, '/csi/csi.sock');
   const eu = parseServeArgs(['--nodeid=n1', '--region=eu-west-101'], {});
   assert.ok(eu !== 'help' && eu.csmsEndpoint === 'https://kms.eu-west-101.myhuaweicloud.eu');
 });
@@ -106,4 +107,23 @@ it('documents every flag of the table in the help, with its default and environm
   }
   assert.match(SERVE_HELP, /--rotation-poll-interval DURATION +rotation period.*\(default 2m\)/);
   assert.match(SERVE_HELP, /--nodeid NAME +this node's name \(\$NODE_NAME\)/);
+});
+
+it('parses the path, socket and port forms every command shares, naming the flag', () => {
+  const socket = unixSocket('unix:///csi/csi.sock');
+  assert.equal(socket('unix:///csi/csi.sock', '--endpoint'), '/csi/csi.sock');
+  for (const bad of ['/csi/csi.sock', 'unix://csi.sock', 'unix:///a/../b.sock', '', undefined]) {
+    assert.throws(() => socket(bad, '--endpoint'), /--endpoint ".*" must look like unix:\/\/\/csi\/csi.sock/);
+  }
+  assert.throws(() => unixSocket('unix:///p/cce.sock', '.sock')('unix:///p/cce', '--endpoint'), /must look like/);
+  assert.equal(absolutePath()('/var/lib/kubelet//', '--kubelet-root-dir'), '/var/lib/kubelet');
+  for (const bad of ['relative', '/a/../b', '', undefined]) {
+    assert.throws(() => absolutePath('x')(bad, '--p'), /--p ".*" must be an absolute path without "\.\." \(x\)/);
+  }
+  assert.equal(optional(absolutePath())('', '--p'), '');
+  assert.equal(port()('9443', '--port'), 9443);
+  assert.equal(port(true)('0', '--port'), 0);
+  for (const bad of ['0', '65536', '-1', '9443x', '', undefined]) {
+    assert.throws(() => port()(bad, '--port'), /--port ".*" must be a port number, 1-65535/);
+  }
 });

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, test } from 'node:test';
+import { afterEach, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { CsiServer } from '../../src/driver/csi-server.js';
 import type { PublishRequest } from '../../src/driver/volume-request.js';
@@ -42,7 +42,7 @@ async function serve() {
   const metrics = createMetrics();
   const socket = join(parts.root, 'csi.sock');
   const server = new CsiServer({
-    endpoint: `unix://${socket}`,
+    socket,
     nodeId: 'node-1',
     publisher: parts.publisher(),
     kubeletRoot: parts.root,
@@ -64,7 +64,7 @@ async function until(what: string, ok: () => boolean | Promise<boolean>): Promis
   assert.ok(await ok(), what);
 }
 
-test('a publish past its deadline is cancelled and leaves nothing behind', async () => {
+it('a publish past its deadline is cancelled and leaves nothing behind', async () => {
   const { server, metrics } = await serve();
   const req = parts.request();
   parts.fetchGate = new Promise(() => undefined);
@@ -81,7 +81,7 @@ test('a publish past its deadline is cancelled and leaves nothing behind', async
   await server.stop(100);
 });
 
-test('a shutdown lets a short call finish and cancels a stuck one, which takes back what it made', async () => {
+it('a shutdown lets a short call finish and cancels a stuck one, which takes back what it made', async () => {
   const { server } = await serve();
   const quick = parts.request('aaaa-1111');
   await kubelet!.call('Node', 'NodePublishVolume', rawRequest(quick));

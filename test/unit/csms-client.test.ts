@@ -12,6 +12,7 @@ import {
   NotAllowedError,
   NotFoundError,
   PreconditionError,
+  StoreThrottledError,
   StoreUnavailableError,
   UnauthenticatedError,
 } from '../../src/errors.js';
@@ -106,6 +107,19 @@ it('gives up on persistent 5xx and timeouts with StoreUnavailableError', async (
   await assert.rejects(
     client.getVersion('secret_1', 'v1', creds),
     (e: Error) => e instanceof StoreUnavailableError && /timed out after 300 ms/.test(e.message),
+  );
+});
+
+it('says by its type, not its text, that CSMS kept throttling: StoreThrottledError after 429s only', async () => {
+  emulator.store.addFault({ status: 429, times: 4 });
+  await assert.rejects(
+    client.getVersion('secret_1', 'v1', creds),
+    (e: Error) => e instanceof StoreThrottledError && /after 4 attempts: HTTP 429 APIGW.0308/.test(e.message),
+  );
+  emulator.store.addFault({ status: 503, times: 4 });
+  await assert.rejects(
+    client.getVersion('secret_1', 'v1', creds),
+    (e: Error) => e instanceof StoreUnavailableError && !(e instanceof StoreThrottledError),
   );
 });
 

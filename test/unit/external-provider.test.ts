@@ -2,11 +2,12 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type * as k8s from '@kubernetes/client-node';
-import { checkMountResponse, ExternalProviders, ProviderError } from '../../src/driver/external-provider.js';
+import { checkMountResponse, ProviderError } from '../../src/driver/external-provider.js';
 import { providerMountRequest } from '../../src/driver/provider-content.js';
 import type { VolumePlan } from '../../src/driver/volume-plan.js';
 import type { PublishRequest } from '../../src/driver/volume-request.js';
 import { InvalidSpcError } from '../../src/errors.js';
+import { checkProviderName } from '../../src/crds/objects.js';
 import type { MountResponse } from '../../src/provider/provider-api.js';
 
 const file = (path: string, mode = 0o644) => ({ path, mode, contents: Buffer.from('v') });
@@ -98,8 +99,8 @@ it('bounds the error codes that become metric labels', () => {
 
 it('refuses a provider name that is a path', () => {
   for (const name of ['../x', 'a/b', '.hidden', '', 'x'.repeat(64)])
-    assert.throws(() => ExternalProviders.checkName('ns/spc', name), InvalidSpcError);
-  ExternalProviders.checkName('ns/spc', 'azure');
+    assert.throws(() => checkProviderName('ns/spc', name), InvalidSpcError);
+  checkProviderName('ns/spc', 'azure');
 });
 
 it("builds upstream's request: parameters, the pod's own attributes, kubelet's identity last", () => {

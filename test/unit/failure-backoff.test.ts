@@ -1,7 +1,7 @@
 // Rotation backs off from volumes that keep failing, across cycles, and comes back on its own:
 // the backoff alone, then a RotationReconciler over in-memory parts.
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { afterEach, it } from 'node:test';
 import { createMetrics } from '../../src/metrics.js';
 import { FailureBackoff } from '../../src/reconciler/failure-backoff.js';
 import { RotationReconciler } from '../../src/reconciler/rotation.js';
@@ -23,7 +23,7 @@ function attempts(random: () => number, cycles: number): number[] {
   return tried;
 }
 
-test('waits 1, 2, 4 ... at most 32 cycles between tries, each between half and all of its ceiling', () => {
+it('waits 1, 2, 4 ... at most 32 cycles between tries, each between half and all of its ceiling', () => {
   assert.deepEqual(
     attempts(() => 0.999, 200),
     [1, 2, 4, 8, 16, 32, 64, 96, 128, 160, 192],
@@ -41,7 +41,7 @@ test('waits 1, 2, 4 ... at most 32 cycles between tries, each between half and a
   assert.equal(b.size, 0, 'volumes that are gone are forgotten');
 });
 
-test('a volume whose secret is gone is read ever more rarely, and rotates again once it is back', async () => {
+it('a volume whose secret is gone is read ever more rarely, and rotates again once it is back', async () => {
   parts = new Parts();
   const publisher = parts.publisher();
   const req = parts.request();

@@ -1,9 +1,9 @@
 // The watch's line splitter keeps no line over the object budget, however the stream is chunked.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { it } from 'node:test';
 import { LineSplitter } from '../../src/kube/object-budget.js';
 
-test('splits watch lines under a byte limit, skipping a longer one whole however it is chunked', () => {
+it('splits watch lines under a byte limit, skipping a longer one whole however it is chunked', () => {
   const lines: string[] = [];
   const tooLong: number[] = [];
   const s = new LineSplitter(

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, test } from 'node:test';
+import { afterEach, it } from 'node:test';
 import { CancelledError } from '../../src/errors.js';
 import { Parts, type FailingStep } from '../helpers/publisher-parts.js';
 
@@ -12,7 +12,7 @@ afterEach(() => parts?.cleanup());
 
 const read = (dir: string, name: string) => readFileSync(join(dir, name), 'utf8');
 
-test('a fresh mount fetches, mounts a sized tmpfs, writes the files, records the SPCPS and syncs', async () => {
+it('a fresh mount fetches, mounts a sized tmpfs, writes the files, records the SPCPS and syncs', async () => {
   parts = new Parts();
   const req = parts.request();
   await parts.publisher().publish(req);
@@ -22,7 +22,7 @@ test('a fresh mount fetches, mounts a sized tmpfs, writes the files, records the
   assert.equal(parts.synced.length, 1);
 });
 
-test('an unchanged volume is neither fetched nor written again', async () => {
+it('an unchanged volume is neither fetched nor written again', async () => {
   parts = new Parts();
   const publisher = parts.publisher();
   const req = parts.request();
@@ -34,7 +34,7 @@ test('an unchanged volume is neither fetched nor written again', async () => {
   assert.ok(parts.logs.includes("object [secret_2]'s version [v1] doesn't change, read from local"));
 });
 
-test('an SPC edit updates the files in place; the pinned value is read from the volume, not the store', async () => {
+it('an SPC edit updates the files in place; the pinned value is read from the volume, not the store', async () => {
   parts = new Parts();
   const publisher = parts.publisher();
   const req = parts.request();
@@ -49,7 +49,7 @@ test('an SPC edit updates the files in place; the pinned value is read from the 
   assert.equal(parts.synced.length, 2);
 });
 
-test('a spec-only refresh of an unchanged SPC reads nothing; a rotation reads only `latest`', async () => {
+it('a spec-only refresh of an unchanged SPC reads nothing; a rotation reads only `latest`', async () => {
   parts = new Parts();
   const publisher = parts.publisher();
   const req = parts.request();
@@ -66,7 +66,7 @@ test('a spec-only refresh of an unchanged SPC reads nothing; a rotation reads on
 });
 
 for (const step of ['fetch', 'mount', 'write', 'record', 'sync'] satisfies FailingStep[]) {
-  test(`a fresh mount whose ${step} fails leaves no mount, files or SPCPS`, async () => {
+  it(`a fresh mount whose ${step} fails leaves no mount, files or SPCPS`, async () => {
     parts = new Parts();
     const req = parts.request();
     parts.failing = step;
@@ -77,7 +77,7 @@ for (const step of ['fetch', 'mount', 'write', 'record', 'sync'] satisfies Faili
   });
 }
 
-test('an update that fails before its files are swapped keeps the last good files', async () => {
+it('an update that fails before its files are swapped keeps the last good files', async () => {
   parts = new Parts();
   const publisher = parts.publisher();
   const req = parts.request();
@@ -92,7 +92,7 @@ test('an update that fails before its files are swapped keeps the last good file
   assert.equal(read(req.targetPath, 'secret_1'), 'one-v3');
 });
 
-test('a publish cancelled while it fetches leaves nothing behind', async () => {
+it('a publish cancelled while it fetches leaves nothing behind', async () => {
   parts = new Parts();
   const req = parts.request();
   parts.fetchGate = new Promise(() => undefined);
@@ -106,7 +106,7 @@ test('a publish cancelled while it fetches leaves nothing behind', async () => {
   assert.equal(parts.spcps.size, 0);
 });
 
-test('a publish cancelled after its files are written takes them back', async () => {
+it('a publish cancelled after its files are written takes them back', async () => {
   parts = new Parts();
   const req = parts.request();
   const controller = new AbortController();
@@ -119,7 +119,7 @@ test('a publish cancelled after its files are written takes them back', async ()
   assert.equal(publisher.volumes.size, 0);
 });
 
-test('an adopted volume keeps its pinned files and is rewritten from its SPC on the first refresh', async () => {
+it('an adopted volume keeps its pinned files and is rewritten from its SPC on the first refresh', async () => {
   parts = new Parts();
   const req = parts.request();
   await parts.publisher().publish(req);
@@ -148,7 +148,7 @@ test('an adopted volume keeps its pinned files and is rewritten from its SPC on 
   assert.ok((parts.mounts.get(req.targetPath) ?? 0) > 0, 'the size bound is set again');
 });
 
-test('unpublish unmounts, forgets the volume and deletes its SPCPS', async () => {
+it('unpublish unmounts, forgets the volume and deletes its SPCPS', async () => {
   parts = new Parts();
   const publisher = parts.publisher();
   const req = parts.request();
@@ -161,7 +161,7 @@ test('unpublish unmounts, forgets the volume and deletes its SPCPS', async () =>
   assert.equal(await publisher.refresh(req.targetPath), 'gone');
 });
 
-test('a publish right after an unpublish of the same volume waits for the SPCPS delete, so its own SPCPS stays', async () => {
+it('a publish right after an unpublish of the same volume waits for the SPCPS delete, so its own SPCPS stays', async () => {
   parts = new Parts();
   const publisher = parts.publisher();
   const req = parts.request();
@@ -172,7 +172,7 @@ test('a publish right after an unpublish of the same volume waits for the SPCPS 
   assert.deepEqual(parts.spcps.get('pod-1111-2222-ns-spc'), ['secret_1@v2', 'secret_2@v1']);
 });
 
-test('namespace policy enforce: a secret the permit does not cover mounts nothing, records nothing and reads nothing', async () => {
+it('namespace policy enforce: a secret the permit does not cover mounts nothing, records nothing and reads nothing', async () => {
   parts = new Parts();
   parts.namespaceAnnotations = { 'cce.io/dew-resource-permitted': '["secret_1"]' };
   const req = parts.request();
@@ -186,7 +186,7 @@ test('namespace policy enforce: a secret the permit does not cover mounts nothin
   assert.equal(existsSync(req.targetPath), false);
 });
 
-test('namespace policy audit: the mount goes ahead and is reported once, and again when what is uncovered changes', async () => {
+it('namespace policy audit: the mount goes ahead and is reported once, and again when what is uncovered changes', async () => {
   parts = new Parts();
   parts.namespaceAnnotations = { 'cce.io/dew-resource-permitted': '["secret_1"]' };
   const reports: string[][] = [];
@@ -206,7 +206,7 @@ test('namespace policy audit: the mount goes ahead and is reported once, and aga
   assert.equal(publisher.volumes.get(req.targetPath)?.unpermitted, undefined);
 });
 
-test('namespace policy enforce: a narrowed permit keeps the files, refuses once, then withholds; widened, it resumes', async () => {
+it('namespace policy enforce: a narrowed permit keeps the files, refuses once, then withholds; widened, it resumes', async () => {
   parts = new Parts();
   const publisher = parts.publisher({ namespacePolicy: 'enforce' });
   const req = parts.request();

@@ -1,7 +1,7 @@
 // One refresh pass over many volumes, with in-memory parts: a warning logged once per
 // distinct error, an Event per pod, and a stop between volumes when the signal fires.
 import assert from 'node:assert/strict';
-import { afterEach, test } from 'node:test';
+import { afterEach, it } from 'node:test';
 import type { Publisher } from '../../src/driver/publisher.js';
 import { refreshVolumes, type RefreshPass } from '../../src/reconciler/refresh-volumes.js';
 import { Parts } from '../helpers/publisher-parts.js';
@@ -33,7 +33,7 @@ function pass(publisher: Publisher, said: string[], extra: Partial<RefreshPass> 
   };
 }
 
-test('a pass refreshes every volume, logging one warning for one error shared by all', async () => {
+it('a pass refreshes every volume, logging one warning for one error shared by all', async () => {
   const publisher = await mounted(4);
   parts.store.get('secret_1')!.push('one-v3');
   const said: string[] = [];
@@ -52,7 +52,7 @@ test('a pass refreshes every volume, logging one warning for one error shared by
   assert.equal(said.filter((s) => s.startsWith('RotationFailed')).length, 4);
 });
 
-test('an aborted pass stops between volumes and reports no failure for the volume it left', async () => {
+it('an aborted pass stops between volumes and reports no failure for the volume it left', async () => {
   const publisher = await mounted(5);
   parts.store.get('secret_1')!.push('one-v3');
   const stopping = new AbortController();

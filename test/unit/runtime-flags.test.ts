@@ -4,14 +4,14 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { test } from 'node:test';
+import { it } from 'node:test';
 
 const repo = resolve(import.meta.dirname, '../../..');
 const read = (path: string) => readFileSync(join(repo, path), 'utf8');
 /** Every flag but the heap size, which the chart sets per command (heapMiB, the webhook's 96). */
 const FLAGS = ['--max-semi-space-size=1', '--disable-warning=DEP0169'];
 
-test('the shebang, the ENTRYPOINT, the chart and the bench run node with the same flags', () => {
+it('the shebang, the ENTRYPOINT, the chart and the bench run node with the same flags', () => {
   const places: Record<string, string> = {
     'src/main.ts': read('src/main.ts').split('\n')[0],
     Dockerfile: /^ENTRYPOINT .*$/m.exec(read('Dockerfile'))![0],

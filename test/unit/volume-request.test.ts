@@ -1,7 +1,7 @@
 // NodePublishVolume requests as kubelet sends them: the ServiceAccount tokens of the
 // CSIDriver's tokenRequests are parsed, and a malformed value is refused without being quoted.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { it } from 'node:test';
 import { InvalidRequestError } from '../../src/errors.js';
 import { CTX_SA_TOKENS } from '../../src/crds/types.js';
 import { parsePublishRequest } from '../../src/driver/volume-request.js';
@@ -26,14 +26,14 @@ function request(context: Record<string, string> = {}) {
   };
 }
 
-test('takes the ServiceAccount tokens kubelet passes for tokenRequests', () => {
+it('takes the ServiceAccount tokens kubelet passes for tokenRequests', () => {
   const tokens = { 'dew.example': { token: 'eyJ.secret.token', expirationTimestamp: '2026-11-29T10:00:00Z' } };
   const req = parsePublishRequest(request({ [CTX_SA_TOKENS]: JSON.stringify(tokens) }), root);
   assert.deepEqual(req.serviceAccountTokens, tokens);
   assert.equal(parsePublishRequest(request(), root).serviceAccountTokens, undefined);
 });
 
-test('refuses malformed tokens, naming the key and the form but never the value', () => {
+it('refuses malformed tokens, naming the key and the form but never the value', () => {
   for (const bad of ['{"aud": "eyJ.secret.token"', '["eyJ.secret.token"]', '{"aud": {"token": "eyJ.secret.token"}}']) {
     assert.throws(
       () => parsePublishRequest(request({ [CTX_SA_TOKENS]: bad }), root),

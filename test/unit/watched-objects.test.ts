@@ -2,7 +2,7 @@
 // read never starts before its namespace's watch has a starting point, events for objects
 // not kept are dropped, and an expired watch re-reads only its own namespace.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { it } from 'node:test';
 import type { Logger } from '../../src/log.js';
 import type { WatchFn } from '../../src/kube/scope-watch.js';
 import { WatchedObjects } from '../../src/kube/watched-objects.js';
@@ -70,7 +70,7 @@ class FakeCluster {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
-test('a read takes its namespace starting point first, and only that namespace is watched', async () => {
+it('a read takes its namespace starting point first, and only that namespace is watched', async () => {
   const c = new FakeCluster();
   c.put('a', 'x', 'one');
   const w = c.make();
@@ -81,7 +81,7 @@ test('a read takes its namespace starting point first, and only that namespace i
   w.stop();
 });
 
-test('keeps a used object fresh from events, tells listeners, and drops events of objects it does not keep', async () => {
+it('keeps a used object fresh from events, tells listeners, and drops events of objects it does not keep', async () => {
   const c = new FakeCluster();
   c.put('a', 'x', 'one');
   c.used.add('a/x');
@@ -101,7 +101,7 @@ test('keeps a used object fresh from events, tells listeners, and drops events o
   w.stop();
 });
 
-test('a failed starting point fails the read (not held); reads during its backoff send no list', async () => {
+it('a failed starting point fails the read (not held); reads during its backoff send no list', async () => {
   const c = new FakeCluster();
   c.put('a', 'x', 'one');
   c.failList = true;
@@ -118,7 +118,7 @@ test('a failed starting point fails the read (not held); reads during its backof
   w.stop();
 });
 
-test('a namespace with no pod of this node and nothing in use is let go; one with a pod is kept', async () => {
+it('a namespace with no pod of this node and nothing in use is let go; one with a pod is kept', async () => {
   const c = new FakeCluster();
   c.put('a', 'x', 'one');
   c.put('b', 'y', 'one');
@@ -134,7 +134,7 @@ test('a namespace with no pod of this node and nothing in use is let go; one wit
   w.stop();
 });
 
-test('an expired watch forgets and re-reads only its own namespace', async () => {
+it('an expired watch forgets and re-reads only its own namespace', async () => {
   const c = new FakeCluster();
   c.put('a', 'x', 'one');
   c.put('b', 'y', 'one');

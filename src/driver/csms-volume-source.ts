@@ -1,0 +1,52 @@
+// The built-in provider's content: the SPC's objects read from CSMS (through the job's
+// SecretSource), except pinned versions the volume already holds, built into files by the
+// SPC's rules. Only `latest` objects can change by themselves, so a refresh of an unchanged
+// SPC compares their digests and nothing else.
+import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
+import type { SecretVersion } from '../provider/source.js';
+import { buildVolumeContent, digest, type VolumeContent, type VolumeLimits } from '../provider/volume-content.js';
+import type { Logger } from '../log.js';
+import type { MountedVolume } from './volumes.js';
+import type { ContentJob, VolumeSource } from './volume-source.js';
+
+export class CsmsVolumeSource implements VolumeSource {
+  constructor(
+    private readonly credentials: CredentialProvider,
+    private readonly limits: VolumeLimits,
+    private readonly log: Logger,
+  ) {}
+
+  async fetch({ req, plan, known, local, values, signal }: ContentJob): Promise<VolumeContent> {
+    const held: (SecretVersion | undefined)[] = plan.objects.map((o) => {
+      const had = known?.versions.find((v) => v.id === o.objectName);
+      const value = local.get(o.fileName);
+      if (o.objectVersion === 'latest' || had?.version !== o.objectVersion || !value) return undefined;
+      this.log.info(`object [${o.objectName}]'s version [${o.objectVersion}] doesn't change, read from local`);
+      return { name: o.objectName, versionId: o.objectVersion, value };
+    });
+    const missing = plan.objects.filter((_, i) => !held[i]);
+    if (missing.length > 0) {
+      const creds = await resolveCredentials(req.secrets, this.credentials);
+      const asked = missing.map((o) => ({ name: o.objectName, version: o.objectVersion }));
+      const fetched = await values.fetch(asked, creds, signal);
+      for (const v of fetched) this.log.info('Get secret successfully', { name: v.name, version: v.versionId });
+      for (let i = 0, j = 0; i < held.length; i++) if (!held[i]) held[i] = fetched[j++];
+    }
+    const ref = `${req.podNamespace}/${req.spcName}`;
+    return buildVolumeContent(ref, plan.objects, held as SecretVersion[], this.limits);
+  }
+
+  async stale({
+    plan,
+    known,
+    values,
+    signal,
+  }: ContentJob & { known: MountedVolume }): Promise<{ content?: VolumeContent } | undefined> {
+    const latest = plan.objects.filter((o) => o.objectVersion === 'latest');
+    if (latest.length === 0) return undefined;
+    const creds = await resolveCredentials(known.request.secrets, this.credentials);
+    const asked = latest.map((o) => ({ name: o.objectName, version: 'latest' }));
+    const current = await values.fetch(asked, creds, signal);
+    return current.every((v) => known.digests[v.name] === digest(v.value)) ? undefined : {};
+  }
+}
