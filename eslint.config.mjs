@@ -4,6 +4,12 @@ import { createTypeScriptImportResolver } from 'eslint-import-resolver-typescrip
 import importX from 'eslint-plugin-import-x';
 import tseslint from 'typescript-eslint';
 
+// What the product is built from (util, crds, provider) never imports what is built on it.
+const LOWER_LAYER = {
+  group: ['**/driver/*', '**/reconciler/*', '**/commands/*'],
+  message: 'a lower layer (util, crds, provider) may not import driver, reconciler or commands',
+};
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'scripts/**', 'eslint.config.mjs'] },
   js.configs.recommended,
@@ -42,17 +48,29 @@ export default tseslint.config(
     rules: { 'import-x/no-cycle': 'error' },
   },
   {
-    // Layers: what the product is built from (util, crds, provider: CSMS knows nothing of
-    // Kubernetes or CSI) never imports what is built on it (driver, reconciler, commands).
-    files: ['src/util/**/*.ts', 'src/crds/**/*.ts', 'src/provider/**/*.ts'],
+    // Layers (LOWER_LAYER above).
+    files: ['src/util/**/*.ts', 'src/crds/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [LOWER_LAYER],
+        },
+      ],
+    },
+  },
+  {
+    // The CSMS provider knows nothing of Kubernetes or of the provider API built on it.
+    files: ['src/provider/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
         {
           patterns: [
+            LOWER_LAYER,
             {
-              group: ['**/driver/*', '**/reconciler/*', '**/commands/*'],
-              message: 'a lower layer (util, crds, provider) may not import driver, reconciler or commands',
+              group: ['@kubernetes/*', '**/kube/*', '**/access/*', '**/admission/*', '**/provider-api/*'],
+              message: 'the CSMS provider knows nothing of Kubernetes, access policy or the provider API',
             },
           ],
         },

@@ -3,7 +3,7 @@
 // driver's own, and the emulator's. `serve` gets one frozen, validated ServeConfig.
 import { DEFAULT_MAX_RESPONSE_BYTES, csmsEndpointForRegion } from './provider/csms-client.js';
 import { DEFAULT_METADATA_ENDPOINT } from './provider/credentials.js';
-import { DEFAULT_PROVIDER_DIRS } from './driver/external-provider.js';
+import { DEFAULT_PROVIDER_DIRS } from './provider-api/client.js';
 import { parseListenAddress } from './ops-server.js';
 import { errorMessage } from './errors.js';
 import { NAMESPACE_POLICIES, type NamespacePolicy } from './access/namespace-permit.js';

@@ -18,7 +18,7 @@ import { checkVolume } from '../driver/volume-plan.js';
 import type { PublishRequest } from '../driver/volume-request.js';
 import { errorMessage } from '../errors.js';
 import { ConfigError, flagHelp, parseFlags, text, type FlagValues } from '../flags.js';
-import { csmsStore } from '../provider/csms-store.js';
+import { setUpCsms } from '../provider/csms-setup.js';
 import type { SecretObject } from '../crds/objects.js';
 
 const MOUNT_FLAGS = {
@@ -175,7 +175,7 @@ async function fetchAndWrite(
   objects: SecretObject[],
 ): Promise<void> {
   // The driver's own CSMS client and credentials, with every --csms-* flag.
-  const { source, credentials } = csmsStore(csmsSettings(o));
+  const { source, credentials } = setUpCsms(csmsSettings(o));
   const asked = objects.map((ob) => ({ name: ob.objectName, version: ob.objectVersion }));
   const values = await source.fetch(asked, await credentials.credentials());
   for (const v of values) say(`fetched ${v.name} version ${v.versionId} (${v.value.length} bytes)`);

@@ -11,8 +11,8 @@ import { createLogger } from '../log.js';
 import { reportUnpermitted, type UnpermittedReport } from '../access/permit-audit.js';
 import { stopOnSignal } from './stop-on-signal.js';
 import { version } from '../package-info.js';
-import { csmsStore } from '../provider/csms-store.js';
-import { PROVIDER_NAME, ProviderServer } from '../provider/provider-server.js';
+import { setUpCsms } from '../provider/csms-setup.js';
+import { PROVIDER_NAME, ProviderServer } from '../provider-api/server.js';
 
 const PROVIDER_FLAGS = {
   socket: {
@@ -49,7 +49,7 @@ export async function providerCommand(argv: string[]): Promise<void> {
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'provider' });
   const core = loadKubeConfig(o.kubeconfig, o.maxObjectBytes).makeApiClient(k8s.CoreV1Api);
   const server = new ProviderServer(o.socket, {
-    ...csmsStore(csms),
+    ...setUpCsms(csms),
     annotationsOf: (namespace, name) =>
       annotationsOf(`ServiceAccount ${namespace}/${name}`, () =>
         core.readNamespacedServiceAccount({ namespace, name }),

@@ -1,13 +1,14 @@
 // `cce-secrets-manager serve`: builds the object graph of the node driver, starts it,
 // and stops it on SIGTERM. Start-up fails loudly: if the caches or the take-over of
 // mounted volumes cannot start, the process exits rather than serve without rotation.
+import * as k8s from '@kubernetes/client-node';
 import { reportUnpermitted } from '../access/permit-audit.js';
 import type { ServeConfig } from '../config.js';
 import { atomicWriter } from '../driver/atomic-writer.js';
 import { CsiServer, csiSocketAnswers } from '../driver/csi-server.js';
 import { KubeletRegistration } from '../driver/kubelet-registration.js';
-import { ExternalProviders } from '../driver/external-provider.js';
-import { TmpfsMounter } from '../driver/mounter.js';
+import { ExternalProviders } from '../provider-api/client.js';
+import { ownMounts, TmpfsMounter } from '../driver/mounter.js';
 import { Publisher } from '../driver/publisher.js';
 import type { PublishedContent } from '../driver/publisher-deps.js';
 import { VolumeRegistry } from '../driver/volumes.js';
@@ -21,18 +22,27 @@ import { createLogger, type Logger } from '../log.js';
 import { createProcessMetrics, spcLimitGauges, type Metrics } from '../metrics.js';
 import { startOpsServer } from '../ops-server.js';
 import { version } from '../package-info.js';
-import { csmsStore } from '../provider/csms-store.js';
+import { setUpCsms } from '../provider/csms-setup.js';
 import { recoverVolumes } from '../reconciler/recovery.js';
 import { RotationReconciler } from '../reconciler/rotation.js';
 import { SecretSync } from '../reconciler/secret-sync.js';
 import { EditWatcher } from '../reconciler/edit-watch.js';
 import { sleep } from '../util/async.js';
 
+/** What the driver writes: Events, synced Secrets, SPCPS (KubeView is what it reads). */
+function writers(kc: k8s.KubeConfig, config: ServeConfig, log: Logger, metrics: Metrics) {
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const events = new EventRecorder(core, log, () => metrics.eventsSuppressed.inc());
+  const secretSync = config.syncSecrets ? new SecretSync(core, log, events) : undefined;
+  return { events, secretSync, spcps: new SpcpsWriter(kc.makeApiClient(k8s.CustomObjectsApi)) };
+}
+
 /** The parts of a running driver, wired together but not started. */
 function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const mounter = new TmpfsMounter();
   const volumes = new VolumeRegistry();
-  const kube = new KubeView(loadKubeConfig(config.kubeconfig, config.maxObjectBytes), config.nodeId, log, volumes, {
+  const kc = loadKubeConfig(config.kubeconfig, config.maxObjectBytes);
+  const kube = new KubeView(kc, config.nodeId, log, volumes, {
     maxSpcs: config.maxSecretProviderClasses,
     onCachedObjects: (kind, size) => metrics.cachedObjects.set({ kind }, size),
     onWatchEvent: (kind) => metrics.watchEvents.inc({ kind }),
@@ -40,11 +50,9 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
     onSpcCount: spcLimitGauges(metrics.registry, config.maxSecretProviderClasses),
   });
   metrics.countPermitStates(() => volumes.permitStates());
-  const { source, credentials } = csmsStore(config, metrics);
-  const events = new EventRecorder(kube.core, log, () => metrics.eventsSuppressed.inc());
-  const secretSync = config.syncSecrets ? new SecretSync(kube.core, log, events) : undefined;
+  const { source, credentials } = setUpCsms(config, metrics);
+  const { events, secretSync, spcps } = writers(kc, config, log, metrics);
   const { kubeletRoot, socket, nodeId } = config;
-  const spcps = new SpcpsWriter(kube.custom);
   const onContent = secretSync && ((content: PublishedContent) => secretSync.sync(content));
   const writer = atomicWriter;
   const providers = new ExternalProviders({
@@ -168,7 +176,10 @@ async function startReconcilers(config: ServeConfig, driver: Driver, log: Logger
   const backoff = new Backoff(1000);
   for (let attempt = 1; !shutdown.aborted; attempt++) {
     try {
-      const adopted = await recoverVolumes({ kube, publisher, events, log, kubeletRoot: config.kubeletRoot });
+      const adopted = await recoverVolumes({
+        ...{ kube, publisher, events, log, kubeletRoot: config.kubeletRoot },
+        ownMounts: () => ownMounts(),
+      });
       if (adopted > 0) log.info('Took over volumes mounted before a restart', { volumes: adopted });
       break;
     } catch (err) {

@@ -29,8 +29,6 @@ import {
 import { basename, dirname, join } from 'node:path';
 import type { FileSet } from '../provider/volume-content.js';
 
-export type { FileSet };
-
 const DATA = '..data';
 const DATA_TMP = '..data_tmp';
 const LINK_TMP = '..link_tmp';

@@ -3,7 +3,7 @@
 // SPC's rules. Only `latest` objects can change by themselves, so a refresh of an unchanged
 // SPC compares their digests and nothing else.
 import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
-import type { SecretVersion } from '../provider/source.js';
+import type { SecretVersion } from '../provider/secret-source.js';
 import { buildVolumeContent, digest, type VolumeContent, type VolumeLimits } from '../provider/volume-content.js';
 import type { Logger } from '../log.js';
 import type { MountedVolume } from './volumes.js';

@@ -10,7 +10,7 @@ import { getSystemErrorName } from 'node:util';
 import { mkdirSync, readFileSync, rmdirSync, statSync } from 'node:fs';
 import { errorMessage } from '../errors.js';
 import { Semaphore } from '../util/async.js';
-import type { FileSet } from './atomic-writer.js';
+import type { FileSet } from '../provider/volume-content.js';
 
 // MS_NOSUID | MS_NODEV | MS_NOEXEC; MS_REMOUNT changes the size of a mounted one.
 const TMPFS_FLAGS = 2 | 4 | 8;
@@ -174,21 +174,24 @@ export interface OwnMount {
   sizeBytes: number;
 }
 
-/** The top mount at `path` if it is a tmpfs this driver made (see MOUNT_SOURCE), else undefined. */
-export function ownMountAt(
-  path: string,
-  mountinfo = readFileSync('/proc/self/mountinfo', 'utf8'),
-): OwnMount | undefined {
-  let top: string[] | undefined;
+/**
+ * The tmpfs mounts this driver made (see MOUNT_SOURCE), by mount point: a path counts only
+ * when our tmpfs is the top mount there (something mounted over it hides it).
+ */
+export function ownMounts(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): Map<string, OwnMount> {
+  const top = new Map<string, string[]>();
   for (const line of mountinfo.split('\n')) {
     const fields = line.split(' ');
-    if (fields.length > 4 && unescapeMountPath(fields[4]) === path) top = fields;
+    if (fields.length > 4) top.set(unescapeMountPath(fields[4]), fields);
   }
-  if (!top) return undefined;
-  const rest = top.slice(top.indexOf('-') + 1); // fstype, source, super options
-  if (rest[0] !== 'tmpfs' || rest[1] !== MOUNT_SOURCE) return undefined;
-  const size = /(?:^|,)size=(\d+)k(?:,|$)/.exec(rest[2] ?? '');
-  return { sizeBytes: size ? Number(size[1]) * 1024 : 0 };
+  const own = new Map<string, OwnMount>();
+  for (const [path, fields] of top) {
+    const rest = fields.slice(fields.indexOf('-') + 1); // fstype, source, super options
+    if (rest[0] !== 'tmpfs' || rest[1] !== MOUNT_SOURCE) continue;
+    const size = /(?:^|,)size=(\d+)k(?:,|$)/.exec(rest[2] ?? '');
+    own.set(path, { sizeBytes: size ? Number(size[1]) * 1024 : 0 });
+  }
+  return own;
 }
 
 /** mountinfo writes space, tab, newline and backslash as octal escapes. */

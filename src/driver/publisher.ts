@@ -13,7 +13,7 @@ import { settleAll } from '../util/async.js';
 import { filePerms } from './atomic-writer.js';
 import { DEFAULT_VOLUME_LIMITS, type VolumeContent } from '../provider/volume-content.js';
 import { CsmsVolumeSource } from './csms-volume-source.js';
-import { ProviderVolumeSource } from './provider-content.js';
+import { ProviderVolumeSource } from './provider-volume-source.js';
 import { DeferredWork } from './deferred-work.js';
 import { KeyedLock } from './keyed-lock.js';
 import { tmpfsSizeFor } from './mounter.js';

@@ -1,10 +1,9 @@
 // Where a volume's content comes from: one seam, two implementations, picked once per plan
 // by the SPC's provider: the built-in CSMS provider (csms-volume-source.ts) and an external
-// provider over the provider API (provider-content.ts). The publisher mounts, writes and
+// provider over the provider API (provider-volume-source.ts). The publisher mounts, writes and
 // records; a source only says what the files are.
-import type { FileSet } from './atomic-writer.js';
-import type { SecretSource } from '../provider/source.js';
-import type { VolumeContent } from '../provider/volume-content.js';
+import type { SecretSource } from '../provider/secret-source.js';
+import type { FileSet, VolumeContent } from '../provider/volume-content.js';
 import type { VolumePlan } from './volume-plan.js';
 import type { PublishRequest } from './volume-request.js';
 import type { MountedVolume } from './volumes.js';

@@ -6,7 +6,15 @@
 // Nothing the driver keeps or receives grows with objects that this node's pods do not use.
 import * as k8s from '@kubernetes/client-node';
 import { ApiServerError, NotFoundError, PreconditionError, TooLargeError } from '../errors.js';
-import { GROUP, SPC_PLURAL, VERSION, type SecretProviderClass } from '../crds/types.js';
+import {
+  GROUP,
+  NODE_LABEL,
+  SPC_PLURAL,
+  SPCPS_PLURAL,
+  VERSION,
+  type SecretProviderClass,
+  type SecretProviderClassPodStatus,
+} from '../crds/types.js';
 import type { Logger } from '../log.js';
 import { ResourceCache } from './cache.js';
 import { isOverBudget } from './object-budget.js';
@@ -36,9 +44,12 @@ export interface KubeViewOptions {
   onWatchEvent?: (kind: string) => void;
 }
 
+/** An SPCPS as read back from the cluster. */
+export type SpcpsObject = SecretProviderClassPodStatus & k8s.KubernetesObject;
+
 export class KubeView {
-  readonly core: k8s.CoreV1Api;
-  readonly custom: k8s.CustomObjectsApi;
+  private readonly core: k8s.CoreV1Api;
+  private readonly custom: k8s.CustomObjectsApi;
   readonly pods: ResourceCache<k8s.V1Pod>;
   readonly serviceAccounts: WatchedObjects<k8s.V1ServiceAccount>;
   readonly spcs: WatchedObjects<SecretProviderClass>;
@@ -192,6 +203,34 @@ export class KubeView {
   namespace(name: string): Promise<k8s.V1Namespace> {
     if (!this.namespaces) throw new Error('KubeView: Namespaces are not read when the namespace policy is off');
     return this.namespaces.get('', name);
+  }
+
+  /** The SPCPS labelled with this node, a page at a time (a restart's take-over reads them). */
+  async *spcpsOnNode(): AsyncGenerator<SpcpsObject> {
+    let token: string | undefined;
+    do {
+      const page = (await this.custom.listClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: SPCPS_PLURAL,
+        labelSelector: `${NODE_LABEL}=${this.nodeName}`,
+        // Anyone may label an SPCPS with this node and give it a large status: small pages.
+        limit: 10,
+        _continue: token,
+      })) as { items: SpcpsObject[]; metadata?: { continue?: string } };
+      yield* page.items;
+      token = continueToken(page);
+    } while (token);
+  }
+
+  /** A Secret's data as text (a volume's nodePublishSecretRef, as kubelet passes it). */
+  async secretData(namespace: string, name: string): Promise<Record<string, string>> {
+    const secret = await this.read(`Secret ${namespace}/${name}`, () =>
+      this.core.readNamespacedSecret({ name, namespace }),
+    );
+    return Object.fromEntries(
+      Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
+    );
   }
 
   /** The documented limit on SPCs, checked when a pod mounts: the oldest `maxSpcs` may be mounted, newer ones are refused. */

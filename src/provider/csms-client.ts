@@ -14,7 +14,7 @@ import type { Metrics } from '../metrics.js';
 import { sleep } from '../util/async.js';
 import { httpGet, ReplyTimeoutError, ReplyTooLargeError, type HttpReply } from './http-get.js';
 import { signRequest, type Credentials } from './signer.js';
-import type { SecretVersion } from './source.js';
+import type { SecretVersion } from './secret-source.js';
 
 export interface CsmsClientOptions {
   /** e.g. https://kms.cn-north-4.myhuaweicloud.com */

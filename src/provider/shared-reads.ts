@@ -4,7 +4,7 @@
 // another that shares its read.
 import { untilAborted } from '../util/async.js';
 import type { Credentials } from './signer.js';
-import { readKey, type ObjectRequest, type SecretVersion } from './source.js';
+import { readKey, type ObjectRequest, type SecretVersion } from './secret-source.js';
 
 interface Shared {
   promise: Promise<SecretVersion>;

@@ -7,7 +7,7 @@ import { JmesPathEvaluator } from '../crds/jmespath.js';
 import type { SecretObject } from '../crds/objects.js';
 import type { SpcpsObjectVersion } from '../crds/types.js';
 import { InvalidSpcError, TooLargeError } from '../errors.js';
-import type { SecretVersion } from './source.js';
+import type { SecretVersion } from './secret-source.js';
 /** A volume's files by name. */
 export type FileSet = Map<string, Buffer>;
 

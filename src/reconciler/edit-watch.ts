@@ -9,7 +9,7 @@ import type { EventRecorder } from '../kube/events.js';
 import type { KubeView } from '../kube/view.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { SecretSource } from '../provider/source.js';
+import type { SecretSource } from '../provider/secret-source.js';
 import { sharedAbortController } from '../util/async.js';
 import { refreshVolumes } from './refresh-volumes.js';
 

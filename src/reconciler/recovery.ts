@@ -3,35 +3,32 @@
 // process mounted. An SPCPS is user-writable, so it is only a hint: a volume is taken
 // over only if its path is a CSI volume folder of that pod on this node, the pod's spec
 // names that SPC, and a tmpfs this driver made is mounted there (SECURITY.md).
-import { readFileSync } from 'node:fs';
 import type * as k8s from '@kubernetes/client-node';
-import { GROUP, NODE_LABEL, SPCPS_PLURAL, VERSION, type SecretProviderClassPodStatus } from '../crds/types.js';
-import { ownMountAt, type OwnMount } from '../driver/mounter.js';
+import type { OwnMount } from '../driver/mounter.js';
 import type { Publisher } from '../driver/publisher.js';
 import { parseTargetPath, realFoldersUpTo } from '../driver/target-path.js';
 import { checkPodVolume } from '../driver/volume-plan.js';
 import type { PublishRequest } from '../driver/volume-request.js';
 import { errorMessage } from '../errors.js';
-import { continueToken } from '../kube/client.js';
 import type { EventRecorder } from '../kube/events.js';
-import type { KubeView } from '../kube/view.js';
+import type { KubeView, SpcpsObject } from '../kube/view.js';
 import type { Logger } from '../log.js';
 
 export interface RecoveryDeps {
-  kube: KubeView;
-  publisher: Publisher;
-  events: EventRecorder;
+  kube: Pick<KubeView, 'pods' | 'nodeName' | 'spcpsOnNode' | 'secretData'>;
+  publisher: Pick<Publisher, 'adopt' | 'volumes'>;
+  events: Pick<EventRecorder, 'emit'>;
   log: Logger;
   kubeletRoot: string;
+  /** The tmpfs mounts this driver made (the mounter's ownMounts()). */
+  ownMounts: () => ReadonlyMap<string, OwnMount>;
 }
-
-type Spcps = SecretProviderClassPodStatus & k8s.KubernetesObject;
 
 export async function recoverVolumes(deps: RecoveryDeps): Promise<number> {
   const { kube, publisher, log } = deps;
-  const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8');
+  const mounts = deps.ownMounts();
   let adopted = 0;
-  for await (const spcps of spcpsOnNode(kube)) {
+  for await (const spcps of kube.spcpsOnNode()) {
     const { status } = spcps;
     const namespace = spcps.metadata.namespace!;
     if (!status?.targetPath || publisher.volumes.get(status.targetPath)) continue;
@@ -39,7 +36,7 @@ export async function recoverVolumes(deps: RecoveryDeps): Promise<number> {
     const uid = spcps.metadata.ownerReferences?.find((o) => o.kind === 'Pod')?.uid;
     if (!pod || !uid || pod.metadata?.uid !== uid) continue; // the pod is gone: kubelet unpublishes, the garbage collector cleans up
     try {
-      const { request, mount } = await requestOf(deps, spcps, pod, mountinfo);
+      const { request, mount } = await requestOf(deps, spcps, pod, mounts);
       await publisher.adopt({
         request,
         spcpsName: spcps.metadata.name,
@@ -69,9 +66,9 @@ export async function recoverVolumes(deps: RecoveryDeps): Promise<number> {
 /** The request kubelet made for this volume, rebuilt and checked as a publish would check it. */
 async function requestOf(
   deps: RecoveryDeps,
-  spcps: Spcps,
+  spcps: SpcpsObject,
   pod: k8s.V1Pod,
-  mountinfo: string,
+  mounts: ReadonlyMap<string, OwnMount>,
 ): Promise<{ request: PublishRequest; mount: OwnMount }> {
   const { status } = spcps;
   const path = parseTargetPath(deps.kubeletRoot, status.targetPath, 'take-over');
@@ -90,37 +87,19 @@ async function requestOf(
   };
   checkPodVolume(request, pod, deps.kube.nodeName);
   const mount = realFoldersUpTo(deps.kubeletRoot, request.targetPath, 'take-over')
-    ? ownMountAt(request.targetPath, mountinfo)
+    ? mounts.get(request.targetPath)
     : undefined;
   if (!mount) throw new Error(`no tmpfs made by this driver is mounted at ${request.targetPath}`);
   request.secrets = await nodePublishSecrets(deps.kube, pod, path.volume);
   return { request, mount };
 }
 
-async function* spcpsOnNode(kube: KubeView): AsyncGenerator<Spcps> {
-  let token: string | undefined;
-  do {
-    const page = (await kube.custom.listClusterCustomObject({
-      group: GROUP,
-      version: VERSION,
-      plural: SPCPS_PLURAL,
-      labelSelector: `${NODE_LABEL}=${kube.nodeName}`,
-      // Anyone may label an SPCPS with this node and give it a large status: small pages.
-      limit: 10,
-      _continue: token,
-    })) as { items: Spcps[]; metadata?: { continue?: string } };
-    yield* page.items;
-    token = continueToken(page);
-  } while (token);
-}
-
 /** The volume's nodePublishSecretRef data, as kubelet would have passed it. */
-async function nodePublishSecrets(kube: KubeView, pod: k8s.V1Pod, volumeName: string): Promise<Record<string, string>> {
-  const volume = pod.spec?.volumes?.find((v) => v.name === volumeName);
-  const ref = volume?.csi?.nodePublishSecretRef?.name;
-  if (!ref) return {};
-  const secret = await kube.core.readNamespacedSecret({ name: ref, namespace: pod.metadata!.namespace! });
-  return Object.fromEntries(
-    Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
-  );
+async function nodePublishSecrets(
+  kube: RecoveryDeps['kube'],
+  pod: k8s.V1Pod,
+  volumeName: string,
+): Promise<Record<string, string>> {
+  const ref = pod.spec?.volumes?.find((v) => v.name === volumeName)?.csi?.nodePublishSecretRef?.name;
+  return ref ? kube.secretData(pod.metadata!.namespace!, ref) : {};
 }

@@ -1,5 +1,5 @@
 // One pass over some mounted volumes through the publisher's refresh path, shared by
-// the rotation cycle and SPC edits: bounded concurrency, one CycleSource so each
+// the rotation cycle and SPC edits: bounded concurrency, one RefreshPassSource so each
 // distinct secret is read once, a warning logged once per distinct error, an Event on
 // each pod, and a stop between volumes when the signal fires. Namespaces take turns for
 // the places, so one namespace's slow volumes (a slow external provider) cannot hold them all. A volume the Namespace
@@ -10,8 +10,8 @@ import type { MountedVolume } from '../driver/volumes.js';
 import { errorMessage, NotPermittedError } from '../errors.js';
 import type { EventRecorder, PodRef } from '../kube/events.js';
 import type { Logger } from '../log.js';
-import { CycleSource } from '../provider/cycle-source.js';
-import type { SecretSource } from '../provider/source.js';
+import { RefreshPassSource } from '../provider/refresh-pass-source.js';
+import type { SecretSource } from '../provider/secret-source.js';
 import { forEachFairly } from '../util/async.js';
 
 export interface RefreshPass {
@@ -50,7 +50,7 @@ export interface PassResult {
 
 export async function refreshVolumes(pass: RefreshPass): Promise<PassResult> {
   const { publisher, events, log, specOnly, signal } = pass;
-  const source = new CycleSource(pass.source, { concurrency: pass.storeConcurrency, onShared: pass.onShared });
+  const source = new RefreshPassSource(pass.source, { concurrency: pass.storeConcurrency, onShared: pass.onShared });
   const logged = new Set<string>();
   let updated = 0;
   let failed = 0;

@@ -8,7 +8,7 @@ import { errorType } from '../errors.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { SecretSource } from '../provider/source.js';
+import type { SecretSource } from '../provider/secret-source.js';
 import { sharedAbortController } from '../util/async.js';
 import { FailureBackoff } from './failure-backoff.js';
 import { refreshVolumes, type PassResult } from './refresh-volumes.js';

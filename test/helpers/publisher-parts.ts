@@ -12,7 +12,8 @@ import {
   PERMIT_ANNOTATION,
   type SecretProviderClass,
 } from '../../src/crds/types.js';
-import { atomicWriter, type FileSet, type VolumeWriter } from '../../src/driver/atomic-writer.js';
+import { atomicWriter, type VolumeWriter } from '../../src/driver/atomic-writer.js';
+import type { FileSet } from '../../src/provider/volume-content.js';
 import type { Mounter } from '../../src/driver/mounter.js';
 import { Publisher } from '../../src/driver/publisher.js';
 import type { PublisherDeps } from '../../src/driver/publisher-deps.js';
@@ -21,7 +22,7 @@ import type { PublishRequest } from '../../src/driver/volume-request.js';
 import { NotFoundError } from '../../src/errors.js';
 import type { SpcpsStore } from '../../src/kube/spcps-writer.js';
 import type { Logger } from '../../src/log.js';
-import type { ObjectRequest, SecretSource, SecretVersion } from '../../src/provider/source.js';
+import type { ObjectRequest, SecretSource, SecretVersion } from '../../src/provider/secret-source.js';
 import { sleep } from '../../src/util/async.js';
 
 /** Names the step that fails next; each is checked once by the part that owns it. */

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { CsmsClient, parseErrorBody } from '../../src/provider/csms-client.js';
 import { MetadataCredentials, credentialsFromSecretRef, resolveCredentials } from '../../src/provider/credentials.js';
 import { CsmsEmulator } from '../../src/emulator/server.js';
-import { CsmsSecretSource } from '../../src/provider/csms-source.js';
+import { CsmsSecretSource } from '../../src/provider/csms-secret-source.js';
 import { signRequest } from '../../src/provider/signer.js';
 import { connectionsUsed } from '../helpers/connections.js';
 import {

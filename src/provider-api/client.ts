@@ -16,8 +16,8 @@ import {
   type MountRequest,
   type MountResponse,
   type VersionResponse,
-} from '../provider/provider-api.js';
-import type { FileSet } from './atomic-writer.js';
+} from './protocol.js';
+import type { FileSet } from '../provider/volume-content.js';
 
 /** The provider API's folders, as upstream's `--provider-volume` and `--additional-provider-volume-paths`. */
 export const DEFAULT_PROVIDER_DIRS = [

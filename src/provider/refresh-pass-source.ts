@@ -6,16 +6,16 @@ import { StoreThrottledError } from '../errors.js';
 import { Semaphore, sleep } from '../util/async.js';
 import { SharedReads } from './shared-reads.js';
 import type { Credentials } from './signer.js';
-import type { ObjectRequest, SecretSource, SecretVersion } from './source.js';
+import type { ObjectRequest, SecretSource, SecretVersion } from './secret-source.js';
 
-export interface CycleSourceOptions {
+export interface RefreshPassSourceOptions {
   concurrency?: number;
   /** Pause between reads once the store has throttled us in this cycle. */
   throttlePauseMs?: number;
   onShared?: () => void;
 }
 
-export class CycleSource implements SecretSource {
+export class RefreshPassSource implements SecretSource {
   // Kept for the whole cycle: every volume of the cycle sees the same value.
   private readonly results: SharedReads;
   private readonly slots: Semaphore;
@@ -25,7 +25,7 @@ export class CycleSource implements SecretSource {
 
   constructor(
     private readonly inner: SecretSource,
-    private readonly opts: CycleSourceOptions = {},
+    private readonly opts: RefreshPassSourceOptions = {},
   ) {
     this.slots = new Semaphore(opts.concurrency ?? 8);
     this.results = new SharedReads({ keepFinished: true, onShared: opts.onShared });

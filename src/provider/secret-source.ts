@@ -1,6 +1,6 @@
 // The seam between the driver and a secret store: given credentials and a list of
 // (name, version) it returns bytes and concrete versions. The driver sees only this
-// file; the CSMS implementation lives in csms-source.ts.
+// file; the CSMS implementation lives in csms-secret-source.ts.
 import type { Credentials } from './signer.js';
 
 export interface ObjectRequest {

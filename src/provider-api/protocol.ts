@@ -1,7 +1,7 @@
 // The Secrets Store provider API (csi-proto/provider.proto, v1alpha1) as TypeScript:
 // the message shapes both sides use, and the loaded service definition. Our driver
-// calls external providers with it (driver/external-provider.ts); `cce-secrets-manager
-// provider` serves our CSMS provider with it (provider/provider-server.ts).
+// calls external providers with it (client.ts); `cce-secrets-manager provider` serves our
+// CSMS provider with it (server.ts).
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';

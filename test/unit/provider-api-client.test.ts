@@ -2,13 +2,13 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type * as k8s from '@kubernetes/client-node';
-import { checkMountResponse, ProviderError } from '../../src/driver/external-provider.js';
-import { providerMountRequest } from '../../src/driver/provider-content.js';
+import { checkMountResponse, ProviderError } from '../../src/provider-api/client.js';
+import { providerMountRequest } from '../../src/driver/provider-volume-source.js';
 import type { VolumePlan } from '../../src/driver/volume-plan.js';
 import type { PublishRequest } from '../../src/driver/volume-request.js';
 import { InvalidSpcError } from '../../src/errors.js';
 import { checkProviderName } from '../../src/crds/objects.js';
-import type { MountResponse } from '../../src/provider/provider-api.js';
+import type { MountResponse } from '../../src/provider-api/protocol.js';
 
 const file = (path: string, mode = 0o644) => ({ path, mode, contents: Buffer.from('v') });
 const answer = (files = [file('a')], versions = [{ id: 'a', version: '1' }]): MountResponse => ({

@@ -14,9 +14,9 @@ import {
   KUBELET_ATTRIBUTE_PREFIX,
   type SpcpsObjectVersion,
 } from '../crds/types.js';
-import type { MountRequest } from '../provider/provider-api.js';
+import type { MountRequest } from '../provider-api/protocol.js';
 import { DEFAULT_FILE_MODE } from './atomic-writer.js';
-import type { ProviderMount } from './external-provider.js';
+import type { ProviderMount } from '../provider-api/client.js';
 import { PreconditionError } from '../errors.js';
 import { checkVolumeSize, digest, type VolumeContent, type VolumeLimits } from '../provider/volume-content.js';
 import type { VolumePlan } from './volume-plan.js';

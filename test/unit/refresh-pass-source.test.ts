@@ -1,15 +1,15 @@
-// CycleSource: one read per distinct secret in a pass, bounded concurrency, slowing down when throttled.
+// RefreshPassSource: one read per distinct secret in a pass, bounded concurrency, slowing down when throttled.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { CsmsClient } from '../../src/provider/csms-client.js';
 import { CsmsEmulator } from '../../src/emulator/server.js';
-import { CsmsSecretSource } from '../../src/provider/csms-source.js';
-import { CycleSource } from '../../src/provider/cycle-source.js';
+import { CsmsSecretSource } from '../../src/provider/csms-secret-source.js';
+import { RefreshPassSource } from '../../src/provider/refresh-pass-source.js';
 
 const projectId = 'aaaabbbbccccddddeeeeffff00001111';
 const creds = { accessKey: 'SHAREDAK', secretKey: 'shared-sk' };
 
-describe('CycleSource (one rotation cycle)', () => {
+describe('RefreshPassSource (one rotation cycle)', () => {
   const emulator = new CsmsEmulator({
     projectId,
     credentials: [creds],
@@ -24,7 +24,7 @@ describe('CycleSource (one rotation cycle)', () => {
   after(() => emulator.close());
 
   it('reads each distinct secret once however many volumes ask', async () => {
-    const shared = new CycleSource(new CsmsSecretSource(client));
+    const shared = new RefreshPassSource(new CsmsSecretSource(client));
     const before = emulator.store.total;
     const asks = Array.from({ length: 200 }, (_, i) =>
       shared.fetch([{ name: `s${i % 10}`, version: 'latest' }], creds),
@@ -47,7 +47,7 @@ describe('CycleSource (one rotation cycle)', () => {
         return [{ name: o[0].name, versionId: 'v1', value: Buffer.from('x') }];
       },
     };
-    const shared = new CycleSource(slow, { concurrency: 3 });
+    const shared = new RefreshPassSource(slow, { concurrency: 3 });
     await Promise.all(
       Array.from({ length: 12 }, (_, i) => shared.fetch([{ name: `n${i}`, version: 'latest' }], creds)),
     );
@@ -55,7 +55,7 @@ describe('CycleSource (one rotation cycle)', () => {
   });
 
   it('slows down and retries when CSMS keeps throttling, instead of failing', async () => {
-    const shared = new CycleSource(
+    const shared = new RefreshPassSource(
       new CsmsSecretSource(new CsmsClient({ endpoint, projectId, maxAttempts: 2, backoffBaseMs: 5, backoffCapMs: 5 })),
       { concurrency: 4, throttlePauseMs: 20 },
     );

@@ -3,7 +3,7 @@
 import type { CsmsClient } from './csms-client.js';
 import { SharedReads } from './shared-reads.js';
 import type { Credentials } from './signer.js';
-import type { ObjectRequest, SecretSource, SecretVersion } from './source.js';
+import type { ObjectRequest, SecretSource, SecretVersion } from './secret-source.js';
 
 export class CsmsSecretSource implements SecretSource {
   // Only while in flight: a later mount reads again, so it sees a new `latest`.

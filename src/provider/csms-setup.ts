@@ -2,10 +2,10 @@
 // while in flight) and the credentials chain. `serve` and `provider` build it alike.
 import type { Metrics } from '../metrics.js';
 import { CsmsClient } from './csms-client.js';
-import { CsmsSecretSource } from './csms-source.js';
+import { CsmsSecretSource } from './csms-secret-source.js';
 import { defaultCredentialProvider, MetadataCredentials } from './credentials.js';
 
-export interface CsmsStoreSettings {
+export interface CsmsSettings {
   csmsEndpoint: string;
   projectId?: string;
   metadataEndpoint: string;
@@ -13,7 +13,7 @@ export interface CsmsStoreSettings {
   csmsMaxResponseBytes: number;
 }
 
-export function csmsStore(settings: CsmsStoreSettings, metrics?: Metrics) {
+export function setUpCsms(settings: CsmsSettings, metrics?: Metrics) {
   const metadata = new MetadataCredentials({ endpoint: settings.metadataEndpoint });
   const client = new CsmsClient({
     endpoint: settings.csmsEndpoint,

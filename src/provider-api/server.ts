@@ -17,16 +17,16 @@ import { version } from '../package-info.js';
 import { checkAllowList } from '../access/allow-list.js';
 import { checkNamespacePermit, type NamespacePolicy } from '../access/namespace-permit.js';
 import type { UnpermittedReport } from '../access/permit-audit.js';
-import { resolveCredentials, type CredentialProvider } from './credentials.js';
+import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
 import {
   PROVIDER_API_VERSION,
   providerService,
   type MountRequest,
   type MountResponse,
   type VersionResponse,
-} from './provider-api.js';
-import type { SecretSource } from './source.js';
-import { buildVolumeContent, type VolumeLimits } from './volume-content.js';
+} from './protocol.js';
+import type { SecretSource } from '../provider/secret-source.js';
+import { buildVolumeContent, type VolumeLimits } from '../provider/volume-content.js';
 
 export const PROVIDER_NAME = 'cce';
 
