@@ -36,7 +36,13 @@ export function checkAllowList(
   const missing = secretNames.filter((n) => !set.has(n));
   if (missing.length > 0) {
     throw new NotAllowedError(
-      `secret ${missing.map((n) => `"${n}"`).join(', ')} is not allowed for ServiceAccount ${serviceAccount}: add it to the ${ALLOW_LIST_ANNOTATION} annotation (now ${raw})`,
+      `secret ${missing.map((n) => `"${n}"`).join(', ')} is not allowed for ServiceAccount ${serviceAccount}: add it to the ${ALLOW_LIST_ANNOTATION} annotation (now ${shown(raw)})`,
     );
   }
 }
+
+/** The annotation as a message quotes it: whoever writes the ServiceAccount decides its size. */
+function shown(raw: string): string {
+  return raw.length <= SHOWN_MAX ? raw : `${raw.slice(0, SHOWN_MAX)}... (${raw.length} characters)`;
+}
+const SHOWN_MAX = 200;

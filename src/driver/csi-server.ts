@@ -1,5 +1,4 @@
 // The CSI gRPC server kubelet talks to: Identity and Node on a unix socket.
-import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -8,7 +7,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { packageRoot, version } from '../package-info.js';
 import { errorType } from '../errors.js';
-import { bindOwnerOnly } from '../grpc/socket.js';
+import { bindOwnerOnly, stopServer } from '../grpc/socket.js';
 import { unary, type Handler } from '../grpc/unary.js';
 import { sharedAbortController } from '../util/async.js';
 import type { Publisher } from './publisher.js';
@@ -55,9 +54,6 @@ export function csiSocketAnswers(socket: string): () => Promise<boolean> {
     ).finally(() => client.close());
   };
 }
-
-/** How long cancelled calls get to take back what they made before the server closes anyway. */
-const FORCE_AFTER_CANCEL_MS = 5_000;
 
 export class CsiServer {
   private readonly server: grpc.Server;
@@ -147,19 +143,7 @@ export class CsiServer {
    * Stops accepting and lets the calls under way finish for `graceMs`; then cancels
    * them (each takes back what it made and answers CANCELLED) and removes the socket.
    */
-  async stop(graceMs = 10_000): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const cancel = setTimeout(() => this.shutdown.abort(), graceMs);
-      const force = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs + FORCE_AFTER_CANCEL_MS);
-      this.server.tryShutdown(() => {
-        clearTimeout(cancel);
-        clearTimeout(force);
-        resolve();
-      });
-    });
-    await unlink(this.path).catch(() => undefined);
+  stop(graceMs = 10_000): Promise<void> {
+    return stopServer(this.server, this.shutdown, this.path, graceMs);
   }
 }

@@ -1,5 +1,6 @@
-// Binding a gRPC server to a unix socket that only root may use: whoever can call the CSI
-// socket or a provider socket can ask for any pod's secrets.
+// A gRPC server on a unix socket that only root may use (whoever can call the CSI socket or
+// a provider socket can ask for any pod's secrets): binding it, and stopping it the one way
+// both of ours stop.
 import { connect } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -20,6 +21,30 @@ export async function bindOwnerOnly(server: grpc.Server, path: string): Promise<
     process.umask(oldUmask);
   }
   await chmod(path, 0o600);
+}
+
+/** How long cancelled calls get to take back what they made before the server closes anyway. */
+const FORCE_AFTER_CANCEL_MS = 5_000;
+
+/**
+ * Stops `server`: no new calls; calls under way get `graceMs`, then `cancel` aborts them
+ * (each takes back what it made), and FORCE_AFTER_CANCEL_MS later the server closes whatever
+ * is left. Then the socket file goes.
+ */
+export async function stopServer(server: grpc.Server, cancel: AbortController, path: string, graceMs: number) {
+  await new Promise<void>((resolve) => {
+    const cancelling = setTimeout(() => cancel.abort(), graceMs);
+    const force = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, graceMs + FORCE_AFTER_CANCEL_MS);
+    server.tryShutdown(() => {
+      clearTimeout(cancelling);
+      clearTimeout(force);
+      resolve();
+    });
+  });
+  await unlink(path).catch(() => undefined);
 }
 
 /** A socket file left by a crashed run is removed; a live one means another process serves it. */

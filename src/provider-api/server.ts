@@ -4,12 +4,11 @@
 // credentials chain as our own driver and returns the files and versions; the upstream
 // driver writes them. Knows no Kubernetes: the ServiceAccount's and the Namespace's
 // annotations come through `annotationsOf` and `namespaceAnnotationsOf`.
-import { unlink } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { parseSecretObjects } from '../crds/objects.js';
 import { CTX_POD_NAME, CTX_POD_NAMESPACE, CTX_POD_UID, CTX_SERVICE_ACCOUNT, CTX_SPC } from '../crds/types.js';
 import { InvalidRequestError } from '../errors.js';
-import { bindOwnerOnly } from '../grpc/socket.js';
+import { bindOwnerOnly, stopServer } from '../grpc/socket.js';
 import { unary } from '../grpc/unary.js';
 import type { Logger } from '../log.js';
 import { sharedAbortController } from '../util/async.js';
@@ -140,18 +139,7 @@ export class ProviderServer {
     await bindOwnerOnly(this.server, this.socket);
   }
 
-  async stop(graceMs = 10_000): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const cancel = setTimeout(() => {
-        this.shutdown.abort();
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(cancel);
-        resolve();
-      });
-    });
-    await unlink(this.socket).catch(() => undefined);
+  stop(graceMs = 10_000): Promise<void> {
+    return stopServer(this.server, this.shutdown, this.socket, graceMs);
   }
 }

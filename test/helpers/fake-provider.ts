@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { logTail, startProcess, stopProcess, waitFor, type Managed } from '../cluster/processes.js';
-import { binDir } from './cluster.js';
+import { binDir, eventually } from './cluster.js';
 
 export interface FakeFile {
   path: string;
@@ -60,6 +60,18 @@ export class FakeProvider {
   lastMount(): { raw: RecordedMount; attributes: Record<string, string>; secrets: Record<string, string> } {
     const raw = JSON.parse(readFileSync(this.recordPath, 'utf8')) as RecordedMount;
     return { raw, attributes: JSON.parse(raw.attributes), secrets: JSON.parse(raw.secrets) };
+  }
+
+  /**
+   * The last Mount for `targetPath`. The record is the provider's last Mount of any volume,
+   * and the driver rotates the others every second: a later call (or two at once, whose
+   * writes of the one file interleave) may stand there; the next rotation writes ours again.
+   */
+  mountFor(targetPath: string): Promise<ReturnType<FakeProvider['lastMount']>> {
+    return eventually(`a Mount for ${targetPath}`, async () => {
+      const m = this.lastMount();
+      return m.raw.target_path === targetPath ? m : undefined;
+    });
   }
 
   get pid(): number | undefined {

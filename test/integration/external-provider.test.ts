@@ -96,7 +96,7 @@ it('mounts what the provider returns, with the modes it sets, and records its ve
   assert.equal((await stat(join(target, 'password'))).mode & 0o777, 0o440);
   assert.equal((await stat(join(target, 'username'))).mode & 0o777, 0o644);
 
-  const sent = fake.lastMount();
+  const sent = await fake.mountFor(target);
   assert.equal(sent.attributes.vaultAddress, 'https://vault.example', 'the SPC parameters');
   assert.equal(sent.attributes['csi.storage.k8s.io/pod.name'], 'app');
   assert.equal(sent.attributes['csi.storage.k8s.io/pod.namespace'], ns);
@@ -267,7 +267,7 @@ it("passes a pod's large volumeAttributes to the provider, though the pod cache 
   );
   const req = publishRequest(pod, 'fake-spc', kubeletRoot);
   await driver.kubelet.call('Node', 'NodePublishVolume', req);
-  assert.equal(fake.lastMount().attributes.blob, blob);
+  assert.equal((await fake.mountFor(req.target_path)).attributes.blob, blob);
   await driver.kubelet.call('Node', 'NodeUnpublishVolume', { volume_id: req.volume_id, target_path: req.target_path });
 });
 
