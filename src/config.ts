@@ -262,7 +262,11 @@ export const SERVE_FLAGS = {
     metavar: 'PATH',
     default: '/var/lib/kubelet',
     help: "kubelet's root folder (CCE: /mnt/paas/kubernetes/kubelet); only\n<root>/pods/<uid>/volumes/kubernetes.io~csi/<volume>/mount is ever touched",
-    parse: absolutePath("kubelet's --root-dir"),
+    parse: (value: string | undefined, flag: string) => {
+      const root = absolutePath("kubelet's --root-dir")(value, flag);
+      if (root === '/') throw new ConfigError(`${flag} "${value}" must be kubelet's --root-dir, not /`);
+      return root;
+    },
   },
   pluginRegistrationDir: {
     name: 'plugin-registration-dir',

@@ -43,6 +43,10 @@ export function checkAllowList(
 
 /** The annotation as a message quotes it: whoever writes the ServiceAccount decides its size. */
 function shown(raw: string): string {
-  return raw.length <= SHOWN_MAX ? raw : `${raw.slice(0, SHOWN_MAX)}... (${raw.length} characters)`;
+  if (raw.length <= SHOWN_MAX) return raw;
+  // Whole characters: a cut must not split a surrogate pair.
+  return `${Array.from(raw.slice(0, SHOWN_MAX * 2))
+    .slice(0, SHOWN_MAX)
+    .join('')}... (${raw.length} characters)`;
 }
 const SHOWN_MAX = 200;

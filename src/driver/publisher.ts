@@ -231,8 +231,9 @@ export class Publisher {
     const { req, plan, known, signal } = job;
     const { mounter, writer } = this.deps;
     const mounted = await mounter.isMountPoint(req.targetPath);
-    // Pinned values come only from our tmpfs, never from the folder under its mount point.
-    const local = mounted && !fetched ? writer.read(req.targetPath) : new Map<string, Buffer>();
+    // Pinned values (CSMS only) come only from our tmpfs, never from the folder under its mount point.
+    const pinned = mounted && !fetched && plan.source === this.builtin;
+    const local = pinned ? writer.read(req.targetPath) : new Map<string, Buffer>();
     const content = fetched ?? (await plan.source.fetch({ ...job, local }));
     signal?.throwIfAborted();
     const sizeBytes = Math.max(known.sizeBytes, tmpfsSizeFor(content.files));

@@ -41,7 +41,16 @@ it('allows names the list holds, whatever else it holds', () => {
   assert.equal(allowedNames('"a"'), undefined);
 });
 
-it('quotes at most 200 characters of the annotation', () => {
+it('quotes at most 200 characters of the annotation, whole characters', () => {
+  const emoji = `["${'🔑'.repeat(300)}"]`;
+  assert.throws(
+    () => checkAllowList('shop/app', { [A]: emoji }, ['absent']),
+    (e: Error) =>
+      e.message.includes(`["${'🔑'.repeat(198)}... (`) && !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])/.test(e.message),
+  );
+});
+
+it('quotes at most 200 characters of a long annotation', () => {
   const huge = JSON.stringify(Array.from({ length: 20_000 }, (_, i) => `name-${i}`));
   assert.throws(
     () => checkAllowList('shop/app', { [A]: huge }, ['absent']),

@@ -81,6 +81,7 @@ it('takes the kubelet root and the CSMS reply limit', () => {
     [...base, '--kubelet-root-dir=relative/kubelet'],
     /--kubelet-root-dir "relative\/kubelet" must be an absolute path/,
   );
+  refuses([...base, '--kubelet-root-dir=//'], /--kubelet-root-dir "\/\/" must be kubelet's --root-dir, not \//);
 });
 
 it('parses durations', () => {
