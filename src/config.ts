@@ -2,6 +2,7 @@
 // credentials (shared by `serve` and `mount`, so both check them alike), the node
 // driver's own, and the emulator's. `serve` gets one frozen, validated ServeConfig.
 import { DEFAULT_MAX_RESPONSE_BYTES, csmsEndpointForRegion } from './provider/csms-client.js';
+import type { CsmsSettings } from './provider/csms-setup.js';
 import { DEFAULT_METADATA_ENDPOINT } from './provider/credentials.js';
 import { DEFAULT_PROVIDER_DIRS } from './provider-api/client.js';
 import { parseListenAddress } from './ops-server.js';
@@ -152,14 +153,6 @@ export function volumeLimits(o: FlagValues<typeof VOLUME_FLAGS>): VolumeLimits {
     maxVolumeBytes: o.maxVolumeBytes,
     jmesPathBudgetMs: o.jmesPathBudgetMs,
   });
-}
-
-export interface CsmsSettings {
-  csmsEndpoint: string;
-  projectId?: string;
-  metadataEndpoint: string;
-  csmsTimeoutMs: number;
-  csmsMaxResponseBytes: number;
 }
 
 /** Where CSMS is and how it is reached, checked the same way for every command. */

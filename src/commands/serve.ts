@@ -178,7 +178,7 @@ async function startReconcilers(config: ServeConfig, driver: Driver, log: Logger
     try {
       const adopted = await recoverVolumes({
         ...{ kube, publisher, events, log, kubeletRoot: config.kubeletRoot },
-        ownMounts: () => ownMounts(),
+        ownMounts,
       });
       if (adopted > 0) log.info('Took over volumes mounted before a restart', { volumes: adopted });
       break;

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { unmountWhere, within } from '../helpers/proc.js';
 import { exportImage, type ImageTools } from './images.js';
 import { bestEffort, setUpPodNetwork, POD_SUBNET, type ApiService, type PodNetwork } from './pod-network.js';
-import { logTail, startProcess, stopProcess, waitFor, type Managed } from './processes.js';
+import { everyStep, logTail, startProcess, stopProcess, waitFor, type Managed } from './processes.js';
 
 const run = promisify(execFile);
 const FOLDER_PREFIX = 'cce-containerd-';
@@ -82,7 +82,7 @@ function writeConfig(dir: string, sandboxImage: string, cniConfDir: string): str
  * What containerd may leave of a test folder once it is gone (or was killed): runc's
  * containers, their shims and shim sockets, mounts (rootfs, shm, netns); then the folder.
  */
-function removeRuntimeState(dir: string): void {
+function removeRuntimeState(dir: string): Promise<void> {
   const socket = join(dir, 'containerd.sock');
   const runcRoot = join(dir, 'runc', NAMESPACE);
   const steps: (() => void)[] = [
@@ -101,28 +101,20 @@ function removeRuntimeState(dir: string): void {
     () => unmountWhere(within(dir)),
     () => rmSync(dir, { recursive: true, force: true }),
   ];
-  const failures: unknown[] = [];
-  for (const step of steps) {
-    try {
-      step();
-    } catch (err) {
-      failures.push(err);
-    }
-  }
-  if (failures.length > 0) throw new AggregateError(failures, `cleaning up ${dir}`);
+  return everyStep(steps);
 }
 
 /** Test folders of containerd that a killed run left (their containerd is gone with it). */
-function removeLeftovers(): void {
+async function removeLeftovers(): Promise<void> {
   bestEffort('pkill', '-KILL', '-f', `^/usr/bin/containerd --config ${join(tmpdir(), FOLDER_PREFIX)}`);
   for (const name of readdirSync(tmpdir())) {
-    if (name.startsWith(FOLDER_PREFIX)) removeRuntimeState(join(tmpdir(), name));
+    if (name.startsWith(FOLDER_PREFIX)) await removeRuntimeState(join(tmpdir(), name));
   }
 }
 
 export async function startContainerd(opts: ContainerdOptions): Promise<Containerd> {
   ensurePackages();
-  removeLeftovers();
+  await removeLeftovers();
   const dir = mkdtempSync(join(tmpdir(), FOLDER_PREFIX));
   const socket = join(dir, 'containerd.sock');
   const ctr = (...args: string[]) => run('ctr', ['--address', socket, '--namespace', NAMESPACE, ...args]);
@@ -138,7 +130,7 @@ export async function startContainerd(opts: ContainerdOptions): Promise<Containe
       const crictl = join(opts.binDir, 'crictl');
       bestEffort(crictl, '--runtime-endpoint', `unix://${socket}`, '--timeout', '30s', 'rmp', '--all', '--force');
       if (containerd) await stopProcess(containerd);
-      removeRuntimeState(dir);
+      await removeRuntimeState(dir);
     } finally {
       network?.remove();
     }

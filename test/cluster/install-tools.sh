@@ -26,17 +26,23 @@ need_go() {
     die "Go is required to build the Kubernetes test tools (install Go 1.24+ from your distribution, e.g. 'apt-get install golang', and put 'go' on PATH)"
 }
 
+# A command a Go module serves, `go install`ed once into its own cache folder, linked from BIN:
+# go_tool <folder> <command> <module path>@<version>.
+go_tool() {
+  local dir="$1" name="$2" module="$3"
+  if [ ! -x "$dir/$name" ]; then
+    need_go
+    say "building $module into $dir (first run only: about a minute)"
+    mkdir -p "$dir"
+    GOFLAGS= GOBIN="$dir" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" "$module" >&2 ||
+      die "building $module failed"
+  fi
+  ln -sfn "$dir/$name" "$BIN/$name"
+}
+
 # kubernetes-csi's conformance suite, run by test/integration/csi-sanity.test.ts.
 ensure_sanity() {
-  if [ ! -x "$SANITY_BIN/csi-sanity" ]; then
-    need_go
-    say "building csi-sanity $CSI_TEST_VERSION into $SANITY_BIN (first run only: about a minute)"
-    mkdir -p "$SANITY_BIN"
-    GOFLAGS= GOBIN="$SANITY_BIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
-      "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION" >&2 ||
-      die "building csi-sanity $CSI_TEST_VERSION failed"
-  fi
-  ln -sfn "$SANITY_BIN/csi-sanity" "$BIN/csi-sanity"
+  go_tool "$SANITY_BIN" csi-sanity "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION"
 }
 
 # A Go module that builds commands of k8s.io/kubernetes at K8S_VERSION: its staging
@@ -149,15 +155,7 @@ ensure_scheduler() {
 CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
 CRICTL_BIN="$CACHE_ROOT/crictl-$CRICTL_VERSION/bin"
 ensure_crictl() {
-  if [ ! -x "$CRICTL_BIN/crictl" ]; then
-    need_go
-    say "building crictl $CRICTL_VERSION into $CRICTL_BIN (first run only: about a minute)"
-    mkdir -p "$CRICTL_BIN"
-    GOFLAGS= GOBIN="$CRICTL_BIN" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
-      "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" >&2 ||
-      die "building crictl $CRICTL_VERSION failed"
-  fi
-  ln -sfn "$CRICTL_BIN/crictl" "$BIN/crictl"
+  go_tool "$CRICTL_BIN" crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 }
 
 # The upstream Secrets Store CSI driver and a provider built on upstream's own fake provider

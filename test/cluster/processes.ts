@@ -55,6 +55,19 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
+/** Runs every step in order, whatever the earlier ones did (clean-up); fails with the first error. */
+export async function everyStep(steps: (() => unknown)[]): Promise<void> {
+  let first: { error: unknown } | undefined;
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (error) {
+      first ??= { error };
+    }
+  }
+  if (first) throw first.error;
+}
+
 /** Polls `check` until it returns true; fails with `what` and the given diagnostics. */
 export async function waitFor(
   what: string,

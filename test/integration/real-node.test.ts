@@ -18,7 +18,7 @@ import { installTools, startControlPlane, type ControlPlane } from '../cluster/c
 import { driverImage, imageTools } from '../cluster/images.js';
 import { makeCa, signLeaf } from '../cluster/pki.js';
 import { nodeIp, startKubeletNode, waitForNode, type KubeletNode } from '../cluster/kubelet-node.js';
-import { waitFor } from '../cluster/processes.js';
+import { everyStep, waitFor } from '../cluster/processes.js';
 
 const run = promisify(execFile);
 const chart = resolve(import.meta.dirname, '../../../charts/cce-secrets-manager');
@@ -147,21 +147,11 @@ before(async () => {
   csmsEndpoint = await emulator.listen(0, address, tls);
 });
 
-/** Runs every step, whatever the earlier ones did; fails with the first error. */
-async function allOf(steps: (() => Promise<unknown> | undefined)[]): Promise<void> {
-  const results = await steps.reduce<Promise<PromiseSettledResult<unknown>[]>>(
-    async (done, step) => [...(await done), ...(await Promise.allSettled([step()]))],
-    Promise.resolve([]),
-  );
-  const failed = results.find((r) => r.status === 'rejected');
-  if (failed) throw failed.reason;
-}
-
 after(async () => {
   // What a failed step left: the pods go through kubelet first, as on any node; then kubelet
   // (which stops containerd, then unmounts its folder), the control plane and the emulator.
   const leftToDelete = plane && node ? ['namespace', APP_NS, '--ignore-not-found', '--timeout=60s'] : undefined;
-  await allOf([
+  await everyStep([
     () => leftToDelete && kubectl('delete', ...leftToDelete),
     () => leftToDelete && helm('uninstall', 'cce-secrets-manager', '-n', RELEASE_NS, '--ignore-not-found', '--wait'),
     () => (node ? node.stop() : containerd?.stop()),
