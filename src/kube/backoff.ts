@@ -6,13 +6,14 @@ export class Backoff {
   constructor(
     private readonly baseMs = 500,
     private readonly capMs = 30_000,
+    private readonly random: () => number = Math.random,
   ) {}
 
   /** The next delay: random in [0, min(cap, base * 2^attempt)]. */
   next(): number {
     const ceiling = Math.min(this.capMs, this.baseMs * 2 ** this.attempt);
     this.attempt = Math.min(this.attempt + 1, 30);
-    return Math.round(Math.random() * ceiling);
+    return Math.round(this.random() * ceiling);
   }
 
   reset(): void {

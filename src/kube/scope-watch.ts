@@ -4,6 +4,7 @@
 // starts over from a new list when its starting point has expired (410 Gone).
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
+import { systemClock, type Clock, type Timer } from '../util/clock.js';
 import { Backoff } from './backoff.js';
 import { apiErrorText, budgetedWatch } from './client.js';
 import { logOversized, OVERSIZED } from './object-budget.js';
@@ -35,6 +36,9 @@ export interface ScopeWatchOptions {
   log: Logger;
   /** A watch that ran this long ended normally (server timeout), not by failing. */
   healthyMs?: number;
+  clock?: Clock;
+  /** How long to wait before trying again; its jitter is random unless a test fixes it. */
+  backoff?: Backoff;
 }
 
 export class ScopeWatch {
@@ -46,11 +50,15 @@ export class ScopeWatch {
   /** Which watch call is the current one: events and ends of an older one are ignored. */
   private generation = 0;
   private watching = false;
-  private retryTimer?: NodeJS.Timeout;
-  private readonly backoff = new Backoff();
+  private retryTimer?: Timer;
+  private readonly backoff: Backoff;
   private stopped = false;
+  private readonly clock: Clock;
 
-  constructor(private readonly opts: ScopeWatchOptions) {}
+  constructor(private readonly opts: ScopeWatchOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.backoff = opts.backoff ?? new Backoff();
+  }
 
   /**
    * Resolves once the watch has its starting point; rejects when the last attempt to take it
@@ -59,19 +67,19 @@ export class ScopeWatch {
    */
   started(): Promise<void> {
     if (this.resourceVersion) return Promise.resolve();
-    if (this.failed && Date.now() < this.failed.until) return Promise.reject(this.failed.err);
+    if (this.failed && this.clock.now() < this.failed.until) return Promise.reject(this.failed.err);
     this.starting ??= this.takeStartingPoint();
     return this.starting;
   }
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.retryTimer);
+    this.retryTimer?.cancel();
     this.request?.abort();
   }
 
   private async takeStartingPoint(): Promise<void> {
-    clearTimeout(this.retryTimer);
+    this.retryTimer?.cancel();
     try {
       const rv = (await this.opts.listOne()).metadata?.resourceVersion;
       if (!rv) throw new Error(`the list of ${this.opts.kind} gave no resourceVersion`);
@@ -80,7 +88,7 @@ export class ScopeWatch {
     } catch (err) {
       this.opts.log.warn('Listing failed, retrying', { kind: this.opts.kind, error: apiErrorText(err) });
       const delay = this.backoff.next();
-      this.failed = { err: err instanceof Error ? err : new Error(String(err)), until: Date.now() + delay };
+      this.failed = { err: err instanceof Error ? err : new Error(String(err)), until: this.clock.now() + delay };
       this.later(() => void this.retry(), delay);
       throw err;
     } finally {
@@ -98,7 +106,7 @@ export class ScopeWatch {
     if (this.stopped || this.watching) return;
     this.watching = true;
     const generation = ++this.generation;
-    const startedAt = Date.now();
+    const startedAt = this.clock.now();
     const ended = (err: unknown) => this.ended(err, startedAt, generation);
     try {
       // The API server ends each watch after a while (as client-go asks, 5 to 10 minutes), so a
@@ -142,7 +150,7 @@ export class ScopeWatch {
     if (this.stopped) return;
     if (err && !isAbort(err))
       this.opts.log.warn('Watch failed, restarting', { kind: this.opts.kind, error: apiErrorText(err) });
-    const ran = Date.now() - startedAt;
+    const ran = this.clock.now() - startedAt;
     if (ran > (this.opts.healthyMs ?? 60_000)) this.backoff.reset();
     // A watch that ended on its own after a while (its timeout) starts again at once; one that
     // failed, or ended right away (a proxy that cuts watches), waits.
@@ -153,8 +161,8 @@ export class ScopeWatch {
 
   private later(fn: () => void, ms: number): void {
     if (this.stopped) return;
-    clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(fn, ms);
+    this.retryTimer?.cancel();
+    this.retryTimer = this.clock.after(ms, fn);
   }
 }
 

@@ -5,7 +5,7 @@
 // node's pods, so neither memory nor the events a node receives grow with what other
 // namespaces hold or rewrite.
 import type { Logger } from '../log.js';
-import { sleep } from '../util/async.js';
+import { delay, systemClock, type Clock, type Timer } from '../util/clock.js';
 import { ScopeWatch, type WatchFn } from './scope-watch.js';
 
 export interface WatchedObjectsOptions<T> {
@@ -30,6 +30,7 @@ export interface WatchedObjectsOptions<T> {
   onSize?: (size: number) => void;
   /** Told of each event a watch delivered (decoded), kept or not. */
   onEvent?: () => void;
+  clock?: Clock;
 }
 
 interface Entry<T> {
@@ -51,7 +52,8 @@ export class WatchedObjects<T extends Meta> {
   private readonly changeListeners: ((obj: T) => void)[] = [];
   private readonly resyncListeners: ((scope: string) => void)[] = [];
   private readonly ttlMs: number;
-  private sweepTimer?: NodeJS.Timeout;
+  private sweepTimer?: Timer;
+  private readonly clock: Clock;
   private started = false;
 
   constructor(
@@ -59,6 +61,7 @@ export class WatchedObjects<T extends Meta> {
     private readonly log: Logger,
   ) {
     this.ttlMs = opts.ttlMs ?? 5_000;
+    this.clock = opts.clock ?? systemClock;
   }
 
   /** An object this node uses changed (not called for objects it does not keep). */
@@ -82,7 +85,7 @@ export class WatchedObjects<T extends Meta> {
 
   async get(namespace: string, name: string): Promise<T> {
     const key = `${namespace}/${name}`;
-    const now = Date.now();
+    const now = this.clock.now();
     const scope = this.scope(this.scopeOf(namespace), now);
     const entry = this.entries.get(key);
     if (entry?.obj && (now - entry.readAt < this.ttlMs || this.opts.inUse(namespace, name))) return entry.obj;
@@ -111,33 +114,40 @@ export class WatchedObjects<T extends Meta> {
 
   /** Starts watching a scope ahead of its first read (a pod of this node appeared in it). */
   watchScope(scope: string): void {
-    this.scope(scope, Date.now())
+    this.scope(scope, this.clock.now())
       .watch.started()
       .catch(() => undefined);
   }
 
   /** Starts letting go of what is no longer used; a kind watched as a whole starts its watch (retrying until it has). */
   async start(): Promise<void> {
-    this.sweepTimer = setInterval(() => this.sweep(Date.now()), this.opts.sweepMs ?? 30_000);
-    this.sweepTimer.unref();
+    this.sweepSoon();
     if (this.opts.scope === 'kind') await this.wholeKindWatched();
     this.started = true;
   }
 
   private async wholeKindWatched(): Promise<void> {
-    const whole = this.scope('', Date.now()).watch;
+    const whole = this.scope('', this.clock.now()).watch;
     for (;;) {
       try {
         return await whole.started();
       } catch {
         // ScopeWatch has logged it.
-        await sleep(1_000);
+        await delay(this.clock, 1_000);
       }
     }
   }
 
+  private sweepSoon(): void {
+    this.sweepTimer = this.clock.after(this.opts.sweepMs ?? 30_000, () => {
+      this.sweep(this.clock.now());
+      this.sweepSoon();
+    });
+  }
+
   stop(): void {
-    clearInterval(this.sweepTimer);
+    this.sweepTimer?.cancel();
+    this.sweepTimer = undefined;
     for (const s of this.scopes.values()) s.watch.stop();
     this.scopes.clear();
   }
@@ -154,6 +164,7 @@ export class WatchedObjects<T extends Meta> {
         onEvent: (type, obj) => this.event(type, obj as T),
         onExpired: () => this.expired(name),
         log: this.log,
+        clock: this.clock,
       });
       scope = { watch, usedAt: now };
       this.scopes.set(name, scope);
@@ -174,7 +185,7 @@ export class WatchedObjects<T extends Meta> {
       return;
     }
     entry.obj = obj;
-    entry.readAt = Date.now();
+    entry.readAt = this.clock.now();
     if (this.opts.inUse(namespace, obj.metadata!.name!)) for (const cb of this.changeListeners) cb(obj);
   }
 

@@ -2,16 +2,14 @@
 // server, real tmpfs mounts, and the CSMS emulator with signatures checked.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, readFile, readdir, stat } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { isMountPoint } from '../../src/driver/mounter.js';
-import { CsmsEmulator } from '../../src/emulator/server.js';
 import {
   createNamespace,
   createPod,
@@ -23,12 +21,11 @@ import {
   spcpsGone,
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
-import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { publishRequest, type DriverProcess } from '../helpers/driver.js';
 import { mounts } from '../helpers/proc.js';
+import { TEST_CREDS, withDriver } from '../helpers/with-driver.js';
 
 const run = promisify(execFile);
-const projectId = '5f1e2d3c4b5a69788796a5b4c3d2e1f0';
-const creds = { accessKey: 'MOUNTTESTAK', secretKey: 'mount-test-sk' };
 const nodeId = 'node-mount';
 // Values that must never show up in a log line.
 const values = {
@@ -40,38 +37,28 @@ const values = {
 const seedSa = ['secret_1', 'secret_2'];
 const spcTest = '- objectName: "secret_1"\n  objectAlias: "secret_test"\n  objectVersion: "v1"\n  objectType: "csms"\n';
 
-const emulator = new CsmsEmulator({
-  projectId,
-  credentials: [creds],
+const fx = withDriver({
+  name: 'mount',
   secrets: [
     { name: 'secret_1', versions: [values.v1, values.v2] },
     { name: 'secret_2', versions: [values.s2] },
     { name: 'bin_secret', versions: [{ binary: values.bin.toString('base64') }] },
   ],
+  driver: { nodeId },
 });
-const kubeletRoot = mkdtempSync(join(tmpdir(), 'cce-kubelet-'));
+const { emulator, kubeletRoot } = fx;
 let driver: DriverProcess;
 let ns: string;
 
 before(async () => {
-  const endpoint = await emulator.listen();
-  driver = new DriverProcess({
-    nodeId,
-    csmsEndpoint: endpoint,
-    projectId,
-    kubeletRoot,
-    env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
-  });
-  await driver.start();
+  await fx.ready;
+  driver = fx.driver;
   ns = await createNamespace('mount');
   await createServiceAccount(ns, 'nginx-spc-sa', seedSa);
   await createSpc(ns, 'spc-test', spcTest);
 });
 after(async () => {
-  await driver.stop();
-  await emulator.close();
   await deleteNamespace(ns);
-  unmountAll(kubeletRoot);
 });
 
 async function pod(name: string, spc: string | Record<string, string>, sa = 'nginx-spc-sa') {
@@ -374,15 +361,7 @@ it('writes a binary secret byte for byte', async () => {
 
 it('refuses SecretProviderClasses beyond the configured limit, oldest first', async () => {
   const existing = (await kubectl('get', 'spc', '-A', '-o', 'name')).trim().split('\n').filter(Boolean).length;
-  const limited = new DriverProcess({
-    nodeId,
-    csmsEndpoint: driver.opts.csmsEndpoint,
-    projectId,
-    kubeletRoot,
-    env: driver.opts.env,
-    extraArgs: [`--max-secret-provider-classes=${existing + 1}`],
-  });
-  await limited.start();
+  const limited = await fx.start({ nodeId, extraArgs: [`--max-secret-provider-classes=${existing + 1}`] });
   try {
     await createSpc(ns, 'spc-within', '- {objectName: secret_1, objectType: csms, objectVersion: v1}');
     await new Promise((r) => setTimeout(r, 1100)); // creation timestamps have one-second resolution
@@ -430,6 +409,6 @@ it('never logs a secret value', async () => {
   const logs = driver.logs;
   assert.match(logs, /Servicing mount request/);
   assert.match(logs, /"Get secret successfully" name="secret_1" version="v1"/);
-  for (const v of [values.v1, values.v2, values.s2, values.bin.toString('base64'), creds.secretKey])
+  for (const v of [values.v1, values.v2, values.s2, values.bin.toString('base64'), TEST_CREDS.secretKey])
     assert.ok(!logs.includes(v), 'a secret value reached the log');
 });

@@ -1,11 +1,13 @@
-// WatchedObjects over a watch the test drives: namespaces are watched only while used, a
-// read never starts before its namespace's watch has a starting point, events for objects
-// not kept are dropped, and an expired watch re-reads only its own namespace.
+// WatchedObjects over a watch and a clock the test drives: namespaces are watched only while
+// used, a read never starts before its namespace's watch has a starting point, events for
+// objects not kept are dropped, what is kept lives as long as its TTL or its use, and an
+// expired watch re-reads only its own namespace.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { Logger } from '../../src/log.js';
 import type { WatchFn } from '../../src/kube/scope-watch.js';
 import { WatchedObjects } from '../../src/kube/watched-objects.js';
+import { ManualClock } from '../helpers/manual-clock.js';
 
 type Obj = { metadata: { namespace: string; name: string; resourceVersion: string }; value: string };
 
@@ -21,6 +23,7 @@ class FakeCluster {
   failList = false;
   podNamespaces = new Set<string>();
   used = new Set<string>();
+  readonly clock = new ManualClock();
 
   watch: WatchFn = async (path, query, onEvent, done) => {
     this.calls.push(`watch ${path}@${query.resourceVersion}`);
@@ -34,7 +37,7 @@ class FakeCluster {
     };
   };
 
-  make(sweepMs = 1_000_000): WatchedObjects<Obj> {
+  make(opts: { sweepMs?: number; ttlMs?: number; onSize?: (n: number) => void } = {}): WatchedObjects<Obj> {
     return new WatchedObjects<Obj>(
       {
         kind: 'Thing',
@@ -54,8 +57,10 @@ class FakeCluster {
         inUse: (ns, name) => this.used.has(`${ns}/${name}`),
         scopeInUse: (ns) => this.podNamespaces.has(ns),
         watch: this.watch,
-        ttlMs: 0,
-        sweepMs,
+        ttlMs: opts.ttlMs ?? 0,
+        sweepMs: opts.sweepMs ?? 1_000_000,
+        onSize: opts.onSize,
+        clock: this.clock,
       },
       quiet,
     );
@@ -123,12 +128,12 @@ it('a namespace with no pod of this node and nothing in use is let go; one with 
   c.put('a', 'x', 'one');
   c.put('b', 'y', 'one');
   c.podNamespaces.add('b');
-  const w = c.make(20);
+  const w = c.make({ sweepMs: 20 });
   await w.start();
   await w.get('a', 'x');
   await w.get('b', 'y');
   await tick();
-  await new Promise((r) => setTimeout(r, 60));
+  await c.clock.advance(60);
   assert.deepEqual(w.watchedScopes, ['b']);
   assert.deepEqual(c.aborted, ['/ns/a']);
   w.stop();
@@ -153,5 +158,63 @@ it('an expired watch forgets and re-reads only its own namespace', async () => {
   assert.equal((await w.get('b', 'y')).value, 'one');
   assert.deepEqual(c.calls, ['list a', 'read a/x'], 'a new starting point, then the read; b untouched');
   assert.deepEqual(c.aborted, ['/ns/a'], 'the expired watch is ended');
+  w.stop();
+});
+
+const TTL = 5_000;
+const kept: { what: string; used: boolean; firstReadAgoMs: number; eventAgoMs?: number; readAgain: boolean }[] = [
+  { what: 'unused, read within its TTL: served as kept', used: false, firstReadAgoMs: 1_000, readAgain: false },
+  { what: 'unused, read longer ago than its TTL: read again', used: false, firstReadAgoMs: 6_000, readAgain: true },
+  {
+    what: 'in use, read an hour ago: served as kept (its watch keeps it fresh)',
+    used: true,
+    firstReadAgoMs: 3_600_000,
+    readAgain: false,
+  },
+  {
+    what: 'unused, but an event brought it within its TTL: served as kept',
+    used: false,
+    firstReadAgoMs: 6_000,
+    eventAgoMs: 1_000,
+    readAgain: false,
+  },
+];
+
+for (const row of kept) {
+  it(`TTL: ${row.what}`, async () => {
+    const c = new FakeCluster();
+    c.put('a', 'x', 'one');
+    if (row.used) c.used.add('a/x');
+    const w = c.make({ ttlMs: TTL });
+    await w.get('a', 'x');
+    await tick();
+    if (row.eventAgoMs === undefined) await c.clock.advance(row.firstReadAgoMs);
+    else {
+      await c.clock.advance(row.firstReadAgoMs - row.eventAgoMs);
+      c.watches.get('/ns/a')!.onEvent('MODIFIED', c.put('a', 'x', 'two'));
+      await c.clock.advance(row.eventAgoMs);
+    }
+    c.calls.length = 0;
+    await w.get('a', 'x');
+    assert.deepEqual(c.calls, row.readAgain ? ['read a/x'] : []);
+    w.stop();
+  });
+}
+
+it('TTL: the sweep lets go of what is unused past its TTL and keeps what is used', async () => {
+  const c = new FakeCluster();
+  c.put('a', 'x', 'one');
+  c.put('a', 'y', 'one');
+  c.used.add('a/y');
+  const sizes: number[] = [];
+  const w = c.make({ ttlMs: TTL, sweepMs: 1_000, onSize: (n) => sizes.push(n) });
+  await w.start();
+  await w.get('a', 'x');
+  await w.get('a', 'y');
+  await c.clock.advance(TTL - 1_000);
+  assert.equal(sizes.at(-1), 2, 'both kept within the TTL');
+  await c.clock.advance(2_000);
+  assert.equal(sizes.at(-1), 1, 'the unused one let go');
+  assert.deepEqual(w.watchedScopes, ['a'], 'its namespace still watched: an object in it is used');
   w.stop();
 });
