@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmdirSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { MOUNT_SOURCE, Syscalls } from '../src/driver/mounter.js';
-import { percentile } from './stats.js';
+import { markdownHeader, markdownRow, percentile } from './stats.js';
 
 const exec = promisify(execFile);
 // What the driver passes for a small volume: nosuid, nodev, noexec (14) and a size bound.
@@ -84,12 +84,30 @@ export async function run(): Promise<void> {
   console.log(
     `process RSS ${(process.memoryUsage().rss / 1048576).toFixed(0)} MiB (ballast ${ballast.length} objects)`,
   );
-  console.log('way              | mount p50 | mount p99 | 110 at once | CPU, 420 calls | event loop max');
+  console.log(
+    markdownHeader([
+      'way',
+      'round',
+      'mount p50 ms',
+      'mount p99 ms',
+      '110 at once ms',
+      'CPU ms, 420 calls',
+      'event loop max ms',
+    ]),
+  );
   for (let round = 1; round <= 3; round++) {
     for (const w of ways) {
       const r = await measure(w, root);
       console.log(
-        `${w.name.padEnd(16)} | ${r.p50.toFixed(3)} ms | ${r.p99.toFixed(3)} ms | ${r.burst.toFixed(0).padStart(6)} ms | ${r.cpuMs.toFixed(0).padStart(9)} ms | ${r.loopMaxMs.toFixed(1)} ms`,
+        markdownRow([
+          w.name,
+          round,
+          r.p50.toFixed(3),
+          r.p99.toFixed(3),
+          r.burst.toFixed(0),
+          r.cpuMs.toFixed(0),
+          r.loopMaxMs.toFixed(1),
+        ]),
       );
     }
   }

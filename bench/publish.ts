@@ -22,7 +22,7 @@ import {
   namespacePolicyFlag,
   startEmulatorProcess,
 } from './emulator-process.js';
-import { rssMiB, summary } from './stats.js';
+import { printTable, rssMiB, summary } from './stats.js';
 
 const nodeId = 'bench-node';
 
@@ -60,6 +60,8 @@ interface Bench {
   emulator: Awaited<ReturnType<typeof startEmulatorProcess>>;
   ns: string;
   root: string;
+  /** The result table, in the order measured. */
+  rows: (string | number)[][];
 }
 
 const makePods = (ns: string, prefix: string, n: number) =>
@@ -82,9 +84,9 @@ async function measureSingles(b: Bench): Promise<k8s.V1Pod[]> {
   const singles = await makePods(b.ns, 'single', 40);
   const single: number[] = [];
   for (const p of singles) single.push(await timedPublish(b, p));
-  console.log(`single mount (sequential, 3 objects): ${summary(single)}`);
+  b.rows.push(['single mount, one at a time (3 objects)', summary(single)]);
   const floor = summary(await spcpsCreates(b.ns, singles));
-  console.log(`  floor, same run: SPCPS create alone (driver's client, same API server): ${floor}`);
+  b.rows.push(["its floor: an SPCPS create alone (the driver's client, same API server)", floor]);
   if (process.env.BENCH_V) {
     const phases = b.driver.logs.split('\n').filter((l) => l.includes('Publish phases'));
     console.log(phases.slice(-8).join('\n'));
@@ -98,19 +100,20 @@ async function measureBurst(b: Bench): Promise<k8s.V1Pod[]> {
   const t0 = performance.now();
   const each = await Promise.all(burst.map((p) => timedPublish(b, p)));
   const wall = performance.now() - t0;
-  console.log(`110 concurrent mounts (3 objects each): all done in ${wall.toFixed(0)}ms; per call ${summary(each)}`);
-  console.log(`CSMS requests for the 110 concurrent mounts: ${await b.emulator.total()} (330 objects)`);
+  b.rows.push(['110 mounts at once (3 objects each), all done', `${wall.toFixed(0)} ms`]);
+  b.rows.push(['110 mounts at once, each call', summary(each)]);
+  b.rows.push(['CSMS requests for those 110 (330 objects)', await b.emulator.total()]);
   return burst;
 }
 
 async function reportMemory(b: Bench, volumes: number): Promise<void> {
   const rss = () => rssMiB(b.driver.pid!).toFixed(1);
-  console.log(`driver RSS after ${volumes} mounted volumes: ${rss()} MiB right after the burst`);
+  b.rows.push([`driver RSS with ${volumes} volumes, right after the burst`, `${rss()} MiB`]);
   await new Promise((r) => setTimeout(r, 10_000)); // V8's memory reducer runs once the process is idle
   const mib = async (m: string) => ((await b.driver.metric(m)) / 1048576).toFixed(0);
-  const heap = `V8 heap used ${await mib('nodejs_heap_size_used_bytes')} of ${await mib('nodejs_heap_size_total_bytes')} MiB`;
-  const external = `external ${await mib('nodejs_external_memory_bytes')} MiB`;
-  console.log(`driver RSS after ${volumes} mounted volumes: ${rss()} MiB after 10 s idle (${heap}, ${external})`);
+  b.rows.push([`driver RSS with ${volumes} volumes, after 10 s idle`, `${rss()} MiB`]);
+  const heap = `${await mib('nodejs_heap_size_used_bytes')} of ${await mib('nodejs_heap_size_total_bytes')} MiB`;
+  b.rows.push(['its V8 heap used, and external memory', `${heap}; ${await mib('nodejs_external_memory_bytes')} MiB`]);
 }
 
 export async function run(): Promise<void> {
@@ -128,9 +131,9 @@ export async function run(): Promise<void> {
   });
   await driver.start();
   await new Promise((r) => setTimeout(r, 2000));
-  console.log(`driver RSS at start (caches synced, no volume): ${rssMiB(driver.pid!).toFixed(1)} MiB`);
   const ns = await createNamespace('bench', ['*']);
-  const b: Bench = { driver, emulator, ns, root: driver.kubeletRoot };
+  const b: Bench = { driver, emulator, ns, root: driver.kubeletRoot, rows: [] };
+  b.rows.push(['driver RSS at start (caches synced, no volume)', `${rssMiB(driver.pid!).toFixed(1)} MiB`]);
   try {
     await createServiceAccount(ns, 'app', ['db', 'api', 'tls']);
     const objects = ['db:latest', 'api:v1', 'tls:latest'].map((o) => {
@@ -140,6 +143,7 @@ export async function run(): Promise<void> {
     await createSpc(ns, 'three', objects.join(''));
     const pods = [...(await measureSingles(b)), ...(await measureBurst(b))];
     await reportMemory(b, pods.length);
+    printTable(['publish', 'value'], b.rows);
     for (const p of pods) {
       const req = publishRequest(p, 'three', b.root);
       await driver.kubelet.call('Node', 'NodeUnpublishVolume', {

@@ -18,7 +18,7 @@ import {
   kc,
 } from '../test/helpers/cluster.js';
 import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
-import { rssMiB } from './stats.js';
+import { markdownHeader, markdownRow, rssMiB } from './stats.js';
 import { namespacePolicyFlag } from './emulator-process.js';
 
 const VOLUMES = Number(process.env.BENCH_VOLUMES ?? 1000);
@@ -111,13 +111,11 @@ async function measureCycle(driver: DriverProcess, emulator: CsmsEmulator, reque
   const writes = await apiWrites();
   const rewritten = (await links()).filter((l, i) => l !== before.links[i]).length;
   const ms = ((await driver.metric('rotation_reconcile_duration_sec_sum')) - before.secs) * 1000;
-  const delta = JSON.stringify(Object.fromEntries(WRITTEN.map((k) => [k, writes[k] - before.writes[k]])));
+  const delta = WRITTEN.map((k) => `${k} ${writes[k] - before.writes[k]}`).join(', ');
   const mib = async (m: string) => ((await driver.metric(m)) / 1048576).toFixed(0);
-  const heap = `V8 heap used ${await mib('nodejs_heap_size_used_bytes')} of ${await mib('nodejs_heap_size_total_bytes')} MiB`;
-  console.log(
-    `cycle (${label}): ${ms.toFixed(0)}ms, CSMS calls ${emulator.store.total - before.calls}, volumes rewritten ${rewritten}, ` +
-      `API writes ${delta}, driver RSS ${rssMiB(driver.pid!).toFixed(1)} MiB (${heap})`,
-  );
+  const heap = `${await mib('nodejs_heap_size_used_bytes')} of ${await mib('nodejs_heap_size_total_bytes')}`;
+  const calls = emulator.store.total - before.calls;
+  console.log(markdownRow([label, ms.toFixed(0), calls, rewritten, delta, rssMiB(driver.pid!).toFixed(1), heap]));
 }
 
 export async function run(): Promise<void> {
@@ -139,6 +137,17 @@ export async function run(): Promise<void> {
   try {
     await mountAll(driver, ns, requests);
     await nextCycle(driver);
+    console.log(
+      markdownHeader([
+        'cycle',
+        'ms',
+        'CSMS calls',
+        'volumes rewritten',
+        'API writes',
+        'driver RSS MiB',
+        'V8 heap used of total MiB',
+      ]),
+    );
     await measureCycle(driver, emulator, requests, 'nothing changed');
     emulator.store.addVersion('s7', { secret_string: 'value-7-2' });
     await measureCycle(driver, emulator, requests, 'one secret changed');

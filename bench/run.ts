@@ -1,22 +1,16 @@
 // Benchmarks against the same real control plane as the tests; they print numbers.
-// Usage: npm run bench [-- publish|rotation|mounts|provider|upstream|webhook|api-write|grpc-rtt|scale]
-// Runs itself with the driver's production Node flags (see src/main.ts), so the
+// Usage: npm run bench [-- publish|rotation|mounts|provider|upstream|webhook|scale|investigations/api-write|investigations/grpc-rtt]
+// Runs itself with the driver's production Node flags (bench/node-flags.ts), so the
 // in-process benchmarks measure memory as the driver would use it.
 import { spawnSync } from 'node:child_process';
 import { installTools, startControlPlane } from '../test/cluster/control-plane.js';
+import { DRIVER_NODE_ENV, DRIVER_NODE_FLAGS } from './node-flags.js';
+import { provenance } from './stats.js';
 
 if (!process.env.CCE_BENCH_CHILD) {
   const r = spawnSync(
     '/usr/bin/env',
-    [
-      'MALLOC_ARENA_MAX=2',
-      process.execPath,
-      '--max-semi-space-size=1',
-      '--max-old-space-size=128',
-      '--disable-warning=DEP0169',
-      process.argv[1],
-      ...process.argv.slice(2),
-    ],
+    [...DRIVER_NODE_ENV, process.execPath, ...DRIVER_NODE_FLAGS, process.argv[1], ...process.argv.slice(2)],
     { stdio: 'inherit', env: { ...process.env, CCE_BENCH_CHILD: '1' } },
   );
   process.exit(r.status ?? 1);
@@ -26,6 +20,7 @@ const which = process.argv.slice(2).length > 0 ? process.argv.slice(2) : ['publi
 const plane = await startControlPlane(installTools());
 process.env.CCE_TEST_KUBECONFIG = plane.kubeconfig;
 process.env.CCE_TEST_BIN = plane.binDir;
+console.log(`Taken on ${provenance()}`);
 try {
   for (const name of which) {
     console.log(`--- ${name}`);

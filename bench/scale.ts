@@ -18,7 +18,7 @@ import {
   GROUP,
 } from '../test/helpers/cluster.js';
 import { DriverProcess, publishRequest, unmountAll } from '../test/helpers/driver.js';
-import { cpuMs, rssMiB } from './stats.js';
+import { cpuMs, markdownHeader, markdownRow, rssMiB } from './stats.js';
 
 const NODES = Number(process.env.BENCH_NODES ?? 3);
 const STAGES = (process.env.BENCH_SCALE_STAGES ?? '1000,2000,4000').split(',').map(Number);
@@ -117,9 +117,17 @@ function report(stage: string, writes: number, rows: Row[]): void {
   for (const label of [...new Set(rows.map((r) => r.label))]) {
     const mine = rows.filter((r) => r.label === label);
     const mean = (f: (r: Row) => number) => mine.reduce((s, r) => s + f(r), 0) / mine.length;
+    const events = mean((r) => r.events);
     console.log(
-      `| ${stage} | ${writes} | ${label} | ${mean((r) => r.kib).toFixed(0)} | ${mean((r) => r.cpu).toFixed(0)} | ` +
-        `${Math.max(...mine.map((r) => r.rss)).toFixed(1)} | ${Number.isNaN(mean((r) => r.events)) ? '—' : mean((r) => r.events).toFixed(0)} |`,
+      markdownRow([
+        stage,
+        writes,
+        label,
+        mean((r) => r.kib).toFixed(0),
+        mean((r) => r.cpu).toFixed(0),
+        Math.max(...mine.map((r) => r.rss)).toFixed(1),
+        Number.isNaN(events) ? '—' : events.toFixed(0),
+      ]),
     );
   }
 }
@@ -138,9 +146,16 @@ export async function run(): Promise<void> {
       `${NODES} node(s) per build, 5 mounted pods each; churn in ${UNRELATED_NAMESPACES} namespaces no node uses`,
     );
     console.log(
-      '| stage | API writes | build | received KiB / node | CPU ms / node | max RSS MiB | watch events / node |',
+      markdownHeader([
+        'stage',
+        'API writes',
+        'build',
+        'received KiB / node',
+        'CPU ms / node',
+        'max RSS MiB',
+        'watch events / node',
+      ]),
     );
-    console.log('| --- | --- | --- | --- | --- | --- | --- |');
     report('idle 10 s', 0, await measure(nodes, () => new Promise((r) => setTimeout(r, 10_000))));
     let objects = 0;
     for (const [round, count] of STAGES.entries()) {

@@ -6,7 +6,7 @@ import { core, createNamespace, createPod, createServiceAccount, deleteNamespace
 import type { Kubelet } from '../test/helpers/csi-client.js';
 import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
 import { BENCH_PROJECT_ID } from './emulator-process.js';
-import { anonMiB, cpuMs, median, percentile, rssMiB } from './stats.js';
+import { anonMiB, cpuMs, markdownHeader, markdownRow, median, percentile, rssMiB } from './stats.js';
 
 /** Each side has a node of its own, so no driver's pod cache sees the other sides' pods. */
 export const benchNode = (side: 'ours' | 'ours-b' | 'upstream' | 'upstream-lifted') => `bench-${side}-node`;
@@ -193,13 +193,12 @@ async function measure(side: Side, round: number): Promise<Row> {
 function table(rows: Map<string, Row>, ours: string): void {
   const names = [...rows.keys()];
   const others = names.filter((n) => n !== ours);
-  console.log(`| metric | ${names.join(' | ')} | ${others.map((n) => `ours / ${n}`).join(' | ')} |`);
-  console.log(`| --- |${' --- |'.repeat(names.length + others.length)}`);
+  console.log(markdownHeader(['metric', ...names, ...others.map((n) => `ours / ${n}`)]));
   const base = rows.get(ours)!;
   for (const [key, label] of COLUMNS) {
     const values = names.map((n) => rows.get(n)![key].toFixed(1));
     const ratios = others.map((n) => (base[key] / rows.get(n)![key]).toFixed(2));
-    console.log(`| ${label} | ${values.join(' | ')} | ${ratios.join(' | ')} |`);
+    console.log(markdownRow([label, ...values, ...ratios]));
   }
 }
 
@@ -208,8 +207,8 @@ function memoryTable(name: string, rows: Row[]): void {
   const parts = Object.keys(rows[0].memory ?? {});
   if (parts.length === 0) return;
   console.log(`\n${name}: memory after the burst, MiB (medians)`);
-  console.log('| part | MiB |\n| --- | --- |');
-  for (const part of parts) console.log(`| ${part} | ${median(rows.map((r) => r.memory![part])).toFixed(1)} |`);
+  console.log(markdownHeader(['part', 'MiB']));
+  for (const part of parts) console.log(markdownRow([part, median(rows.map((r) => r.memory![part])).toFixed(1)]));
 }
 
 /** Runs `rounds` rounds over `sides` (the first is ours) and prints each round and the medians. */

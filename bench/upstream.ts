@@ -14,6 +14,7 @@ import { DriverProcess, executable } from '../test/helpers/driver.js';
 import { BENCH_CREDS, BENCH_CREDS_ENV, BENCH_PROJECT_ID, startEmulatorProcess } from './emulator-process.js';
 import { startFakeProvider, upstreamSides } from './provider.js';
 import { benchNode, BENCH_SPC, ourMemory, sideBySide, type Side } from './side-by-side.js';
+import { DRIVER_NODE_ENV, DRIVER_NODE_FLAGS } from './node-flags.js';
 
 const objects = ['db:latest', 'api:v1', 'tls:latest']
   .map((o) => o.split(':'))
@@ -34,10 +35,8 @@ function driverWrapper(
   const path = join(mkdtempSync(join(tmpdir(), 'cce-bench-node-')), 'driver');
   const prof = profDir ? `--cpu-prof --cpu-prof-dir=${profDir}` : '';
   // Words such as MALLOC_TRIM_THRESHOLD_=131072 among the flags set the environment instead.
-  const words = (flags ?? '--max-semi-space-size=1 --max-old-space-size=128 --disable-warning=DEP0169')
-    .split(' ')
-    .filter(Boolean);
-  const env = ['MALLOC_ARENA_MAX=2', ...words.filter((w) => /^[A-Z_]+=/.test(w))].join(' ');
+  const words = flags ? flags.split(' ').filter(Boolean) : DRIVER_NODE_FLAGS;
+  const env = [...DRIVER_NODE_ENV, ...words.filter((w) => /^[A-Z_]+=/.test(w))].join(' ');
   const node = `${nodePath} ${prof} ${words.filter((w) => !/^[A-Z_]+=/.test(w)).join(' ')}`;
   writeFileSync(path, `#!/bin/sh\n${env} exec ${node} ${bundle} "$@"\n`, { mode: 0o755 });
   return path;

@@ -14,7 +14,7 @@ import {
   webhookClient,
 } from '../test/helpers/cluster.js';
 import { WebhookHarness } from '../test/helpers/webhook.js';
-import { summary } from './stats.js';
+import { printTable, summary } from './stats.js';
 
 const N = 200;
 const objects = Array.from(
@@ -102,7 +102,6 @@ export async function run(): Promise<void> {
     for (let i = 0; i < 20; i++) await review(hook, agent, ns, i);
     const direct: number[] = [];
     for (let i = 0; i < N; i++) direct.push(await review(hook, agent, ns, i));
-    console.log(`webhook alone, one AdmissionReview (SPC of 20 objects, TLS, keep-alive): ${summary(direct)}`);
     await dryRunCreates(custom, ns, 'warm');
     const without = await dryRunCreates(custom, ns, 'plain');
     await hook.register(ns, 'Fail');
@@ -125,15 +124,20 @@ export async function run(): Promise<void> {
     await dryRunCreates(custom, ns, 'warm2');
     const withHook = await dryRunCreates(custom, ns, 'hooked');
     const refused = await dryRunCreates(custom, ns, 'bad', true);
-    console.log(`SPC create (server-side dry run) without the webhook: ${summary(without)}`);
-    console.log(`SPC create (server-side dry run) with the webhook:    ${summary(withHook)}`);
-    console.log(`refused SPC create (server-side dry run) with the webhook: ${summary(refused)}`);
-    const metrics = await hook.get('/metrics');
-    console.log(
-      metrics
-        .split('\n')
-        .filter((l) => l.startsWith('admission_reviews_total'))
-        .join('\n'),
+    const reviews = (await hook.get('/metrics'))
+      .split('\n')
+      .filter((l) => l.startsWith('admission_reviews_total'))
+      .map((l) => l.replace('admission_reviews_total', ''))
+      .join(', ');
+    printTable(
+      ['webhook', 'latency'],
+      [
+        ['the webhook alone, one AdmissionReview (SPC of 20 objects, TLS, keep-alive)', summary(direct)],
+        ['SPC create (server-side dry run) without the webhook', summary(without)],
+        ['SPC create (server-side dry run) with the webhook', summary(withHook)],
+        ['refused SPC create (server-side dry run) with the webhook', summary(refused)],
+        ['reviews counted by the webhook', reviews],
+      ],
     );
   } finally {
     agent.destroy();

@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { after, before, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { CsmsEmulator } from '../../src/emulator/server.js';
 import {
   GROUP,
   core,
@@ -19,19 +18,16 @@ import {
   getSpcps,
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
-import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { publishRequest, type DriverProcess } from '../helpers/driver.js';
 import { rssMiB } from '../helpers/proc.js';
+import { withDriver } from '../helpers/with-driver.js';
 
-const projectId = '5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a';
-const creds = { accessKey: 'BOUNDAK', secretKey: 'bound-sk' };
-const env = { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey };
 /** A JSON secret of about 100 KB, well within what CSMS stores. */
 const doc = JSON.stringify({ items: Array.from({ length: 3500 }, (_, i) => ({ n: i, s: `value-${i}` })) });
 /** About 600 KB: sorting it by a computed key takes tens of milliseconds. */
 const bigDoc = JSON.stringify({ items: Array.from({ length: 20_000 }, (_, i) => ({ n: i, s: `value-${i}` })) });
-const emulator = new CsmsEmulator({
-  projectId,
-  credentials: [creds],
+const fx = withDriver({
+  name: 'bounded',
   secrets: [
     { name: 'doc', versions: [doc] },
     { name: 'half-a', versions: ['a'.repeat(800_000)] },
@@ -39,21 +35,14 @@ const emulator = new CsmsEmulator({
     { name: 'big-doc', versions: [bigDoc] },
   ],
 });
+const { emulator } = fx;
 const drivers: DriverProcess[] = [];
-let endpoint: string;
 let driver: DriverProcess;
 let ns: string;
 
 const startDriver = async (nodeId: string, flags: string[]) => {
-  const d = new DriverProcess({
-    nodeId,
-    csmsEndpoint: endpoint,
-    projectId,
-    env,
-    extraArgs: ['--namespace-policy=off', ...flags],
-  });
+  const d = await fx.start({ nodeId, extraArgs: ['--namespace-policy=off', ...flags] });
   drivers.push(d);
-  await d.start();
   return d;
 };
 const doubled = (times: number) => Array(times).fill('[@,@]').join(' | ');
@@ -71,7 +60,7 @@ const publishFresh = async (d: DriverProcess, pod: string, spc: string) => {
 };
 
 before(async () => {
-  endpoint = await emulator.listen();
+  await fx.ready;
   driver = await startDriver('node-bounded', [
     '--max-file-bytes=1000000',
     '--max-volume-bytes=1500000',
@@ -81,10 +70,7 @@ before(async () => {
   await createServiceAccount(ns, 'app', ['doc', 'half-a', 'half-b', 'big-doc']);
 });
 after(async () => {
-  for (const d of drivers) await d.stop();
-  await emulator.close();
   await deleteNamespace(ns);
-  for (const d of drivers) unmountAll(d.kubeletRoot);
 });
 
 it('refuses an expression that multiplies its input (the pipe of [@,@]), reading nothing and mounting nothing', async () => {

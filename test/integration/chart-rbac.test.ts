@@ -6,7 +6,6 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { CsmsEmulator } from '../../src/emulator/server.js';
 import {
   chartDir,
   createNamespace,
@@ -20,10 +19,12 @@ import {
   readSecret,
   spcpsGone,
 } from '../helpers/cluster.js';
-import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { publishRequest } from '../helpers/driver.js';
+import { withDriver } from '../helpers/with-driver.js';
 
 const chart = chartDir;
 const dir = mkdtempSync(join(tmpdir(), 'cce-chart-rbac-'));
+const fx = withDriver({ name: 'chart-rbac', secrets: [{ name: 'secret_1', versions: ['{"key1":"x"}'] }] });
 
 let ns: string;
 const sa = () => `system:serviceaccount:${ns}:cce-secrets-manager`;
@@ -92,22 +93,9 @@ it('is enough for the driver to mount, sync a Secret and clean up', async () => 
     limitedConfig,
     `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${kc.getCurrentCluster()!.server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: "${token}"}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`,
   );
-  const projectId = 'abcdef0123456789abcdef0123456789';
-  const emulator = new CsmsEmulator({
-    projectId,
-    credentials: [{ accessKey: 'RBACAK', secretKey: 'rbac-sk' }],
-    secrets: [{ name: 'secret_1', versions: ['{"key1":"x"}'] }],
-  });
-  const driver = new DriverProcess({
-    nodeId: 'node-rbac',
-    csmsEndpoint: await emulator.listen(),
-    projectId,
-    kubeconfig: limitedConfig,
-    env: { HUAWEICLOUD_SDK_AK: 'RBACAK', HUAWEICLOUD_SDK_SK: 'rbac-sk' },
-  });
+  const driver = await fx.start({ nodeId: 'node-rbac', kubeconfig: limitedConfig });
   const root = driver.kubeletRoot;
   try {
-    await driver.start();
     await createServiceAccount(ns, 'app', ['secret_1']);
     await createSpc(
       ns,
@@ -128,7 +116,5 @@ it('is enough for the driver to mount, sync a Secret and clean up', async () => 
     assert.doesNotMatch(driver.logs, /forbidden/i);
   } finally {
     await driver.stop();
-    await emulator.close();
-    unmountAll(root);
   }
 });

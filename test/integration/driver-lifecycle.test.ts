@@ -7,7 +7,6 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { it } from 'node:test';
 import { readFile } from 'node:fs/promises';
-import { CsmsEmulator } from '../../src/emulator/server.js';
 import {
   createNamespace,
   createPod,
@@ -16,10 +15,13 @@ import {
   deleteNamespace,
   eventually,
 } from '../helpers/cluster.js';
-import { DriverProcess, executable, publishRequest, unmountAll } from '../helpers/driver.js';
+import { DriverProcess, executable, publishRequest } from '../helpers/driver.js';
+import { withDriver } from '../helpers/with-driver.js';
 
 const run = promisify(execFile);
 const common = { csmsEndpoint: 'http://127.0.0.1:9', projectId: 'p1', nodeId: 'node-lifecycle' };
+const fx = withDriver({ name: 'lifecycle', secrets: [{ name: 'slow', versions: ['slow-value'] }] });
+const { emulator } = fx;
 
 it('replaces a stale socket file left by a crashed run', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'cce-stale-'));
@@ -67,8 +69,11 @@ it('is live (/healthz) only while its CSI socket answers a Probe', async () => {
     // What a broken node folder (or a stuck server) looks like to kubelet: no socket to call.
     rmSync(join(dir, 'csi.sock'));
     // Answers are kept a second (a pod hammering the port does not make the driver dial at will).
-    await new Promise((r) => setTimeout(r, 1_100));
-    assert.equal(await health(), '503 the CSI socket does not answer, or kubelet refused the registration');
+    const answer = await eventually('/healthz to see the socket gone', async () => {
+      const h = await health();
+      return h === '200 ok' ? undefined : h;
+    });
+    assert.equal(answer, '503 the CSI socket does not answer, or kubelet refused the registration');
   } finally {
     await driver.stop();
   }
@@ -93,22 +98,10 @@ it('answers Probe with not-ready until its Kubernetes caches have synced', async
 });
 
 it('finishes an in-flight mount on SIGTERM before it exits', async () => {
-  const projectId = 'feedfacefeedfacefeedfacefeedface';
-  const emulator = new CsmsEmulator({
-    projectId,
-    credentials: [{ accessKey: 'TERMAK', secretKey: 'term-sk' }],
-    secrets: [{ name: 'slow', versions: ['slow-value'] }],
-  });
-  const driver = new DriverProcess({
-    ...common,
-    projectId,
-    csmsEndpoint: await emulator.listen(),
-    env: { HUAWEICLOUD_SDK_AK: 'TERMAK', HUAWEICLOUD_SDK_SK: 'term-sk' },
-  });
+  const driver = await fx.start({ nodeId: common.nodeId });
   const ns = await createNamespace('term');
   const root = driver.kubeletRoot;
   try {
-    await driver.start();
     await createServiceAccount(ns, 'app', ['slow']);
     await createSpc(ns, 'spc', '- {objectName: slow, objectType: csms, objectVersion: v1}');
     const req = publishRequest(
@@ -128,9 +121,7 @@ it('finishes an in-flight mount on SIGTERM before it exits', async () => {
     assert.match(driver.logs, /"Shutting down" signal="SIGTERM"/);
   } finally {
     await driver.stop();
-    await emulator.close();
     await deleteNamespace(ns);
-    unmountAll(root);
   }
 });
 

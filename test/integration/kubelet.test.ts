@@ -8,7 +8,6 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, it } from 'node:test';
-import { CsmsEmulator } from '../../src/emulator/server.js';
 import { isMountPoint } from '../../src/driver/mounter.js';
 import { startKubeletNode, waitForNode, type KubeletNode } from '../cluster/kubelet-node.js';
 import {
@@ -26,39 +25,31 @@ import {
   podEvents,
   readSecret,
 } from '../helpers/cluster.js';
-import { DriverProcess, unmountAll } from '../helpers/driver.js';
+import { unmountAll, type DriverProcess } from '../helpers/driver.js';
+import { withDriver } from '../helpers/with-driver.js';
 
 const NODE = 'node-kubelet';
 const DRIVER = 'secrets-store.csi.k8s.io';
-const projectId = 'a1a1a1a1b2b2b2b2c3c3c3c3d4d4d4d4';
-const creds = { accessKey: 'KUBELETAK', secretKey: 'kubelet-sk' };
 const dir = mkdtempSync(join(tmpdir(), 'cce-kubelet-test-'));
-const emulator = new CsmsEmulator({
-  projectId,
-  credentials: [creds],
-  secrets: [{ name: 'secret_1', versions: ['{"user":"alice"}'] }],
-});
+const fx = withDriver({ name: 'kubelet', secrets: [{ name: 'secret_1', versions: ['{"user":"alice"}'] }] });
+const { emulator } = fx;
 let ns: string;
 let node: KubeletNode;
 let driver: DriverProcess;
-let csmsEndpoint: string;
 const socketDir = mkdtempSync(join(tmpdir(), 'cce-kubelet-csi-'));
 
-function startDriver(): DriverProcess {
-  return new DriverProcess({
+// On the kubelet node's own root, not the fixture's.
+const startDriver = () =>
+  fx.start({
     nodeId: NODE,
-    csmsEndpoint,
-    projectId,
     socketDir,
     kubeletRoot: node.root,
-    env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
     extraArgs: ['--rotation-poll-interval=2s', `--plugin-registration-dir=${node.root}/plugins_registry`],
   });
-}
 
 before(async () => {
   ns = await createNamespace('kubelet');
-  csmsEndpoint = await emulator.listen();
+  await fx.ready;
   node = await startKubeletNode(binDir, kubeconfigPath, NODE);
   await waitForNode(node, 'the kubelet node to be Ready', async () =>
     (await core.readNode({ name: NODE })).status!.conditions!.some((c) => c.type === 'Ready' && c.status === 'True'),
@@ -75,8 +66,7 @@ before(async () => {
   ];
   writeFileSync(csidriver, (await helm('template', 'csm', chartDir, ...args)).out);
   await kubectl('apply', '-f', csidriver);
-  driver = startDriver();
-  await driver.start();
+  driver = await startDriver();
   await waitForNode(node, 'kubelet to register the driver in its CSINode', async () =>
     (await kubectl('get', 'csinode', NODE, '-o', 'jsonpath={.spec.drivers[*].name}')).includes(DRIVER),
   );
@@ -87,7 +77,6 @@ after(async () => {
   await driver?.stop();
   if (node) unmountAll(node.root);
   await node?.stop();
-  await emulator.close();
 });
 
 /** kubectl apply, as an app team would, of a ServiceAccount, an SPC and a Pod on the node. */
@@ -200,8 +189,7 @@ it('keeps the files across a driver restart, and rotation goes on', async () => 
   const file = join(volumeDir(pod.metadata!.uid!), 'secret_1');
   await driver.stop();
   assert.equal(existsSync(join(node.root, 'plugins_registry', `${DRIVER}-reg.sock`)), false, 'unregistered on stop');
-  driver = startDriver();
-  await driver.start();
+  driver = await startDriver();
   assert.equal(readFileSync(file, 'utf8'), '{"user":"alice"}');
   await eventually('kubelet to register the restarted driver', async () =>
     (await driver.metric('kubelet_plugin_registered')) === 1 ? true : undefined,

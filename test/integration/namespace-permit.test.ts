@@ -13,7 +13,6 @@ import { after, before, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { isMountPoint } from '../../src/driver/mounter.js';
-import { CsmsEmulator } from '../../src/emulator/server.js';
 import { waitFor } from '../cluster/processes.js';
 import {
   applyManifest as apply,
@@ -32,29 +31,25 @@ import {
   readSecret,
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
-import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { publishRequest, unmountAll, type DriverProcess } from '../helpers/driver.js';
 import { ProviderProcess, UpstreamDriver } from '../helpers/upstream-driver.js';
 import { WebhookHarness } from '../helpers/webhook.js';
+import { TEST_CREDS_ENV, TEST_PROJECT_ID, withDriver } from '../helpers/with-driver.js';
 
-const projectId = 'fedcba9876543210fedcba9876543210';
-const creds = { accessKey: 'PERMITAK', secretKey: 'permit-sk' };
-const env = { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey };
 const teamAPassword = `team-a-pw-${randomBytes(6).toString('hex')}`;
-const emulator = new CsmsEmulator({
-  projectId,
-  credentials: [creds],
+const fx = withDriver({
+  name: 'permit',
   secrets: [
     { name: 'team-a-db-password', versions: [teamAPassword] },
     { name: 'team-a-api-key', versions: ['api-v1'] },
     { name: 'team-b-db', versions: ['b-v1'] },
   ],
 });
+const { emulator } = fx;
 const dir = mkdtempSync(join(tmpdir(), 'cce-permit-'));
 const enforceNode = 'node-permit-enforce';
 const auditNode = 'node-permit-audit';
 const upstreamNode = 'node-permit-upstream';
-const drivers: DriverProcess[] = [];
-let endpoint: string;
 let enforcing: DriverProcess;
 let auditing: DriverProcess;
 let teamA: string;
@@ -78,18 +73,8 @@ const spcObject = (namespace: string, name: string, objects: string, extra: Reco
 });
 const object = (name: string, version = 'v1') => `- {objectName: ${name}, objectType: csms, objectVersion: ${version}}`;
 
-const startDriver = async (nodeId: string, policy: string) => {
-  const d = new DriverProcess({
-    nodeId,
-    csmsEndpoint: endpoint,
-    projectId,
-    env,
-    extraArgs: ['--rotation-poll-interval=1s', `--namespace-policy=${policy}`],
-  });
-  drivers.push(d);
-  await d.start();
-  return d;
-};
+const startDriver = (nodeId: string, policy: string) =>
+  fx.start({ nodeId, extraArgs: ['--rotation-poll-interval=1s', `--namespace-policy=${policy}`] });
 
 /** The steal of the issue, as bob (admin of team B only): his own allow-list, an SPC syncing a Secret, a pod. */
 async function stageSteal(nodeName: string, pod: string): Promise<void> {
@@ -133,7 +118,7 @@ const stealMessage = () =>
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 before(async () => {
-  endpoint = await emulator.listen();
+  await fx.ready;
   enforcing = await startDriver(enforceNode, 'enforce');
   auditing = await startDriver(auditNode, 'audit');
   [teamA, teamB, bare] = await Promise.all([
@@ -165,11 +150,8 @@ before(async () => {
   );
 });
 after(async () => {
-  for (const d of drivers) await d.stop();
   await kubectl('delete', 'clusterrole', 'spc-writers-permit-test', '--ignore-not-found');
-  await emulator.close();
   await Promise.all([teamA, teamB, bare].map(deleteNamespace));
-  for (const d of drivers) unmountAll(d.kubeletRoot);
 });
 
 it('a namespace admin or editor can write its ServiceAccounts and SPCs but not its own Namespace (kubectl --as)', async () => {
@@ -330,12 +312,12 @@ it('a narrowed permit refuses new mounts within seconds; running volumes keep th
 it('the provider command behind the upstream driver refuses the steal under enforce and reports it under audit', async () => {
   const providerDir = mkdtempSync(join(tmpdir(), 'cce-permit-providers-'));
   const flags = (policy: string) => [
-    `--csms-endpoint=${endpoint}`,
-    `--project-id=${projectId}`,
+    `--csms-endpoint=${fx.endpoint}`,
+    `--project-id=${TEST_PROJECT_ID}`,
     `--namespace-policy=${policy}`,
   ];
   const upstream = new UpstreamDriver(upstreamNode, providerDir);
-  let provider = new ProviderProcess(providerDir, flags('enforce'), env);
+  let provider = new ProviderProcess(providerDir, flags('enforce'), TEST_CREDS_ENV);
   const kubeletRoot = mkdtempSync(join(tmpdir(), 'cce-permit-upstream-kubelet-'));
   try {
     await provider.start();
@@ -351,7 +333,7 @@ it('the provider command behind the upstream driver refuses the steal under enfo
     assert.ok(!provider.logs.includes(teamAPassword));
 
     await provider.stop();
-    provider = new ProviderProcess(providerDir, flags('audit'), env);
+    provider = new ProviderProcess(providerDir, flags('audit'), TEST_CREDS_ENV);
     await provider.start();
     await eventually('the upstream driver to mount through the audit provider', () =>
       upstream.kubelet.call('Node', 'NodePublishVolume', req).then(() => true),

@@ -2,14 +2,11 @@
 // its lifetime, store outages, a driver restart, and readers during rotation.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
-import { CsmsEmulator } from '../../src/emulator/server.js';
 import {
   core,
   createNamespace,
@@ -24,11 +21,9 @@ import {
   podEvents,
   readSecret,
 } from '../helpers/cluster.js';
-import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { publishRequest, type DriverProcess } from '../helpers/driver.js';
+import { withDriver } from '../helpers/with-driver.js';
 
-const projectId = '0f0e0d0c0b0a09080706050403020100';
-const creds = { accessKey: 'ROTATIONAK', secretKey: 'rotation-sk' };
-const env = { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey };
 const json = (k1: string, k2: string) => JSON.stringify({ key1: k1, key2: k2 });
 const files = async (dir: string) =>
   Object.fromEntries(
@@ -47,9 +42,8 @@ const isTmpfs = async (dir: string) =>
   )) === 'tmpfs';
 const cycles = (d: DriverProcess) => (d.logs.match(/"Rotation cycle finished"/g) ?? []).length;
 
-const emulator = new CsmsEmulator({
-  projectId,
-  credentials: [creds],
+const fx = withDriver({
+  name: 'rotation',
   secrets: [
     { name: 'secret_1', versions: [json('alice', 'bob')] },
     { name: 'plain', versions: ['plain-v1'] },
@@ -59,38 +53,22 @@ const emulator = new CsmsEmulator({
     { name: 'pair', versions: [json('a-1', 'b-1')] },
   ],
 });
-const root = mkdtempSync(join(tmpdir(), 'cce-rotation-kubelet-'));
+const { emulator, kubeletRoot: root } = fx;
 let rotating: DriverProcess; // rotation every second
 let watching: DriverProcess; // rotation off: only SPC edits move its volumes
 let ns: string;
 
 before(async () => {
-  const endpoint = await emulator.listen();
-  rotating = new DriverProcess({
-    nodeId: 'node-rotate',
-    csmsEndpoint: endpoint,
-    projectId,
-    env,
-    kubeletRoot: root,
-    extraArgs: ['--rotation-poll-interval=1s'],
-  });
-  watching = new DriverProcess({
-    nodeId: 'node-watch',
-    csmsEndpoint: endpoint,
-    projectId,
-    env,
-    kubeletRoot: root,
-    extraArgs: ['--enable-secret-rotation=false'],
-  });
-  await Promise.all([rotating.start(), watching.start()]);
+  await fx.ready;
+  [rotating, watching] = await Promise.all([
+    fx.start({ nodeId: 'node-rotate', extraArgs: ['--rotation-poll-interval=1s'] }),
+    fx.start({ nodeId: 'node-watch', extraArgs: ['--enable-secret-rotation=false'] }),
+  ]);
   ns = await createNamespace('rotation');
   await createServiceAccount(ns, 'nginx-spc-sa', ['secret_1', 'plain', 'pinned', 'flaky', 'restart', 'pair']);
 });
 after(async () => {
-  await Promise.all([rotating.stop(), watching.stop()]);
-  await emulator.close();
   await deleteNamespace(ns);
-  unmountAll(root);
 });
 
 async function mount(driver: DriverProcess, podName: string, spc: string) {
@@ -343,20 +321,11 @@ it('keeps a synced Secret while any pod uses it and lets GC delete it after the 
 
 it('carries on rotating volumes mounted before a driver restart', async () => {
   await createSpc(ns, 'spc-restart', '- {objectName: restart, objectType: csms, objectVersion: latest}');
-  const options = {
-    nodeId: 'node-restart',
-    csmsEndpoint: rotating.opts.csmsEndpoint,
-    projectId,
-    env,
-    kubeletRoot: root,
-    extraArgs: ['--rotation-poll-interval=1s'],
-  };
-  const first = new DriverProcess(options);
-  await first.start();
+  const options = { nodeId: 'node-restart', extraArgs: ['--rotation-poll-interval=1s'] };
+  const first = await fx.start(options);
   const { dir } = await mount(first, 'nginx-restart', 'spc-restart');
   assert.equal(await first.stop(), 0);
-  const second = new DriverProcess(options);
-  await second.start();
+  const second = await fx.start(options);
   try {
     emulator.store.addVersion('restart', { secret_string: 'restart-v2' });
     await eventually(

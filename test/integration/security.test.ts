@@ -30,12 +30,10 @@ import {
   readSecret,
 } from '../helpers/cluster.js';
 import { rejectsWith } from '../helpers/csi-client.js';
-import { DriverProcess, publishRequest, unmountAll } from '../helpers/driver.js';
+import { DriverProcess, publishRequest } from '../helpers/driver.js';
 import { mounts } from '../helpers/proc.js';
+import { TEST_PROJECT_ID, withDriver } from '../helpers/with-driver.js';
 
-const projectId = '0123456789abcdef0123456789abcdef';
-const creds = { accessKey: 'SECURITYAK', secretKey: 'security-sk' };
-const env = { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey };
 const nodeId = 'node-security';
 const driverToken = 'eyJhbGciOiJSUzI1NiJ9.the-driver-service-account-token';
 
@@ -51,46 +49,33 @@ function foreignTmpfs(dir: string, files: Record<string, string>): void {
   symlinkSync('..2026_01_01', join(dir, '..data'));
 }
 
-const emulator = new CsmsEmulator({
-  projectId,
-  credentials: [creds],
+const fx = withDriver({
+  name: 'security',
   secrets: [
     { name: 'token', versions: ['csms-value'] },
     { name: 'big', versions: ['x'.repeat(2 * 1024 * 1024)] },
     { name: 'small', versions: ['small-value'] },
   ],
 });
-const root = mkdtempSync(join(tmpdir(), 'cce-security-kubelet-'));
+const root = fx.kubeletRoot;
 let driver: DriverProcess;
 let ns: string;
 
-const start = async (extraArgs: string[] = []) => {
-  const d = new DriverProcess({
-    nodeId,
-    csmsEndpoint: driver?.opts.csmsEndpoint ?? (await emulator.listen()),
-    projectId,
-    env,
-    kubeletRoot: root,
-    extraArgs: ['--rotation-poll-interval=1s', ...extraArgs],
-  });
-  await d.start();
-  return d;
-};
+const start = (extraArgs: string[] = []) =>
+  fx.start({ nodeId, extraArgs: ['--rotation-poll-interval=1s', ...extraArgs] });
 const pod = (name: string, volumes: Record<string, string>, sa = 'app') =>
   createPod(ns, name, { nodeName: nodeId, serviceAccountName: sa, volumes });
 const publish = (req: object) => driver.kubelet.call('Node', 'NodePublishVolume', req);
 
 before(async () => {
+  await fx.ready;
   driver = await start();
   ns = await createNamespace('sec');
   await createServiceAccount(ns, 'app', ['token', 'big', 'small']);
   await createSpc(ns, 'spc', '- {objectName: small, objectType: csms, objectVersion: v1}');
 });
 after(async () => {
-  await driver.stop();
-  await emulator.close();
   await deleteNamespace(ns);
-  unmountAll(root);
 });
 
 it('refuses a target path outside the kubelet root, creating nothing there', async () => {
@@ -410,13 +395,13 @@ it('adopts only its own volumes: a hand-made SPCPS pointing at any tmpfs reads n
 it('serves the socket and unpublish with the metadata service down, and recovers on its own', async () => {
   const port = await freePort();
   const metadata = new CsmsEmulator({
-    projectId,
+    projectId: TEST_PROJECT_ID,
     credentials: [],
     secrets: [],
     agency: { accessKey: 'AGENCYAK', secretKey: 'agency-sk', securityToken: 'agency-token' },
   });
   const csms = new CsmsEmulator({
-    projectId,
+    projectId: TEST_PROJECT_ID,
     credentials: [],
     agency: { accessKey: 'AGENCYAK', secretKey: 'agency-sk', securityToken: 'agency-token' },
     secrets: [{ name: 'small', versions: ['from-agency'] }],

@@ -4,8 +4,8 @@
 // https module with the same agent and credentials; 25 calls in flight, as in a burst.
 import * as https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
-import { loadKubeConfig } from '../src/kube/client.js';
-import { createNamespace, deleteNamespace, kubeconfigPath } from '../test/helpers/cluster.js';
+import { loadKubeConfig } from '../../src/kube/client.js';
+import { createNamespace, deleteNamespace, kubeconfigPath } from '../../test/helpers/cluster.js';
 
 const CALLS = 330;
 const IN_FLIGHT = 25;

@@ -1,11 +1,11 @@
 // Summarises a V8 CPU profile (.cpuprofile from `node --cpu-prof`) of the bundled driver:
 // time by activity (what it was spent for), self time by the package or source file each
-// function comes from (through the bundle's source map), and the top functions. Usage: node dist/bench/cpu-profile.js <file> [window ms: the busiest such window only] [bundle]
+// function comes from (through the bundle's source map), and the top functions. Usage: node dist/bench/investigations/cpu-profile.js <file> [window ms: the busiest such window only] [bundle]
 import { readFileSync } from 'node:fs';
 import { SourceMap, type SourceMapPayload } from 'node:module';
 import { resolve } from 'node:path';
 
-const executable = resolve(import.meta.dirname, '../cce-secrets-manager.mjs');
+const executable = resolve(import.meta.dirname, '../../cce-secrets-manager.mjs');
 
 /**
  * What a sample was spent for: the first of these that a frame matches, from the sampled

@@ -4,11 +4,11 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Kubelet } from '../test/helpers/csi-client.js';
-import { UpstreamDriver } from '../test/helpers/upstream-driver.js';
-import { sleep } from '../src/util/async.js';
-import { driverWithoutCsms } from './side-by-side.js';
-import { percentile } from './stats.js';
+import type { Kubelet } from '../../test/helpers/csi-client.js';
+import { UpstreamDriver } from '../../test/helpers/upstream-driver.js';
+import { sleep } from '../../src/util/async.js';
+import { driverWithoutCsms } from '../side-by-side.js';
+import { percentile } from '../stats.js';
 
 const CALLS = 200;
 
