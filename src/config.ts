@@ -2,7 +2,8 @@
 // credentials (shared by `serve` and `mount`, so both check them alike), the node
 // driver's own, and the emulator's. `serve` gets one frozen, validated ServeConfig.
 import { DEFAULT_MAX_RESPONSE_BYTES, csmsEndpointForRegion } from './provider/csms-client.js';
-import type { CsmsSettings } from './provider/csms-setup.js';
+import type { CsmsSettings, PodIdentityConfig } from './provider/csms-setup.js';
+import { cceEndpointForRegion } from './provider/pod-identity.js';
 import { DEFAULT_METADATA_ENDPOINT } from './provider/credentials.js';
 import { DEFAULT_PROVIDER_DIRS } from './provider-api/client.js';
 import { parseListenAddress } from './ops-server.js';
@@ -113,6 +114,49 @@ export const CSMS_FLAGS = {
   },
 };
 
+/** Per-pod cloud identity through CCE Pod Identity, for the commands that mount (serve, provider). */
+export const POD_IDENTITY_FLAGS = {
+  clusterId: {
+    name: 'cluster-id',
+    metavar: 'ID',
+    env: 'CCE_CLUSTER_ID',
+    help: 'the CCE cluster\'s id: turns pod identity on (SPCs with usePodIdentity: "true")',
+    parse: text((v, flag) => {
+      if (!/^[0-9a-zA-Z-]{1,64}$/.test(v)) throw new ConfigError(`${flag} "${v}" must be the CCE cluster's id`);
+    }),
+  },
+  cceEndpoint: {
+    name: 'cce-endpoint',
+    metavar: 'URL',
+    help: 'CCE endpoint for the pod identity exchange; default from --region',
+    parse: text(),
+  },
+  requirePodIdentity: {
+    name: 'require-pod-identity',
+    switch: true,
+    help: "every cce volume reads CSMS as its pod's own ServiceAccount agency; the node's\nidentity never reads a pod's secrets (needs --cluster-id)",
+    parse: Boolean,
+  },
+};
+
+/** Pod identity's settings, checked; undefined when it is off (no --cluster-id). */
+export function podIdentityConfig(
+  o: FlagValues<typeof POD_IDENTITY_FLAGS> & { region?: string; allowPlaintext: boolean },
+): PodIdentityConfig | undefined {
+  if (!o.clusterId) {
+    if (o.requirePodIdentity)
+      throw new ConfigError(
+        '--require-pod-identity needs --cluster-id, the CCE cluster that pods exchange their tokens with',
+      );
+    return undefined;
+  }
+  const cceEndpoint = o.cceEndpoint ?? (o.region ? cceEndpointForRegion(o.region) : undefined);
+  if (!cceEndpoint)
+    throw new ConfigError('set --region (e.g. cn-north-4) or --cce-endpoint so that pod identity knows where CCE is');
+  checkEndpoint('--cce-endpoint', cceEndpoint, o.allowPlaintext);
+  return { clusterId: o.clusterId, cceEndpoint, required: o.requirePodIdentity };
+}
+
 const positive = (value: string | undefined, flag: string): number => {
   const n = wholeNumber(value, flag);
   if (n < 1) throw new ConfigError(`${flag} "${value}" must be at least 1`);
@@ -164,6 +208,11 @@ export function csmsSettings(o: FlagValues<typeof CSMS_FLAGS>): CsmsSettings {
   checkEndpoint('--metadata-endpoint', o.metadataEndpoint, o.allowPlaintext);
   const { projectId, metadataEndpoint, csmsTimeoutMs, csmsMaxResponseBytes } = o;
   return { csmsEndpoint, projectId, metadataEndpoint, csmsTimeoutMs, csmsMaxResponseBytes };
+}
+
+/** csmsSettings with pod identity, for the commands that mount a pod's volumes. */
+export function mountingCsmsSettings(o: FlagValues<typeof CSMS_FLAGS> & FlagValues<typeof POD_IDENTITY_FLAGS>) {
+  return { ...csmsSettings(o), podIdentity: podIdentityConfig(o) };
 }
 
 const listenAddress = (value: string | undefined, flag: string): string => {
@@ -309,10 +358,13 @@ export const SERVE_FLAGS = {
   },
 };
 
-const SERVE_TABLE = { ...SERVE_FLAGS, ...VOLUME_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
+const SERVE_TABLE = { ...SERVE_FLAGS, ...VOLUME_FLAGS, ...CSMS_FLAGS, ...POD_IDENTITY_FLAGS, ...LOG_FLAGS };
 
 export type ServeConfig = Readonly<
-  Omit<FlagValues<typeof SERVE_TABLE>, keyof typeof CSMS_FLAGS | keyof typeof VOLUME_FLAGS> &
+  Omit<
+    FlagValues<typeof SERVE_TABLE>,
+    keyof typeof CSMS_FLAGS | keyof typeof VOLUME_FLAGS | keyof typeof POD_IDENTITY_FLAGS
+  > &
     CsmsSettings & { allowPlaintext: boolean; limits: VolumeLimits }
 >;
 
@@ -325,13 +377,15 @@ provider go to that provider's socket, <provider folder>/<provider>.sock.
 Flags:
 ${flagHelp(SERVE_TABLE)}
 
-Credentials for CSMS, first found wins: the volume's nodePublishSecretRef
-(access_key, secret_key, security_token), HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK
-(/HUAWEICLOUD_SDK_SECURITY_TOKEN), then the node's IAM agency.
+Credentials for CSMS, first found wins: the pod's own ServiceAccount agency through
+CCE Pod Identity (usePodIdentity: "true", or every volume with --require-pod-identity),
+the volume's nodePublishSecretRef (access_key, secret_key, security_token),
+HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK (/HUAWEICLOUD_SDK_SECURITY_TOKEN), then the
+node's IAM agency.
 `;
 
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): ServeConfig | 'help' {
   const o = parseFlags('serve', SERVE_TABLE, argv, env);
   if (o === 'help') return 'help';
-  return Object.freeze({ ...o, ...csmsSettings(o), limits: volumeLimits(o) });
+  return Object.freeze({ ...o, ...mountingCsmsSettings(o), limits: volumeLimits(o) });
 }

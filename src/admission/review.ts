@@ -4,7 +4,7 @@
 // Under the namespace policy, what the Namespace permit does not cover is refused (enforce)
 // or warned about (audit).
 import type * as k8s from '@kubernetes/client-node';
-import { parseSecretObjects, type SecretObject } from '../crds/objects.js';
+import { parseSecretObjects, parseUsePodIdentity, type SecretObject } from '../crds/objects.js';
 import { desiredSecret } from '../crds/secret-objects.js';
 import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, type SecretProviderClass } from '../crds/types.js';
 import { errorMessage } from '../errors.js';
@@ -55,6 +55,7 @@ export async function reviewSpc(spc: SecretProviderClass, ctx: SpcReviewContext)
   const permit = await permitOf(ctx, namespace);
   try {
     objects = parseSecretObjects(ref, spc.spec.parameters?.objects);
+    parseUsePodIdentity(ref, spc.spec.parameters?.usePodIdentity);
     checkSecretObjects(namespace, spc, objects);
     unpermitted = permit?.(objects.map((o) => o.objectName));
     if (ctx.operation === 'CREATE') await ctx.checkNewSpc(namespace, spc.metadata.name);

@@ -3,7 +3,15 @@
 // It reads ServiceAccounts (the allow-list) and Namespaces (the permit), and writes only
 // Events (namespace policy audit).
 import * as k8s from '@kubernetes/client-node';
-import { CSMS_FLAGS, csmsSettings, LOG_FLAGS, SERVE_FLAGS, VOLUME_FLAGS, volumeLimits } from '../config.js';
+import {
+  CSMS_FLAGS,
+  LOG_FLAGS,
+  mountingCsmsSettings,
+  POD_IDENTITY_FLAGS,
+  SERVE_FLAGS,
+  VOLUME_FLAGS,
+  volumeLimits,
+} from '../config.js';
 import { flagHelp, parseFlags, unixSocket } from '../flags.js';
 import { annotationsOf, loadKubeConfig } from '../kube/client.js';
 import { EventRecorder } from '../kube/events.js';
@@ -27,7 +35,7 @@ const PROVIDER_FLAGS = {
   namespacePolicy: SERVE_FLAGS.namespacePolicy,
 };
 
-const PROVIDER_TABLE = { ...PROVIDER_FLAGS, ...VOLUME_FLAGS, ...CSMS_FLAGS, ...LOG_FLAGS };
+const PROVIDER_TABLE = { ...PROVIDER_FLAGS, ...VOLUME_FLAGS, ...CSMS_FLAGS, ...POD_IDENTITY_FLAGS, ...LOG_FLAGS };
 
 export const PROVIDER_HELP = `Usage: cce-secrets-manager provider [flags]
 
@@ -44,7 +52,7 @@ export async function providerCommand(argv: string[]): Promise<void> {
     process.stdout.write(PROVIDER_HELP);
     return;
   }
-  const csms = csmsSettings(o);
+  const csms = mountingCsmsSettings(o);
   const limits = volumeLimits(o);
   const log = createLogger({ verbosity: o.verbosity, json: o.logJson, name: 'provider' });
   const core = loadKubeConfig(o.kubeconfig, o.maxObjectBytes).makeApiClient(k8s.CoreV1Api);

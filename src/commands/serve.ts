@@ -41,6 +41,9 @@ function writers(kc: k8s.KubeConfig, config: ServeConfig, log: Logger, metrics: 
 function build(config: ServeConfig, log: Logger, metrics: Metrics) {
   const mounter = new TmpfsMounter();
   const volumes = new VolumeRegistry();
+  // Set once rotation exists (it needs the publisher): a volume that failed for want of a
+  // valid token is due again as soon as kubelet's republish brings one.
+  const tokensRenewed: { then?: (target: string) => void } = {};
   const kc = loadKubeConfig(config.kubeconfig, config.maxObjectBytes);
   const kube = new KubeView(kc, config.nodeId, log, volumes, {
     maxSpcs: config.maxSecretProviderClasses,
@@ -50,7 +53,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
     onSpcCount: spcLimitGauges(metrics.registry, config.maxSecretProviderClasses),
   });
   metrics.countPermitStates(() => volumes.permitStates());
-  const { source, credentials } = setUpCsms(config, metrics);
+  const { source, volumeCredentials: credentials } = setUpCsms(config, metrics);
   const { events, secretSync, spcps } = writers(kc, config, log, metrics);
   const { kubeletRoot, socket, nodeId } = config;
   const onContent = secretSync && ((content: PublishedContent) => secretSync.sync(content));
@@ -76,6 +79,7 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
     namespacePolicy: config.namespacePolicy,
     limits: config.limits,
     onUnpermitted: reportUnpermitted(events, log),
+    onNewTokens: (target) => tokensRenewed.then?.(target),
   });
   const ready = () => kube.synced;
   const maxReceiveMessageBytes = config.maxCallRecvMsgSize;
@@ -89,13 +93,20 @@ function build(config: ServeConfig, log: Logger, metrics: Metrics) {
     ready,
     maxReceiveMessageBytes,
   });
+  const { rotation, editWatch } = reconcilers(config, { kube, publisher, source, events, log, metrics });
+  tokensRenewed.then = rotation && ((target) => rotation.refreshed(target));
+  return { kube, mounter, publisher, events, server, rotation, editWatch };
+}
+
+/** Rotation (unless turned off) and the watch that applies SPC and Namespace edits. */
+function reconcilers(config: ServeConfig, parts: Omit<ConstructorParameters<typeof EditWatcher>[0], 'onRefreshed'>) {
+  const { publisher, source, events, log, metrics } = parts;
   const intervalMs = config.rotationIntervalMs;
   const rotation = config.rotationEnabled
     ? new RotationReconciler({ publisher, source, events, log, metrics, intervalMs })
     : undefined;
   const onRefreshed = rotation && ((target: string) => rotation.refreshed(target));
-  const editWatch = new EditWatcher({ kube, publisher, source, events, log, metrics, onRefreshed });
-  return { kube, mounter, publisher, events, server, rotation, editWatch };
+  return { rotation, editWatch: new EditWatcher({ ...parts, onRefreshed }) };
 }
 
 /** Registration with kubelet by the driver itself, when it is given kubelet's plugins_registry. */

@@ -47,6 +47,18 @@ export function checkProviderName(spcRef: string, provider: string): void {
   }
 }
 
+/**
+ * The `usePodIdentity` parameter (the AWS provider's name): "true" reads the volume's secrets
+ * as the pod's own ServiceAccount agency; unset or "false", the node's identity.
+ */
+export function parseUsePodIdentity(spcRef: string, value: string | undefined): boolean {
+  if (value === undefined || value === '' || value === 'false') return false;
+  if (value === 'true') return true;
+  throw new InvalidSpcError(
+    `SecretProviderClass ${spcRef}: spec.parameters.usePodIdentity must be "true" or "false", got ${JSON.stringify(value.slice(0, 40))}`,
+  );
+}
+
 /** `spcRef` is `namespace/name`, used to make every message point at the object. */
 export function parseSecretObjects(spcRef: string, objectsYaml: string | undefined): SecretObject[] {
   const fail = (what: string) => new InvalidSpcError(`SecretProviderClass ${spcRef}: ${what}`);

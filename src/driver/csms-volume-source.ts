@@ -2,8 +2,9 @@
 // SecretSource), except pinned versions the volume already holds, built into files by the
 // SPC's rules. Only `latest` objects can change by themselves, so a refresh of an unchanged
 // SPC compares their digests and nothing else.
-import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
 import type { SecretVersion } from '../provider/secret-source.js';
+import type { Credentials } from '../provider/signer.js';
+import type { VolumeCredentials } from '../provider/volume-credentials.js';
 import { buildVolumeContent, digest, type VolumeContent, type VolumeLimits } from '../provider/volume-content.js';
 import type { Logger } from '../log.js';
 import type { MountedVolume } from './volumes.js';
@@ -11,7 +12,7 @@ import type { ContentJob, VolumeSource } from './volume-source.js';
 
 export class CsmsVolumeSource implements VolumeSource {
   constructor(
-    private readonly credentials: CredentialProvider,
+    private readonly credentials: VolumeCredentials,
     private readonly limits: VolumeLimits,
     private readonly log: Logger,
   ) {}
@@ -26,7 +27,7 @@ export class CsmsVolumeSource implements VolumeSource {
     });
     const missing = plan.objects.filter((_, i) => !held[i]);
     if (missing.length > 0) {
-      const creds = await resolveCredentials(req.secrets, this.credentials);
+      const creds = await this.credentialsOf({ req, plan, signal });
       const asked = missing.map((o) => ({ name: o.objectName, version: o.objectVersion }));
       const fetched = await values.fetch(asked, creds, signal);
       for (const v of fetched) this.log.info('Get secret successfully', { name: v.name, version: v.versionId });
@@ -44,9 +45,24 @@ export class CsmsVolumeSource implements VolumeSource {
   }: ContentJob & { known: MountedVolume }): Promise<{ content?: VolumeContent } | undefined> {
     const latest = plan.objects.filter((o) => o.objectVersion === 'latest');
     if (latest.length === 0) return undefined;
-    const creds = await resolveCredentials(known.request.secrets, this.credentials);
+    const creds = await this.credentialsOf({ req: known.request, plan, signal });
     const asked = latest.map((o) => ({ name: o.objectName, version: 'latest' }));
     const current = await values.fetch(asked, creds, signal);
     return current.every((v) => known.digests[v.name] === digest(v.value)) ? undefined : {};
+  }
+
+  /** Who reads: the pod's own ServiceAccount (pod identity), else the secret ref or the node. */
+  private credentialsOf({ req, plan, signal }: Pick<ContentJob, 'req' | 'plan' | 'signal'>): Promise<Credentials> {
+    return this.credentials.forVolume(
+      {
+        namespace: req.podNamespace,
+        serviceAccount: req.serviceAccount,
+        what: `Pod ${req.podNamespace}/${req.podName} volume "${req.volumeName}"`,
+        secrets: req.secrets,
+        tokens: req.serviceAccountTokens,
+        usePodIdentity: plan.usePodIdentity,
+      },
+      signal,
+    );
   }
 }

@@ -6,7 +6,7 @@ import type { UnpermittedReport } from '../access/permit-audit.js';
 import type { SecretProviderClass } from '../crds/types.js';
 import type { SpcpsStore } from '../kube/spcps-writer.js';
 import type { Logger } from '../log.js';
-import type { CredentialProvider } from '../provider/credentials.js';
+import type { VolumeCredentials } from '../provider/volume-credentials.js';
 import type { SecretSource } from '../provider/secret-source.js';
 import type { FileSet, VolumeLimits } from '../provider/volume-content.js';
 import type { VolumeWriter } from './atomic-writer.js';
@@ -31,7 +31,7 @@ export interface PublisherDeps {
   volumes?: VolumeRegistry;
   spcps: SpcpsStore;
   source: SecretSource;
-  credentials: CredentialProvider;
+  credentials: VolumeCredentials;
   /** External providers (SPCs whose provider is not `cce`); without it such SPCs are refused. */
   providers?: ProviderCaller;
   mounter: Mounter;
@@ -47,6 +47,8 @@ export interface PublisherDeps {
   namespacePolicy?: NamespacePolicy;
   /** Audit: a volume mounts secrets no Namespace permit covers (told once, and again when that changes). */
   onUnpermitted?: UnpermittedReport;
+  /** kubelet's republish brought a mounted volume new ServiceAccount tokens (its next refresh may use them). */
+  onNewTokens?: (targetPath: string) => void;
 }
 
 export interface RefreshOptions {

@@ -137,11 +137,24 @@ export class Publisher {
         return this.update({ req, plan, known, values: this.deps.source, signal });
       }
       this.records.audit(known, plan);
+      this.keepNewTokens(known, req);
       for (const v of known.versions)
         log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
       return;
     }
     await this.publishFresh(req, plan, t0, signal);
+  }
+
+  /**
+   * kubelet's republish (requiresRepublish) passes fresh ServiceAccount tokens: later refreshes
+   * of the volume read with them, so rotation outlives the token it was mounted with. They stay
+   * in memory only.
+   */
+  private keepNewTokens(known: MountedVolume, req: PublishRequest): void {
+    const fresh = req.serviceAccountTokens;
+    if (!fresh || JSON.stringify(fresh) === JSON.stringify(known.request.serviceAccountTokens)) return;
+    known.request = { ...known.request, serviceAccountTokens: fresh };
+    this.deps.onNewTokens?.(req.targetPath);
   }
 
   /**

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
 import { InvalidRequestError, InvalidSpcError, PreconditionError } from '../errors.js';
-import { checkProviderName, parseSecretObjects, type SecretObject } from '../crds/objects.js';
+import { checkProviderName, parseSecretObjects, parseUsePodIdentity, type SecretObject } from '../crds/objects.js';
 import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, DRIVER_NAME, type SecretProviderClass } from '../crds/types.js';
 import { checkAllowList } from '../access/allow-list.js';
 import { checkNamespacePermit, type NamespacePolicy, type PermitDecision } from '../access/namespace-permit.js';
@@ -18,6 +18,8 @@ export interface VolumePlan {
   provider: string;
   /** The built-in provider's objects; empty for an external provider, which reads its own parameters. */
   objects: SecretObject[];
+  /** The built-in provider reads CSMS as the pod's own ServiceAccount agency (SPC usePodIdentity). */
+  usePodIdentity: boolean;
   /** Changes whenever anything but the store's values would change the volume. */
   fingerprint: string;
   /** Namespace policy audit: what the Namespace permit does not cover (the mount goes ahead). */
@@ -63,7 +65,7 @@ function checkExternal(
   req: PublishRequest,
   spc: SecretProviderClass,
   pod: k8s.V1Pod,
-): Pick<VolumePlan, 'objects' | 'fingerprint'> {
+): Pick<VolumePlan, 'objects' | 'fingerprint' | 'usePodIdentity'> {
   const ref = `${req.podNamespace}/${req.spcName}`;
   if (typeof spc.spec?.provider !== 'string' || spc.spec.provider === '') {
     throw new InvalidSpcError(`SecretProviderClass ${ref}: spec.provider is required, e.g. "${BUILTIN_PROVIDER}"`);
@@ -79,7 +81,7 @@ function checkExternal(
     Object.entries(req.secrets).sort(),
     pod.spec?.securityContext?.fsGroup ?? null,
   ]);
-  return { objects: [], fingerprint };
+  return { objects: [], fingerprint, usePodIdentity: false };
 }
 
 /**
@@ -132,7 +134,7 @@ export function checkVolume(
   spc: SecretProviderClass,
   saAnnotations: Record<string, string> | undefined,
   fsGroup?: number,
-): Pick<VolumePlan, 'objects' | 'fingerprint'> {
+): Pick<VolumePlan, 'objects' | 'fingerprint' | 'usePodIdentity'> {
   const ref = `${req.podNamespace}/${req.spcName}`;
   if (spc.spec?.provider !== BUILTIN_PROVIDER) {
     throw new PreconditionError(
@@ -140,6 +142,7 @@ export function checkVolume(
     );
   }
   const objects = parsedObjects(ref, spc);
+  const usePodIdentity = parseUsePodIdentity(ref, spc.spec.parameters?.usePodIdentity);
   checkAllowList(
     `${req.podNamespace}/${req.serviceAccount}`,
     saAnnotations,
@@ -148,12 +151,13 @@ export function checkVolume(
   const fingerprint = fingerprintOf([
     req.podUid,
     spc.spec.parameters?.objects,
+    usePodIdentity,
     spc.spec.secretObjects ?? null,
     saAnnotations?.[ALLOW_LIST_ANNOTATION],
     Object.entries(req.secrets).sort(),
     fsGroup ?? null,
   ]);
-  return { objects, fingerprint };
+  return { objects, fingerprint, usePodIdentity };
 }
 
 /** VolumePlan.fingerprint: a hash of everything but the store's values that shapes the volume. */

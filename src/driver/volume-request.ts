@@ -8,14 +8,9 @@ import {
   CTX_SERVICE_ACCOUNT,
   CTX_SPC,
 } from '../crds/types.js';
+import { parseServiceAccountTokens, type ServiceAccountToken } from '../crds/service-account-tokens.js';
 import { InvalidRequestError } from '../errors.js';
 import { parseTargetPath } from './target-path.js';
-
-/** A ServiceAccount token kubelet requested for one audience; never logged. */
-export interface ServiceAccountToken {
-  token: string;
-  expirationTimestamp: string;
-}
 
 export interface PublishRequest {
   volumeId: string;
@@ -81,36 +76,8 @@ export function parsePublishRequest(req: RawPublishRequest, kubeletRoot: string)
     podUid,
     serviceAccount: need(CTX_SERVICE_ACCOUNT, podInfo),
     secrets: req.secrets ?? {},
-    serviceAccountTokens: parseTokens(rpc, ctx[CTX_SA_TOKENS]),
+    serviceAccountTokens: parseServiceAccountTokens(`${rpc}: volume_context`, ctx[CTX_SA_TOKENS]),
   };
-}
-
-/**
- * kubelet's `{"<audience>": {"token": "...", "expirationTimestamp": "..."}}`. A malformed
- * value is refused; the message names the key and the form, never the value.
- */
-function parseTokens(rpc: string, json: string | undefined): Record<string, ServiceAccountToken> | undefined {
-  if (json === undefined || json === '') return undefined;
-  const refuse = () =>
-    new InvalidRequestError(
-      `${rpc}: volume_context["${CTX_SA_TOKENS}"] is not the JSON kubelet writes for the CSIDriver's tokenRequests ` +
-        '({"<audience>": {"token": ..., "expirationTimestamp": ...}})',
-    );
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(json);
-  } catch {
-    // Not kept as the cause: JSON.parse's message quotes the text, which holds tokens.
-    throw refuse();
-  }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw refuse();
-  const tokens: Record<string, ServiceAccountToken> = {};
-  for (const [audience, value] of Object.entries(parsed)) {
-    const { token, expirationTimestamp } = (value ?? {}) as Partial<ServiceAccountToken>;
-    if (typeof token !== 'string' || !token || typeof expirationTimestamp !== 'string') throw refuse();
-    tokens[audience] = { token, expirationTimestamp };
-  }
-  return tokens;
 }
 
 export interface UnpublishRequest {

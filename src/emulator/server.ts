@@ -1,7 +1,8 @@
 // A local CSMS: the read API of docs/csms-api.md over HTTP (or HTTPS), every request's
 // SDK-HMAC-SHA256 signature verified, plus /_emulator/ controls for tests and users
-// (publish a version, inject faults, read request counts) and the ECS metadata
-// endpoints that hand out node-agency keys.
+// (publish a version, inject faults, read request counts), the ECS metadata endpoints
+// that hand out node-agency keys, and CCE Pod Identity's exchange (pod-identity.ts): the
+// keys it issues read only their agency's secrets.
 import { errorMessage } from '../errors.js';
 import { sleep } from '../util/async.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -9,7 +10,8 @@ import { createServer as createTlsServer } from 'node:https';
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { canonicalRequest, parseAuthorization, parseSdkDate, signature, stringToSign } from '../provider/signer.js';
-import { EmulatorStore, type EmulatorSeed, type Fault, type StoredSecret } from './store.js';
+import { EmulatorStore, type EmulatorSeed, type Fault, type StoredCredentials, type StoredSecret } from './store.js';
+import { PodIdentityRefusal, POD_IDENTITY_AUDIENCE, type PodIdentitySeed } from './pod-identity.js';
 import { readBody } from '../util/read-body.js';
 
 const MAX_CLOCK_SKEW_MS = 15 * 60_000;
@@ -61,8 +63,12 @@ export class CsmsEmulator {
   }
 
   private async api(req: IncomingMessage, url: URL, body: string): Promise<Reply> {
-    const authError = this.verify(req, url, body);
-    if (authError) return authError;
+    const auth = this.verify(req, url, body);
+    if ('reply' in auth) return auth.reply;
+    const exchange = /^\/api\/v3\/projects\/([^/]+)\/clusters\/([^/]+)\/assume-agency-for-pod-identity$/.exec(
+      url.pathname,
+    );
+    if (exchange && req.method === 'POST') return this.assumeAgency(auth.creds, exchange[1], exchange[2], body);
     const m = /^\/v1\/([^/]+)\/secrets\/([^/]+)(?:\/(versions|stages)(?:\/([^/]+))?)?$/.exec(url.pathname);
     const batch = /^\/v1\/([^/]+)\/secrets\/batch-get-secret-value$/.exec(url.pathname);
     const project = m?.[1] ?? batch?.[1];
@@ -76,6 +82,14 @@ export class CsmsEmulator {
     if (batch && req.method === 'POST') return this.batchGet(body);
     if (!m || req.method !== 'GET')
       return csmsError(400, 'CSMS.0003', `unsupported request ${req.method} ${url.pathname}`);
+    this.store.logRequest({
+      accessKey: auth.creds.accessKey,
+      agency: auth.creds.agency,
+      what: `${req.method} ${secretName}${m[4] ? `/${m[4]}` : ''}`,
+    });
+    const agency = auth.creds.agency;
+    if (agency !== undefined && !this.store.podIdentity?.allows(agency, secretName!))
+      return csmsError(403, 'CSMS.0403', `agency ${agency} may not read secret ${secretName}`);
     const secret = this.store.get(secretName!);
     if (!secret) return csmsError(400, 'CSMS.0005', `secret ${secretName} does not exist`);
     if (m[3] === undefined) return { status: 200, body: { secret: secretMetadata(secret) } };
@@ -140,8 +154,51 @@ export class CsmsEmulator {
     return { status: 200, body: { total_count: versions.length, versions } };
   }
 
+  /** CCE Pod Identity's AssumeAgencyForPodIdentity, called with the node's own keys. */
+  private assumeAgency(caller: StoredCredentials, project: string, cluster: string, body: string): Reply {
+    this.store.logRequest({
+      accessKey: caller.accessKey,
+      agency: caller.agency,
+      what: 'POST assume-agency-for-pod-identity',
+    });
+    const pi = this.store.podIdentity;
+    if (!pi || cluster !== pi.seed.clusterId || project !== this.store.projectId)
+      return cceError(404, 'CCE.01404002', `cluster ${cluster} does not exist in project ${project}`);
+    if (caller.agency !== undefined)
+      return cceError(403, 'CCE.01403001', 'pod identity keys may not assume another agency');
+    try {
+      const keys = pi.exchange((JSON.parse(body || '{}') as { token?: unknown }).token);
+      this.store.addIssued(keys);
+      return {
+        status: 200,
+        body: {
+          credentials: {
+            accessKeyId: keys.accessKey,
+            secretAccessKey: keys.secretKey,
+            securityToken: keys.securityToken,
+            expiration: new Date(keys.expiresAt).toISOString(),
+          },
+          assumedAgency: { urn: `sts::emulator::assumed-agency:${keys.agency}/pod`, id: `${keys.agency}:pod` },
+          audience: POD_IDENTITY_AUDIENCE,
+          podIdentityAssociationId: `${keys.subject.namespace}-${keys.subject.serviceAccount}`,
+          subject: keys.subject,
+        },
+      };
+    } catch (err) {
+      if (err instanceof PodIdentityRefusal) return cceError(err.status, err.code, err.message);
+      return cceError(400, 'CCE.01400001', 'the request body must be {"token": "<ServiceAccount token>"}');
+    }
+  }
+
   /** Recomputes the signature over the listed headers; gateway-shaped errors as the real one. */
-  private verify(req: IncomingMessage, url: URL, body: string): Reply | undefined {
+  private verify(req: IncomingMessage, url: URL, body: string): { reply: Reply } | { creds: StoredCredentials } {
+    const refused = this.refusal(req, url, body);
+    return refused
+      ? { reply: refused }
+      : { creds: this.store.credentials.get(parseAuthorization(req.headers.authorization)!.accessKey)! };
+  }
+
+  private refusal(req: IncomingMessage, url: URL, body: string): Reply | undefined {
     const auth = parseAuthorization(req.headers.authorization);
     if (!auth)
       return gatewayError(
@@ -151,6 +208,12 @@ export class CsmsEmulator {
       );
     const creds = this.store.credentials.get(auth.accessKey);
     if (!creds) return gatewayError(401, 'APIGW.0301', 'Incorrect IAM authentication information: unknown access key');
+    if (creds.expiresAt !== undefined && Date.now() >= creds.expiresAt)
+      return gatewayError(
+        401,
+        'APIGW.0301',
+        'Incorrect IAM authentication information: the security token has expired',
+      );
     const dateHeader = String(req.headers['x-sdk-date'] ?? '');
     const date = parseSdkDate(dateHeader);
     if (!date || Math.abs(Date.now() - date.getTime()) > MAX_CLOCK_SKEW_MS) {
@@ -239,6 +302,13 @@ export class CsmsEmulator {
     if (path === '/_emulator/stats' && method === 'GET') {
       return { status: 200, body: { total: this.store.total, requests: Object.fromEntries(this.store.counts) } };
     }
+    if (path === '/_emulator/pod-identity' && method === 'PUT') {
+      this.store.setPodIdentity(json as unknown as PodIdentitySeed);
+      return { status: 204, body: '' };
+    }
+    if (path === '/_emulator/requests' && method === 'GET') {
+      return { status: 200, body: { requests: this.store.requestLog } };
+    }
     if (path === '/_emulator/stats' && method === 'DELETE') {
       this.store.resetCounts();
       return { status: 204, body: '' };
@@ -258,6 +328,11 @@ function secretMetadata(s: StoredSecret) {
 }
 
 function csmsError(status: number, code: string, msg: string): Reply {
+  return { status, body: { error_code: code, error_msg: msg } };
+}
+
+/** CCE's error body (the codes are the emulator's own; CCE documents the shape). */
+function cceError(status: number, code: string, msg: string): Reply {
   return { status, body: { error_code: code, error_msg: msg } };
 }
 

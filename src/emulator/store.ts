@@ -3,6 +3,21 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { Credentials } from '../provider/signer.js';
+import { EmulatedPodIdentity, type IssuedKeys, type PodIdentitySeed } from './pod-identity.js';
+
+/** Accepted keys; those CCE Pod Identity issued carry their agency and expiry. */
+export type StoredCredentials = Credentials & Partial<Pick<IssuedKeys, 'expiresAt' | 'agency' | 'subject'>>;
+
+/** One authenticated request, as the tests' proof of who read what. */
+export interface LoggedRequest {
+  accessKey: string;
+  /** The agency of pod identity keys; undefined for the node's or a user's own keys. */
+  agency?: string;
+  /** e.g. `GET secret/v1`, `POST assume-agency-for-pod-identity`. */
+  what: string;
+}
+
+const MAX_LOGGED = 10_000;
 
 export type StoredValue = { secret_string: string } | { secret_binary: string };
 
@@ -36,6 +51,8 @@ export interface EmulatorSeed {
   credentials: Credentials[];
   /** Temporary keys served as the node agency on the metadata endpoints. */
   agency?: Credentials & { ttlSeconds?: number };
+  /** CCE Pod Identity of one cluster: its token keys, associations and agencies. */
+  podIdentity?: PodIdentitySeed;
   secrets: { name: string; state?: StoredSecret['state']; versions: (string | { binary: string })[] }[];
 }
 
@@ -52,13 +69,17 @@ export function loadSeed(path: string): EmulatorSeed {
     projectId: doc.projectId ?? DEFAULT_SEED.projectId,
     credentials: doc.credentials ?? DEFAULT_SEED.credentials,
     agency: doc.agency,
+    podIdentity: doc.podIdentity,
     secrets: doc.secrets ?? [],
   };
 }
 
 export class EmulatorStore {
   readonly projectId: string;
-  readonly credentials = new Map<string, Credentials>();
+  readonly credentials = new Map<string, StoredCredentials>();
+  /** Who made each authenticated request, oldest first (the last 10,000). */
+  readonly requestLog: LoggedRequest[] = [];
+  podIdentity?: EmulatedPodIdentity;
   readonly agency?: EmulatorSeed['agency'];
   private readonly secrets = new Map<string, StoredSecret>();
   private faults: Fault[] = [];
@@ -73,6 +94,7 @@ export class EmulatorStore {
       this.agency = seed.agency;
       this.credentials.set(seed.agency.accessKey, seed.agency);
     }
+    if (seed.podIdentity) this.podIdentity = new EmulatedPodIdentity(seed.podIdentity);
     for (const s of seed.secrets) {
       for (const v of s.versions)
         this.addVersion(s.name, typeof v === 'string' ? { secret_string: v } : { secret_binary: v.binary });
@@ -124,6 +146,21 @@ export class EmulatorStore {
     const f = this.faults.find((x) => !x.secret || x.secret === secret);
     if (f && f.times !== undefined && --f.times <= 0) this.faults.splice(this.faults.indexOf(f), 1);
     return f;
+  }
+
+  /** Replaces the pod identity set-up (associations, agencies, keys); undefined turns it off. */
+  setPodIdentity(seed: PodIdentitySeed | undefined): void {
+    this.podIdentity = seed && new EmulatedPodIdentity(seed);
+  }
+
+  /** Keys issued by the pod identity exchange, accepted until they expire. */
+  addIssued(keys: IssuedKeys): void {
+    this.credentials.set(keys.accessKey, keys);
+  }
+
+  logRequest(entry: LoggedRequest): void {
+    this.requestLog.push(entry);
+    if (this.requestLog.length > MAX_LOGGED) this.requestLog.splice(0, this.requestLog.length - MAX_LOGGED);
   }
 
   count(key: string): void {

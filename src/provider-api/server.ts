@@ -1,12 +1,20 @@
 // Our CSMS provider behind the provider API, for clusters that keep the upstream driver:
 // `cce-secrets-manager provider` serves Version and Mount on <provider folder>/cce.sock.
 // Mount applies the same SPC rules, allow-list, Namespace permit, shared CSMS reads and
-// credentials chain as our own driver and returns the files and versions; the upstream
+// credentials chain (pod identity included) as our own driver and returns the files and versions; the upstream
 // driver writes them. Knows no Kubernetes: the ServiceAccount's and the Namespace's
 // annotations come through `annotationsOf` and `namespaceAnnotationsOf`.
 import * as grpc from '@grpc/grpc-js';
-import { parseSecretObjects } from '../crds/objects.js';
-import { CTX_POD_NAME, CTX_POD_NAMESPACE, CTX_POD_UID, CTX_SERVICE_ACCOUNT, CTX_SPC } from '../crds/types.js';
+import { parseSecretObjects, parseUsePodIdentity } from '../crds/objects.js';
+import { parseServiceAccountTokens } from '../crds/service-account-tokens.js';
+import {
+  CTX_POD_NAME,
+  CTX_POD_NAMESPACE,
+  CTX_POD_UID,
+  CTX_SA_TOKENS,
+  CTX_SERVICE_ACCOUNT,
+  CTX_SPC,
+} from '../crds/types.js';
 import { InvalidRequestError } from '../errors.js';
 import { bindOwnerOnly, stopServer } from '../grpc/socket.js';
 import { unary } from '../grpc/unary.js';
@@ -16,7 +24,6 @@ import { version } from '../package-info.js';
 import { checkAllowList } from '../access/allow-list.js';
 import { checkNamespacePermit, type NamespacePolicy } from '../access/namespace-permit.js';
 import type { UnpermittedReport } from '../access/permit-audit.js';
-import { resolveCredentials, type CredentialProvider } from '../provider/credentials.js';
 import {
   PROVIDER_API_VERSION,
   providerService,
@@ -25,13 +32,15 @@ import {
   type VersionResponse,
 } from './protocol.js';
 import type { SecretSource } from '../provider/secret-source.js';
+import type { VolumeCredentials } from '../provider/volume-credentials.js';
 import { buildVolumeContent, type VolumeLimits } from '../provider/volume-content.js';
 
 export const PROVIDER_NAME = 'cce';
 
 export interface ProviderServerDeps {
   source: SecretSource;
-  credentials: CredentialProvider;
+  /** Who reads CSMS for a volume: the pod's own ServiceAccount (pod identity), or the node. */
+  volumeCredentials: VolumeCredentials;
   /** The annotations of a ServiceAccount (its allow-list), read fresh for each mount. */
   annotationsOf(namespace: string, name: string): Promise<Record<string, string> | undefined>;
   /** The annotations of a Namespace (its permit), read fresh for each mount unless the policy is off. */
@@ -64,6 +73,8 @@ export async function mountObjects(
   const serviceAccount = need(CTX_SERVICE_ACCOUNT);
   const spcRef = `${namespace}/${attributes[CTX_SPC] ?? '(unnamed)'}`;
   const objects = parseSecretObjects(spcRef, attributes.objects);
+  const usePodIdentity = parseUsePodIdentity(spcRef, attributes.usePodIdentity);
+  const tokens = parseServiceAccountTokens('Mount: attributes', attributes[CTX_SA_TOKENS]);
   const policy = deps.namespacePolicy;
   const [annotations, namespaceAnnotations] = await Promise.all([
     deps.annotationsOf(namespace, serviceAccount),
@@ -74,7 +85,9 @@ export async function mountObjects(
   const unpermitted = checkNamespacePermit(policy, namespace, namespaceAnnotations, names);
   const pod = { name: attributes[CTX_POD_NAME] ?? '', namespace, uid: attributes[CTX_POD_UID] ?? '' };
   if (unpermitted) deps.onUnpermitted?.(pod, { spc: spcRef, targetPath: req.target_path }, unpermitted);
-  const creds = await resolveCredentials(secrets, deps.credentials);
+  const what = `Pod ${namespace}/${pod.name} (SecretProviderClass ${spcRef})`;
+  const identity = { namespace, serviceAccount, what, secrets, tokens, usePodIdentity };
+  const creds = await deps.volumeCredentials.forVolume(identity, signal);
   const asked = objects.map((o) => ({ name: o.objectName, version: o.objectVersion }));
   const values = await deps.source.fetch(asked, creds, signal);
   const content = buildVolumeContent(spcRef, objects, values, deps.limits);

@@ -1,6 +1,7 @@
-// One GET over a kept-alive connection, the whole body as text. CSMS reads use this rather
-// than fetch(): in Node 20, fetch costs about three times the CPU per request (its
-// WHATWG streams), and a mount makes one request per object (BENCHMARKS.md).
+// One request over a kept-alive connection, the whole reply body as text. CSMS reads (GET)
+// and the pod identity exchange (POST) use this rather than fetch(): fetch costs about three
+// times the CPU per request (its WHATWG streams), and a mount makes one request per object
+// (BENCHMARKS.md).
 import * as http from 'node:http';
 import * as https from 'node:https';
 
@@ -39,16 +40,32 @@ export interface HttpGetOptions {
   signal?: AbortSignal;
 }
 
-export function httpGet(
+export function httpGet(url: URL, headers: Record<string, string>, opts: HttpGetOptions): Promise<HttpReply> {
+  return httpRequest('GET', url, headers, undefined, opts);
+}
+
+/** A POST of `body` (JSON, say), read as httpGet reads. */
+export function httpPost(
   url: URL,
   headers: Record<string, string>,
+  body: string,
+  opts: HttpGetOptions,
+): Promise<HttpReply> {
+  return httpRequest('POST', url, headers, body, opts);
+}
+
+function httpRequest(
+  method: string,
+  url: URL,
+  headers: Record<string, string>,
+  body: string | undefined,
   { timeoutMs, maxBytes = Infinity, signal }: HttpGetOptions,
 ): Promise<HttpReply> {
   const agent = agents[url.protocol as keyof typeof agents];
   if (!agent) return Promise.reject(new Error(`unsupported protocol ${url.protocol} in ${url.origin}`));
-  const get = url.protocol === 'https:' ? https.get : http.get;
+  const request = url.protocol === 'https:' ? https.request : http.request;
   return new Promise((resolve, reject) => {
-    const req = get(url, { agent, headers, signal }, (res) => {
+    const req = request(url, { agent, headers, signal, method }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       const declared = Number(res.headers['content-length'] ?? 0);
@@ -71,6 +88,7 @@ export function httpGet(
       res.on('error', fail);
     });
     req.on('error', fail);
+    req.end(body);
     const timer = setTimeout(() => req.destroy(new ReplyTimeoutError(timeoutMs)), timeoutMs);
     function fail(err: Error): void {
       clearTimeout(timer);

@@ -23,6 +23,7 @@ import { NotFoundError } from '../../src/errors.js';
 import type { SpcpsStore } from '../../src/kube/spcps-writer.js';
 import type { Logger } from '../../src/log.js';
 import type { ObjectRequest, SecretSource, SecretVersion } from '../../src/provider/secret-source.js';
+import { VolumeCredentials } from '../../src/provider/volume-credentials.js';
 import { sleep } from '../../src/util/async.js';
 
 /** Names the step that fails next; each is checked once by the part that owns it. */
@@ -72,7 +73,9 @@ export class Parts {
       kubeletRoot: this.root,
       spcps: this.spcpsStore(),
       source: this.source(),
-      credentials: { credentials: () => Promise.reject(new Error('the secret ref has the keys')) },
+      credentials: new VolumeCredentials({
+        credentials: () => Promise.reject(new Error('the secret ref has the keys')),
+      }),
       mounter: this.mounter(),
       writer: this.writer(),
       log: this.logger(),

@@ -219,6 +219,46 @@ it("refuses rotation_poll_interval values outside the seed's [1m, 1440m] in minu
     assert.equal((await render(ns, `rotation_poll_interval=${good}`)).code, 0, good);
 });
 
+it('podIdentity: the service.cce.pods token with republish, the cluster id to both DaemonSets, no new RBAC; refused half-set', async () => {
+  const plain = docs((await render(ns)).out);
+  const base = (all: Record<string, any>[]) => all.find((d) => d.kind === 'ClusterRole')!.rules;
+  assert.equal(plain.find((d) => d.kind === 'CSIDriver')!.spec.tokenRequests, undefined);
+  const on = await render(
+    ns,
+    'podIdentity.enabled=true',
+    'podIdentity.clusterID=c0ffee-1',
+    'tokenRequests[0].audience=vault',
+  );
+  assert.equal(on.code, 0, on.err);
+  const all = docs(on.out);
+  const driver = all.find((d) => d.kind === 'CSIDriver')!.spec;
+  assert.deepEqual(driver.tokenRequests, [{ audience: 'vault' }, { audience: 'service.cce.pods' }]);
+  assert.equal(driver.requiresRepublish, true);
+  const args = all.find((d) => d.kind === 'DaemonSet')!.spec.template.spec.containers[0].args as string[];
+  assert.ok(args.includes('--cluster-id=c0ffee-1'));
+  assert.ok(!args.includes('--require-pod-identity'));
+  assert.deepEqual(base(all), base(plain), 'no RBAC beyond what the driver already has');
+  await serverDryRun(on.out);
+  const required = await render(
+    ns,
+    ...['podIdentity.enabled=true', 'podIdentity.clusterID=c0ffee-1', 'podIdentity.required=true'],
+    ...['podIdentity.endpoint=https://cce.vpc.example', 'driver.enabled=false', 'webhook.enabled=false'],
+  );
+  assert.equal(required.code, 0, required.err);
+  const provider = docs(required.out).find((d) => d.kind === 'DaemonSet')!.spec.template.spec.containers[0].args;
+  for (const flag of ['--cluster-id=c0ffee-1', '--cce-endpoint=https://cce.vpc.example', '--require-pod-identity'])
+    assert.ok(provider.includes(flag), flag);
+  for (const [bad, why] of [
+    [['podIdentity.enabled=true'], /clusterID/],
+    [['podIdentity.required=true', 'podIdentity.clusterID=c'], /enabled/],
+    [['podIdentity.enabled=true', 'podIdentity.clusterID=a/b'], /clusterID/],
+  ] as const) {
+    const r = await render(ns, ...bad);
+    assert.notEqual(r.code, 0, bad.join(' '));
+    assert.match(r.err, why);
+  }
+});
+
 it('installs (server dry run) and shows NOTES on checking the install and a first SPC', async () => {
   // The test cluster's CRDs were installed outside Helm, so this release leaves them alone.
   const r = await installDryRun('csm', 'crds.install=false');

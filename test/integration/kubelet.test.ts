@@ -31,7 +31,14 @@ import { withDriver } from '../helpers/with-driver.js';
 const NODE = 'node-kubelet';
 const DRIVER = 'secrets-store.csi.k8s.io';
 const dir = mkdtempSync(join(tmpdir(), 'cce-kubelet-test-'));
-const fx = withDriver({ name: 'kubelet', secrets: [{ name: 'secret_1', versions: ['{"user":"alice"}'] }] });
+const fx = withDriver({
+  name: 'kubelet',
+  secrets: [
+    { name: 'secret_1', versions: ['{"user":"alice"}'] },
+    { name: 'own', versions: ['own-value'] },
+  ],
+});
+const CLUSTER = 'kubelet-cluster';
 const { emulator } = fx;
 let ns: string;
 let node: KubeletNode;
@@ -44,7 +51,12 @@ const startDriver = () =>
     nodeId: NODE,
     socketDir,
     kubeletRoot: node.root,
-    extraArgs: ['--rotation-poll-interval=2s', `--plugin-registration-dir=${node.root}/plugins_registry`],
+    extraArgs: [
+      '--rotation-poll-interval=2s',
+      `--plugin-registration-dir=${node.root}/plugins_registry`,
+      `--cluster-id=${CLUSTER}`,
+      `--cce-endpoint=${fx.endpoint}`,
+    ],
   });
 
 before(async () => {
@@ -54,16 +66,21 @@ before(async () => {
   await waitForNode(node, 'the kubelet node to be Ready', async () =>
     (await core.readNode({ name: NODE })).status!.conditions!.some((c) => c.type === 'Ready' && c.status === 'True'),
   );
-  // The chart's CSIDriver, with a token request so kubelet passes ServiceAccount tokens.
+  // The chart's CSIDriver with pod identity on, and one more token request, so kubelet passes
+  // ServiceAccount tokens (and calls again with fresh ones: requiresRepublish).
   const csidriver = join(dir, 'csidriver.yaml');
   const args = [
-    '--kube-version',
-    '1.33.13',
-    '--show-only',
-    'templates/csidriver.yaml',
-    '--set',
-    'tokenRequests[0].audience=dew.test',
+    ...['--kube-version', '1.33.13', '--show-only', 'templates/csidriver.yaml'],
+    ...['--set', 'tokenRequests[0].audience=dew.test', '--set', 'podIdentity.enabled=true'],
+    ...['--set', `podIdentity.clusterID=${CLUSTER}`],
   ];
+  // CCE Pod Identity trusts the cluster's own token keys.
+  emulator.store.setPodIdentity({
+    clusterId: CLUSTER,
+    jwks: JSON.parse(await kubectl('get', '--raw', '/openid/v1/jwks')) as { keys: [] },
+    associations: [{ namespace: ns, serviceAccount: 'own', agency: 'own-reader' }],
+    agencies: [{ name: 'own-reader', secrets: ['own'] }],
+  });
   writeFileSync(csidriver, (await helm('template', 'csm', chartDir, ...args)).out);
   await kubectl('apply', '-f', csidriver);
   driver = await startDriver();
@@ -80,7 +97,7 @@ after(async () => {
 });
 
 /** kubectl apply, as an app team would, of a ServiceAccount, an SPC and a Pod on the node. */
-async function applyWorkload(pod: string, allowed: string[]): Promise<void> {
+async function applyWorkload(pod: string, allowed: string[], secret = 'secret_1', podIdentity = false): Promise<void> {
   const manifest = `
 apiVersion: v1
 kind: ServiceAccount
@@ -92,14 +109,15 @@ metadata: {name: ${pod}, namespace: ${ns}}
 spec:
   provider: cce
   parameters:
+    usePodIdentity: "${podIdentity}"
     objects: |
-      - objectName: secret_1
+      - objectName: ${secret}
         objectType: csms
         objectVersion: latest
   secretObjects:
     - secretName: ${pod}-synced
       type: Opaque
-      data: [{objectName: secret_1, key: value}]
+      data: [{objectName: ${secret}, key: value}]
 ---
 apiVersion: v1
 kind: Pod
@@ -164,7 +182,7 @@ it('mounts through kubelet: files in its pod folder, containers running, SPCPS a
   const secret = await readSecret(ns, 'app-synced');
   assert.equal(Buffer.from(secret!.data!.value, 'base64').toString(), '{"user":"alice"}');
   // The chart's tokenRequests made kubelet pass a token; the driver took it and logged none.
-  assert.match(driver.logs, /tokenAudiences="dew\.test"/);
+  assert.match(driver.logs, /tokenAudiences="dew\.test,service\.cce\.pods"/);
   assert.doesNotMatch(driver.logs, /eyJ/);
 });
 
@@ -182,6 +200,36 @@ it('reports a secret outside the allow-list as FailedMount, and mounts once the 
   const patch = JSON.stringify({ metadata: { annotations: { 'cce.io/dew-resource': '["secret_1"]' } } });
   await kubectl('patch', 'serviceaccount', 'denied', '-n', ns, '--type=merge', '-p', patch);
   await runningPod('denied');
+});
+
+it("pod identity through kubelet: kubelet requests the pod's token, the driver trades it for the agency's keys", async () => {
+  await applyWorkload('own', ['own'], 'own', true);
+  const pod = await runningPod('own');
+  assert.equal(readFileSync(join(volumeDir(pod.metadata!.uid!), 'own'), 'utf8'), 'own-value');
+  const read = emulator.store.requestLog.filter((r) => r.what === 'GET own/latest');
+  assert.ok(
+    read.length > 0 && read.every((r) => r.agency === 'own-reader'),
+    "read as the pod's agency, never the node",
+  );
+  // requiresRepublish: kubelet calls again for the mounted volume, with its token.
+  const calls = () =>
+    (driver.logs.match(new RegExp(`"Servicing mount request" Pod="own" Namespace="${ns}"`, 'g')) ?? []).length;
+  const before = calls();
+  await eventually('kubelet to republish the volume', async () => (calls() > before ? true : undefined), 30_000);
+  assert.doesNotMatch(driver.logs, /eyJ/, 'no token in the log');
+  // A ServiceAccount without an association: kubelet shows the admin's next step.
+  await applyWorkload('stranger', ['own'], 'own', true);
+  const event = await eventually(
+    'a FailedMount event',
+    async () => (await podEvents(ns, 'stranger')).find((e) => e.reason === 'FailedMount'),
+    60_000,
+  );
+  assert.match(
+    event.message ?? '',
+    new RegExp(
+      `code = PermissionDenied desc = ServiceAccount ${ns}/stranger has no pod identity association in cluster ${CLUSTER}`,
+    ),
+  );
 });
 
 it('keeps the files across a driver restart, and rotation goes on', async () => {

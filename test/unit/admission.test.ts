@@ -122,3 +122,15 @@ it('with the policy off, reads no Namespace', async () => {
   assert.equal((await reviewSpc(spc('- {objectName: x, objectType: csms, objectVersion: v1}'), off)).allowed, true);
   assert.equal((await reviewServiceAccount(saWith(['x']), off)).allowed, true);
 });
+
+it('refuses a usePodIdentity that is neither "true" nor "false" at apply, as a mount would', async () => {
+  const withParam = (value: string): SecretProviderClass => {
+    const s = spc(ok);
+    s.spec.parameters = { ...s.spec.parameters, usePodIdentity: value };
+    return s;
+  };
+  assert.equal((await reviewSpc(withParam('true'), ctx())).allowed, true);
+  const v = await reviewSpc(withParam('yes'), ctx());
+  assert.equal(v.allowed, false);
+  assert.match(v.message ?? '', /spec\.parameters\.usePodIdentity must be "true" or "false", got "yes"/);
+});

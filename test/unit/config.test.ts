@@ -128,3 +128,24 @@ it('parses the path, socket and port forms every command shares, naming the flag
     assert.throws(() => port()(bad, '--port'), /--port ".*" must be a port number, 1-65535/);
   }
 });
+
+it('pod identity: off without --cluster-id, the CCE endpoint from the region, refused half-set', () => {
+  const off = parseServeArgs(base, {});
+  assert.ok(off !== 'help' && off.podIdentity === undefined);
+  const on = parseServeArgs([...base, '--cluster-id=c0ffee-1'], {});
+  assert.ok(on !== 'help');
+  assert.deepEqual(on.podIdentity, {
+    clusterId: 'c0ffee-1',
+    cceEndpoint: 'https://cce.cn-north-4.myhuaweicloud.com',
+    required: false,
+  });
+  const fromEnv = parseServeArgs([...base, '--require-pod-identity'], { CCE_CLUSTER_ID: 'c2' });
+  assert.ok(fromEnv !== 'help' && fromEnv.podIdentity?.required === true && fromEnv.podIdentity.clusterId === 'c2');
+  refuses([...base, '--require-pod-identity'], /--require-pod-identity needs --cluster-id/);
+  refuses([...base, '--cluster-id=a/b'], /--cluster-id "a\/b" must be the CCE cluster's id/);
+  refuses([...base, '--cluster-id=c', '--cce-endpoint=http://cce.example.com'], /--cce-endpoint .* is plain http/);
+  refuses(
+    ['--nodeid=n1', '--csms-endpoint=https://kms.x', '--cluster-id=c'],
+    /--cce-endpoint so that pod identity knows where CCE is/,
+  );
+});

@@ -1,7 +1,7 @@
 // The SPC `objects` parser: every rule and its message, jmesPath, aliases and limits.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseSecretObjects, type JmesPathEntry } from '../../src/crds/objects.js';
+import { parseSecretObjects, parseUsePodIdentity, type JmesPathEntry } from '../../src/crds/objects.js';
 import { buildVolumeContent } from '../../src/provider/volume-content.js';
 
 /** One jmesPath entry of object `s` over `value`, through the content builder the driver uses. */
@@ -211,4 +211,14 @@ describe('filePermission', () => {
       /object "db": jmesPath\[0\]\.filePermission must be an octal/,
     );
   });
+});
+
+it('usePodIdentity is "true", "false" or unset; anything else is refused naming the SPC and the field', () => {
+  assert.equal(parseUsePodIdentity('ns/spc', undefined), false);
+  assert.equal(parseUsePodIdentity('ns/spc', 'false'), false);
+  assert.equal(parseUsePodIdentity('ns/spc', 'true'), true);
+  assert.throws(
+    () => parseUsePodIdentity('ns/spc', 'yes'),
+    /^InvalidSpcError: SecretProviderClass ns\/spc: spec\.parameters\.usePodIdentity must be "true" or "false", got "yes"$/,
+  );
 });

@@ -1,0 +1,188 @@
+// Per-pod cloud identity through CCE Pod Identity: a pod's ServiceAccount token (audience
+// service.cce.pods, passed by kubelet through the CSIDriver's tokenRequests) is traded at the
+// cluster's CCE endpoint for the temporary keys of the IAM agency associated with that
+// (namespace, ServiceAccount). The exchange itself is signed with the node's identity, which
+// needs cce::assumeAgencyForPodIdentity and nothing in CSMS. Keys are kept per ServiceAccount
+// until shortly before they expire and never handed to another ServiceAccount; concurrent
+// mounts of one ServiceAccount share one exchange. Knows nothing of Kubernetes beyond the
+// token being an opaque string.
+import {
+  errorMessage,
+  NotAllowedError,
+  PreconditionError,
+  StoreUnavailableError,
+  UnauthenticatedError,
+} from '../errors.js';
+import type { CredentialProvider } from './credentials.js';
+import { parseErrorBody } from './csms-client.js';
+import { untilAborted } from '../util/async.js';
+import { httpPost, ReplyTimeoutError } from './http-get.js';
+import { signRequest, type Credentials } from './signer.js';
+
+/** The audience CCE Pod Identity accepts, fixed by CCE. */
+export const POD_IDENTITY_AUDIENCE = 'service.cce.pods';
+
+export function cceEndpointForRegion(region: string): string {
+  const domain = region === 'eu-west-101' ? 'myhuaweicloud.eu' : 'myhuaweicloud.com';
+  return `https://cce.${region}.${domain}`;
+}
+
+export interface PodSubject {
+  namespace: string;
+  serviceAccount: string;
+}
+
+export interface PodIdentityOptions {
+  /** e.g. https://cce.cn-north-4.myhuaweicloud.com */
+  endpoint: string;
+  clusterId: string;
+  projectId: () => Promise<string>;
+  /** The node's own identity, which signs the exchange (never used to read a pod's secrets). */
+  node: CredentialProvider;
+  timeoutMs?: number;
+  /** Keys are exchanged again this long before they expire (at most half their lifetime). */
+  refreshAheadMs?: number;
+  now?: () => number;
+}
+
+interface Held {
+  creds: Credentials;
+  expiresAt: number;
+  /** When to exchange again. */
+  renewAt: number;
+}
+
+/** Answers are small JSON; anything larger is not CCE's. */
+const MAX_REPLY_BYTES = 64 * 1024;
+/** Kept keys still this valid serve a caller while CCE cannot be reached. */
+const OUTAGE_MARGIN_MS = 30_000;
+
+export class PodIdentityExchange {
+  private readonly held = new Map<string, Held>();
+  private readonly inflight = new Map<string, Promise<Held>>();
+  private readonly endpoint: string;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: PodIdentityOptions) {
+    this.endpoint = opts.endpoint.replace(/\/+$/, '');
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** The agency keys of `subject`, exchanged with `token` unless kept ones are still fresh. */
+  async credentials(subject: PodSubject, token: string, signal?: AbortSignal): Promise<Credentials> {
+    const key = `${subject.namespace}/${subject.serviceAccount}`;
+    const now = this.now();
+    this.forgetExpired(now);
+    const kept = this.held.get(key);
+    if (kept && now < kept.renewAt) return kept.creds;
+    let exchange = this.inflight.get(key);
+    if (!exchange) {
+      // Not cancelled by one caller giving up (others may wait on it); its timeout bounds it.
+      exchange = this.exchange(subject, token)
+        .then((fresh) => {
+          this.held.set(key, fresh);
+          return fresh;
+        })
+        .finally(() => this.inflight.delete(key));
+      this.inflight.set(key, exchange);
+    }
+    try {
+      return (await untilAborted(exchange, signal)).creds;
+    } catch (err) {
+      // CCE unreachable while the keys we hold still work: running volumes keep rotating.
+      if (err instanceof StoreUnavailableError && kept && this.now() < kept.expiresAt - OUTAGE_MARGIN_MS)
+        return kept.creds;
+      throw err;
+    }
+  }
+
+  /** How many ServiceAccounts' keys are kept (tests, metrics). */
+  get size(): number {
+    return this.held.size;
+  }
+
+  private forgetExpired(now: number): void {
+    for (const [key, h] of this.held) if (now >= h.expiresAt) this.held.delete(key);
+  }
+
+  private async exchange(subject: PodSubject, token: string): Promise<Held> {
+    const who = `ServiceAccount ${subject.namespace}/${subject.serviceAccount}`;
+    const projectId = await this.opts.projectId();
+    const url = new URL(
+      `${this.endpoint}/api/v3/projects/${encodeURIComponent(projectId)}/clusters/${encodeURIComponent(this.opts.clusterId)}/assume-agency-for-pod-identity`,
+    );
+    const body = JSON.stringify({ token });
+    const headers: Record<string, string> = { 'Content-Type': 'application/json', 'X-Project-Id': projectId };
+    const signed = signRequest({ method: 'POST', url, headers, body }, await this.opts.node.credentials());
+    delete signed.host;
+    const timeoutMs = this.opts.timeoutMs ?? 5_000;
+    let reply;
+    try {
+      reply = await httpPost(url, { ...headers, ...signed }, body, { timeoutMs, maxBytes: MAX_REPLY_BYTES });
+    } catch (err) {
+      const problem = err instanceof ReplyTimeoutError ? `timed out after ${timeoutMs} ms` : errorMessage(err);
+      throw new StoreUnavailableError(
+        `CCE Pod Identity at ${this.endpoint} did not answer for ${who} (${problem}); it is retried on the next mount or rotation`,
+        { cause: err },
+      );
+    }
+    if (reply.status === 200) return this.parse(reply.body, subject, who);
+    throw this.refusal(reply.status, reply.body, subject, who);
+  }
+
+  private parse(text: string, subject: PodSubject, who: string): Held {
+    let body: {
+      credentials?: { accessKeyId?: string; secretAccessKey?: string; securityToken?: string; expiration?: string };
+      subject?: { namespace?: string; serviceAccount?: string };
+    };
+    try {
+      body = JSON.parse(text) as typeof body;
+    } catch {
+      throw new StoreUnavailableError(`CCE Pod Identity answered ${who} with a body that is not JSON`);
+    }
+    const c = body.credentials;
+    const expiresAt = Date.parse(c?.expiration ?? '');
+    if (!c?.accessKeyId || !c.secretAccessKey || !c.securityToken || Number.isNaN(expiresAt))
+      throw new StoreUnavailableError(`CCE Pod Identity answered ${who} without complete temporary credentials`);
+    // The keys must be the ServiceAccount's we asked for, never another's.
+    if (body.subject?.namespace !== subject.namespace || body.subject.serviceAccount !== subject.serviceAccount)
+      throw new NotAllowedError(
+        `CCE Pod Identity answered ${who} with the credentials of another subject; they are not used`,
+      );
+    const now = this.now();
+    const ahead = Math.min(this.opts.refreshAheadMs ?? 5 * 60_000, Math.max(0, expiresAt - now) / 2);
+    return {
+      creds: { accessKey: c.accessKeyId, secretKey: c.secretAccessKey, securityToken: c.securityToken },
+      expiresAt,
+      renewAt: expiresAt - ahead,
+    };
+  }
+
+  private refusal(status: number, text: string, subject: PodSubject, who: string): Error {
+    const { code, message } = parseErrorBody(text);
+    const detail = code ? ` (${code}${message ? `: ${message}` : ''})` : ` (HTTP ${status})`;
+    if (status === 404)
+      return new NotAllowedError(
+        `${who} has no pod identity association in cluster ${this.opts.clusterId}${detail}; a cluster admin associates it with an IAM agency that may read the secrets: ` +
+          `CCE console > the cluster > Settings > Pod Identity, or POST /api/v3/projects/{project_id}/clusters/${this.opts.clusterId}/pod-identity-associations ` +
+          `with namespace "${subject.namespace}" and serviceAccount "${subject.serviceAccount}"`,
+      );
+    if (status === 401 && code?.startsWith('APIGW.'))
+      return new UnauthenticatedError(
+        `CCE refused the node's own credentials for the pod identity exchange of ${who}${detail}; check the node agency or HUAWEICLOUD_SDK_AK/SK`,
+      );
+    if (status === 401 || status === 400)
+      return new UnauthenticatedError(
+        `CCE Pod Identity refused the ServiceAccount token of ${who}${detail}; kubelet passes a new one on its next republish`,
+      );
+    if (status === 403)
+      return new NotAllowedError(
+        `CCE refused the pod identity exchange of ${who}${detail}; grant cce::assumeAgencyForPodIdentity to the node's identity`,
+      );
+    if (status === 429 || status >= 500)
+      return new StoreUnavailableError(
+        `CCE Pod Identity at ${this.endpoint} answered HTTP ${status} for ${who}${detail}; it is retried on the next mount or rotation`,
+      );
+    return new PreconditionError(`CCE Pod Identity rejected the exchange of ${who}${detail}`);
+  }
+}
