@@ -33,7 +33,11 @@ over HTTP with SDK-HMAC-SHA256 signature verification, plus test controls:
   POST   /_emulator/faults                    {"status": 429, "times": 3, "latencyMs": 0, "secret": "name"}
   DELETE /_emulator/faults                    clears faults
   GET    /_emulator/stats                     request counts; DELETE resets them
-and the ECS metadata endpoints (/openstack/latest/securitykey) when the seed has an agency.
+  PUT    /_emulator/pod-identity              replaces the seed's podIdentity
+  GET    /_emulator/requests                  who (access key, agency) made each signed request
+the ECS metadata endpoints (/openstack/latest/securitykey) when the seed has an agency, and
+CCE Pod Identity (POST /api/v3/projects/{project}/clusters/{cluster}/assume-agency-for-pod-identity)
+when it has podIdentity: {clusterId, jwks, associations, agencies} (CONTRIBUTING.md).
 
 Seed file (YAML or JSON):
   projectId: 0123456789abcdef0123456789abcdef

@@ -3,6 +3,7 @@
 // SPC's rules. Only `latest` objects can change by themselves, so a refresh of an unchanged
 // SPC compares their digests and nothing else.
 import type { SecretVersion } from '../provider/secret-source.js';
+import { POD_IDENTITY_AUDIENCE } from '../provider/pod-identity.js';
 import type { Credentials } from '../provider/signer.js';
 import type { VolumeCredentials } from '../provider/volume-credentials.js';
 import { buildVolumeContent, digest, type VolumeContent, type VolumeLimits } from '../provider/volume-content.js';
@@ -45,6 +46,12 @@ export class CsmsVolumeSource implements VolumeSource {
   }: ContentJob & { known: MountedVolume }): Promise<{ content?: VolumeContent } | undefined> {
     const latest = plan.objects.filter((o) => o.objectVersion === 'latest');
     if (latest.length === 0) return undefined;
+    if (this.credentials.usesPodIdentity(plan) && !known.request.serviceAccountTokens?.[POD_IDENTITY_AUDIENCE]) {
+      // Taken over after a restart: tokens live in memory only, and kubelet's next republish
+      // brings one. Until then the volume waits; it is not a failure worth an Event.
+      this.log.v(2).info('Volume waits for a ServiceAccount token from kubelet', { target: known.request.targetPath });
+      return undefined;
+    }
     const creds = await this.credentialsOf({ req: known.request, plan, signal });
     const asked = latest.map((o) => ({ name: o.objectName, version: 'latest' }));
     const current = await values.fetch(asked, creds, signal);

@@ -19,6 +19,7 @@ import { DEFAULT_FILE_MODE } from './atomic-writer.js';
 import type { ProviderMount } from '../provider-api/client.js';
 import { PreconditionError } from '../errors.js';
 import { checkVolumeSize, digest, type VolumeContent, type VolumeLimits } from '../provider/volume-content.js';
+import { POD_IDENTITY_AUDIENCE } from '../provider/pod-identity.js';
 import type { VolumePlan } from './volume-plan.js';
 import type { PublishRequest } from './volume-request.js';
 import type { ContentJob, VolumeSource } from './volume-source.js';
@@ -55,7 +56,12 @@ export function providerMountRequest(
     [CTX_SERVICE_ACCOUNT]: req.serviceAccount,
     [CTX_EPHEMERAL]: 'true',
   };
-  if (req.serviceAccountTokens) attributes[CTX_SA_TOKENS] = JSON.stringify(req.serviceAccountTokens);
+  // The service.cce.pods token is CCE Pod Identity's, for our own exchange: with it, another
+  // provider could assume the pod's agency. Every other audience is passed on.
+  const tokens = Object.entries(req.serviceAccountTokens ?? {}).filter(
+    ([audience]) => audience !== POD_IDENTITY_AUDIENCE,
+  );
+  if (tokens.length > 0) attributes[CTX_SA_TOKENS] = JSON.stringify(Object.fromEntries(tokens));
   return {
     attributes: JSON.stringify(attributes),
     secrets: JSON.stringify(req.secrets),

@@ -137,7 +137,7 @@ export class Publisher {
         return this.update({ req, plan, known, values: this.deps.source, signal });
       }
       this.records.audit(known, plan);
-      this.keepNewTokens(known, req);
+      this.keepNewTokens(known, req, plan);
       for (const v of known.versions)
         log.info(`object [${v.id}]'s version [${v.version}] doesn't change, read from local`);
       return;
@@ -150,11 +150,13 @@ export class Publisher {
    * of the volume read with them, so rotation outlives the token it was mounted with. They stay
    * in memory only.
    */
-  private keepNewTokens(known: MountedVolume, req: PublishRequest): void {
+  private keepNewTokens(known: MountedVolume, req: PublishRequest, plan: Planned): void {
     const fresh = req.serviceAccountTokens;
     if (!fresh || JSON.stringify(fresh) === JSON.stringify(known.request.serviceAccountTokens)) return;
     known.request = { ...known.request, serviceAccountTokens: fresh };
-    this.deps.onNewTokens?.(req.targetPath);
+    // Only a volume read with its pod's identity can have failed for want of a token.
+    if (plan.source === this.builtin && this.deps.credentials.usesPodIdentity(plan))
+      this.deps.onNewTokens?.(req.targetPath);
   }
 
   /**

@@ -6,7 +6,13 @@ import { createHash } from 'node:crypto';
 import type * as k8s from '@kubernetes/client-node';
 import { InvalidRequestError, InvalidSpcError, PreconditionError } from '../errors.js';
 import { checkProviderName, parseSecretObjects, parseUsePodIdentity, type SecretObject } from '../crds/objects.js';
-import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, DRIVER_NAME, type SecretProviderClass } from '../crds/types.js';
+import {
+  ALLOW_LIST_ANNOTATION,
+  BUILTIN_PROVIDER,
+  DRIVER_NAME,
+  KUBELET_ATTRIBUTE_PREFIX,
+  type SecretProviderClass,
+} from '../crds/types.js';
 import { checkAllowList } from '../access/allow-list.js';
 import { checkNamespacePermit, type NamespacePolicy, type PermitDecision } from '../access/namespace-permit.js';
 import type { PublishRequest } from './volume-request.js';
@@ -104,6 +110,14 @@ export function checkPodVolume(req: PublishRequest, pod: k8s.V1Pod, nodeName: st
   if (volume?.csi?.driver !== DRIVER_NAME) {
     throw new InvalidRequestError(
       `${who} has no csi volume "${req.volumeName}" of driver ${DRIVER_NAME}, so its target path is not one this driver publishes`,
+    );
+  }
+  // kubelet passes a pod's own volumeAttributes on, and adds its keys only where it has them
+  // (tokens only with tokenRequests): a pod may not pose as kubelet.
+  const forged = Object.keys(volume.csi.volumeAttributes ?? {}).find((k) => k.startsWith(KUBELET_ATTRIBUTE_PREFIX));
+  if (forged) {
+    throw new InvalidRequestError(
+      `${who} volume "${req.volumeName}" sets volumeAttributes["${forged}"], which only kubelet sets; remove it from the pod's spec`,
     );
   }
   const named = volume.csi.volumeAttributes?.secretProviderClass;

@@ -54,10 +54,13 @@ export class EmulatedPodIdentity {
   private readonly keys: { kid?: string; key: KeyObject }[];
 
   constructor(readonly seed: PodIdentitySeed) {
-    this.keys = seed.jwks.keys.map((jwk) => ({
-      kid: (jwk as { kid?: string }).kid,
-      key: createPublicKey({ key: jwk, format: 'jwk' }),
-    }));
+    // RS256 only: a key of another type could verify a signature of another algorithm.
+    this.keys = seed.jwks.keys
+      .filter((jwk) => jwk.kty === 'RSA')
+      .map((jwk) => ({
+        kid: (jwk as { kid?: string }).kid,
+        key: createPublicKey({ key: jwk, format: 'jwk' }),
+      }));
   }
 
   /** Agency keys for the subject of a valid `token`; throws a PodIdentityRefusal otherwise. */

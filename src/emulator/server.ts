@@ -79,7 +79,7 @@ export class CsmsEmulator {
     if (fault && fault.status !== 0) return faultReply(fault);
     if (project !== this.store.projectId)
       return csmsError(400, 'CSMS.0002', `project id ${project} does not match the credentials' project`);
-    if (batch && req.method === 'POST') return this.batchGet(body);
+    if (batch && req.method === 'POST') return this.batchGet(body, auth.creds);
     if (!m || req.method !== 'GET')
       return csmsError(400, 'CSMS.0003', `unsupported request ${req.method} ${url.pathname}`);
     this.store.logRequest({
@@ -144,8 +144,16 @@ export class CsmsEmulator {
     };
   }
 
-  private batchGet(body: string): Reply {
+  private batchGet(body: string, caller: StoredCredentials): Reply {
     const names = (JSON.parse(body || '{}') as { secret_name_list?: string[] }).secret_name_list ?? [];
+    this.store.logRequest({
+      accessKey: caller.accessKey,
+      agency: caller.agency,
+      what: `POST batch ${names.join(',')}`,
+    });
+    const agency = caller.agency;
+    const denied = agency === undefined ? undefined : names.find((n) => !this.store.podIdentity?.allows(agency, n));
+    if (denied !== undefined) return csmsError(403, 'CSMS.0403', `agency ${agency} may not read secret ${denied}`);
     const versions = names.flatMap((n) => {
       const s = this.store.get(n);
       const v = s?.versions.at(-1);

@@ -155,6 +155,9 @@ export class EmulatorStore {
 
   /** Keys issued by the pod identity exchange, accepted until they expire. */
   addIssued(keys: IssuedKeys): void {
+    const now = Date.now();
+    for (const [ak, c] of this.credentials)
+      if (c.expiresAt !== undefined && c.expiresAt <= now) this.credentials.delete(ak);
     this.credentials.set(keys.accessKey, keys);
   }
 

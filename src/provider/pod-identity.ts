@@ -6,6 +6,7 @@
 // until shortly before they expire and never handed to another ServiceAccount; concurrent
 // mounts of one ServiceAccount share one exchange. Knows nothing of Kubernetes beyond the
 // token being an opaque string.
+import { createHash } from 'node:crypto';
 import {
   errorMessage,
   NotAllowedError,
@@ -56,10 +57,16 @@ interface Held {
 const MAX_REPLY_BYTES = 64 * 1024;
 /** Kept keys still this valid serve a caller while CCE cannot be reached. */
 const OUTAGE_MARGIN_MS = 30_000;
+/** A refusal (no association, a refused token) is answered again for this long, without asking CCE. */
+const REFUSAL_MS = 30_000;
+/** Refusals remembered at most; the oldest goes first. */
+const MAX_REFUSALS = 1024;
 
 export class PodIdentityExchange {
   private readonly held = new Map<string, Held>();
   private readonly inflight = new Map<string, Promise<Held>>();
+  /** Recent refusals by ServiceAccount and token: kubelet's retries and rotation do not each ask CCE again. */
+  private readonly refused = new Map<string, { err: Error; until: number }>();
   private readonly endpoint: string;
   private readonly now: () => number;
 
@@ -73,18 +80,30 @@ export class PodIdentityExchange {
     const key = `${subject.namespace}/${subject.serviceAccount}`;
     const now = this.now();
     this.forgetExpired(now);
-    const kept = this.held.get(key);
+    // Kept keys go only to a caller whose token names the same ServiceAccount (CCE checked the
+    // token they came from; this one is checked when it is exchanged).
+    const named = tokenNames(token, subject);
+    const kept = named ? this.held.get(key) : undefined;
     if (kept && now < kept.renewAt) return kept.creds;
-    let exchange = this.inflight.get(key);
+    const refusalKey = `${key}\0${createHash('sha256').update(token).digest('hex')}`;
+    const refusal = this.refused.get(refusalKey);
+    if (refusal && now < refusal.until) throw refusal.err;
+    // Only a token naming the ServiceAccount joins its exchange in flight; any other is
+    // exchanged on its own, and CCE's answer must then name the ServiceAccount asked for.
+    let exchange = named ? this.inflight.get(key) : undefined;
     if (!exchange) {
       // Not cancelled by one caller giving up (others may wait on it); its timeout bounds it.
-      exchange = this.exchange(subject, token)
-        .then((fresh) => {
-          this.held.set(key, fresh);
-          return fresh;
-        })
-        .finally(() => this.inflight.delete(key));
-      this.inflight.set(key, exchange);
+      exchange = this.exchange(subject, token).then((fresh) => {
+        this.held.set(key, fresh);
+        return fresh;
+      });
+      if (named) {
+        this.inflight.set(key, exchange);
+        const shared = exchange;
+        void shared
+          .finally(() => this.inflight.get(key) === shared && this.inflight.delete(key))
+          .catch(() => undefined);
+      }
     }
     try {
       return (await untilAborted(exchange, signal)).creds;
@@ -92,6 +111,8 @@ export class PodIdentityExchange {
       // CCE unreachable while the keys we hold still work: running volumes keep rotating.
       if (err instanceof StoreUnavailableError && kept && this.now() < kept.expiresAt - OUTAGE_MARGIN_MS)
         return kept.creds;
+      if (err instanceof NotAllowedError || err instanceof UnauthenticatedError)
+        this.remember(refusalKey, err);
       throw err;
     }
   }
@@ -103,6 +124,12 @@ export class PodIdentityExchange {
 
   private forgetExpired(now: number): void {
     for (const [key, h] of this.held) if (now >= h.expiresAt) this.held.delete(key);
+    for (const [key, r] of this.refused) if (now >= r.until) this.refused.delete(key);
+  }
+
+  private remember(key: string, err: Error): void {
+    if (this.refused.size >= MAX_REFUSALS) this.refused.delete(this.refused.keys().next().value!);
+    this.refused.set(key, { err, until: this.now() + REFUSAL_MS });
   }
 
   private async exchange(subject: PodSubject, token: string): Promise<Held> {
@@ -144,8 +171,12 @@ export class PodIdentityExchange {
     const expiresAt = Date.parse(c?.expiration ?? '');
     if (!c?.accessKeyId || !c.secretAccessKey || !c.securityToken || Number.isNaN(expiresAt))
       throw new StoreUnavailableError(`CCE Pod Identity answered ${who} without complete temporary credentials`);
+    if (!body.subject)
+      throw new StoreUnavailableError(
+        `CCE Pod Identity answered ${who} without the subject of its credentials; they are not used`,
+      );
     // The keys must be the ServiceAccount's we asked for, never another's.
-    if (body.subject?.namespace !== subject.namespace || body.subject.serviceAccount !== subject.serviceAccount)
+    if (body.subject.namespace !== subject.namespace || body.subject.serviceAccount !== subject.serviceAccount)
       throw new NotAllowedError(
         `CCE Pod Identity answered ${who} with the credentials of another subject; they are not used`,
       );
@@ -165,13 +196,14 @@ export class PodIdentityExchange {
       return new NotAllowedError(
         `${who} has no pod identity association in cluster ${this.opts.clusterId}${detail}; a cluster admin associates it with an IAM agency that may read the secrets: ` +
           `CCE console > the cluster > Settings > Pod Identity, or POST /api/v3/projects/{project_id}/clusters/${this.opts.clusterId}/pod-identity-associations ` +
-          `with namespace "${subject.namespace}" and serviceAccount "${subject.serviceAccount}"`,
+          `with namespace "${subject.namespace}" and serviceAccount "${subject.serviceAccount}" ` +
+          `(if this cluster is not ${this.opts.clusterId}, the admin fixes the driver's --cluster-id, podIdentity.clusterID)`,
       );
     if (status === 401 && code?.startsWith('APIGW.'))
       return new UnauthenticatedError(
         `CCE refused the node's own credentials for the pod identity exchange of ${who}${detail}; check the node agency or HUAWEICLOUD_SDK_AK/SK`,
       );
-    if (status === 401 || status === 400)
+    if (status === 401)
       return new UnauthenticatedError(
         `CCE Pod Identity refused the ServiceAccount token of ${who}${detail}; kubelet passes a new one on its next republish`,
       );
@@ -184,5 +216,21 @@ export class PodIdentityExchange {
         `CCE Pod Identity at ${this.endpoint} answered HTTP ${status} for ${who}${detail}; it is retried on the next mount or rotation`,
       );
     return new PreconditionError(`CCE Pod Identity rejected the exchange of ${who}${detail}`);
+  }
+}
+
+/**
+ * Whether a token's (unverified) subject is `subject`'s ServiceAccount: enough to keep one
+ * ServiceAccount's kept keys from a caller holding another's token or none at all; CCE
+ * verifies every token that is exchanged.
+ */
+function tokenNames(token: string, subject: PodSubject): boolean {
+  try {
+    const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as {
+      sub?: unknown;
+    };
+    return claims.sub === `system:serviceaccount:${subject.namespace}:${subject.serviceAccount}`;
+  } catch {
+    return false;
   }
 }

@@ -53,7 +53,8 @@ export class VolumeCredentials {
     if (!token)
       throw new PreconditionError(
         `${v.what} reads CSMS with pod identity (${why}), but kubelet passed no ServiceAccount token for audience "${POD_IDENTITY_AUDIENCE}": ` +
-          `add {audience: ${POD_IDENTITY_AUDIENCE}} to spec.tokenRequests of CSIDriver secrets-store.csi.k8s.io (the chart's podIdentity.enabled=true)`,
+          `add {audience: ${POD_IDENTITY_AUDIENCE}} to spec.tokenRequests of CSIDriver secrets-store.csi.k8s.io (the chart's podIdentity.enabled=true); ` +
+          "a volume mounted before a driver restart gets one at kubelet's next republish",
       );
     return exchange.credentials({ namespace: v.namespace, serviceAccount: v.serviceAccount }, token, signal);
   }

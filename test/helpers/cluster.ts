@@ -81,6 +81,8 @@ export interface PodOptions {
   spc?: string;
   /** spec.securityContext.fsGroup */
   fsGroup?: number;
+  /** More volumeAttributes on each csi volume. */
+  volumeAttributes?: Record<string, string>;
 }
 
 /** A Pod bound to `nodeName`; nothing runs it, but its API object is as kubelet would see it. */
@@ -88,7 +90,11 @@ export async function createPod(namespace: string, name: string, opts: PodOption
   const volumes = Object.entries(opts.volumes ?? (opts.spc ? { 'secrets-store-inline': opts.spc } : {})).map(
     ([volume, spc]) => ({
       name: volume,
-      csi: { driver: 'secrets-store.csi.k8s.io', readOnly: true, volumeAttributes: { secretProviderClass: spc } },
+      csi: {
+        driver: 'secrets-store.csi.k8s.io',
+        readOnly: true,
+        volumeAttributes: { ...opts.volumeAttributes, secretProviderClass: spc },
+      },
     }),
   );
   return core.createNamespacedPod({

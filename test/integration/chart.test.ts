@@ -194,7 +194,8 @@ it('renders non-default values the API server accepts', async () => {
     assert.ok(driver.args.includes(arg), `${arg} in ${driver.args}`);
   }
   assert.ok(driver.command.includes('--max-old-space-size=256'));
-  assert.ok(!driver.args.some((a: string) => a.startsWith('--region')));
+  // The region still reaches the driver: pod identity's CCE endpoint comes from it.
+  assert.ok(driver.args.includes('--region=cn-north-4'));
   assert.deepEqual(driver.envFrom, [{ secretRef: { name: 'csms-keys' } }]);
   assert.equal(driver.volumeMounts[1].mountPath, '/var/lib/kubelet/pods');
   assert.equal(all.find((d) => d.kind === 'CSIDriver')!.spec.tokenRequests[0].audience, 'kms.example');
@@ -238,6 +239,17 @@ it('podIdentity: the service.cce.pods token with republish, the cluster id to bo
   assert.ok(args.includes('--cluster-id=c0ffee-1'));
   assert.ok(!args.includes('--require-pod-identity'));
   assert.deepEqual(base(all), base(plain), 'no RBAC beyond what the driver already has');
+  const listed = await render(
+    ns,
+    'podIdentity.enabled=true',
+    'podIdentity.clusterID=c',
+    'tokenRequests[0].audience=service.cce.pods',
+  );
+  assert.deepEqual(
+    docs(listed.out).find((d) => d.kind === 'CSIDriver')!.spec.tokenRequests,
+    [{ audience: 'service.cce.pods' }],
+    'listed once',
+  );
   await serverDryRun(on.out);
   const required = await render(
     ns,

@@ -61,7 +61,8 @@ async function request(pod: string, sa: string, spc: string, root: string, withT
 }
 const publish = (d: DriverProcess, req: object) => d.kubelet.call('Node', 'NodePublishVolume', req);
 const reads = () => fx.emulator.store.requestLog.filter((r) => r.what.startsWith('GET '));
-const nodeReads = () => reads().filter((r) => r.accessKey === TEST_CREDS.accessKey);
+/** Reads made with keys that are not a pod's agency: the node's, a secret ref's, anyone's. */
+const nodeReads = () => reads().filter((r) => r.agency === undefined);
 
 before(async () => {
   ns = await createNamespace('pod-identity');
@@ -136,6 +137,26 @@ it('refuses a ServiceAccount without an association, or whose agency may not rea
     /CSMS denied access to secret "a-db" version "v1" \(CSMS\.0403: agency narrow-reader may not read secret a-db\)/,
   );
   assert.equal(existsSync(narrow.target_path), false);
+});
+
+it('refuses a pod whose volumeAttributes pose as kubelet, e.g. with tokens of its own', async () => {
+  const forged = {
+    'csi.storage.k8s.io/serviceAccount.tokens': '{"service.cce.pods":{"token":"x","expirationTimestamp":"y"}}',
+  };
+  const pod = await createPod(ns, 'forger', {
+    nodeName: 'node-pi',
+    serviceAccountName: 'team-a',
+    spc: 'a',
+    volumeAttributes: forged,
+  });
+  const req = publishRequest(pod, 'a', fx.kubeletRoot);
+  // What kubelet sends without tokenRequests: the pod's own attributes, passed on.
+  Object.assign(req.volume_context, forged);
+  await rejectsWith(
+    publish(optIn, req),
+    status.INVALID_ARGUMENT,
+    /sets volumeAttributes\["csi\.storage\.k8s\.io\/serviceAccount\.tokens"\], which only kubelet sets/,
+  );
 });
 
 it("refuses a pod-identity volume without kubelet's token, naming the CSIDriver's tokenRequests", async () => {

@@ -11,6 +11,8 @@ import { NotAllowedError, PreconditionError, StoreUnavailableError, Unauthentica
 import { CsmsClient } from '../../src/provider/csms-client.js';
 import { PodIdentityExchange } from '../../src/provider/pod-identity.js';
 import { VolumeCredentials } from '../../src/provider/volume-credentials.js';
+import { CsmsVolumeSource } from '../../src/driver/csms-volume-source.js';
+import { DEFAULT_VOLUME_LIMITS } from '../../src/provider/volume-content.js';
 import { tokenSigner } from '../helpers/service-account-tokens.js';
 
 const projectId = 'abcdefabcdefabcdefabcdefabcdef12';
@@ -122,7 +124,7 @@ it('refuses with what to do: no association, a token CCE does not accept, an unk
     assert.ok(e instanceof NotAllowedError);
     assert.match(
       e.message,
-      /^ServiceAccount team-c\/app has no pod identity association in cluster cluster-1 \(CCE\.01404001: .*\); a cluster admin associates it with an IAM agency .* namespace "team-c" and serviceAccount "app"$/,
+      /^ServiceAccount team-c\/app has no pod identity association in cluster cluster-1 \(CCE\.01404001: .*\); a cluster admin associates it with an IAM agency .* namespace "team-c" and serviceAccount "app" \(if this cluster is not cluster-1, the admin fixes the driver.s --cluster-id, podIdentity\.clusterID\)$/,
     );
     assert.ok(!e.message.includes(token), 'the token is not quoted');
     return true;
@@ -142,7 +144,7 @@ it('refuses with what to do: no association, a token CCE does not accept, an unk
   await assert.rejects(exchange().credentials(teamA, expired), UnauthenticatedError);
   await assert.rejects(
     exchange({ clusterId: 'cluster-9' }).credentials(teamA, signer.token('team-a', 'app')),
-    /cluster-9/,
+    /in cluster cluster-9 \(CCE\.01404002: .*\(if this cluster is not cluster-9, the admin fixes the driver's --cluster-id, podIdentity\.clusterID\)$/,
   );
 });
 
@@ -209,4 +211,42 @@ it('a volume asking for pod identity is never read with the node identity, whate
   const good = { 'service.cce.pods': { token: signer.token('team-a', 'app') } };
   assert.ok((await required.forVolume({ ...volume, tokens: good })).securityToken);
   assert.deepEqual(await off.forVolume({ ...volume, usePodIdentity: false }), node, 'without pod identity: the node');
+});
+
+it('gives kept keys only to a token naming their ServiceAccount, and asks CCE once per refused token', async () => {
+  const x = exchange();
+  const kept = await x.credentials(teamA, signer.token('team-a', 'app'));
+  // Another ServiceAccount's valid token, presented for team-a: CCE answers for team-b, which is refused.
+  await assert.rejects(
+    x.credentials(teamA, signer.token('team-b', 'app')),
+    /answered ServiceAccount team-a\/app with the credentials of another subject; they are not used/,
+  );
+  await assert.rejects(
+    x.credentials(teamA, 'not-a-token'),
+    UnauthenticatedError,
+    'no kept keys for a token naming nobody',
+  );
+  assert.deepEqual(await x.credentials(teamA, signer.token('team-a', 'app')), kept);
+  const stranger = { namespace: 'team-c', serviceAccount: 'app' };
+  const token = signer.token('team-c', 'app');
+  const before = exchanges().length;
+  for (let i = 0; i < 3; i++) await assert.rejects(x.credentials(stranger, token), NotAllowedError);
+  assert.equal(exchanges().length - before, 1, 'a refusal is answered again without asking CCE');
+});
+
+it("a volume taken over after a restart waits for kubelet's token instead of failing its rotation", async () => {
+  const fetched: string[] = [];
+  const values = { fetch: async () => (fetched.push('read'), []) };
+  const never = { credentials: () => Promise.reject(new Error('the node is never asked')) };
+  const source = new CsmsVolumeSource(
+    new VolumeCredentials(never, { exchange: exchange(), required: true }),
+    DEFAULT_VOLUME_LIMITS,
+    { info() {}, warn() {}, error() {}, v: () => ({ info() {} }) },
+  );
+  const plan = { objects: [{ objectName: 'a-db', objectVersion: 'latest', fileName: 'a-db' }], usePodIdentity: false };
+  const request = { targetPath: '/t', podNamespace: 'team-a', serviceAccount: 'app', secrets: {} };
+  const known = { request, digests: {} };
+  const job = { plan, known, values, local: new Map(), req: request } as unknown as Parameters<typeof source.stale>[0];
+  assert.equal(await source.stale(job), undefined);
+  assert.deepEqual(fetched, [], 'nothing read, and no failure');
 });

@@ -113,7 +113,10 @@ it("builds upstream's request: parameters, the pod's own attributes, kubelet's i
     podUid: 'u',
     serviceAccount: 'sa',
     secrets: { key: 'k' },
-    serviceAccountTokens: { aud: { token: 't', expirationTimestamp: 'e' } },
+    serviceAccountTokens: {
+      aud: { token: 't', expirationTimestamp: 'e' },
+      'service.cce.pods': { token: 'cce', expirationTimestamp: 'e' },
+    },
   } as unknown as PublishRequest;
   const pod = {
     spec: {
@@ -131,7 +134,11 @@ it("builds upstream's request: parameters, the pod's own attributes, kubelet's i
   assert.equal(attributes.role, 'r');
   assert.equal(attributes.extra, '1', "the pod's volumeAttributes win over the SPC's parameters, as upstream");
   assert.equal(attributes['csi.storage.k8s.io/pod.uid'], 'u');
-  assert.deepEqual(JSON.parse(attributes['csi.storage.k8s.io/serviceAccount.tokens']), req.serviceAccountTokens);
+  assert.deepEqual(
+    JSON.parse(attributes['csi.storage.k8s.io/serviceAccount.tokens']),
+    { aud: { token: 't', expirationTimestamp: 'e' } },
+    "every token but CCE Pod Identity's: with it, another provider could assume the pod's agency",
+  );
   assert.equal(m.secrets, '{"key":"k"}');
   assert.equal(m.permission, '420');
   assert.deepEqual(m.current_object_version, [{ id: 'a', version: '1' }]);
