@@ -111,8 +111,7 @@ export class PodIdentityExchange {
       // CCE unreachable while the keys we hold still work: running volumes keep rotating.
       if (err instanceof StoreUnavailableError && kept && this.now() < kept.expiresAt - OUTAGE_MARGIN_MS)
         return kept.creds;
-      if (err instanceof NotAllowedError || err instanceof UnauthenticatedError)
-        this.remember(refusalKey, err);
+      if (err instanceof NotAllowedError || err instanceof UnauthenticatedError) this.remember(refusalKey, err);
       throw err;
     }
   }
