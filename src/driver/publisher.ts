@@ -171,12 +171,16 @@ export class Publisher {
     signal?.throwIfAborted();
     const tFetched = this.now();
     const sizeBytes = tmpfsSizeFor(content.files);
-    const recording = this.records.record(req, plan, content);
+    // The SPCPS is recorded while the tmpfs is mounted and written: each ends on its own.
+    const at = { mounted: 0, written: 0, recorded: 0 };
+    const recording = this.records.record(req, plan, content).then((name) => ((at.recorded = this.now()), name));
     let mounted = false;
     try {
       const mounting = mounter.mount(req.targetPath, sizeBytes).then(() => {
         mounted = true;
+        at.mounted = this.now();
         this.write(req, plan, content);
+        at.written = this.now();
       });
       const [name] = await settleAll([recording, mounting]);
       signal?.throwIfAborted();
@@ -184,9 +188,11 @@ export class Publisher {
       await this.deps.onContent?.({ request: req, pod: plan.pod, spc: plan.spc, files: content.files });
       signal?.throwIfAborted();
       this.records.remember(req, plan, content, name, sizeBytes);
-      const ms = (a: number, b: number) => (b - a).toFixed(1);
-      const phases = { plan: ms(t0, tPlan), fetch: ms(tPlan, tFetched), writeAndStatus: ms(tFetched, tWritten) };
-      log.v(4).info('Publish phases (ms)', { ...phases, sync: ms(tWritten, this.now()) });
+      const ms = (a: number, b: number) => (b - a).toFixed(2);
+      log.v(4).info('Publish phases (ms)', {
+        ...{ plan: ms(t0, tPlan), fetch: ms(tPlan, tFetched), mount: ms(tFetched, at.mounted) },
+        ...{ files: ms(at.mounted, at.written), status: ms(tFetched, at.recorded), sync: ms(tWritten, this.now()) },
+      });
     } catch (err) {
       await this.takeBack(req, mounted, recording);
       throw err;
