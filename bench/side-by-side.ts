@@ -9,7 +9,7 @@ import { BENCH_PROJECT_ID } from './emulator-process.js';
 import { anonMiB, cpuMs, markdownHeader, markdownRow, median, percentile, rssMiB } from './stats.js';
 
 /** Each side has a node of its own, so no driver's pod cache sees the other sides' pods. */
-export const benchNode = (side: 'ours' | 'ours-b' | 'upstream' | 'upstream-lifted') => `bench-${side}-node`;
+export const benchNode = (side: 'ours' | `ours-${string}` | 'upstream' | 'upstream-lifted') => `bench-${side}-node`;
 export const BENCH_SPC = 'bench-spc';
 const SINGLES = 40;
 const BURST = 110;

@@ -4,7 +4,7 @@
 // own process, standing in for remote CSMS, not counted as our CPU), the allow-list and the
 // pod checks. BENCH_ROUNDS rounds (default 3); see side-by-side.ts. BENCH_CPU_PROF=<dir> writes
 // a CPU profile of our driver there; BENCH_NODE_FLAGS tries other V8 settings, and
-// BENCH_NODE_FLAGS_B adds a second side of ours with those.
+// BENCH_NODE_FLAGS_B adds more sides of ours with those (";" between sides).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -74,9 +74,17 @@ export async function run(): Promise<void> {
   const providerDir = mkdtempSync(join(tmpdir(), 'cce-bench-providers-'));
   const provider = await startFakeProvider(providerDir);
   const ours = [await ourSide('ours (cce, CSMS)', benchNode('ours'), emulator.url, process.env.BENCH_NODE_FLAGS)];
-  // BENCH_NODE_FLAGS_B="...": a second side of ours with other V8 settings, to compare them in one run.
-  const flagsB = process.env.BENCH_NODE_FLAGS_B;
-  if (flagsB) ours.push(await ourSide(`ours with ${flagsB}`, benchNode('ours-b'), emulator.url, flagsB));
+  // BENCH_NODE_FLAGS_B="...": more sides of ours with other Node flags (words like X=1 set the
+  // environment), separated by ";", to compare them in one run.
+  const flagsB = (process.env.BENCH_NODE_FLAGS_B ?? '').split(';').filter((f) => f.trim());
+  for (const [i, flags] of flagsB.entries()) {
+    // Named by what differs from the shipped flags.
+    const label = flags
+      .split(' ')
+      .filter((w) => w && !DRIVER_NODE_FLAGS.includes(w))
+      .join(' ');
+    ours.push(await ourSide(`ours with ${label}`, benchNode(`ours-${'bcdefg'[i]}`), emulator.url, flags));
+  }
   // BENCH_BUNDLE_B=<other build's dist/cce-secrets-manager.mjs>: a second side of ours running
   // another build (an earlier commit's, say), to compare before and after in one run.
   const bundleB = process.env.BENCH_BUNDLE_B;

@@ -1,11 +1,13 @@
 // CPU per API call of this process, the floor under the driver's per-mount cost: each mount
 // writes one SPCPS. The same ConfigMap creates and reads go through client-node as the
 // driver configures it (loadKubeConfig's pooled agent) and, for scale only, through Node's
-// https module with the same agent and credentials; 25 calls in flight, as in a burst.
+// https module with the same agent and credentials; 25 calls in flight, as in a burst. Each
+// transport the driver can take is measured side by side (issue 27).
 import * as https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
 import { loadKubeConfig } from '../../src/kube/client.js';
 import { createNamespace, deleteNamespace, kubeconfigPath } from '../../test/helpers/cluster.js';
+import { markdownHeader, markdownRow } from '../stats.js';
 
 const CALLS = 330;
 const IN_FLIGHT = 25;
@@ -53,23 +55,41 @@ async function plainHttps(kc: k8s.KubeConfig) {
     });
 }
 
+/** client-node as the driver configures it, over each transport the driver can take (CCE_KUBE_TRANSPORT). */
+const TRANSPORTS = ['http1', 'http2'];
+
+function clientOver(transport: string): k8s.CoreV1Api {
+  process.env.CCE_KUBE_TRANSPORT = transport;
+  const core = loadKubeConfig(kubeconfigPath).makeApiClient(k8s.CoreV1Api);
+  delete process.env.CCE_KUBE_TRANSPORT;
+  return core;
+}
+
 export async function run(): Promise<void> {
   const kc = loadKubeConfig(kubeconfigPath);
-  const core = kc.makeApiClient(k8s.CoreV1Api);
   const request = await plainHttps(kc);
+  const clients = TRANSPORTS.map((t) => [t, clientOver(t)] as const);
   const configMap = (name: string) => ({ metadata: { name, labels: { bench: 'api-write' } }, data: { key: 'value' } });
-  console.log('| round | create, client-node | create, https | read, client-node | read, https |');
-  console.log('| --- | --- | --- | --- | --- |');
+  const columns = [
+    'round',
+    ...TRANSPORTS.flatMap((t) => [`create, ${t}`, `read, ${t}`]),
+    'create, https',
+    'read, https',
+  ];
+  console.log(markdownHeader(columns));
   for (let round = 1; round <= 3; round++) {
     const namespace = await createNamespace('api-write');
     try {
-      const us = [
-        await cpuPerCall((i) => core.createNamespacedConfigMap({ namespace, body: configMap(`k${i}`) })),
+      const us: number[] = [];
+      for (const [t, core] of clients) {
+        us.push(await cpuPerCall((i) => core.createNamespacedConfigMap({ namespace, body: configMap(`${t}-${i}`) })));
+        us.push(await cpuPerCall((i) => core.readNamespacedConfigMap({ namespace, name: `${t}-${i}` })));
+      }
+      us.push(
         await cpuPerCall((i) => request('POST', `/api/v1/namespaces/${namespace}/configmaps`, configMap(`h${i}`))),
-        await cpuPerCall((i) => core.readNamespacedConfigMap({ namespace, name: `k${i}` })),
-        await cpuPerCall((i) => request('GET', `/api/v1/namespaces/${namespace}/configmaps/h${i}`)),
-      ];
-      console.log(`| ${round} | ${us.map((u) => `${(u / 1000).toFixed(2)} ms`).join(' | ')} |`);
+      );
+      us.push(await cpuPerCall((i) => request('GET', `/api/v1/namespaces/${namespace}/configmaps/h${i}`)));
+      console.log(markdownRow([round, ...us.map((u) => `${(u / 1000).toFixed(2)} ms`)]));
     } finally {
       await deleteNamespace(namespace);
     }

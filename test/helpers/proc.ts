@@ -1,7 +1,7 @@
 // What a process uses and what is mounted, read from /proc: for the tests' memory bounds, the
 // benchmarks' tables and the harness's clean-up.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** Resident memory of a process, from /proc. */
 export function rssMiB(pid: number): number {
@@ -60,3 +60,30 @@ export function unmountWhere(select: (point: string) => boolean): number {
 
 /** `path` itself or anything below it. */
 export const within = (path: string) => (point: string) => point === path || point.startsWith(`${path}/`);
+
+/**
+ * This process's established TCP connections to `port` (any address): its socket inodes from
+ * /proc/self/fd, matched in /proc/net/tcp and tcp6. How a test sees what a client really opened,
+ * whatever HTTP library it uses.
+ */
+export function tcpConnectionsTo(port: number): number {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`));
+      if (m) inodes.add(m[1]);
+    } catch {
+      // closed while listing
+    }
+  }
+  let n = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      const remotePort = parseInt(f[2].split(':')[1], 16);
+      if (f[3] === '01' && remotePort === port && inodes.has(f[9])) n++;
+    }
+  }
+  return n;
+}
