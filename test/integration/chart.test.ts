@@ -271,14 +271,15 @@ it('podIdentity: the service.cce.pods token with republish, the cluster id to bo
   }
 });
 
-it('kubeApiTransport: HTTP/2 by default (no setting), http1 as CCE_KUBE_TRANSPORT in both DaemonSets; nothing else accepted', async () => {
+it('kubeApiTransport: HTTP/2 by default (no setting), http1 as CCE_KUBE_TRANSPORT in the DaemonSets and the webhook; nothing else accepted', async () => {
   const envOf = (out: string) =>
     docs(out)
-      .filter((d) => d.kind === 'DaemonSet')
-      .map((d) => d.spec.template.spec.containers[0].env.find((e: any) => e.name === 'CCE_KUBE_TRANSPORT'));
-  assert.deepEqual(envOf((await render(ns)).out), [undefined]);
+      .filter((d) => d.kind === 'DaemonSet' || d.kind === 'Deployment')
+      .map((d) => (d.spec.template.spec.containers[0].env ?? []).find((e: any) => e.name === 'CCE_KUBE_TRANSPORT'));
+  assert.deepEqual(envOf((await render(ns)).out), [undefined, undefined]);
   const http1 = await render(ns, 'kubeApiTransport=http1');
-  assert.deepEqual(envOf(http1.out), [{ name: 'CCE_KUBE_TRANSPORT', value: 'http1' }]);
+  const fallback = { name: 'CCE_KUBE_TRANSPORT', value: 'http1' };
+  assert.deepEqual(envOf(http1.out), [fallback, fallback], 'the driver and the webhook');
   const provider = await render(ns, 'kubeApiTransport=http1', 'driver.enabled=false', 'webhook.enabled=false');
   assert.deepEqual(envOf(provider.out), [{ name: 'CCE_KUBE_TRANSPORT', value: 'http1' }]);
   const bad = await render(ns, 'kubeApiTransport=spdy');
