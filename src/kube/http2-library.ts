@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
+import { answerBudget } from './object-budget.js';
 
 /** Headers HTTP/2 forbids (connection-specific) or carries as pseudo-headers. */
 const DROPPED = new Set([
@@ -148,9 +149,7 @@ export class Http2Library implements k8s.HttpLibrary {
   }
 
   private call(request: k8s.RequestContext, url: URL, tls: https.AgentOptions): Promise<k8s.ResponseContext> {
-    const list = Number(url.searchParams.get('limit'));
-    // A list page: its objects and its own envelope (kind, metadata, continue token).
-    const limit = list > 0 ? this.maxObjectBytes * list + 64 * 1024 : this.maxObjectBytes;
+    const limit = answerBudget(url, this.maxObjectBytes);
     const headers: http2.OutgoingHttpHeaders = {
       ':method': request.getHttpMethod().toString(),
       ':path': `${url.pathname}${url.search}`,

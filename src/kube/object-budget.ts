@@ -13,20 +13,24 @@ import type { Logger } from '../log.js';
 /** Above etcd's default request limit (1.5 MiB) in JSON: no object a default cluster stores is refused. */
 export const DEFAULT_MAX_OBJECT_BYTES = 2 * 1024 * 1024;
 
+/** The most an API answer to `url` may hold: one object, or a list page of `limit` and its envelope. */
+export function answerBudget(url: URL, maxObjectBytes: number): number {
+  const limit = Number(url.searchParams.get('limit'));
+  return limit > 0 ? maxObjectBytes * limit + 64 * 1024 : maxObjectBytes;
+}
+
 /** client-node's own HTTP library (node-fetch), with a body size limit. */
 export class BudgetedHttpLibrary implements k8s.HttpLibrary {
   constructor(private readonly maxObjectBytes: number) {}
 
   send(request: k8s.RequestContext): k8s.Observable<k8s.ResponseContext> {
-    const limit = Number(new URL(request.getUrl()).searchParams.get('limit'));
     const answer = fetch(request.getUrl(), {
       method: request.getHttpMethod().toString(),
       body: request.getBody() as string | undefined,
       headers: request.getHeaders(),
       signal: request.getSignal() as never,
       agent: request.getAgent(),
-      // A list page: its objects and its own envelope (kind, metadata, continue token).
-      size: limit > 0 ? this.maxObjectBytes * limit + 64 * 1024 : this.maxObjectBytes,
+      size: answerBudget(new URL(request.getUrl()), this.maxObjectBytes),
     }).then((res) => {
       const headers: Record<string, string> = {};
       res.headers.forEach((value, name) => (headers[name] = value));
