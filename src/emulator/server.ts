@@ -198,34 +198,23 @@ export class CsmsEmulator {
     }
   }
 
-  /** Recomputes the signature over the listed headers; gateway-shaped errors as the real one. */
+  /**
+   * Recomputes the signature over the listed headers: the caller's credentials, or the
+   * gateway-shaped refusal the real one answers.
+   */
   private verify(req: IncomingMessage, url: URL, body: string): { reply: Reply } | { creds: StoredCredentials } {
-    const refused = this.refusal(req, url, body);
-    return refused
-      ? { reply: refused }
-      : { creds: this.store.credentials.get(parseAuthorization(req.headers.authorization)!.accessKey)! };
-  }
-
-  private refusal(req: IncomingMessage, url: URL, body: string): Reply | undefined {
     const auth = parseAuthorization(req.headers.authorization);
+    const refuse = (status: number, code: string, msg: string) => ({ reply: gatewayError(status, code, msg) });
     if (!auth)
-      return gatewayError(
-        401,
-        'APIGW.0301',
-        'Incorrect IAM authentication information: missing or malformed Authorization',
-      );
+      return refuse(401, 'APIGW.0301', 'Incorrect IAM authentication information: missing or malformed Authorization');
     const creds = this.store.credentials.get(auth.accessKey);
-    if (!creds) return gatewayError(401, 'APIGW.0301', 'Incorrect IAM authentication information: unknown access key');
+    if (!creds) return refuse(401, 'APIGW.0301', 'Incorrect IAM authentication information: unknown access key');
     if (creds.expiresAt !== undefined && Date.now() >= creds.expiresAt)
-      return gatewayError(
-        401,
-        'APIGW.0301',
-        'Incorrect IAM authentication information: the security token has expired',
-      );
+      return refuse(401, 'APIGW.0301', 'Incorrect IAM authentication information: the security token has expired');
     const dateHeader = String(req.headers['x-sdk-date'] ?? '');
     const date = parseSdkDate(dateHeader);
     if (!date || Math.abs(Date.now() - date.getTime()) > MAX_CLOCK_SKEW_MS) {
-      return gatewayError(
+      return refuse(
         401,
         'APIGW.0303',
         'Incorrect app authentication information: X-Sdk-Date is missing or more than 15 minutes off',
@@ -233,15 +222,11 @@ export class CsmsEmulator {
     }
     const signed = auth.signedHeaders;
     if (!signed.includes('host') || !signed.includes('x-sdk-date')) {
-      return gatewayError(
-        401,
-        'APIGW.0301',
-        'Incorrect IAM authentication information: host and x-sdk-date must be signed',
-      );
+      return refuse(401, 'APIGW.0301', 'Incorrect IAM authentication information: host and x-sdk-date must be signed');
     }
     const token = req.headers['x-security-token'];
     if (creds.securityToken !== undefined && (token !== creds.securityToken || !signed.includes('x-security-token'))) {
-      return gatewayError(
+      return refuse(
         401,
         'APIGW.0301',
         'Incorrect IAM authentication information: temporary credentials need their signed X-Security-Token',
@@ -253,9 +238,9 @@ export class CsmsEmulator {
     const expected = Buffer.from(signature(creds.secretKey, stringToSign(dateHeader, canonical)));
     const got = Buffer.from(auth.signature);
     if (expected.length !== got.length || !timingSafeEqual(expected, got)) {
-      return gatewayError(401, 'APIGW.0301', 'Incorrect IAM authentication information: verify aksk signature fail');
+      return refuse(401, 'APIGW.0301', 'Incorrect IAM authentication information: verify aksk signature fail');
     }
-    return undefined;
+    return { creds };
   }
 
   private metadata(path: string): Reply {

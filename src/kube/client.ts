@@ -39,9 +39,11 @@ class PooledKubeConfig extends k8s.KubeConfig {
    */
   private httpLibrary?: k8s.HttpLibrary;
   private httpApi(): k8s.HttpLibrary {
-    const http1 = new BudgetedHttpLibrary(this.maxObjectBytes);
-    this.httpLibrary ??=
-      process.env.CCE_KUBE_TRANSPORT === 'http1' ? http1 : new Http2Library(this.maxObjectBytes, http1);
+    if (!this.httpLibrary) {
+      const http1 = new BudgetedHttpLibrary(this.maxObjectBytes);
+      this.httpLibrary =
+        process.env.CCE_KUBE_TRANSPORT === 'http1' ? http1 : new Http2Library(this.maxObjectBytes, http1);
+    }
     return this.httpLibrary;
   }
 

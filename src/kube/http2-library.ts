@@ -11,7 +11,6 @@
 // time is dropped; a call the server refused before reading it (GOAWAY, REFUSED_STREAM, an API
 // server restart) is sent once more on a new connection; a server that does not speak HTTP/2
 // (a TLS proxy) sends this origin back to HTTP/1.1.
-import { createHash } from 'node:crypto';
 import * as http2 from 'node:http2';
 import * as https from 'node:https';
 import * as k8s from '@kubernetes/client-node';
@@ -92,21 +91,18 @@ export class Http2Library implements k8s.HttpLibrary {
     return new k8s.Observable(answer);
   }
 
+  /** One per origin: the TLS material is that of the kubeconfig's pooled agent (client.ts), built once. */
   private session(origin: string, tls: https.AgentOptions): http2.ClientHttp2Session {
     const { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername } = tls;
-    // A rotated client certificate or CA opens a new connection; the old one ends when idle.
-    const id = `${origin}\0${createHash('sha256')
-      .update(JSON.stringify([ca, cert, key, pfx, rejectUnauthorized, servername].map(String)))
-      .digest('hex')}`;
-    const open = this.sessions.get(id);
+    const open = this.sessions.get(origin);
     if (open && !open.closed && !open.destroyed) return open;
     const session = http2.connect(origin, {
       ...{ ca, cert, key, pfx, passphrase, rejectUnauthorized, servername },
       settings: { initialWindowSize: STREAM_WINDOW },
     });
-    this.sessions.set(id, session);
+    this.sessions.set(origin, session);
     const forget = () => {
-      if (this.sessions.get(id) === session) this.sessions.delete(id);
+      if (this.sessions.get(origin) === session) this.sessions.delete(origin);
     };
     // A failed or closed connection (GOAWAY, an API server restart) is replaced by the next
     // call; the streams on it fail with its error.

@@ -60,9 +60,15 @@ const RETRYABLE_STATUS = new Set([429, 500, 502, 503, 504]);
 const NOT_FOUND_CODES = new Set(['CSMS.0005', 'CSMS.0106']);
 const PENDING_DELETE_CODES = new Set(['CSMS.0103', 'CSMS.0107']);
 
-export function csmsEndpointForRegion(region: string): string {
+/** A Huawei Cloud service's public endpoint in `region`, e.g. https://kms.cn-north-4.myhuaweicloud.com. */
+export function endpointForRegion(service: 'kms' | 'cce', region: string): string {
   const domain = region === 'eu-west-101' ? 'myhuaweicloud.eu' : 'myhuaweicloud.com';
-  return `https://kms.${region}.${domain}`;
+  return `https://${service}.${region}.${domain}`;
+}
+
+/** CSMS shares the KMS host. */
+export function csmsEndpointForRegion(region: string): string {
+  return endpointForRegion('kms', region);
 }
 
 export class CsmsClient {

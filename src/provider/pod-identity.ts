@@ -15,7 +15,7 @@ import {
   UnauthenticatedError,
 } from '../errors.js';
 import type { CredentialProvider } from './credentials.js';
-import { parseErrorBody } from './csms-client.js';
+import { endpointForRegion, parseErrorBody } from './csms-client.js';
 import { untilAborted } from '../util/async.js';
 import { httpPost, ReplyTimeoutError } from './http-get.js';
 import { signRequest, type Credentials } from './signer.js';
@@ -24,8 +24,7 @@ import { signRequest, type Credentials } from './signer.js';
 export const POD_IDENTITY_AUDIENCE = 'service.cce.pods';
 
 export function cceEndpointForRegion(region: string): string {
-  const domain = region === 'eu-west-101' ? 'myhuaweicloud.eu' : 'myhuaweicloud.com';
-  return `https://cce.${region}.${domain}`;
+  return endpointForRegion('cce', region);
 }
 
 export interface PodSubject {
@@ -123,12 +122,17 @@ export class PodIdentityExchange {
 
   private forgetExpired(now: number): void {
     for (const [key, h] of this.held) if (now >= h.expiresAt) this.held.delete(key);
-    for (const [key, r] of this.refused) if (now >= r.until) this.refused.delete(key);
   }
 
+  /** Refusals are kept in the order they came, so the expired ones are the oldest. */
   private remember(key: string, err: Error): void {
-    if (this.refused.size >= MAX_REFUSALS) this.refused.delete(this.refused.keys().next().value!);
-    this.refused.set(key, { err, until: this.now() + REFUSAL_MS });
+    const now = this.now();
+    for (const [k, r] of this.refused) {
+      if (now < r.until && this.refused.size < MAX_REFUSALS) break;
+      this.refused.delete(k);
+    }
+    this.refused.delete(key);
+    this.refused.set(key, { err, until: now + REFUSAL_MS });
   }
 
   private async exchange(subject: PodSubject, token: string): Promise<Held> {

@@ -49,40 +49,14 @@ it('the plain client-node KubeConfig opens a connection per call (why src/kube/c
   assert.equal(used, 5);
 });
 
-it('after its connection is cut (an API server restart, a load balancer), the next call opens a new one', async () => {
-  // A TCP relay in front of the API server, whose connections the test can cut.
-  const upstream = apiPort();
-  const relayed = new Set<Socket>();
-  const relay = createServer((client) => {
-    const server = connect(upstream, '127.0.0.1');
-    relayed.add(client).add(server);
-    client.pipe(server).pipe(client);
-    const drop = () => (client.destroy(), server.destroy());
-    client.on('error', drop).on('close', drop);
-    server.on('error', drop).on('close', drop);
-  });
-  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
-  const dir = mkdtempSync(join(tmpdir(), 'cce-relay-'));
-  const config = readFileSync(kubeconfigPath, 'utf8').replace(
-    `127.0.0.1:${upstream}`,
-    `127.0.0.1:${(relay.address() as AddressInfo).port}`,
-  );
-  writeFileSync(join(dir, 'kubeconfig'), config);
-  try {
-    const core = loadKubeConfig(join(dir, 'kubeconfig')).makeApiClient(k8s.CoreV1Api);
-    assert.equal((await core.readNamespace({ name: 'default' })).metadata?.name, 'default');
-    for (const s of relayed) s.destroy();
-    relayed.clear();
-    await new Promise((r) => setTimeout(r, 50)); // the client sees its connection close
-    assert.equal((await core.readNamespace({ name: 'default' })).metadata?.name, 'default');
-    assert.ok(relayed.size >= 2, 'a new connection was opened');
-  } finally {
-    for (const s of relayed) s.destroy();
-    relay.close();
-  }
-});
+/** A kubeconfig like the suite's, for the API server behind `port`. */
+function kubeconfigThrough(port: number): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'cce-relay-')), 'kubeconfig');
+  writeFileSync(file, readFileSync(kubeconfigPath, 'utf8').replace(`127.0.0.1:${apiPort()}`, `127.0.0.1:${port}`));
+  return file;
+}
 
-/** A TCP relay to the API server whose traffic the test can silence, and a kubeconfig through it. */
+/** A TCP relay to the API server whose traffic the test can silence or cut, and a kubeconfig through it. */
 async function relayToApiServer() {
   const upstream = apiPort();
   const state = { silent: false, connections: 0 };
@@ -98,21 +72,31 @@ async function relayToApiServer() {
     server.on('error', drop).on('close', drop);
   });
   await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
-  const dir = mkdtempSync(join(tmpdir(), 'cce-relay-'));
-  const file = join(dir, 'kubeconfig');
-  writeFileSync(
-    file,
-    readFileSync(kubeconfigPath, 'utf8').replace(
-      `127.0.0.1:${upstream}`,
-      `127.0.0.1:${(relay.address() as AddressInfo).port}`,
-    ),
-  );
-  const close = () => {
+  const file = kubeconfigThrough((relay.address() as AddressInfo).port);
+  const cut = () => {
     for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
+  const close = () => {
+    cut();
     relay.close();
   };
-  return { state, file, close };
+  return { state, file, cut, close };
 }
+
+it('after its connection is cut (an API server restart, a load balancer), the next call opens a new one', async () => {
+  const relay = await relayToApiServer();
+  try {
+    const core = loadKubeConfig(relay.file).makeApiClient(k8s.CoreV1Api);
+    assert.equal((await core.readNamespace({ name: 'default' })).metadata?.name, 'default');
+    relay.cut();
+    await new Promise((r) => setTimeout(r, 50)); // the client sees its connection close
+    assert.equal((await core.readNamespace({ name: 'default' })).metadata?.name, 'default');
+    assert.equal(relay.state.connections, 2, 'a new connection was opened');
+  } finally {
+    relay.close();
+  }
+});
 
 it('a call on a connection gone silent fails within its timeout, and the next call opens a new connection', async () => {
   const relay = await relayToApiServer();
@@ -167,14 +151,7 @@ it('behind a TLS proxy that speaks only HTTP/1.1, calls go over HTTP/1.1', async
   );
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
   try {
-    const file = join(dir, 'kubeconfig');
-    writeFileSync(
-      file,
-      readFileSync(kubeconfigPath, 'utf8').replace(
-        `127.0.0.1:${upstream}`,
-        `127.0.0.1:${(proxy.address() as AddressInfo).port}`,
-      ),
-    );
+    const file = kubeconfigThrough((proxy.address() as AddressInfo).port);
     const core = loadKubeConfig(file).makeApiClient(k8s.CoreV1Api);
     for (let i = 0; i < 3; i++) assert.equal((await core.readNamespace({ name: 'default' })).metadata?.name, 'default');
     assert.equal(proxied, 3, 'every call went through the HTTP/1.1 proxy and was answered');
