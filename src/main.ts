@@ -12,6 +12,7 @@ import { mountCommand } from './commands/mount.js';
 import { providerCommand } from './commands/provider.js';
 import { webhookCommand } from './commands/webhook.js';
 import { serve } from './commands/serve.js';
+import { syncCommand } from './commands/sync.js';
 import { version } from './package-info.js';
 
 const HELP = `Usage: cce-secrets-manager <command> [flags]
@@ -20,6 +21,7 @@ Commands:
   serve          run the CSI node driver with the built-in CSMS provider
   provider       serve the CSMS provider to the upstream driver (provider API v1alpha1)
   webhook        serve the validating admission webhook for SPCs and allow-lists
+  sync           keep the Secrets of SecretSyncs (secret-sync.x-k8s.io) in step with CSMS
   mount          check an SPC and mount it into a folder, without Kubernetes
   csms-emulator  run a local CSMS emulator
   --version      print the version
@@ -42,6 +44,8 @@ async function main(argv: string[]): Promise<void> {
       return providerCommand(rest);
     case 'webhook':
       return webhookCommand(rest);
+    case 'sync':
+      return syncCommand(rest);
     case 'mount':
       process.exitCode = await mountCommand(rest);
       return;

@@ -5,15 +5,37 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 const seconds = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
+/** Makers of metrics registered in `registry`. */
+function makers(registry: Registry) {
+  const registers = [registry];
+  return {
+    counter: <L extends string>(name: string, help: string, labelNames: L[] = []) =>
+      new Counter<L>({ name, help, labelNames, registers }),
+    gauge: <L extends string>(name: string, help: string, labelNames: L[] = []) =>
+      new Gauge<L>({ name, help, labelNames, registers }),
+    histogram: <L extends string>(name: string, help: string, labelNames: L[] = []) =>
+      new Histogram<L>({ name, help, labelNames, buckets: seconds, registers }),
+  };
+}
+
+type Makers = ReturnType<typeof makers>;
+
+/** What every command that reads CSMS counts. */
+function csmsMetrics(counter: Makers['counter'], histogram: Makers['histogram']) {
+  return {
+    csmsRequests: counter('csms_requests_total', 'HTTP requests sent to CSMS by outcome', ['outcome']),
+    csmsDuration: histogram('csms_request_duration_seconds', 'CSMS request latency by outcome', ['outcome']),
+    sharedReads: counter(
+      'csms_shared_reads_total',
+      'Secret reads served by a read already made or in flight (no CSMS call)',
+    ),
+  };
+}
+
 /** The metrics of one driver, registered in `registry` (a fresh one unless given). */
 export function createMetrics(registry = new Registry()) {
   const registers = [registry];
-  const counter = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
-    new Counter<L>({ name, help, labelNames, registers });
-  const gauge = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
-    new Gauge<L>({ name, help, labelNames, registers });
-  const histogram = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
-    new Histogram<L>({ name, help, labelNames, buckets: seconds, registers });
+  const { counter, gauge, histogram } = makers(registry);
   return {
     registry,
     nodePublish: counter('node_publish_total', 'Successful NodePublishVolume calls', ['provider']),
@@ -33,12 +55,7 @@ export function createMetrics(registry = new Registry()) {
     rotationDuration: histogram('rotation_reconcile_duration_sec', 'Wall time of one rotation cycle'),
     rotationUpdated: counter('rotation_volumes_updated_total', 'Volumes whose content a rotation changed'),
     spcUpdateError: counter('spc_update_error_total', 'SPC edits that could not be applied to a running volume'),
-    csmsRequests: counter('csms_requests_total', 'HTTP requests sent to CSMS by outcome', ['outcome']),
-    csmsDuration: histogram('csms_request_duration_seconds', 'CSMS request latency by outcome', ['outcome']),
-    sharedReads: counter(
-      'csms_shared_reads_total',
-      'Secret reads served by a read already made or in flight (no CSMS call)',
-    ),
+    ...csmsMetrics(counter, histogram),
     eventsSuppressed: counter(
       'events_suppressed_total',
       'Pod events not sent because one with the same reason was sent within the last minute',
@@ -116,6 +133,39 @@ export function spcLimitGauges(registry: Registry, limit: number): (counted: num
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** What the CSMS side of any command counts (provider/csms-setup.ts). */
+export type CsmsMetrics = ReturnType<typeof csmsMetrics>;
+
+/** The sync controller's metrics (`sync`), with Node's own. */
+export function createSyncMetrics(registry = new Registry()) {
+  collectDefaultMetrics({ register: registry });
+  const { counter, gauge, histogram } = makers(registry);
+  return {
+    registry,
+    ...csmsMetrics(counter, histogram),
+    syncs: counter(
+      'secretsync_sync_total',
+      'SecretSync syncs that succeeded, by outcome (created, updated, unchanged)',
+      ['outcome'],
+    ),
+    syncErrors: counter('secretsync_sync_error_total', "SecretSync syncs that failed, by the condition's reason", [
+      'reason',
+    ]),
+    cycleDuration: histogram(
+      'secretsync_rotation_duration_seconds',
+      'Wall time of one rotation cycle over every SecretSync',
+    ),
+    leader: gauge('secretsync_leader', 'Whether this controller holds the leader Lease (1) and syncs, or waits (0)'),
+    secretSyncs: gauge('secretsync_objects', 'SecretSyncs the controller keeps in step'),
+    eventsSuppressed: counter(
+      'events_suppressed_total',
+      'Events not sent because one with the same reason was sent for the object within the last minute',
+    ),
+  };
+}
+
+export type SyncMetrics = ReturnType<typeof createSyncMetrics>;
 
 /** A registry that also has Node's own metrics (heap, CPU, event loop lag), for `serve`. */
 export function createProcessMetrics(): Metrics {

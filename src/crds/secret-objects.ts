@@ -12,7 +12,10 @@ import { MANAGED_LABEL, OWNER_SPC_ANNOTATION, type SecretProviderClass, type Syn
  * service-account-token Secret with a token of the ServiceAccount its annotation names,
  * and bootstrap tokens let machines join the cluster. An SPC may not create those.
  */
-const REFUSED_TYPES = new Set(['kubernetes.io/service-account-token', 'bootstrap.kubernetes.io/token']);
+export const REFUSED_SECRET_TYPES: ReadonlySet<string> = new Set([
+  'kubernetes.io/service-account-token',
+  'bootstrap.kubernetes.io/token',
+]);
 
 const PEM_BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----\n?/g;
 
@@ -52,7 +55,7 @@ export function desiredSecret(
 ): k8s.V1Secret {
   const type = spec.type || 'Opaque';
   const where = `SecretProviderClass ${namespace}/${spc.metadata.name}: secretObjects[${index}] (Secret "${spec.secretName}")`;
-  if (REFUSED_TYPES.has(type)) {
+  if (REFUSED_SECRET_TYPES.has(type)) {
     throw new InvalidSpcError(`${where} has type ${type}, which Kubernetes acts on; use Opaque or another data type`);
   }
   const data: Record<string, string> = {};

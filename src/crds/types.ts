@@ -92,3 +92,55 @@ export interface SecretProviderClassPodStatus {
   metadata: ObjectMeta;
   status: SpcpsStatus;
 }
+
+/** The upstream sync controller's API (kubernetes-sigs/secrets-store-sync-controller), served by `sync`. */
+export const SYNC_GROUP = 'secret-sync.x-k8s.io';
+export const SYNC_VERSION = 'v1alpha1';
+export const SECRETSYNC_PLURAL = 'secretsyncs';
+/** Upstream's label on every Secret a SecretSync makes (value ""); its key prefix is reserved in SecretSync labels and annotations. */
+export const SYNC_LABEL = 'secrets-store.sync.x-k8s.io';
+
+export interface SecretSyncData {
+  /** A file of the SPC's content (its objectName or objectAlias, or a jmesPath entry's alias). */
+  sourcePath: string;
+  targetKey: string;
+}
+
+export interface SecretSyncSpec {
+  secretProviderClassName: string;
+  serviceAccountName: string;
+  /** Upstream's field; accepted and not read (as upstream). */
+  secretSyncControllerName?: string;
+  /** Any new value forces a write of the Secret. */
+  forceSynchronization?: string;
+  secretObject: {
+    type?: string;
+    data: SecretSyncData[];
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+}
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+export interface SecretSyncStatus {
+  syncHash?: string;
+  lastSuccessfulSyncTime?: string;
+  conditions?: Condition[];
+}
+
+/** A SecretSync: the Secret of the same name in its namespace, kept in step with its SPC's objects. */
+export interface SecretSync {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMeta;
+  spec: SecretSyncSpec;
+  status?: SecretSyncStatus;
+}

@@ -150,17 +150,11 @@ export function checkVolume(
   fsGroup?: number,
 ): Pick<VolumePlan, 'objects' | 'fingerprint' | 'usePodIdentity'> {
   const ref = `${req.podNamespace}/${req.spcName}`;
-  if (spc.spec?.provider !== BUILTIN_PROVIDER) {
-    throw new PreconditionError(
-      `SecretProviderClass ${ref}: spec.provider is "${spc.spec?.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only`,
-    );
-  }
-  const objects = parsedObjects(ref, spc);
-  const usePodIdentity = parseUsePodIdentity(ref, spc.spec.parameters?.usePodIdentity);
-  checkAllowList(
+  const { objects, usePodIdentity } = checkCsmsSpc(
+    ref,
+    spc,
     `${req.podNamespace}/${req.serviceAccount}`,
     saAnnotations,
-    objects.map((o) => o.objectName),
   );
   const fingerprint = fingerprintOf([
     req.podUid,
@@ -172,6 +166,32 @@ export function checkVolume(
     fsGroup ?? null,
   ]);
   return { objects, fingerprint, usePodIdentity };
+}
+
+/**
+ * What the built-in provider needs of SPC `ref` for a workload running as ServiceAccount
+ * `serviceAccount` (namespace/name): its objects and whether it reads with pod identity, once
+ * the ServiceAccount's allow-list consents. A mount and a SecretSync both pass here.
+ */
+export function checkCsmsSpc(
+  ref: string,
+  spc: SecretProviderClass,
+  serviceAccount: string,
+  saAnnotations: Record<string, string> | undefined,
+): { objects: SecretObject[]; usePodIdentity: boolean } {
+  if (spc.spec?.provider !== BUILTIN_PROVIDER) {
+    throw new PreconditionError(
+      `SecretProviderClass ${ref}: spec.provider is "${spc.spec?.provider}"; this driver serves provider "${BUILTIN_PROVIDER}" only`,
+    );
+  }
+  const objects = parsedObjects(ref, spc);
+  const usePodIdentity = parseUsePodIdentity(ref, spc.spec.parameters?.usePodIdentity);
+  checkAllowList(
+    serviceAccount,
+    saAnnotations,
+    objects.map((o) => o.objectName),
+  );
+  return { objects, usePodIdentity };
 }
 
 /** VolumePlan.fingerprint: a hash of everything but the store's values that shapes the volume. */

@@ -52,6 +52,10 @@ export interface ResourceCacheOptions<T> {
   keep?: (obj: T) => T;
   /** Told of each object that appears. */
   onAdd?: (obj: T) => void;
+  /** Told of each object that changed (its new self). */
+  onUpdate?: (obj: T) => void;
+  /** Told of each object that went. */
+  onDelete?: (obj: T) => void;
 }
 
 export class ResourceCache<T extends k8s.KubernetesObject> {
@@ -67,19 +71,23 @@ export class ResourceCache<T extends k8s.KubernetesObject> {
     path: string,
     list: ListFn<T>,
     private readonly log: Logger,
-    { selectors = {}, onSize, keep, onAdd }: ResourceCacheOptions<T> = {},
+    { selectors = {}, onSize, keep, onAdd, onUpdate, onDelete }: ResourceCacheOptions<T> = {},
   ) {
     const watch = new KeepingWatch(kc, kind, log, keep);
     const listKept: ListFn<T> = keep ? async () => keptList(await list(), keep) : list;
     this.informer = new k8s.ListWatch<T>(path, watch, listKept, false, selectors.label, selectors.field);
     this.informer.on('error', (err) => this.retry(err));
     // Events flowing again mean the API server is back: the next failure starts from a short delay.
-    this.informer.on('update', () => this.backoff.reset());
+    this.informer.on('update', (obj) => {
+      this.backoff.reset();
+      onUpdate?.(obj);
+    });
     for (const verb of ['add', 'delete'] as const) {
       this.informer.on(verb, (obj) => {
         this.backoff.reset();
         onSize?.(this.informer.list().length);
         if (verb === 'add') onAdd?.(obj);
+        else onDelete?.(obj);
       });
     }
   }

@@ -1,14 +1,17 @@
-// Kubernetes Events on the pod for mount, rotation and sync outcomes, at most one per
-// pod and reason (and, where a pod's volumes are told apart, volume) in each window, so a
+// Kubernetes Events on the pod (or SecretSync) for mount, rotation and sync outcomes, at most
+// one per object and reason (and, where a pod's volumes are told apart, volume) in each window, so a
 // flapping store cannot flood the API server.
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from '../log.js';
 import { apiErrorText } from './client.js';
 
+/** What an Event is about: a Pod unless `kind` (and `apiVersion`) say otherwise. */
 export interface PodRef {
   name: string;
   namespace: string;
   uid: string;
+  kind?: string;
+  apiVersion?: string;
 }
 
 export class EventRecorder {
@@ -39,7 +42,10 @@ export class EventRecorder {
         namespace: pod.namespace,
         body: {
           metadata: { generateName: `${pod.name}.` },
-          involvedObject: { apiVersion: 'v1', kind: 'Pod', name: pod.name, namespace: pod.namespace, uid: pod.uid },
+          involvedObject: {
+            ...{ apiVersion: pod.apiVersion ?? 'v1', kind: pod.kind ?? 'Pod' },
+            ...{ name: pod.name, namespace: pod.namespace, uid: pod.uid },
+          },
           type,
           reason,
           message: message.slice(0, 1024),

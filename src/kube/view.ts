@@ -5,11 +5,10 @@
 // namespaces of this node's pods; Namespaces, which only cluster admins write, as a whole.
 // Nothing the driver keeps or receives grows with objects that this node's pods do not use.
 import * as k8s from '@kubernetes/client-node';
-import { ApiServerError, NotFoundError, PreconditionError, TooLargeError } from '../errors.js';
+import { ApiServerError, PreconditionError } from '../errors.js';
 import {
   GROUP,
   NODE_LABEL,
-  SPC_PLURAL,
   SPCPS_PLURAL,
   VERSION,
   type SecretProviderClass,
@@ -17,12 +16,12 @@ import {
 } from '../crds/types.js';
 import type { Logger } from '../log.js';
 import { ResourceCache } from './cache.js';
-import { isOverBudget } from './object-budget.js';
 import { isPartial, podFields } from './pod-fields.js';
-import { apiErrorText, apiStatus, continueToken } from './client.js';
+import { apiErrorText, continueToken } from './client.js';
 import { SpcCensus } from './spc-census.js';
-import { watchFn, type WatchFn } from './scope-watch.js';
-import { WatchedObjects } from './watched-objects.js';
+import { watchFn } from './scope-watch.js';
+import { readExplained, watchedNamespaces, watchedServiceAccounts, watchedSpcs } from './watched-kinds.js';
+import type { WatchedObjects } from './watched-objects.js';
 
 /** Which objects this node's volumes use: what the view keeps beyond a short while. */
 export interface VolumeUsage {
@@ -72,43 +71,31 @@ export class KubeView {
     // A namespace is watched while a pod of this node in it has a volume of this driver (the
     // cache keeps only those volumes): from the moment the pod appears, ahead of its mount.
     const hasPods = (namespace: string) => this.pods.list(namespace).some((p) => (p.spec?.volumes ?? []).length > 0);
-    const inNamespace = { scope: 'namespace' as const, scopeInUse: hasPods, watch };
-    this.serviceAccounts = new WatchedObjects(
-      {
-        kind: 'ServiceAccount',
-        ...inNamespace,
-        pathOf: (namespace) => `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts`,
-        read: (namespace, name) =>
-          this.read(`ServiceAccount ${namespace}/${name}`, () =>
-            this.core.readNamespacedServiceAccount({ name, namespace }),
-          ),
-        listOne: (namespace) => this.core.listNamespacedServiceAccount({ namespace, limit: 1 }),
-        inUse: (namespace, name) => usage.usesServiceAccount(namespace, name),
-        onSize: onSize('ServiceAccount'),
-        onEvent: onEvent('ServiceAccount'),
-      },
+    const inNamespace = { scopeInUse: hasPods };
+    this.serviceAccounts = watchedServiceAccounts(this.core, watch, log, {
+      ...inNamespace,
+      inUse: (namespace, name) => usage.usesServiceAccount(namespace, name),
+      onSize: onSize('ServiceAccount'),
+      onEvent: onEvent('ServiceAccount'),
+    });
+    this.spcs = watchedSpcs(
+      this.custom,
+      watch,
       log,
-    );
-    const spcApi = { group: GROUP, version: VERSION, plural: SPC_PLURAL };
-    this.spcs = new WatchedObjects(
       {
-        kind: 'SecretProviderClass',
         ...inNamespace,
-        pathOf: (namespace) => `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(namespace)}/${SPC_PLURAL}`,
-        read: (namespace, name) =>
-          this.read(
-            `SecretProviderClass ${namespace}/${name}`,
-            () => this.custom.getNamespacedCustomObject({ ...spcApi, namespace, name }) as Promise<SecretProviderClass>,
-            "create it in the pod's namespace or fix volumeAttributes.secretProviderClass",
-          ),
-        listOne: (namespace) => this.custom.listNamespacedCustomObject({ ...spcApi, namespace, limit: 1 }) as never,
         inUse: (namespace, name) => usage.usesSpc(namespace, name),
         onSize: onSize('SecretProviderClass'),
         onEvent: onEvent('SecretProviderClass'),
       },
-      log,
+      "create it in the pod's namespace or fix volumeAttributes.secretProviderClass",
     );
-    if (opts.namespaces) this.namespaces = this.watchNamespaces(watch, log, usage, onSize('Namespace'));
+    if (opts.namespaces) {
+      this.namespaces = watchedNamespaces(this.core, watch, log, {
+        inUse: (_, name) => usage.usesNamespace(name),
+        onSize: onSize('Namespace'),
+      });
+    }
     if (opts.maxSpcs) this.census = new SpcCensus(this.custom, opts.maxSpcs, opts.onSpcCount);
   }
 
@@ -143,24 +130,6 @@ export class KubeView {
     return { items, metadata: { resourceVersion } };
   }
 
-  /** Cluster-scoped, and written by cluster admins only: kept while a pod of this node is in one. */
-  private watchNamespaces(watch: WatchFn, log: Logger, usage: VolumeUsage, onSize: (size: number) => void) {
-    return new WatchedObjects<k8s.V1Namespace>(
-      {
-        kind: 'Namespace',
-        scope: 'kind',
-        scopeInUse: () => true,
-        watch,
-        pathOf: () => '/api/v1/namespaces',
-        read: (_, name) => this.read(`Namespace ${name}`, () => this.core.readNamespace({ name })),
-        listOne: () => this.core.listNamespace({ limit: 1 }),
-        inUse: (_, name) => usage.usesNamespace(name),
-        onSize,
-      },
-      log,
-    );
-  }
-
   private get watched() {
     return [this.serviceAccounts, this.spcs, ...(this.namespaces ? [this.namespaces] : [])];
   }
@@ -183,7 +152,7 @@ export class KubeView {
     const cached = this.pods.get(name, namespace);
     // A pod kept without its large volumeAttributes is read whole: a provider may need them.
     if (cached?.metadata?.uid === uid && !isPartial(cached)) return cached;
-    const pod = await this.read(`Pod ${namespace}/${name}`, () => this.core.readNamespacedPod({ name, namespace }));
+    const pod = await readExplained(`Pod ${namespace}/${name}`, () => this.core.readNamespacedPod({ name, namespace }));
     if (pod.metadata?.uid !== uid) {
       throw new PreconditionError(
         `Pod ${namespace}/${name} has uid ${pod.metadata?.uid}, not ${uid} as the mount request says; the pod was replaced, kubelet will retry`,
@@ -225,7 +194,7 @@ export class KubeView {
 
   /** A Secret's data as text (a volume's nodePublishSecretRef, as kubelet passes it). */
   async secretData(namespace: string, name: string): Promise<Record<string, string>> {
-    const secret = await this.read(`Secret ${namespace}/${name}`, () =>
+    const secret = await readExplained(`Secret ${namespace}/${name}`, () =>
       this.core.readNamespacedSecret({ name, namespace }),
     );
     return Object.fromEntries(
@@ -243,23 +212,6 @@ export class KubeView {
       throw new ApiServerError(`counting SecretProviderClasses for the limit failed: ${apiErrorText(err)}`, {
         cause: err,
       });
-    }
-  }
-
-  private async read<T>(what: string, get: () => Promise<T>, fix = 'create it or fix the reference'): Promise<T> {
-    try {
-      return await get();
-    } catch (err) {
-      if (apiStatus(err) === 404) throw new NotFoundError(`${what} not found; ${fix}`, { cause: err });
-      if (isOverBudget(err)) {
-        throw new TooLargeError(
-          `${what} is larger than the driver reads of one object; make it smaller (${apiErrorText(err)})`,
-          {
-            cause: err,
-          },
-        );
-      }
-      throw new ApiServerError(`reading ${what} from the API server failed: ${apiErrorText(err)}`, { cause: err });
     }
   }
 }

@@ -1,7 +1,7 @@
 // The CSMS side of a command, from its settings: the source of secret values (reads shared
 // while in flight), the node's credentials chain and, per volume, which identity reads
 // (the node's, or the pod's own through CCE Pod Identity). `serve` and `provider` build it alike.
-import type { Metrics } from '../metrics.js';
+import type { CsmsMetrics } from '../metrics.js';
 import { CsmsClient } from './csms-client.js';
 import { CsmsSecretSource } from './csms-secret-source.js';
 import { defaultCredentialProvider, MetadataCredentials } from './credentials.js';
@@ -25,7 +25,7 @@ export interface CsmsSettings {
   podIdentity?: PodIdentityConfig;
 }
 
-export function setUpCsms(settings: CsmsSettings, metrics?: Metrics) {
+export function setUpCsms(settings: CsmsSettings, metrics?: CsmsMetrics) {
   const metadata = new MetadataCredentials({ endpoint: settings.metadataEndpoint });
   const client = new CsmsClient({
     endpoint: settings.csmsEndpoint,

@@ -280,6 +280,7 @@ async function installCrds(binDir: string, kubeconfig: string): Promise<void> {
     '--timeout=60s',
     'crd/secretproviderclasses.secrets-store.csi.x-k8s.io',
     'crd/secretproviderclasspodstatuses.secrets-store.csi.x-k8s.io',
+    'crd/secretsyncs.secret-sync.x-k8s.io',
   ]);
 }
 

@@ -95,14 +95,8 @@ export class DriverProcess {
   }
 
   /** The value of one sample of /metrics (summed over label sets matching `labels`). */
-  async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
-    const text = await (await fetch(`${this.opsUrl}/metrics`)).text();
-    let sum = 0;
-    for (const m of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
-      const have = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-      if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[2]);
-    }
-    return sum;
+  metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    return scrapeMetric(this.opsUrl, name, labels);
   }
 
   get exitCode(): number | null {
@@ -117,6 +111,17 @@ export class DriverProcess {
     child.kill(signal);
     return exited;
   }
+}
+
+/** One sample of the /metrics at `opsUrl`, summed over the label sets matching `labels`. */
+export async function scrapeMetric(opsUrl: string, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = await (await fetch(`${opsUrl}/metrics`)).text();
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)$`, 'gm'))) {
+    const have = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) sum += Number(m[2]);
+  }
+  return sum;
 }
 
 /**

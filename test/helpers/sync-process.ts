@@ -1,0 +1,93 @@
+// Runs the real `sync` command (the shipped executable) as a child process against the test
+// API server and a CSMS emulator, and reads its log and metrics.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { eventually, kubeconfigPath } from './cluster.js';
+import { executable, scrapeMetric } from './driver.js';
+import { TEST_CREDS_ENV, TEST_PROJECT_ID } from './with-driver.js';
+
+/** One HMAC key for every controller of a run: replicas must share it. */
+const hashKeyFile = join(mkdtempSync(join(tmpdir(), 'cce-sync-key-')), 'hash-key');
+writeFileSync(hashKeyFile, 'k'.repeat(48), { mode: 0o600 });
+
+export interface SyncOptions {
+  csmsEndpoint: string;
+  /** Namespace of the leader Lease; without it the controller runs alone (--leader-elect=false). */
+  leaseNamespace?: string;
+  identity?: string;
+  extraArgs?: string[];
+  env?: Record<string, string>;
+}
+
+export class SyncProcess {
+  private output = '';
+  private child?: ChildProcess;
+
+  constructor(readonly opts: SyncOptions) {}
+
+  get logs(): string {
+    return this.output;
+  }
+
+  get exitCode(): number | null {
+    return this.child?.exitCode ?? null;
+  }
+
+  /** Resolves once its caches are synced (and, with a Lease, once it has logged its metrics address). */
+  async start(): Promise<void> {
+    const lease = this.opts.leaseNamespace
+      ? [`--leader-election-namespace=${this.opts.leaseNamespace}`, `--identity=${this.opts.identity ?? 'sync-a'}`]
+      : ['--leader-elect=false'];
+    const args = [
+      'sync',
+      `--kubeconfig=${kubeconfigPath}`,
+      `--csms-endpoint=${this.opts.csmsEndpoint}`,
+      `--project-id=${TEST_PROJECT_ID}`,
+      `--hash-key-file=${hashKeyFile}`,
+      '--metrics-addr=127.0.0.1:0',
+      '-v=2',
+      ...lease,
+      ...(this.opts.extraArgs ?? []),
+    ];
+    this.child = spawn(executable, args, {
+      env: { ...process.env, ...TEST_CREDS_ENV, ...this.opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const keep = (d: Buffer) => (this.output += d.toString());
+    this.child.stdout!.on('data', keep);
+    this.child.stderr!.on('data', keep);
+    await eventually('the sync controller to sync its caches', async () => {
+      if (this.child!.exitCode !== null) throw new Error(`sync exited ${this.child!.exitCode}:\n${this.output}`);
+      return this.output.includes('Kubernetes caches synced') ? true : undefined;
+    });
+  }
+
+  /** Resolves once it logs that it leads. */
+  leading(timeoutMs = 30_000): Promise<true> {
+    return eventually(
+      'the sync controller to lead',
+      async () => (this.output.includes('Became the leader') ? true : undefined),
+      timeoutMs,
+    );
+  }
+
+  get opsUrl(): string {
+    const m = /"Serving metrics and health checks" address="([^"]+)"/.exec(this.output);
+    if (!m) throw new Error('the sync controller has not logged its metrics address');
+    return `http://${m[1]}`;
+  }
+
+  metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    return scrapeMetric(this.opsUrl, name, labels);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    child.kill(signal);
+    return exited;
+  }
+}
