@@ -152,7 +152,9 @@ describe('a SecretSync', () => {
     const events = await core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=db-creds' });
     assert.ok(events.items.some((e) => e.reason === 'SecretCreated' && e.involvedObject.kind === 'SecretSync'));
   });
+});
 
+describe('a SecretSync over time', () => {
   it('follows edits of its spec, and forceSynchronization writes again', async () => {
     await kubectl(
       'patch',
@@ -199,9 +201,6 @@ describe('a SecretSync', () => {
       decoded(await readSecret(ns, 'db-creds'), 'password') === 'db-password-v2' ? true : undefined,
     );
   });
-});
-
-describe('a SecretSync over time', () => {
   it('writes nothing, not even its status, while nothing changes', async () => {
     await waitReady(ns, 'db-creds', 'True');
     const secretRv = (await readSecret(ns, 'db-creds'))!.metadata!.resourceVersion;
