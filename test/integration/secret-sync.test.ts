@@ -213,7 +213,9 @@ describe('a SecretSync over time', () => {
     assert.equal((await readSecret(ns, 'db-creds'))!.metadata!.resourceVersion, secretRv);
     assert.equal((await getSync(ns, 'db-creds')).metadata.resourceVersion, syncRv);
   });
+});
 
+describe('a failed read', () => {
   it('keeps the last good Secret when a read fails, says so, and recovers', async () => {
     await createSpc(ns, 'flaky', '- objectName: flaky\n  objectType: csms\n  objectVersion: latest\n');
     await createSync(
