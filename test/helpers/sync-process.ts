@@ -19,6 +19,8 @@ export interface SyncOptions {
   identity?: string;
   extraArgs?: string[];
   env?: Record<string, string>;
+  /** Default: the test cluster's admin. */
+  kubeconfig?: string;
 }
 
 export class SyncProcess {
@@ -42,7 +44,7 @@ export class SyncProcess {
       : ['--leader-elect=false'];
     const args = [
       'sync',
-      `--kubeconfig=${kubeconfigPath}`,
+      `--kubeconfig=${this.opts.kubeconfig ?? kubeconfigPath}`,
       `--csms-endpoint=${this.opts.csmsEndpoint}`,
       `--project-id=${TEST_PROJECT_ID}`,
       `--hash-key-file=${hashKeyFile}`,
