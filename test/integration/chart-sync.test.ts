@@ -191,6 +191,9 @@ it('refuses, through its admission policies, the Secrets the controller must nev
     }),
     /labelled secrets-store\.sync\.x-k8s\.io/,
   );
+});
+
+it("refuses, through its admission policies, changes to someone else's Secret, deletes, and other tokens", async () => {
   // Someone else's Secret: the controller may patch Secrets, but not this one.
   await core.createNamespacedSecret({
     namespace: apps,
