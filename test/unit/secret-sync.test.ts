@@ -136,26 +136,26 @@ describe("a SecretSync's conditions", () => {
   });
 });
 
+const log = createLogger({ verbosity: 0, json: false, name: 'test', stream: new PassThrough() });
+const source: SecretSource = { fetch: () => Promise.reject(new Error('not read in these tests')) };
+
+function setUp(sync: SecretSyncer['sync'], intervalMs = 60_000) {
+  const clock = new ManualClock();
+  const syncs = [ss(), { ...ss(), metadata: { ...ss().metadata, name: 'api', uid: 'uid-2' } }];
+  const controller = new SyncController({
+    syncer: { sync } as SecretSyncer,
+    list: () => syncs,
+    current: (_, name) => syncs.find((s) => s.metadata.name === name),
+    source,
+    intervalMs,
+    log,
+    clock,
+    random: () => 1,
+  });
+  return { clock, controller, syncs };
+}
+
 describe('the sync controller', () => {
-  const log = createLogger({ verbosity: 0, json: false, name: 'test', stream: new PassThrough() });
-  const source: SecretSource = { fetch: () => Promise.reject(new Error('not read in these tests')) };
-
-  function setUp(sync: SecretSyncer['sync'], intervalMs = 60_000) {
-    const clock = new ManualClock();
-    const syncs = [ss(), { ...ss(), metadata: { ...ss().metadata, name: 'api', uid: 'uid-2' } }];
-    const controller = new SyncController({
-      syncer: { sync } as SecretSyncer,
-      list: () => syncs,
-      current: (_, name) => syncs.find((s) => s.metadata.name === name),
-      source,
-      intervalMs,
-      log,
-      clock,
-      random: () => 1,
-    });
-    return { clock, controller, syncs };
-  }
-
   it('syncs everything when it starts leading, then every interval with one shared source per cycle', async () => {
     const seen: [string, SecretSource][] = [];
     const { clock, controller } = setUp(async (s, values) => {
@@ -197,7 +197,9 @@ describe('the sync controller', () => {
     assert.equal(most, 1 + 1, 'db and api side by side, never db twice');
     await controller.stop();
   });
+});
 
+describe('the sync controller after a failure', () => {
   it('retries a failed sync after a backoff that doubles', async () => {
     const at: number[] = [];
     const { clock, controller, syncs } = setUp(async (s) => {
