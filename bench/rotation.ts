@@ -4,7 +4,6 @@
 // through its /metrics, CSMS calls through the emulator, API writes through the API
 // server's own metrics, file rewrites through each volume's ..data link.
 import { readlink } from 'node:fs/promises';
-import { request } from 'node:https';
 import { join } from 'node:path';
 import { CsmsEmulator } from '../src/emulator/server.js';
 import { forEachLimit } from '../src/util/async.js';
@@ -15,8 +14,8 @@ import {
   createSpc,
   deleteNamespace,
   eventually,
-  kc,
 } from '../test/helpers/cluster.js';
+import { apiWritesOf } from './api-writes.js';
 import { DriverProcess, publishRequest } from '../test/helpers/driver.js';
 import { markdownHeader, markdownRow, rssMiB } from './stats.js';
 import { namespacePolicyFlag } from './emulator-process.js';
@@ -28,32 +27,7 @@ const projectId = 'c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0';
 const creds = { accessKey: 'ROTBENCHAK', secretKey: 'rot-bench-sk' };
 const nodeId = 'bench-rotation-node';
 const WRITTEN = ['secretproviderclasspodstatuses', 'secrets', 'events'];
-
-/** Write requests the API server has served, by resource, from its own metrics. */
-async function apiWrites(): Promise<Record<string, number>> {
-  const text = await new Promise<string>((res, rej) => {
-    request(
-      `${kc.getCurrentCluster()!.server}/metrics`,
-      { headers: { Authorization: `Bearer ${kc.getCurrentUser()!.token}` }, rejectUnauthorized: false },
-      (r) => {
-        let body = '';
-        r.on('data', (d) => {
-          body += d;
-        });
-        r.on('end', () => res(body));
-      },
-    )
-      .on('error', rej)
-      .end();
-  });
-  const out: Record<string, number> = Object.fromEntries(WRITTEN.map((k) => [k, 0]));
-  for (const m of text.matchAll(/^apiserver_request_total\{([^}]*)\} (\d+)/gm)) {
-    const l = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (['POST', 'PUT', 'PATCH', 'DELETE'].includes(l.verb) && WRITTEN.includes(l.resource))
-      out[l.resource] += Number(m[2]);
-  }
-  return out;
-}
+const apiWrites = () => apiWritesOf(WRITTEN);
 
 type Request = ReturnType<typeof publishRequest>;
 

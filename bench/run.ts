@@ -1,5 +1,5 @@
 // Benchmarks against the same real control plane as the tests; they print numbers.
-// Usage: npm run bench [-- publish|rotation|mounts|provider|upstream|webhook|scale|investigations/api-write|investigations/grpc-rtt]
+// Usage: npm run bench [-- publish|rotation|mounts|provider|upstream|webhook|scale|sync|investigations/api-write|investigations/grpc-rtt]
 // Runs itself with the driver's production Node flags (bench/node-flags.ts), so the
 // in-process benchmarks measure memory as the driver would use it.
 import { spawnSync } from 'node:child_process';

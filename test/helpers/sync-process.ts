@@ -33,6 +33,10 @@ export class SyncProcess {
     return this.output;
   }
 
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   get exitCode(): number | null {
     return this.child?.exitCode ?? null;
   }
