@@ -3,8 +3,11 @@
 import { request } from 'node:https';
 import { kc } from '../test/helpers/cluster.js';
 
-/** POST, PUT, PATCH and DELETE requests served so far, by resource. */
-export async function apiWritesOf(resources: string[]): Promise<Record<string, number>> {
+/** Write requests (by default POST, PUT, PATCH and DELETE) served so far, by resource. */
+export async function apiWritesOf(
+  resources: string[],
+  verbs = ['POST', 'PUT', 'PATCH', 'DELETE'],
+): Promise<Record<string, number>> {
   const text = await new Promise<string>((res, rej) => {
     request(
       `${kc.getCurrentCluster()!.server}/metrics`,
@@ -23,8 +26,7 @@ export async function apiWritesOf(resources: string[]): Promise<Record<string, n
   const out: Record<string, number> = Object.fromEntries(resources.map((k) => [k, 0]));
   for (const m of text.matchAll(/^apiserver_request_total\{([^}]*)\} (\d+)/gm)) {
     const l = Object.fromEntries([...m[1].matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (['POST', 'PUT', 'PATCH', 'DELETE'].includes(l.verb) && resources.includes(l.resource))
-      out[l.resource] += Number(m[2]);
+    if (verbs.includes(l.verb) && resources.includes(l.resource)) out[l.resource] += Number(m[2]);
   }
   return out;
 }

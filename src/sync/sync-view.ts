@@ -107,7 +107,8 @@ export class SyncView {
     do {
       const page = (await custom.listClusterCustomObject({
         ...{ group: SYNC_GROUP, version: SYNC_VERSION, plural: SECRETSYNC_PLURAL },
-        limit: 20,
+        // A page is budgeted at limit × the object limit: small pages keep that peak low.
+        limit: 10,
         _continue: token,
       })) as { items: SecretSync[]; metadata?: { resourceVersion?: string; continue?: string } };
       resourceVersion ??= page.metadata?.resourceVersion;
