@@ -18,6 +18,13 @@ import {
 
 export const SECRETSYNC_API_VERSION = `${SYNC_GROUP}/${SYNC_VERSION}`;
 
+/**
+ * The most of a SecretSync's spec (its JSON) the controller keeps and syncs: a Secret cannot
+ * hold more than 1 MiB anyway, and its memory must not grow with what a namespace user pads a
+ * spec with. A larger spec is refused (the cache keeps only its size: `specBytes`).
+ */
+export const MAX_SPEC_BYTES = 128 * 1024;
+
 /** The SecretSync itself asks for something no Secret of it may be. */
 export class InvalidSecretSyncError extends InvalidSpcError {}
 
@@ -44,6 +51,12 @@ export function refOf(ss: SecretSync): string {
 /** The Secret the SecretSync describes, built from its SPC's files: same name and namespace, owned by it. */
 export function syncedSecretOf(ss: SecretSync, files: ReadonlyMap<string, Buffer>): k8s.V1Secret {
   const where = refOf(ss);
+  const bytes = (ss.spec as { specBytes?: number }).specBytes;
+  if (bytes !== undefined) {
+    throw new InvalidSecretSyncError(
+      `${where}: spec is ${bytes} bytes, more than the ${MAX_SPEC_BYTES} the controller reads; make spec.secretObject's labels and annotations smaller`,
+    );
+  }
   const object = ss.spec.secretObject;
   const type = object?.type || 'Opaque';
   if (REFUSED_SECRET_TYPES.has(type)) {

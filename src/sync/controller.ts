@@ -11,6 +11,7 @@ import type { Logger } from '../log.js';
 import type { SyncMetrics } from '../metrics.js';
 import { systemClock, type Clock, type Timer } from '../util/clock.js';
 import { syncErrorReason, type SecretSyncer } from './secret-syncer.js';
+import { kept } from './sync-view.js';
 
 export interface SyncControllerDeps {
   syncer: SecretSyncer;
@@ -87,17 +88,19 @@ export class SyncController {
   /** Something the SecretSyncs of `namespace` read changed: those that use it are due. */
   inputChanged(namespace: string, change: { spc?: string; serviceAccount?: string }): void {
     if (!this.active) return;
+    // The SecretSyncs one edit makes due read each secret once between them.
+    const values = new RefreshPassSource(this.deps.source);
     for (const ss of this.deps.list()) {
       if (ss.metadata.namespace !== namespace) continue;
       if (change.spc !== undefined && ss.spec?.secretProviderClassName !== change.spc) continue;
       if (change.serviceAccount !== undefined && ss.spec?.serviceAccountName !== change.serviceAccount) continue;
-      void this.schedule(keyOf(ss));
+      void this.schedule(keyOf(ss), values);
     }
   }
 
   /** Our status write's result, which the cache will hear of only later. */
   wrote(ss: SecretSync): void {
-    this.written.set(keyOf(ss), ss);
+    this.written.set(keyOf(ss), kept(ss));
   }
 
   /** Every SecretSync, with one read of each distinct secret; resolves when all are done. */
@@ -122,7 +125,8 @@ export class SyncController {
     if (!this.active) return Promise.resolve();
     return new Promise((resolve) => {
       const p = this.pending.get(key) ?? { done: [] };
-      p.values ??= values;
+      // The newest cycle's source: an older one holds values read before it.
+      p.values = values ?? p.values;
       p.done.push(resolve);
       this.pending.set(key, p);
       this.pump();
@@ -147,7 +151,8 @@ export class SyncController {
   private async run(key: string, p: Pending): Promise<void> {
     const signal = this.active?.signal;
     const ss = this.latest(key);
-    if (!ss || !signal || signal.aborted) return;
+    // Being deleted: the garbage collector takes its Secret, nothing is written for it any more.
+    if (!ss || ss.metadata.deletionTimestamp || !signal || signal.aborted) return;
     try {
       const result = await this.deps.syncer.sync(ss, p.values ?? this.deps.source, signal);
       this.deps.metrics?.syncs.inc({ outcome: result });

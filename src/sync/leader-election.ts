@@ -92,7 +92,10 @@ export class LeaderElection {
     while (!leading.signal.aborted) {
       await Promise.race([delay(this.clock, this.timing.retryPeriodMs), ended]);
       if (leading.signal.aborted) break;
-      if (await this.tryAcquireOrRenew()) renewedAt = this.clock.now();
+      // The deadline holds even while a renew call hangs: past it this process stops leading.
+      const left = Math.max(0, this.timing.renewDeadlineMs - (this.clock.now() - renewedAt));
+      const late = delay(this.clock, left).then(() => false);
+      if (await Promise.race([this.tryAcquireOrRenew(), late])) renewedAt = this.clock.now();
       else if (this.clock.now() - renewedAt >= this.timing.renewDeadlineMs) {
         outcome = 'lost';
         this.opts.log.error('Lost the leader Lease: it could not be renewed in time; syncing stops', {

@@ -23,12 +23,9 @@ export class SyncedSecretWriter {
 
   /** `synced`: a sync has written the Secret before, so it most likely exists (patch first). */
   async write(ss: SecretSync, secret: k8s.V1Secret, synced: boolean): Promise<'created' | 'updated'> {
-    if (synced) {
-      if (await this.patch(ss, secret)) return 'updated';
-      await this.create(ss, secret);
-      return 'created';
-    }
+    if (synced && (await this.patch(ss, secret))) return 'updated';
     if (await this.create(ss, secret)) return 'created';
+    // It exists after all (made by someone in between): only the ownership-testing patch may change it.
     if (await this.patch(ss, secret)) return 'updated';
     // Created, then deleted between our two calls: the next sync tries again.
     throw new ApiServerError(`Secret ${ss.metadata.namespace}/${ss.metadata.name} came and went while it was written`);

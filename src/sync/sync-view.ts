@@ -5,12 +5,15 @@
 // serves, not with anything else in the cluster.
 import * as k8s from '@kubernetes/client-node';
 import {
+  ALLOW_LIST_ANNOTATION,
+  PERMIT_ANNOTATION,
   SECRETSYNC_PLURAL,
   SYNC_GROUP,
   SYNC_VERSION,
   type SecretProviderClass,
   type SecretSync,
 } from '../crds/types.js';
+import { MAX_SPEC_BYTES } from '../crds/secret-sync.js';
 import { ResourceCache } from '../kube/cache.js';
 import { continueToken } from '../kube/client.js';
 import { watchFn } from '../kube/scope-watch.js';
@@ -27,15 +30,20 @@ export interface SyncViewHooks {
   onCount?: (secretSyncs: number) => void;
 }
 
-/** A SecretSync as the cache keeps it: what the controller reads, no managed fields. */
-function kept(ss: SecretSync): SecretSync {
-  const { name, namespace, uid, generation, resourceVersion } = ss.metadata;
+/**
+ * A SecretSync as the cache keeps it: what the controller reads, no managed fields; a spec
+ * over MAX_SPEC_BYTES is dropped (`specBytes` says why the sync is refused).
+ */
+export function kept(ss: SecretSync): SecretSync {
+  const { name, namespace, uid, generation, resourceVersion, deletionTimestamp } = ss.metadata;
+  const specBytes = Buffer.byteLength(JSON.stringify(ss.spec ?? {}));
+  const { syncHash, lastSuccessfulSyncTime, conditions } = ss.status ?? {};
   return {
     apiVersion: ss.apiVersion,
     kind: ss.kind,
-    metadata: { name, namespace, uid, generation, resourceVersion },
-    spec: ss.spec,
-    status: ss.status,
+    metadata: { name, namespace, uid, generation, resourceVersion, deletionTimestamp },
+    spec: specBytes > MAX_SPEC_BYTES ? ({ specBytes } as never) : ss.spec,
+    status: { syncHash, lastSuccessfulSyncTime, conditions: conditions?.slice(0, 16) },
   };
 }
 
@@ -44,7 +52,10 @@ export class SyncView {
   readonly spcs: WatchedObjects<SecretProviderClass>;
   readonly serviceAccounts: WatchedObjects<k8s.V1ServiceAccount>;
   readonly namespaces?: WatchedObjects<k8s.V1Namespace>;
-  private readonly generations = new Map<string, number | undefined>();
+  /** uid and generation of each SecretSync last handed on: a status write changes neither. */
+  private readonly seen = new Map<string, string>();
+  /** What of an SPC (its generation) and a ServiceAccount (its allow-list) a sync reads. */
+  private readonly inputs = new Map<string, string>();
 
   constructor(kc: k8s.KubeConfig, log: Logger, hooks: SyncViewHooks, opts: { namespaces: boolean }) {
     const core = kc.makeApiClient(k8s.CoreV1Api);
@@ -66,35 +77,53 @@ export class SyncView {
       scopeInUse: inNamespace,
       inUse: (namespace, name) => uses(namespace, (ss) => ss.spec?.serviceAccountName === name),
     });
-    this.spcs.onChange((spc) => hooks.onInput(spc.metadata.namespace!, { spc: spc.metadata.name }));
-    this.serviceAccounts.onChange((sa) =>
-      hooks.onInput(sa.metadata!.namespace!, { serviceAccount: sa.metadata!.name }),
-    );
+    // Only a change of what a sync reads makes work: a tenant touching metadata makes none.
+    this.spcs.onChange((spc) => {
+      const { namespace, name, generation } = spc.metadata;
+      if (this.changedInput(`spc/${namespace}/${name}`, String(generation))) hooks.onInput(namespace!, { spc: name });
+    });
+    this.serviceAccounts.onChange((sa) => {
+      const { namespace, name, annotations } = sa.metadata!;
+      if (this.changedInput(`sa/${namespace}/${name}`, annotations?.[ALLOW_LIST_ANNOTATION] ?? ''))
+        hooks.onInput(namespace!, { serviceAccount: name });
+    });
     if (opts.namespaces) {
       this.namespaces = watchedNamespaces(core, watch, log, { inUse: (_, name) => inNamespace(name) });
-      this.namespaces.onChange((ns) => hooks.onInput(ns.metadata!.name!, {}));
+      this.namespaces.onChange((ns) => {
+        const { name, annotations } = ns.metadata!;
+        if (this.changedInput(`ns/${name}`, annotations?.[PERMIT_ANNOTATION] ?? '')) hooks.onInput(name!, {});
+      });
     }
     const path = `/apis/${SYNC_GROUP}/${SYNC_VERSION}/${SECRETSYNC_PLURAL}`;
     const key = (ss: SecretSync) => `${ss.metadata.namespace}/${ss.metadata.name}`;
-    this.syncs = new ResourceCache(kind, kc, path, () => this.list(custom), log, {
-      keep: kept,
+    this.syncs = new ResourceCache<SecretSync & k8s.KubernetesObject>(kind, kc, path, () => this.list(custom), log, {
+      keep: kept as (ss: SecretSync & k8s.KubernetesObject) => SecretSync & k8s.KubernetesObject,
       onSize: (n) => hooks.onCount?.(n),
       onAdd: (ss) => {
         for (const w of [this.spcs, this.serviceAccounts]) w.watchScope(ss.metadata.namespace!);
-        this.generations.set(key(ss), ss.metadata.generation);
+        this.seen.set(key(ss), version(ss));
         hooks.onSync(ss);
       },
       onUpdate: (ss) => {
-        // Status writes (ours) leave the generation as it was: only a spec change is work.
-        if (this.generations.get(key(ss)) === ss.metadata.generation) return;
-        this.generations.set(key(ss), ss.metadata.generation);
+        // Status writes (ours) leave uid and generation as they were: only a new spec (or a
+        // SecretSync recreated under the same name while the watch was down) is work.
+        if (this.seen.get(key(ss)) === version(ss)) return;
+        this.seen.set(key(ss), version(ss));
         hooks.onSync(ss);
       },
       onDelete: (ss) => {
-        this.generations.delete(key(ss));
+        this.seen.delete(key(ss));
         hooks.onGone(ss);
       },
     });
+  }
+
+  /** Whether `value` is new for `input` (and remembers it, while the input is kept). */
+  private changedInput(input: string, value: string): boolean {
+    if (this.inputs.get(input) === value) return false;
+    this.inputs.set(input, value);
+    if (this.inputs.size > 4 * (this.syncs.list().length + 16)) this.inputs.clear();
+    return true;
   }
 
   /** Every SecretSync, in pages: a page holds few, however large their authors made them. */
@@ -115,7 +144,7 @@ export class SyncView {
       items.push(...page.items.map(kept));
       token = continueToken(page);
     } while (token);
-    return { items, metadata: { resourceVersion } };
+    return { items, metadata: { resourceVersion } } as never;
   }
 
   /** The SecretSync as now kept, if it still exists. */
@@ -142,3 +171,4 @@ export class SyncView {
 }
 
 const kind = 'SecretSync';
+const version = (ss: SecretSync) => `${ss.metadata.uid}/${ss.metadata.generation}`;

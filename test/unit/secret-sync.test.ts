@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import {
   conditionsAfter,
   InvalidSecretSyncError,
+  MAX_SPEC_BYTES,
   syncedSecretOf,
   syncHash,
   upToDate,
@@ -16,6 +17,7 @@ import { createLogger } from '../../src/log.js';
 import type { SecretSource } from '../../src/provider/secret-source.js';
 import { SyncController } from '../../src/sync/controller.js';
 import { SyncError, type SecretSyncer } from '../../src/sync/secret-syncer.js';
+import { kept } from '../../src/sync/sync-view.js';
 import { ManualClock } from '../helpers/manual-clock.js';
 
 function ss(over: Partial<SecretSync['spec']['secretObject']> = {}, more: Partial<SecretSync> = {}): SecretSync {
@@ -89,6 +91,16 @@ describe("a SecretSync's Secret", () => {
     assert.notEqual(syncHash(key, forced, syncedSecretOf(forced, files)), base);
     assert.notEqual(syncHash(Buffer.alloc(32, 8), ss(), syncedSecretOf(ss(), files)), base);
     assert.ok(!base.includes(Buffer.from('s3cret').toString('hex')));
+  });
+});
+
+describe('what the cache keeps of a SecretSync', () => {
+  it('drops a spec over the limit, and the sync then refuses it, naming the size', () => {
+    const padded = ss({ annotations: { pad: 'x'.repeat(MAX_SPEC_BYTES) } });
+    const k = kept(padded);
+    assert.ok(!('secretObject' in k.spec));
+    assert.throws(() => syncedSecretOf(k, files), /spec is \d+ bytes, more than the 131072 the controller reads/);
+    assert.deepEqual(kept(ss()).spec, ss().spec);
   });
 });
 
@@ -174,16 +186,17 @@ describe('the sync controller', () => {
   });
 
   it('runs one sync of a SecretSync at a time, and once more for a change that came meanwhile', async () => {
-    let running = 0;
+    const running = new Map<string, number>();
     let most = 0;
     let release!: () => void;
     const calls: string[] = [];
     const { controller, syncs } = setUp(async (s) => {
-      calls.push(s.metadata.name);
-      running++;
-      most = Math.max(most, running);
+      const name = s.metadata.name;
+      calls.push(name);
+      running.set(name, (running.get(name) ?? 0) + 1);
+      most = Math.max(most, running.get(name)!);
       if (calls.length === 1) await new Promise<void>((r) => (release = r));
-      running--;
+      running.set(name, running.get(name)! - 1);
       return 'unchanged';
     });
     const started = controller.start();
@@ -194,7 +207,8 @@ describe('the sync controller', () => {
     await started;
     await new Promise((r) => setImmediate(r));
     assert.equal(calls.filter((n) => n === 'db').length, 2, 'the changes while it ran make one more sync');
-    assert.equal(most, 1 + 1, 'db and api side by side, never db twice');
+    assert.equal(most, 1, 'never two syncs of one SecretSync at once');
+    assert.ok(calls.indexOf('api') < calls.lastIndexOf('db'), 'api did not wait for db');
     await controller.stop();
   });
 });
