@@ -10,7 +10,7 @@ import { startKubeletNode, waitForNode, type KubeletNode } from '../test/cluster
 import { CsmsEmulator } from '../src/emulator/server.js';
 import { loadSeed } from '../src/emulator/store.js';
 
-const STEPS = 10;
+const STEPS = 11;
 const seedPath = resolve(import.meta.dirname, '../../demo/seed.yaml');
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const step = (n: number, s: string) => say(`\n== ${n}/${STEPS} ${s}`);
@@ -39,6 +39,7 @@ const cluster = await import('../test/helpers/cluster.js');
 const { chartDir, core, createNamespace, createPod, createServiceAccount, createSpc, eventually, helm } = cluster;
 const { kubectl, patchSpcObjects } = cluster;
 const { DriverProcess } = await import('../test/helpers/driver.js');
+const { SyncProcess } = await import('../test/helpers/sync-process.js');
 const node: KubeletNode = await startKubeletNode(plane.binDir, plane.kubeconfig, 'demo-node');
 await waitForNode(node, 'the kubelet node to be Ready', async () =>
   (await core.readNode({ name: 'demo-node' })).status!.conditions!.some(
@@ -49,6 +50,7 @@ say(indent(`$ kubectl get nodes\n${await kubectl('get', 'nodes')}`));
 const seed = loadSeed(seedPath);
 const emulator = new CsmsEmulator(seed);
 let driver: InstanceType<typeof DriverProcess> | undefined;
+let sync: InstanceType<typeof SyncProcess> | undefined;
 
 async function writeTemp(name: string, text: string): Promise<string> {
   const path = join(await mkdtemp(join(tmpdir(), 'cce-demo-')), name);
@@ -240,7 +242,54 @@ try {
   );
   await kubectl('delete', 'pod', 'thief', '-n', other, '--wait=true', '--timeout=60s');
 
-  step(10, 'kubectl delete pod: kubelet calls NodeUnpublishVolume and the pod goes');
+  step(
+    10,
+    'A Secret with no pod: the SecretSync controller (cce-secrets-manager sync) and an upstream SecretSync manifest, applied unchanged',
+  );
+  const creds = seed.credentials[0];
+  sync = new SyncProcess({
+    csmsEndpoint: endpoint,
+    projectId: seed.projectId,
+    extraArgs: ['--rotation-poll-interval=2s', '--namespace-policy=enforce'],
+    env: { HUAWEICLOUD_SDK_AK: creds.accessKey, HUAWEICLOUD_SDK_SK: creds.secretKey },
+  });
+  await sync.start();
+  const manifest = [
+    'apiVersion: secret-sync.x-k8s.io/v1alpha1',
+    'kind: SecretSync',
+    'metadata: {name: db-creds}',
+    'spec:',
+    '  serviceAccountName: nginx-spc-sa',
+    '  secretProviderClassName: nginx-deployment-spc-k8s-secrets',
+    '  secretObject:',
+    '    type: Opaque',
+    '    data:',
+    '      - {sourcePath: dbusername01, targetKey: username}',
+    '',
+  ].join('\n');
+  say(indent(`$ kubectl apply -f secretsync.yaml\n${manifest}`));
+  await kubectl('apply', '-n', ns, '-f', await writeTemp('secretsync.yaml', manifest));
+  await eventually('the SecretSync to be ready', async () =>
+    (await kubectl(
+      'get',
+      'secretsync',
+      'db-creds',
+      '-n',
+      ns,
+      '-o',
+      'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+    )) === 'True'
+      ? true
+      : undefined,
+  );
+  say(indent(`$ kubectl get secretsync\n${await kubectl('get', 'secretsync', '-n', ns)}`));
+  const syncedKeys = await kubectl(
+    ...['get', 'secret', 'db-creds', '-n', ns, '-o'],
+    'go-template={{range $k, $v := .data}}{{$k}}={{$v | base64decode}}{{"\\n"}}{{end}}',
+  );
+  say(indent(`$ kubectl get secret db-creds   (decoded)\n${syncedKeys}`));
+
+  step(11, 'kubectl delete pod: kubelet calls NodeUnpublishVolume and the pod goes');
   await kubectl('delete', 'pod', 'nginx-spc', '-n', ns, '--wait=true', '--timeout=60s');
   say(
     indent(
@@ -262,6 +311,7 @@ try {
   );
   say(`\nDemo finished in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
 } finally {
+  await sync?.stop();
   await driver?.stop();
   await node.stop();
   await emulator.close();

@@ -21,6 +21,8 @@ export interface SyncOptions {
   env?: Record<string, string>;
   /** Default: the test cluster's admin. */
   kubeconfig?: string;
+  /** Default: the tests' project (TEST_PROJECT_ID). */
+  projectId?: string;
 }
 
 export class SyncProcess {
@@ -50,7 +52,7 @@ export class SyncProcess {
       'sync',
       `--kubeconfig=${this.opts.kubeconfig ?? kubeconfigPath}`,
       `--csms-endpoint=${this.opts.csmsEndpoint}`,
-      `--project-id=${TEST_PROJECT_ID}`,
+      `--project-id=${this.opts.projectId ?? TEST_PROJECT_ID}`,
       `--hash-key-file=${hashKeyFile}`,
       '--metrics-addr=127.0.0.1:0',
       '-v=2',

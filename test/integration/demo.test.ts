@@ -7,7 +7,7 @@ import { it } from 'node:test';
 
 const run = promisify(execFile);
 
-it('the demo mounts through kubelet, syncs, follows an SPC edit, rotates and unmounts', async () => {
+it('the demo mounts through kubelet, syncs, follows an SPC edit, rotates, syncs a Secret without a pod and unmounts', async () => {
   const { stdout } = await run(process.execPath, [resolve(import.meta.dirname, '../../demo/run.js')], {
     timeout: 120_000,
   });
@@ -33,6 +33,8 @@ it('the demo mounts through kubelet, syncs, follows an SPC edit, rotates and unm
     /FailedMount .*PermissionDenied desc = Namespace team-b-\w+ does not permit CSMS secret "secret_1" \(its cce.io\/dew-resource-permitted annotation is \["team-b-\*"\]\)/,
   );
   assert.match(stdout, /pod thief is Pending; no SPCPS in team-b-\w+/);
+  assert.match(stdout, /db-creds\s+nginx-deployment-spc-k8s-secrets\s+db-creds\s+\S+\s+True/);
+  assert.match(stdout, /\(decoded\)\n\s+username=db_user_alice/);
   assert.match(stdout, /no SPCPS left/);
   assert.match(stdout, /Demo finished in [\d.]+ s\./);
   assert.ok(!stdout.includes('demo-secret-key'), 'no credential in the output');
