@@ -97,6 +97,30 @@ const owner = (name: string) => ({
 });
 const LABEL = { 'secrets-store.sync.x-k8s.io': '' };
 
+it('renders nothing of the controller by default, and refuses its policies where the cluster lacks them', async () => {
+  const render = (...set: string[]) =>
+    helm('template', 'csm', chartDir, '-n', ns, '--kube-version', '1.33.13', ...set.flatMap((v) => ['--set', v]));
+  const plain = await render();
+  assert.equal(plain.code, 0, plain.err);
+  assert.doesNotMatch(
+    plain.out,
+    /secretsyncs\.secret-sync\.x-k8s\.io|cce-secrets-manager-sync|ValidatingAdmissionPolicy/,
+  );
+  const current = await render('sync.enabled=true');
+  const older = await helm('template', 'csm', chartDir, '--kube-version', '1.29.0', '--set', 'sync.enabled=true');
+  assert.equal(current.code, 0, current.err);
+  assert.equal(current.out.match(/kind: ValidatingAdmissionPolicy\n/g)?.length, 3);
+  assert.notEqual(older.code, 0);
+  assert.match(older.err, /sync\.admissionPolicies needs ValidatingAdmissionPolicy \(Kubernetes 1\.30\+\)/);
+  const opted = await helm(
+    ...['template', 'csm', chartDir, '--kube-version', '1.29.0'],
+    ...['--set', 'sync.enabled=true', '--set', 'sync.admissionPolicies=false'],
+  );
+  assert.equal(opted.code, 0, opted.err);
+  assert.doesNotMatch(opted.out, /kind: ValidatingAdmissionPolicy/);
+  assert.match(opted.out, /name: secretsyncs\.secret-sync\.x-k8s\.io/);
+});
+
 it('grants the controller exactly the verbs it uses', async () => {
   const can = async (verb: string, what: string, namespace = '-A') => {
     const [resource, subresource] = what.split('/');

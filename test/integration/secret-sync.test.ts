@@ -3,6 +3,9 @@
 // refusing; Secrets it does not own left alone; a failed read keeping the last Secret; no
 // write when nothing changed; no value in any log, Event or status.
 import assert from 'node:assert/strict';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   core,
@@ -154,6 +157,24 @@ describe('a SecretSync', () => {
   });
 });
 
+it("the README's SecretSync manifest applies unchanged with kubectl and syncs", async () => {
+  const readme = await readFile(join(import.meta.dirname, '../../../README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Secrets without a mount'));
+  const manifest = /```yaml\n([\s\S]*?)```/.exec(section)![1];
+  const own = await createNamespace('secret-sync-readme', ['db']);
+  try {
+    await createServiceAccount(own, 'app', ['db']);
+    await createSpc(own, 'db', DB_OBJECTS);
+    const file = join(await mkdtemp(join(tmpdir(), 'cce-readme-')), 'secretsync.yaml');
+    await writeFile(file, manifest);
+    await kubectl('apply', '-n', own, '-f', file);
+    await waitReady(own, 'db-creds', 'True');
+    assert.ok(decoded(await readSecret(own, 'db-creds'), 'password')?.startsWith('db-password-'));
+  } finally {
+    await deleteNamespace(own);
+  }
+});
+
 describe('a SecretSync over time', () => {
   it('follows edits of its spec, and forceSynchronization writes again', async () => {
     await kubectl(
@@ -247,6 +268,7 @@ describe('a SecretSync is refused', () => {
     assert.equal(await readSecret(ns, 'narrow'), undefined);
     const events = await core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=narrow' });
     assert.ok(events.items.some((e) => e.reason === 'ServiceAccountNotAllowed' && e.type === 'Warning'));
+    assert.ok((await controller.metric('secretsync_sync_error_total', { reason: 'ServiceAccountNotAllowed' })) >= 1);
   });
 
   it("by the Namespace permit (policy enforce), whatever the team's allow-list says", async () => {
