@@ -33,6 +33,7 @@ interface Pending {
 }
 
 const keyOf = (ss: SecretSync) => `${ss.metadata.namespace}/${ss.metadata.name}`;
+const namespaceOf = (key: string) => key.slice(0, key.indexOf('/'));
 const FIRST_RETRY_MS = 5_000;
 
 export class SyncController {
@@ -44,6 +45,7 @@ export class SyncController {
   private readonly clock: Clock;
   private active?: AbortController;
   private cycleTimer?: Timer;
+  private pumping = false;
 
   constructor(private readonly deps: SyncControllerDeps) {
     this.clock = deps.clock ?? systemClock;
@@ -129,23 +131,48 @@ export class SyncController {
       p.values = values ?? p.values;
       p.done.push(resolve);
       this.pending.set(key, p);
+      this.pumpSoon();
+    });
+  }
+
+  /** One pump for everything scheduled in this turn (a cycle's keys all compete for the slots). */
+  private pumpSoon(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    queueMicrotask(() => {
+      this.pumping = false;
       this.pump();
     });
   }
 
+  /**
+   * Starts what is pending, up to the limit. A namespace gets at most half the slots while
+   * another namespace waits: one team's slow or failing SecretSyncs cannot hold up the rest.
+   */
   private pump(): void {
     const limit = this.deps.concurrency ?? 4;
-    for (const [key, p] of this.pending) {
-      if (this.running.size >= limit) return;
-      if (this.running.has(key)) continue;
-      this.pending.delete(key);
-      const run = this.run(key, p).finally(() => {
-        this.running.delete(key);
-        for (const d of p.done) d();
-        this.pump();
-      });
-      this.running.set(key, run);
+    const share = Math.max(1, Math.floor(limit / 2));
+    const busy = new Map<string, number>();
+    for (const key of this.running.keys()) busy.set(namespaceOf(key), (busy.get(namespaceOf(key)) ?? 0) + 1);
+    for (const fair of [true, false]) {
+      for (const [key, p] of this.pending) {
+        if (this.running.size >= limit) return;
+        const ns = namespaceOf(key);
+        if (this.running.has(key) || (fair && (busy.get(ns) ?? 0) >= share)) continue;
+        busy.set(ns, (busy.get(ns) ?? 0) + 1);
+        this.begin(key, p);
+      }
     }
+  }
+
+  private begin(key: string, p: Pending): void {
+    this.pending.delete(key);
+    const run = this.run(key, p).finally(() => {
+      this.running.delete(key);
+      for (const d of p.done) d();
+      this.pump();
+    });
+    this.running.set(key, run);
   }
 
   private async run(key: string, p: Pending): Promise<void> {

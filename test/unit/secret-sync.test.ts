@@ -200,6 +200,7 @@ describe('the sync controller', () => {
       return 'unchanged';
     });
     const started = controller.start();
+    await new Promise((r) => setImmediate(r));
     controller.changed(syncs[0]);
     controller.changed(syncs[0]);
     await new Promise((r) => setImmediate(r));
@@ -228,6 +229,42 @@ describe('the sync controller after a failure', () => {
     for (let i = 0; i < 6; i++) await clock.advance(5_000 * 2 ** i);
     const gaps = at.slice(1).map((t, i) => t - at[i]);
     assert.deepEqual(gaps, [5_000, 10_000, 20_000, 40_000, 80_000, 160_000]);
+    await controller.stop();
+  });
+});
+
+describe('the sync controller across namespaces', () => {
+  it("gives one namespace at most half the slots while another's SecretSync waits", async () => {
+    const named = (namespace: string, name: string) => ({ ...ss(), metadata: { ...ss().metadata, namespace, name } });
+    const syncs = [...Array.from({ length: 6 }, (_, i) => named('busy', `s${i}`)), named('quiet', 'q')];
+    const started: string[] = [];
+    const releases: (() => void)[] = [];
+    const controller = new SyncController({
+      syncer: {
+        sync: async (s: SecretSync) => {
+          started.push(`${s.metadata.namespace}/${s.metadata.name}`);
+          await new Promise<void>((r) => releases.push(r));
+          return 'unchanged';
+        },
+      } as unknown as SecretSyncer,
+      list: () => syncs,
+      current: (namespace, name) => syncs.find((x) => x.metadata.namespace === namespace && x.metadata.name === name),
+      source,
+      intervalMs: 60_000,
+      concurrency: 4,
+      log,
+      clock: new ManualClock(),
+    });
+    const cycle = controller.start();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(started.length, 4);
+    assert.ok(started.includes('quiet/q'), `quiet waited behind busy: ${started.join(' ')}`);
+    while (releases.length) {
+      releases.shift()!();
+      await new Promise((r) => setImmediate(r));
+    }
+    await cycle;
+    assert.equal(started.length, 7);
     await controller.stop();
   });
 });
