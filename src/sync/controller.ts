@@ -37,7 +37,8 @@ const namespaceOf = (key: string) => key.slice(0, key.indexOf('/'));
 const FIRST_RETRY_MS = 5_000;
 
 export class SyncController {
-  private readonly pending = new Map<string, Pending>();
+  /** Waiting syncs by namespace, in the order namespaces take turns. */
+  private readonly pending = new Map<string, Map<string, Pending>>();
   private readonly running = new Map<string, Promise<void>>();
   private readonly failures = new Map<string, { count: number; timer: Timer }>();
   /** SecretSyncs as our own status writes left them, until the cache has caught up. */
@@ -70,7 +71,7 @@ export class SyncController {
     this.cycleTimer?.cancel();
     for (const f of this.failures.values()) f.timer.cancel();
     this.failures.clear();
-    for (const p of this.pending.values()) for (const d of p.done) d();
+    for (const keys of this.pending.values()) for (const p of keys.values()) for (const d of p.done) d();
     this.pending.clear();
     await Promise.allSettled(this.running.values());
   }
@@ -126,11 +127,14 @@ export class SyncController {
   private schedule(key: string, values?: SecretSource): Promise<void> {
     if (!this.active) return Promise.resolve();
     return new Promise((resolve) => {
-      const p = this.pending.get(key) ?? { done: [] };
+      const ns = namespaceOf(key);
+      const keys = this.pending.get(ns) ?? new Map<string, Pending>();
+      const p = keys.get(key) ?? { done: [] };
       // The newest cycle's source: an older one holds values read before it.
       p.values = values ?? p.values;
       p.done.push(resolve);
-      this.pending.set(key, p);
+      keys.set(key, p);
+      this.pending.set(ns, keys);
       this.pumpSoon();
     });
   }
@@ -146,27 +150,33 @@ export class SyncController {
   }
 
   /**
-   * Starts what is pending, up to the limit. A namespace gets at most half the slots while
-   * another namespace waits: one team's slow or failing SecretSyncs cannot hold up the rest.
+   * Starts what is pending, up to the limit, one SecretSync per namespace in turn: one team's
+   * many, slow or failing SecretSyncs cannot hold up another's.
    */
   private pump(): void {
     const limit = this.deps.concurrency ?? 4;
-    const share = Math.max(1, Math.floor(limit / 2));
-    const busy = new Map<string, number>();
-    for (const key of this.running.keys()) busy.set(namespaceOf(key), (busy.get(namespaceOf(key)) ?? 0) + 1);
-    for (const fair of [true, false]) {
-      for (const [key, p] of this.pending) {
+    for (let started = true; started && this.running.size < limit;) {
+      started = false;
+      for (const [ns, keys] of this.pending) {
         if (this.running.size >= limit) return;
-        const ns = namespaceOf(key);
-        if (this.running.has(key) || (fair && (busy.get(ns) ?? 0) >= share)) continue;
-        busy.set(ns, (busy.get(ns) ?? 0) + 1);
-        this.begin(key, p);
+        let next: [string, Pending] | undefined;
+        for (const entry of keys) {
+          if (this.running.has(entry[0])) continue;
+          next = entry;
+          break;
+        }
+        if (!next) continue;
+        keys.delete(next[0]);
+        // To the back of the turn order.
+        this.pending.delete(ns);
+        if (keys.size > 0) this.pending.set(ns, keys);
+        this.begin(...next);
+        started = true;
       }
     }
   }
 
   private begin(key: string, p: Pending): void {
-    this.pending.delete(key);
     const run = this.run(key, p).finally(() => {
       this.running.delete(key);
       for (const d of p.done) d();
