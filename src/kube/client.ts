@@ -146,3 +146,20 @@ export function apiErrorText(err: unknown): string {
   }
   return reason || (e.code ? `HTTP ${e.code}` : (e.message ?? String(err)));
 }
+
+/** Per-call options that abort the call with `signal` (through client-node's own middleware). */
+export function abortableBy(signal: AbortSignal | undefined): k8s.ConfigurationOptions<k8s.ObservableMiddleware> {
+  if (!signal) return {};
+  return {
+    middleware: [
+      {
+        pre: (context) => {
+          context.setSignal(signal);
+          return new k8s.Observable(Promise.resolve(context));
+        },
+        post: (context) => new k8s.Observable(Promise.resolve(context)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  };
+}

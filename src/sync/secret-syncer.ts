@@ -111,15 +111,15 @@ export class SecretSyncer {
       result = await this.attempt(ss, values, signal);
     } catch (err) {
       if (!(err instanceof SyncError)) throw err;
-      await this.failed(ss, err);
+      if (!signal?.aborted) await this.failed(ss, err, signal);
       throw err;
     }
-    if (result.status) await this.writeStatus(ss, result.status);
+    if (result.status) await this.writeStatus(ss, result.status, signal);
     return result.result;
   }
 
-  private async writeStatus(ss: SecretSync, status: SecretSyncStatus): Promise<void> {
-    const after = await this.deps.status.write(ss, status);
+  private async writeStatus(ss: SecretSync, status: SecretSyncStatus, signal?: AbortSignal): Promise<void> {
+    const after = await this.deps.status.write(ss, status, signal);
     if (after) this.deps.onWritten?.(after);
   }
 
@@ -138,7 +138,7 @@ export class SecretSyncer {
       return { result: 'unchanged', status: { conditions: conditionsAfter(ss, ok(false), this.now()) } };
     }
     signal?.throwIfAborted();
-    const written = await step('write', () => this.deps.writer.write(ss, secret, !!ss.status?.syncHash));
+    const written = await step('write', () => this.deps.writer.write(ss, secret, !!ss.status?.syncHash, signal));
     const name = `${ss.metadata.namespace}/${ss.metadata.name}`;
     this.deps.log.info(`${written === 'created' ? 'Created' : 'Updated'} Secret of SecretSync`, { secretSync: name });
     this.event(ss, 'Normal', written === 'created' ? 'SecretCreated' : 'SecretUpdated', `Secret ${name} ${written}`);
@@ -198,7 +198,7 @@ export class SecretSyncer {
   }
 
   /** The failure in the conditions (unless they say it already) and an Event; the Secret stays as it was. */
-  private async failed(ss: SecretSync, err: SyncError): Promise<void> {
+  private async failed(ss: SecretSync, err: SyncError, signal?: AbortSignal): Promise<void> {
     const message = err.message;
     this.deps.log.warn('SecretSync failed', {
       secretSync: `${ss.metadata.namespace}/${ss.metadata.name}`,
@@ -210,7 +210,7 @@ export class SecretSyncer {
     const said = ready?.status === 'False' && ready.reason === err.reason && ready.message.startsWith(message);
     if (said && ready.observedGeneration === ss.metadata.generation) return;
     const conditions = conditionsAfter(ss, { ok: false, reason: err.reason, message }, this.now());
-    await this.writeStatus(ss, { conditions }).catch((e: unknown) =>
+    await this.writeStatus(ss, { conditions }, signal).catch((e: unknown) =>
       this.deps.log.warn('Recording a SecretSync failure in its status failed', { error: errorMessage(e) }),
     );
   }

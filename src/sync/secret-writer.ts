@@ -8,12 +8,10 @@ import * as k8s from '@kubernetes/client-node';
 import { ApiServerError, PreconditionError } from '../errors.js';
 import { refOf } from '../crds/secret-sync.js';
 import { SYNC_LABEL, type SecretSync } from '../crds/types.js';
-import { apiErrorText, apiStatus } from '../kube/client.js';
+import { abortableBy, apiErrorText, apiStatus } from '../kube/client.js';
 
 /** The Secret of that name is not this SecretSync's, or not of its type: it stays as it is. */
 export class SecretNotOwnedError extends PreconditionError {}
-
-const JSON_PATCH = k8s.setHeaderOptions('Content-Type', 'application/json-patch+json');
 
 export class SyncedSecretWriter {
   constructor(
@@ -22,23 +20,28 @@ export class SyncedSecretWriter {
   ) {}
 
   /** `synced`: a sync has written the Secret before, so it most likely exists (patch first). */
-  async write(ss: SecretSync, secret: k8s.V1Secret, synced: boolean): Promise<'created' | 'updated'> {
-    if (synced && (await this.patch(ss, secret))) return 'updated';
-    if (await this.create(ss, secret)) return 'created';
+  /** `signal` aborts the calls in flight (this replica stopped leading). */
+  async write(
+    ss: SecretSync,
+    secret: k8s.V1Secret,
+    synced: boolean,
+    signal?: AbortSignal,
+  ): Promise<'created' | 'updated'> {
+    if (synced && (await this.patch(ss, secret, signal))) return 'updated';
+    if (await this.create(ss, secret, signal)) return 'created';
     // It exists after all (made by someone in between): only the ownership-testing patch may change it.
-    if (await this.patch(ss, secret)) return 'updated';
+    if (await this.patch(ss, secret, signal)) return 'updated';
     // Created, then deleted between our two calls: the next sync tries again.
     throw new ApiServerError(`Secret ${ss.metadata.namespace}/${ss.metadata.name} came and went while it was written`);
   }
 
   /** False when the Secret already exists. */
-  private async create(ss: SecretSync, secret: k8s.V1Secret): Promise<boolean> {
+  private async create(ss: SecretSync, secret: k8s.V1Secret, signal?: AbortSignal): Promise<boolean> {
     try {
-      await this.core.createNamespacedSecret({
-        namespace: ss.metadata.namespace!,
-        body: secret,
-        fieldManager: this.fieldManager,
-      });
+      await this.core.createNamespacedSecret(
+        { namespace: ss.metadata.namespace!, body: secret, fieldManager: this.fieldManager },
+        abortableBy(signal),
+      );
       return true;
     } catch (err) {
       if (apiStatus(err) === 409) return false;
@@ -47,7 +50,7 @@ export class SyncedSecretWriter {
   }
 
   /** False when the Secret does not exist. */
-  private async patch(ss: SecretSync, secret: k8s.V1Secret): Promise<boolean> {
+  private async patch(ss: SecretSync, secret: k8s.V1Secret, signal?: AbortSignal): Promise<boolean> {
     const ops = [
       { op: 'test', path: `/metadata/labels/${SYNC_LABEL}`, value: '' },
       { op: 'test', path: '/metadata/ownerReferences/0/uid', value: ss.metadata.uid },
@@ -59,7 +62,7 @@ export class SyncedSecretWriter {
     try {
       await this.core.patchNamespacedSecret(
         { name: ss.metadata.name, namespace: ss.metadata.namespace!, body: ops, fieldManager: this.fieldManager },
-        JSON_PATCH,
+        k8s.setHeaderOptions('Content-Type', 'application/json-patch+json', abortableBy(signal)),
       );
       return true;
     } catch (err) {

@@ -3,19 +3,17 @@
 import * as k8s from '@kubernetes/client-node';
 import { SECRETSYNC_PLURAL, SYNC_GROUP, SYNC_VERSION, type SecretSync, type SecretSyncStatus } from '../crds/types.js';
 import { ApiServerError } from '../errors.js';
-import { apiErrorText, apiStatus } from '../kube/client.js';
-
-const MERGE_PATCH = k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json');
+import { abortableBy, apiErrorText, apiStatus } from '../kube/client.js';
 
 export interface StatusWriter {
   /** The SecretSync after the write; undefined when it is gone. */
-  write(ss: SecretSync, status: SecretSyncStatus): Promise<SecretSync | undefined>;
+  write(ss: SecretSync, status: SecretSyncStatus, signal?: AbortSignal): Promise<SecretSync | undefined>;
 }
 
 export class SecretSyncStatusWriter implements StatusWriter {
   constructor(private readonly custom: k8s.CustomObjectsApi) {}
 
-  async write(ss: SecretSync, status: SecretSyncStatus): Promise<SecretSync | undefined> {
+  async write(ss: SecretSync, status: SecretSyncStatus, signal?: AbortSignal): Promise<SecretSync | undefined> {
     try {
       return (await this.custom.patchNamespacedCustomObjectStatus(
         {
@@ -23,7 +21,7 @@ export class SecretSyncStatusWriter implements StatusWriter {
           ...{ namespace: ss.metadata.namespace!, name: ss.metadata.name },
           body: { status },
         },
-        MERGE_PATCH,
+        k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json', abortableBy(signal)),
       )) as SecretSync;
     } catch (err) {
       if (apiStatus(err) === 404) return undefined;
