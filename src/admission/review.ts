@@ -6,7 +6,8 @@
 import type * as k8s from '@kubernetes/client-node';
 import { parseSecretObjects, parseUsePodIdentity, type SecretObject } from '../crds/objects.js';
 import { desiredSecret } from '../crds/secret-objects.js';
-import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, type SecretProviderClass } from '../crds/types.js';
+import { checkSecretSyncSpec } from '../crds/secret-sync.js';
+import { ALLOW_LIST_ANNOTATION, BUILTIN_PROVIDER, type SecretProviderClass, type SecretSync } from '../crds/types.js';
 import { errorMessage } from '../errors.js';
 import { allowedNames, checkAllowList } from '../access/allow-list.js';
 import {
@@ -157,4 +158,17 @@ export async function reviewServiceAccount(
     allowed: true,
     warnings: unpermitted ? [`${ref}: ${permitWarning(unpermitted, ctx.namespacePolicy)}`] : [],
   };
+}
+
+/**
+ * A SecretSync: what the sync controller would refuse whatever its SPC holds (token types,
+ * ownership keys, a spec over its budget), refused at apply with the controller's message.
+ */
+export function reviewSecretSync(ss: SecretSync): Verdict {
+  try {
+    checkSecretSyncSpec(ss);
+    return { allowed: true, warnings: [] };
+  } catch (err) {
+    return refuse(err);
+  }
 }

@@ -9,15 +9,15 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type * as k8s from '@kubernetes/client-node';
 import { Counter, Histogram, Registry } from 'prom-client';
-import type { SecretProviderClass } from '../crds/types.js';
+import type { SecretProviderClass, SecretSync } from '../crds/types.js';
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import { reviewServiceAccount, reviewSpc, type SpcReviewContext, type Verdict } from './review.js';
+import { reviewSecretSync, reviewServiceAccount, reviewSpc, type SpcReviewContext, type Verdict } from './review.js';
 import { readBody } from '../util/read-body.js';
 
 /** The API server sends whole objects; an SPC or ServiceAccount is far smaller than this. */
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
-const REVIEWED_KINDS = new Set(['SecretProviderClass', 'ServiceAccount']);
+const REVIEWED_KINDS = new Set(['SecretProviderClass', 'ServiceAccount', 'SecretSync']);
 
 interface AdmissionRequest {
   uid: string;
@@ -167,6 +167,8 @@ export class AdmissionServer {
       } else if (kind === 'ServiceAccount') {
         const [sa, old] = [request.object, request.oldObject] as (k8s.V1ServiceAccount | undefined)[];
         verdict = await reviewServiceAccount(sa!, this.opts.context, old ?? undefined);
+      } else if (kind === 'SecretSync' && (request.operation === 'CREATE' || request.operation === 'UPDATE')) {
+        verdict = reviewSecretSync(request.object as SecretSync);
       } else {
         verdict = { allowed: true, warnings: [] };
       }

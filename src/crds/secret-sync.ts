@@ -48,11 +48,15 @@ export function refOf(ss: SecretSync): string {
   return `SecretSync ${ss.metadata.namespace}/${ss.metadata.name}`;
 }
 
-/** The Secret the SecretSync describes, built from its SPC's files: same name and namespace, owned by it. */
-export function syncedSecretOf(ss: SecretSync, files: ReadonlyMap<string, Buffer>): k8s.V1Secret {
+/**
+ * What a SecretSync may not ask for, whatever its SPC holds: also what the webhook refuses at
+ * `kubectl apply`. Returns its Secret's type.
+ */
+export function checkSecretSyncSpec(ss: SecretSync): string {
   const where = refOf(ss);
-  const bytes = (ss.spec as { specBytes?: number }).specBytes;
-  if (bytes !== undefined) {
+  // The cache keeps only the size of a spec over the limit; the webhook sees the whole spec.
+  const bytes = (ss.spec as { specBytes?: number }).specBytes ?? Buffer.byteLength(JSON.stringify(ss.spec ?? {}));
+  if (bytes > MAX_SPEC_BYTES) {
     throw new InvalidSecretSyncError(
       `${where}: spec is ${bytes} bytes, more than the ${MAX_SPEC_BYTES} the controller reads; make spec.secretObject's labels and annotations smaller`,
     );
@@ -78,6 +82,14 @@ export function syncedSecretOf(ss: SecretSync, files: ReadonlyMap<string, Buffer
       );
     }
   }
+  return type;
+}
+
+/** The Secret the SecretSync describes, built from its SPC's files: same name and namespace, owned by it. */
+export function syncedSecretOf(ss: SecretSync, files: ReadonlyMap<string, Buffer>): k8s.V1Secret {
+  const where = refOf(ss);
+  const type = checkSecretSyncSpec(ss);
+  const object = ss.spec.secretObject;
   const data: Record<string, string> = {};
   for (const [i, d] of object.data.entries()) {
     const file = files.get(d.sourcePath);

@@ -124,8 +124,8 @@ export class WebhookHarness {
       timeoutSeconds: 5,
       namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } },
     };
-    const rule = (apiGroups: string[], resources: string[]) => [
-      { apiGroups, apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources },
+    const rule = (apiGroups: string[], resources: string[], apiVersions = ['v1']) => [
+      { apiGroups, apiVersions, operations: ['CREATE', 'UPDATE'], resources },
     ];
     return {
       apiVersion: 'admissionregistration.k8s.io/v1',
@@ -139,6 +139,11 @@ export class WebhookHarness {
           matchConditions: [
             { name: 'provider-cce', expression: "has(object.spec.provider) && object.spec.provider == 'cce'" },
           ],
+        },
+        {
+          name: 'secretsyncs.cce-secrets-manager.io',
+          ...common,
+          rules: rule(['secret-sync.x-k8s.io'], ['secretsyncs'], ['v1alpha1']),
         },
         {
           name: 'serviceaccounts.cce-secrets-manager.io',

@@ -110,6 +110,12 @@ it('renders nothing of the controller by default, and refuses its policies where
   const older = await helm('template', 'csm', chartDir, '--kube-version', '1.29.0', '--set', 'sync.enabled=true');
   assert.equal(current.code, 0, current.err);
   assert.equal(current.out.match(/kind: ValidatingAdmissionPolicy\n/g)?.length, 3);
+  // The webhook reviews SecretSyncs too.
+  assert.match(
+    current.out,
+    /apiGroups: \[secret-sync\.x-k8s\.io\], apiVersions: \[v1alpha1\], operations: \[CREATE, UPDATE\], resources: \[secretsyncs\]/,
+  );
+  assert.doesNotMatch(plain.out, /resources: \[secretsyncs\]/);
   assert.notEqual(older.code, 0);
   assert.match(older.err, /sync\.admissionPolicies needs ValidatingAdmissionPolicy \(Kubernetes 1\.30\+\)/);
   const opted = await helm(

@@ -123,6 +123,32 @@ it('refuses a malformed allow-list annotation on a ServiceAccount, and passes ot
   assert.equal(apply(vault).ok, true);
 });
 
+it("refuses a SecretSync the sync controller would refuse, with the controller's message", () => {
+  const sync = (name: string, secretObject: Record<string, unknown>) => ({
+    apiVersion: 'secret-sync.x-k8s.io/v1alpha1',
+    kind: 'SecretSync',
+    metadata: { name, namespace: ns },
+    spec: {
+      serviceAccountName: 'app',
+      secretProviderClassName: 'db',
+      secretObject: { data: [{ sourcePath: 'pw', targetKey: 'pw' }], ...secretObject },
+    },
+  });
+  const token = apply(sync('token', { type: 'kubernetes.io/service-account-token' }));
+  assert.equal(token.ok, false);
+  assert.match(
+    token.out,
+    /spec\.secretObject\.type kubernetes\.io\/service-account-token is a type Kubernetes fills with a token/,
+  );
+  const posing = apply(sync('posing', { labels: { 'secrets-store.csi.k8s.io/managed': 'true' } }));
+  assert.equal(posing.ok, false);
+  assert.match(posing.out, /labels sets "secrets-store\.csi\.k8s\.io\/managed", which marks who owns a Secret/);
+  const padded = apply(sync('padded', { annotations: { pad: 'x'.repeat(200_000) } }));
+  assert.equal(padded.ok, false);
+  assert.match(padded.out, /spec is \d+ bytes, more than the 131072 the controller reads/);
+  assert.ok(apply(sync('fine', {})).ok);
+});
+
 it('counts its decisions in /metrics', async () => {
   const text = await hook.get('/metrics');
   const refused = /admission_reviews_total\{kind="SecretProviderClass",result="refused"\} (\d+)/.exec(text);
