@@ -88,7 +88,11 @@ async function measure(emulator: EmulatorProcess, n: number, d: number): Promise
   const ns = await createNamespace(`bench-sync-${n}-${d}`);
   const controller = new SyncProcess({
     csmsEndpoint: emulator.url,
-    extraArgs: [`--rotation-poll-interval=${INTERVAL_S}s`, '--namespace-policy=off'],
+    extraArgs: [
+      `--rotation-poll-interval=${INTERVAL_S}s`,
+      '--namespace-policy=off',
+      ...(process.env.BENCH_SYNC_ARGS ?? '').split(' ').filter(Boolean),
+    ],
   });
   try {
     await createServiceAccount(

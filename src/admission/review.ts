@@ -3,6 +3,7 @@
 // message a pod would get later; and warnings for what is allowed but will not work as meant.
 // Under the namespace policy, what the Namespace permit does not cover is refused (enforce)
 // or warned about (audit).
+import { isDeepStrictEqual } from 'node:util';
 import type * as k8s from '@kubernetes/client-node';
 import { parseSecretObjects, parseUsePodIdentity, type SecretObject } from '../crds/objects.js';
 import { desiredSecret } from '../crds/secret-objects.js';
@@ -164,7 +165,12 @@ export async function reviewServiceAccount(
  * A SecretSync: what the sync controller would refuse whatever its SPC holds (token types,
  * ownership keys, a spec over its budget), refused at apply with the controller's message.
  */
-export function reviewSecretSync(ss: SecretSync): Verdict {
+export function reviewSecretSync(ss: SecretSync, old?: SecretSync): Verdict {
+  // A SecretSync stored before (an older release, the webhook down) stays editable and
+  // deletable: only a new or changed spec is held to the rules.
+  if (ss.metadata?.deletionTimestamp || (old && isDeepStrictEqual(ss.spec, old.spec))) {
+    return { allowed: true, warnings: [] };
+  }
   try {
     checkSecretSyncSpec(ss);
     return { allowed: true, warnings: [] };

@@ -168,7 +168,7 @@ export class AdmissionServer {
         const [sa, old] = [request.object, request.oldObject] as (k8s.V1ServiceAccount | undefined)[];
         verdict = await reviewServiceAccount(sa!, this.opts.context, old ?? undefined);
       } else if (kind === 'SecretSync' && (request.operation === 'CREATE' || request.operation === 'UPDATE')) {
-        verdict = reviewSecretSync(request.object as SecretSync);
+        verdict = reviewSecretSync(request.object as SecretSync, request.oldObject as SecretSync | undefined);
       } else {
         verdict = { allowed: true, warnings: [] };
       }

@@ -17,7 +17,7 @@ import {
   VOLUME_FLAGS,
   volumeLimits,
 } from '../config.js';
-import { flagHelp, parseFlags, required, duration, boolean, text } from '../flags.js';
+import { flagHelp, parseFlags, required, duration, boolean, text, wholeNumber } from '../flags.js';
 import { loadKubeConfig } from '../kube/client.js';
 import { EventRecorder } from '../kube/events.js';
 import { createLogger, type Logger } from '../log.js';
@@ -77,6 +77,17 @@ const SYNC_FLAGS = {
     default: '',
     help: "this replica's name in the Lease (default: host name and a random suffix)",
     parse: text(),
+  },
+  concurrency: {
+    name: 'concurrency',
+    metavar: 'N',
+    default: '4',
+    help: 'SecretSyncs synced at a time, one namespace in turn (BENCHMARKS.md)',
+    parse: (value: string | undefined, flag: string) => {
+      const n = wholeNumber(value, flag);
+      if (n < 1 || n > 64) throw new ConfigError(`${flag} "${value}" must be between 1 and 64`);
+      return n;
+    },
   },
   metricsAddr: { ...SERVE_FLAGS.metricsAddr, default: ':8096' },
   kubeconfig: SERVE_FLAGS.kubeconfig,
@@ -156,6 +167,7 @@ function build(o: SyncValues, log: Logger, metrics: SyncMetrics) {
     source,
     // Without rotation a SecretSync syncs on changes only; the cycle then comes once a day.
     intervalMs: o.rotationEnabled ? o.rotationIntervalMs : 24 * 3_600_000,
+    concurrency: o.concurrency,
     metrics,
     log,
   });

@@ -54,8 +54,9 @@ export function refOf(ss: SecretSync): string {
  */
 export function checkSecretSyncSpec(ss: SecretSync): string {
   const where = refOf(ss);
+  if (!ss.spec) throw new InvalidSecretSyncError(`${where}: spec is missing`);
   // The cache keeps only the size of a spec over the limit; the webhook sees the whole spec.
-  const bytes = (ss.spec as { specBytes?: number }).specBytes ?? Buffer.byteLength(JSON.stringify(ss.spec ?? {}));
+  const bytes = (ss.spec as { specBytes?: number }).specBytes ?? Buffer.byteLength(JSON.stringify(ss.spec));
   if (bytes > MAX_SPEC_BYTES) {
     throw new InvalidSecretSyncError(
       `${where}: spec is ${bytes} bytes, more than the ${MAX_SPEC_BYTES} the controller reads; make spec.secretObject's labels and annotations smaller`,

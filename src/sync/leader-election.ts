@@ -88,15 +88,18 @@ export class LeaderElection {
     const leadDone = lead(leading.signal);
     let outcome: 'stopped' | 'lost' = 'stopped';
     let renewedAt = this.clock.now();
-    const ended = aborted(leading.signal);
     while (!leading.signal.aborted) {
-      await Promise.race([delay(this.clock, this.timing.retryPeriodMs), ended]);
+      await waitOrAbort(this.clock, this.timing.retryPeriodMs, leading.signal);
       if (leading.signal.aborted) break;
       // The deadline holds even while a renew call hangs: past it this process stops leading.
       const left = Math.max(0, this.timing.renewDeadlineMs - (this.clock.now() - renewedAt));
-      const late = delay(this.clock, left).then(() => false);
-      if (await Promise.race([this.tryAcquireOrRenew(), late])) renewedAt = this.clock.now();
-      else if (this.clock.now() - renewedAt >= this.timing.renewDeadlineMs) {
+      const deadline = waitOrAbort(this.clock, left, leading.signal).then(() =>
+        leading.signal.aborted ? ('stopped' as const) : ('late' as const),
+      );
+      const renewed = await Promise.race([this.tryAcquireOrRenew(), deadline]);
+      if (renewed === true) renewedAt = this.clock.now();
+      else if (renewed === 'stopped' || stop.aborted) break;
+      else if (renewed === 'late' || this.clock.now() - renewedAt >= this.timing.renewDeadlineMs) {
         outcome = 'lost';
         this.opts.log.error('Lost the leader Lease: it could not be renewed in time; syncing stops', {
           lease: `${this.opts.namespace}/${this.opts.name}`,
@@ -207,6 +210,16 @@ export class LeaderElection {
   }
 }
 
-function aborted(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+/** Resolves after `ms`, or at once when `signal` aborts; leaves no timer or listener behind. */
+function waitOrAbort(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      timer.cancel();
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = clock.after(ms, done);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

@@ -7,6 +7,7 @@
 import type * as k8s from '@kubernetes/client-node';
 import { checkNamespacePermit, auditMessage, type NamespacePolicy } from '../access/namespace-permit.js';
 import {
+  checkSecretSyncSpec,
   conditionsAfter,
   InvalidSecretSyncError,
   refOf,
@@ -129,6 +130,8 @@ export class SecretSyncer {
     signal?: AbortSignal,
   ): Promise<{ result: SyncResult; status?: SecretSyncStatus }> {
     const step = stepIn(signal);
+    // Before any read: what no SPC could make right.
+    await step('check', () => checkSecretSyncSpec(ss));
     const secret = await this.desired(ss, values, step, signal);
     const hash = syncHash(this.deps.hashKey, ss, secret);
     const ok = (created: boolean): SyncOutcome => ({ ok: true, created });

@@ -79,8 +79,9 @@ export class SyncView {
     });
     // Only a change of what a sync reads makes work: a tenant touching metadata makes none.
     this.spcs.onChange((spc) => {
-      const { namespace, name, generation } = spc.metadata;
-      if (this.changedInput(`spc/${namespace}/${name}`, String(generation))) hooks.onInput(namespace!, { spc: name });
+      const { namespace, name, uid, generation } = spc.metadata;
+      if (this.changedInput(`spc/${namespace}/${name}`, `${uid}/${generation}`))
+        hooks.onInput(namespace!, { spc: name });
     });
     this.serviceAccounts.onChange((sa) => {
       const { namespace, name, annotations } = sa.metadata!;

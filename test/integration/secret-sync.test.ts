@@ -284,7 +284,9 @@ describe('a SecretSync is refused', () => {
     assert.match(ready(ss).message, new RegExp(`Namespace ${ns} does not permit CSMS secret "other"`));
     assert.equal(await readSecret(ns, 'other'), undefined);
   });
+});
 
+describe('a SecretSync is refused for its own spec', () => {
   it('for a Secret type Kubernetes fills with a token', async () => {
     await createSync(
       ns,
@@ -298,6 +300,17 @@ describe('a SecretSync is refused', () => {
     const ss = await waitReady(ns, 'token', 'False', 'UserInputValidationFailed');
     assert.match(ready(ss).message, /kubernetes\.io\/service-account-token is a type Kubernetes fills with a token/);
     assert.equal(await readSecret(ns, 'token'), undefined);
+  });
+
+  it('for a spec over what the controller keeps, before reading anything', async () => {
+    await createSync(
+      ns,
+      secretSync('padded', 'db', 'app', {
+        secretObject: { data: [{ sourcePath: 'password', targetKey: 'p' }], annotations: { pad: 'x'.repeat(200_000) } },
+      }),
+    );
+    const ss = await waitReady(ns, 'padded', 'False', 'UserInputValidationFailed');
+    assert.match(ready(ss).message, /spec is \d+ bytes, more than the 131072 the controller reads/);
   });
 
   it('for a sourcePath that is no file of the SPC, naming the files there are', async () => {

@@ -2,8 +2,13 @@
 // what passes, and what only warns.
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { reviewServiceAccount, reviewSpc, type SpcReviewContext } from '../../src/admission/review.js';
-import type { SecretProviderClass } from '../../src/crds/types.js';
+import {
+  reviewSecretSync,
+  reviewServiceAccount,
+  reviewSpc,
+  type SpcReviewContext,
+} from '../../src/admission/review.js';
+import type { SecretProviderClass, SecretSync } from '../../src/crds/types.js';
 import { PreconditionError } from '../../src/errors.js';
 
 const spc = (objects: string, provider = 'cce', extra = {}): SecretProviderClass => ({
@@ -133,4 +138,28 @@ it('refuses a usePodIdentity that is neither "true" nor "false" at apply, as a m
   const v = await reviewSpc(withParam('yes'), ctx());
   assert.equal(v.allowed, false);
   assert.match(v.message ?? '', /spec\.parameters\.usePodIdentity must be "true" or "false", got "yes"/);
+});
+
+it('holds a new or changed SecretSync spec to the rules, and lets a stored one be edited and deleted', () => {
+  const sync = (type: string, extra: Partial<SecretSync['metadata']> = {}): SecretSync => ({
+    metadata: { name: 'db', namespace: 'shop', ...extra },
+    spec: {
+      secretProviderClassName: 'db',
+      serviceAccountName: 'app',
+      secretObject: { type, data: [{ sourcePath: 'pw', targetKey: 'pw' }] },
+    },
+  });
+  const bad = sync('kubernetes.io/service-account-token');
+  assert.equal(reviewSecretSync(bad).allowed, false);
+  assert.equal(reviewSecretSync(bad, sync('Opaque')).allowed, false, 'a spec changed to a refused one');
+  assert.equal(reviewSecretSync({ ...bad, metadata: { ...bad.metadata, labels: { a: 'b' } } }, bad).allowed, true);
+  assert.equal(
+    reviewSecretSync(sync('kubernetes.io/service-account-token', { deletionTimestamp: 'now' }), bad).allowed,
+    true,
+  );
+  assert.match(
+    reviewSecretSync({ metadata: { name: 'x', namespace: 'shop' } } as SecretSync).message!,
+    /spec is missing/,
+  );
+  assert.equal(reviewSecretSync(sync('Opaque')).allowed, true);
 });
