@@ -23,6 +23,8 @@ const SIZES: [number, number][] = (process.env.BENCH_SYNC_SIZES ?? '100x10,500x1
   .split(',')
   .map((s) => s.split('x').map(Number) as [number, number]);
 const INTERVAL_S = 5;
+/** BENCH_SYNC_ARGS: more flags for the controller, e.g. --concurrency=16. */
+const EXTRA_ARGS = (process.env.BENCH_SYNC_ARGS ?? '').split(' ').filter(Boolean);
 const WRITTEN = ['secrets', 'secretsyncs'];
 
 /** Creates and patches: the controller's writes (a namespace another size left is deleted meanwhile). */
@@ -88,11 +90,7 @@ async function measure(emulator: EmulatorProcess, n: number, d: number): Promise
   const ns = await createNamespace(`bench-sync-${n}-${d}`);
   const controller = new SyncProcess({
     csmsEndpoint: emulator.url,
-    extraArgs: [
-      `--rotation-poll-interval=${INTERVAL_S}s`,
-      '--namespace-policy=off',
-      ...(process.env.BENCH_SYNC_ARGS ?? '').split(' ').filter(Boolean),
-    ],
+    extraArgs: [`--rotation-poll-interval=${INTERVAL_S}s`, '--namespace-policy=off', ...EXTRA_ARGS],
   });
   try {
     await createServiceAccount(
