@@ -184,6 +184,7 @@ it('helm install: the DaemonSet pod runs the image, registers itself with kubele
       rotation_poll_interval: '1m',
       namespacePolicy: 'enforce',
       webhook: { replicas: 1 },
+      sync: { enabled: true, replicas: 1 },
     }),
   );
   await helm('install', 'cce-secrets-manager', chart, '-n', RELEASE_NS, '-f', values, '--wait', '--timeout', '4m');
@@ -289,6 +290,39 @@ it('rotation reaches the file as the container sees it', async () => {
   emulator.store.addVersion('db_password', { secret_string: 'second-password' });
   // rotation_poll_interval is 1m, the chart's shortest.
   await shows('reader', 'file: second-password', 150_000);
+});
+
+it('the SecretSync Deployment runs the image and keeps a Secret in step with no pod mounting it', async () => {
+  await apply(`
+apiVersion: secret-sync.x-k8s.io/v1alpha1
+kind: SecretSync
+metadata: {name: shop-sync, namespace: ${APP_NS}}
+spec:
+  serviceAccountName: shop
+  secretProviderClassName: shop
+  secretObject:
+    data: [{sourcePath: db_password, targetKey: password}]
+`);
+  await until('the synced Secret', async () => {
+    const out = await kubectl('get', 'secret', 'shop-sync', '-n', APP_NS, '-o', 'jsonpath={.data.password}');
+    return Buffer.from(out, 'base64').toString() === 'second-password';
+  });
+  const pods = JSON.parse(
+    await kubectl('get', 'pods', '-n', RELEASE_NS, '-l', 'app.kubernetes.io/component=sync', '-o', 'json'),
+  ) as { items: PodJson[] };
+  assert.equal(pods.items.length, 1);
+  assert.ok(ready(pods.items[0]), 'the sync pod is Ready');
+  assert.equal(pods.items[0].status.containerStatuses?.[0]?.restartCount, 0);
+  const lease = await kubectl(
+    'get',
+    'lease',
+    'cce-secrets-manager-sync',
+    '-n',
+    RELEASE_NS,
+    '-o',
+    'jsonpath={.spec.holderIdentity}',
+  );
+  assert.equal(lease, pods.items[0].metadata.name);
 });
 
 it('helm upgrade rolls the driver pod; the app pod keeps its files and keeps rotating, and nothing is left behind', async () => {
