@@ -9,10 +9,10 @@ import {
   createNamespace,
   createServiceAccount,
   createSpc,
-  custom,
   deleteNamespace,
   eventually,
 } from '../test/helpers/cluster.js';
+import { createSecretSync, secretSyncManifest } from '../test/helpers/secret-syncs.js';
 import { SyncProcess } from '../test/helpers/sync-process.js';
 import { TEST_CREDS, TEST_PROJECT_ID } from '../test/helpers/with-driver.js';
 import { apiWritesOf } from './api-writes.js';
@@ -41,9 +41,9 @@ async function cycles(c: SyncProcess): Promise<{ count: number; seconds: number 
   };
 }
 
-/** Waits for the next full cycle to end; returns its duration in ms. */
-async function nextCycle(c: SyncProcess): Promise<number> {
-  const before = await cycles(c);
+/** Waits for a cycle to end after the count `before` (default: now); returns its mean duration in ms. */
+async function cycleAfter(c: SyncProcess, before?: { count: number; seconds: number }): Promise<number> {
+  before ??= await cycles(c);
   const done = await eventually(
     'a cycle to end',
     async () => {
@@ -69,19 +69,8 @@ async function createSyncs(ns: string, n: number, d: number): Promise<void> {
     Array.from({ length: n }, (_, i) => i),
     16,
     async (i) => {
-      await custom.createNamespacedCustomObject({
-        ...{ group: 'secret-sync.x-k8s.io', version: 'v1alpha1', plural: 'secretsyncs', namespace: ns },
-        body: {
-          apiVersion: 'secret-sync.x-k8s.io/v1alpha1',
-          kind: 'SecretSync',
-          metadata: { name: `sync-${i}` },
-          spec: {
-            serviceAccountName: 'app',
-            secretProviderClassName: `spc-${i % d}`,
-            secretObject: { data: [{ sourcePath: `s${i % d}`, targetKey: 'v' }] },
-          },
-        },
-      });
+      const data = [{ sourcePath: `s${i % d}`, targetKey: 'v' }];
+      await createSecretSync(ns, secretSyncManifest(`sync-${i}`, `spc-${i % d}`, 'app', { data }));
     },
   );
 }
@@ -109,9 +98,9 @@ async function measure(emulator: EmulatorProcess, n: number, d: number): Promise
     await eventually('every Secret', async () => ((await holding(ns, tag)) === n ? true : undefined), 300_000);
     const firstSync = (performance.now() - t0) / 1000;
     // A cycle that may have overlapped the creates, then one with nothing changed.
-    await nextCycle(controller);
+    await cycleAfter(controller);
     const [calls0, writes0] = [await emulator.total(), await writes()];
-    const quiet = await nextCycle(controller);
+    const quiet = await cycleAfter(controller);
     const quietCalls = (await emulator.total()) - calls0;
     const quietWrites = (await writes()) - writes0;
     // Every secret changes at once; the clock runs from the change to the last Secret written.
@@ -125,11 +114,7 @@ async function measure(emulator: EmulatorProcess, n: number, d: number): Promise
     );
     const reached = (performance.now() - t1) / 1000;
     // That cycle's time; its status writes are done when it ends.
-    const cycles2 = await eventually('the cycle to end', async () => {
-      const c = await cycles(controller);
-      return c.count > cycles1.count ? c : undefined;
-    });
-    const changeCycle = ((cycles2.seconds - cycles1.seconds) / (cycles2.count - cycles1.count)) * 1000;
+    const changeCycle = await cycleAfter(controller, cycles1);
     const changeWrites = (await writes()) - writes1;
     const rss = controller.pid ? rssMiB(controller.pid) : NaN;
     return [

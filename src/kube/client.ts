@@ -109,6 +109,31 @@ export function continueToken(list: { metadata?: { _continue?: string; continue?
   return list.metadata?._continue || list.metadata?.continue || undefined;
 }
 
+type Page<T> = { items: T[]; metadata?: { resourceVersion?: string; _continue?: string; continue?: string } };
+
+/**
+ * A whole list for a cache, read in pages of at most PAGE_LIMIT objects, each object trimmed
+ * by `keep` as soon as its page arrives: a page is budgeted at its limit times the object
+ * limit, and however large a namespace user made their objects, at most one page of them is
+ * held whole. Every page is the same snapshot: the first one's resourceVersion is the list's.
+ */
+export async function pagedList<T>(
+  page: (limit: number, token: string | undefined) => Promise<Page<T>>,
+  keep: (obj: T) => T,
+): Promise<{ items: T[]; metadata: { resourceVersion?: string } }> {
+  const items: T[] = [];
+  let resourceVersion: string | undefined;
+  let token: string | undefined;
+  do {
+    const p = await page(PAGE_LIMIT, token);
+    resourceVersion ??= p.metadata?.resourceVersion;
+    items.push(...p.items.map(keep));
+    token = continueToken(p);
+  } while (token);
+  return { items, metadata: { resourceVersion } };
+}
+const PAGE_LIMIT = 10;
+
 /** The annotations of the object `read` fetches; undefined when it does not exist. */
 export async function annotationsOf(
   what: string,

@@ -17,7 +17,7 @@ import {
 import type { Logger } from '../log.js';
 import { ResourceCache } from './cache.js';
 import { isPartial, podFields } from './pod-fields.js';
-import { apiErrorText, continueToken } from './client.js';
+import { apiErrorText, continueToken, pagedList } from './client.js';
 import { SpcCensus } from './spc-census.js';
 import { watchFn } from './scope-watch.js';
 import { readExplained, watchedNamespaces, watchedServiceAccounts, watchedSpcs } from './watched-kinds.js';
@@ -116,18 +116,11 @@ export class KubeView {
    * This node's pods in small pages, each trimmed as soon as it arrives: a page holds at
    * most ten pods, however large their namespaces' users made them.
    */
-  private async listPods(fieldSelector: string): Promise<k8s.V1PodList> {
-    const items: k8s.V1Pod[] = [];
-    let resourceVersion: string | undefined;
-    let token: string | undefined;
-    do {
-      const page = await this.core.listPodForAllNamespaces({ fieldSelector, limit: 10, _continue: token });
-      // Every page of a paged list is the same snapshot: the first one's version is the list's.
-      resourceVersion ??= page.metadata?.resourceVersion;
-      items.push(...page.items.map(podFields));
-      token = continueToken(page);
-    } while (token);
-    return { items, metadata: { resourceVersion } };
+  private listPods(fieldSelector: string): Promise<k8s.V1PodList> {
+    return pagedList(
+      (limit, token) => this.core.listPodForAllNamespaces({ fieldSelector, limit, _continue: token }),
+      podFields,
+    );
   }
 
   private get watched() {

@@ -61,9 +61,12 @@ export class LeaderElection {
   /** The last record seen of another holder, and when (our clock) it was first seen so. */
   private observed?: { record: string; at: number };
   private lease?: Lease;
+  /** The Lease's place, as every call names it. */
+  private readonly where: typeof LEASES & { namespace: string; name: string };
 
   constructor(private readonly opts: LeaderElectionOptions) {
     this.timing = opts.timing ?? DEFAULT_LEASE_TIMING;
+    this.where = { ...LEASES, namespace: opts.namespace, name: opts.name };
     this.clock = opts.clock ?? systemClock;
   }
 
@@ -144,9 +147,7 @@ export class LeaderElection {
       };
       // The resourceVersion makes this a compare-and-swap: two candidates cannot both win.
       this.lease = (await this.opts.custom.replaceNamespacedCustomObject({
-        ...LEASES,
-        namespace: this.opts.namespace,
-        name: this.opts.name,
+        ...this.where,
         body: next,
       })) as Lease;
       this.observed = undefined;
@@ -161,11 +162,7 @@ export class LeaderElection {
 
   private async read(): Promise<Lease | undefined> {
     try {
-      return (await this.opts.custom.getNamespacedCustomObject({
-        ...LEASES,
-        namespace: this.opts.namespace,
-        name: this.opts.name,
-      })) as Lease;
+      return (await this.opts.custom.getNamespacedCustomObject(this.where)) as Lease;
     } catch (err) {
       if (apiStatus(err) === 404) return undefined;
       throw err;
@@ -196,9 +193,7 @@ export class LeaderElection {
     if (!this.lease) return;
     try {
       await this.opts.custom.replaceNamespacedCustomObject({
-        ...LEASES,
-        namespace: this.opts.namespace,
-        name: this.opts.name,
+        ...this.where,
         body: { ...this.lease, spec: { ...this.lease.spec, holderIdentity: '', leaseDurationSeconds: 1 } },
       });
       this.opts.log.info('Released the leader Lease');

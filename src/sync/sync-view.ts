@@ -15,7 +15,7 @@ import {
 } from '../crds/types.js';
 import { MAX_SPEC_BYTES } from '../crds/secret-sync.js';
 import { ResourceCache } from '../kube/cache.js';
-import { continueToken } from '../kube/client.js';
+import { pagedList } from '../kube/client.js';
 import { watchFn } from '../kube/scope-watch.js';
 import { watchedNamespaces, watchedServiceAccounts, watchedSpcs } from '../kube/watched-kinds.js';
 import type { WatchedObjects } from '../kube/watched-objects.js';
@@ -131,21 +131,10 @@ export class SyncView {
   private async list(
     custom: k8s.CustomObjectsApi,
   ): Promise<k8s.KubernetesListObject<SecretSync & k8s.KubernetesObject>> {
-    const items: SecretSync[] = [];
-    let resourceVersion: string | undefined;
-    let token: string | undefined;
-    do {
-      const page = (await custom.listClusterCustomObject({
-        ...{ group: SYNC_GROUP, version: SYNC_VERSION, plural: SECRETSYNC_PLURAL },
-        // A page is budgeted at limit × the object limit: small pages keep that peak low.
-        limit: 10,
-        _continue: token,
-      })) as { items: SecretSync[]; metadata?: { resourceVersion?: string; continue?: string } };
-      resourceVersion ??= page.metadata?.resourceVersion;
-      items.push(...page.items.map(kept));
-      token = continueToken(page);
-    } while (token);
-    return { items, metadata: { resourceVersion } } as never;
+    const api = { group: SYNC_GROUP, version: SYNC_VERSION, plural: SECRETSYNC_PLURAL };
+    const page = (limit: number, token: string | undefined) =>
+      custom.listClusterCustomObject({ ...api, limit, _continue: token }) as Promise<{ items: SecretSync[] }>;
+    return (await pagedList(page, kept)) as never;
   }
 
   /** The SecretSync as now kept, if it still exists. */

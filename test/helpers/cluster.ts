@@ -215,6 +215,22 @@ export async function readSecret(namespace: string, name: string) {
   }
 }
 
+/** One key of a Secret's data, decoded; undefined when the Secret or the key is missing. */
+export async function secretValue(namespace: string, name: string, key: string): Promise<string | undefined> {
+  const value = (await readSecret(namespace, name))?.data?.[key];
+  return value === undefined ? undefined : Buffer.from(value, 'base64').toString();
+}
+
+/** A kubeconfig at `path` for the test API server with a token of ServiceAccount namespace/name. */
+export async function serviceAccountKubeconfig(namespace: string, name: string, path: string): Promise<string> {
+  const token = (await kubectl('create', 'token', name, '-n', namespace)).trim();
+  writeFileSync(
+    path,
+    `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${kc.getCurrentCluster()!.server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: "${token}"}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`,
+  );
+  return path;
+}
+
 export const chartDir = resolve(import.meta.dirname, '../../../charts/cce-secrets-manager');
 
 /** Runs the tools cache's helm; a failure is returned (code, output), not thrown. */

@@ -89,9 +89,7 @@ export class DriverProcess {
 
   /** http://host:port of /metrics, /healthz and /readyz, from the driver's log. */
   get opsUrl(): string {
-    const m = /"Serving metrics and health checks" address="([^"]+)"/.exec(this.output);
-    if (!m) throw new Error('the driver has not logged its metrics address');
-    return `http://${m[1]}`;
+    return opsUrlIn(this.output, 'the driver');
   }
 
   /** The value of one sample of /metrics (summed over label sets matching `labels`). */
@@ -105,12 +103,23 @@ export class DriverProcess {
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     this.kubelet.close();
-    const child = this.child;
-    if (!child || child.exitCode !== null) return child?.exitCode ?? null;
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    child.kill(signal);
-    return exited;
+    return stopChild(this.child, signal);
   }
+}
+
+/** http://host:port of /metrics, /healthz and /readyz, from the log of a command (`who`) that serves them. */
+export function opsUrlIn(output: string, who: string): string {
+  const m = /"Serving metrics and health checks" address="([^"]+)"/.exec(output);
+  if (!m) throw new Error(`${who} has not logged its metrics address`);
+  return `http://${m[1]}`;
+}
+
+/** Sends `signal` to a child still running; resolves with its exit code. */
+export function stopChild(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<number | null> {
+  if (!child || child.exitCode !== null) return Promise.resolve(child?.exitCode ?? null);
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  child.kill(signal);
+  return exited;
 }
 
 /** One sample of the /metrics at `opsUrl`, summed over the label sets matching `labels`. */

@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { eventually, kubeconfigPath } from './cluster.js';
-import { executable, scrapeMetric } from './driver.js';
+import { executable, opsUrlIn, scrapeMetric, stopChild } from './driver.js';
 import { TEST_CREDS_ENV, TEST_PROJECT_ID } from './with-driver.js';
 
 /** One HMAC key for every controller of a run: replicas must share it. */
@@ -82,20 +82,14 @@ export class SyncProcess {
   }
 
   get opsUrl(): string {
-    const m = /"Serving metrics and health checks" address="([^"]+)"/.exec(this.output);
-    if (!m) throw new Error('the sync controller has not logged its metrics address');
-    return `http://${m[1]}`;
+    return opsUrlIn(this.output, 'the sync controller');
   }
 
   metric(name: string, labels: Record<string, string> = {}): Promise<number> {
     return scrapeMetric(this.opsUrl, name, labels);
   }
 
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return child?.exitCode ?? null;
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-    child.kill(signal);
-    return exited;
+  stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    return stopChild(this.child, signal);
   }
 }

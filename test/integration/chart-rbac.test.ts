@@ -14,7 +14,7 @@ import {
   createSpc,
   deleteNamespace,
   helm,
-  kc,
+  serviceAccountKubeconfig,
   kubectl,
   readSecret,
   spcpsGone,
@@ -87,12 +87,7 @@ it('grants exactly the verbs the driver uses', async () => {
 });
 
 it('is enough for the driver to mount, sync a Secret and clean up', async () => {
-  const token = (await kubectl('create', 'token', 'cce-secrets-manager', '-n', ns)).trim();
-  const limitedConfig = join(dir, 'driver-kubeconfig');
-  writeFileSync(
-    limitedConfig,
-    `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${kc.getCurrentCluster()!.server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: "${token}"}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`,
-  );
+  const limitedConfig = await serviceAccountKubeconfig(ns, 'cce-secrets-manager', join(dir, 'driver-kubeconfig'));
   const driver = await fx.start({ nodeId: 'node-rbac', kubeconfig: limitedConfig });
   const root = driver.kubeletRoot;
   try {

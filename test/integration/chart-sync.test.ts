@@ -13,15 +13,16 @@ import {
   createNamespace,
   createServiceAccount,
   createSpc,
-  custom,
   deleteNamespace,
   eventually,
   helm,
-  kc,
+  serviceAccountKubeconfig,
+  secretValue,
   kubeconfigPath,
   kubectl,
   readSecret,
 } from '../helpers/cluster.js';
+import { createSecretSync, secretSyncManifest } from '../helpers/secret-syncs.js';
 import { SyncProcess } from '../helpers/sync-process.js';
 import { withDriver } from '../helpers/with-driver.js';
 
@@ -46,12 +47,7 @@ before(async () => {
   assert.equal(r.code, 0, r.err);
   await createServiceAccount(apps, 'app', ['db']);
   // The controller's own credentials: its ServiceAccount's token.
-  const token = (await kubectl('create', 'token', 'cce-secrets-manager-sync', '-n', ns)).trim();
-  limitedConfig = join(dir, 'sync-kubeconfig');
-  writeFileSync(
-    limitedConfig,
-    `apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "${kc.getCurrentCluster()!.server}", insecure-skip-tls-verify: true}}]\nusers: [{name: u, user: {token: "${token}"}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n`,
-  );
+  limitedConfig = await serviceAccountKubeconfig(ns, 'cce-secrets-manager-sync', join(dir, 'sync-kubeconfig'));
   // A policy takes effect a moment after it is created.
   const probe = secretFile('probe', { metadata: { name: 'probe', namespace: apps, labels: LABEL } });
   await eventually('the admission policies to take effect', async () => {
@@ -275,23 +271,11 @@ it('is enough for the controller to sync a Secret and rotate it', async () => {
     await sync.start();
     await sync.leading();
     await createSpc(apps, 'db', '- objectName: db\n  objectType: csms\n  objectVersion: latest\n');
-    await custom.createNamespacedCustomObject({
-      group: 'secret-sync.x-k8s.io',
-      version: 'v1alpha1',
-      plural: 'secretsyncs',
-      namespace: apps,
-      body: {
-        apiVersion: 'secret-sync.x-k8s.io/v1alpha1',
-        kind: 'SecretSync',
-        metadata: { name: 'db' },
-        spec: {
-          serviceAccountName: 'app',
-          secretProviderClassName: 'db',
-          secretObject: { data: [{ sourcePath: 'db', targetKey: 'v' }] },
-        },
-      },
-    });
-    const value = async () => Buffer.from((await readSecret(apps, 'db'))?.data?.v ?? '', 'base64').toString();
+    await createSecretSync(
+      apps,
+      secretSyncManifest('db', 'db', 'app', { data: [{ sourcePath: 'db', targetKey: 'v' }] }),
+    );
+    const value = () => secretValue(apps, 'db', 'v');
     await eventually('the synced Secret', async () => ((await value()) === 'db-value' ? true : undefined));
     fx.emulator.store.addVersion('db', { secret_string: 'db-value-2' });
     await eventually('the rotated Secret', async () => ((await value()) === 'db-value-2' ? true : undefined));

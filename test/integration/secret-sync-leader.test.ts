@@ -12,13 +12,13 @@ import {
   deleteNamespace,
   eventually,
   kc,
-  readSecret,
+  secretValue,
 } from '../helpers/cluster.js';
+import { createSecretSync, secretSyncManifest } from '../helpers/secret-syncs.js';
 import { SyncProcess } from '../helpers/sync-process.js';
 import { withDriver } from '../helpers/with-driver.js';
 
 const fx = withDriver({ name: 'sync-leader', secrets: [{ name: 'shared', versions: ['v1'] }] });
-const SS = { group: 'secret-sync.x-k8s.io', version: 'v1alpha1', plural: 'secretsyncs' };
 const NAMES = ['one', 'two', 'three'];
 
 let ns: string;
@@ -47,7 +47,7 @@ const lease = () =>
     name: 'cce-secrets-manager-sync',
   }) as Promise<{ spec: { holderIdentity: string; leaseTransitions: number } }>;
 
-const value = async (name: string) => Buffer.from((await readSecret(ns, name))?.data?.v ?? '', 'base64').toString();
+const value = async (name: string) => (await secretValue(ns, name, 'v')) ?? '';
 
 /** Waits until every Secret holds `v`, then for two more cycles of `c`, so that a stray write would show. */
 async function settled(c: SyncProcess, v: string) {
@@ -92,20 +92,10 @@ it('only the leader writes, and a new leader writes each change once, after a st
   const b = controller('sync-b');
   await b.start();
   for (const name of NAMES) {
-    await custom.createNamespacedCustomObject({
-      ...SS,
-      namespace: ns,
-      body: {
-        apiVersion: 'secret-sync.x-k8s.io/v1alpha1',
-        kind: 'SecretSync',
-        metadata: { name },
-        spec: {
-          serviceAccountName: 'app',
-          secretProviderClassName: 'shared',
-          secretObject: { data: [{ sourcePath: 'shared', targetKey: 'v' }] },
-        },
-      },
-    });
+    await createSecretSync(
+      ns,
+      secretSyncManifest(name, 'shared', 'app', { data: [{ sourcePath: 'shared', targetKey: 'v' }] }),
+    );
   }
   await settled(a, 'v1');
   assert.equal((await lease()).spec.holderIdentity, 'sync-a');

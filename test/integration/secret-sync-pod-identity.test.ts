@@ -9,12 +9,13 @@ import {
   createNamespace,
   createServiceAccount,
   createSpc,
-  custom,
+  secretValue,
   deleteNamespace,
   eventually,
   kubectl,
   readSecret,
 } from '../helpers/cluster.js';
+import { createSecretSync, getSecretSync, readyOf, secretSyncManifest } from '../helpers/secret-syncs.js';
 import { SyncProcess } from '../helpers/sync-process.js';
 import { withDriver } from '../helpers/with-driver.js';
 
@@ -30,28 +31,15 @@ const fx = withDriver({
 let ns: string;
 let controller: SyncProcess;
 
-async function sync(name: string, spc: string, sa: string, sourcePath: string) {
-  await custom.createNamespacedCustomObject({
-    ...{ group: 'secret-sync.x-k8s.io', version: 'v1alpha1', plural: 'secretsyncs', namespace: ns },
-    body: {
-      apiVersion: 'secret-sync.x-k8s.io/v1alpha1',
-      kind: 'SecretSync',
-      metadata: { name },
-      spec: {
-        serviceAccountName: sa,
-        secretProviderClassName: spc,
-        secretObject: { data: [{ sourcePath, targetKey: 'v' }] },
-      },
-    },
-  });
-}
+const sync = (name: string, spc: string, sa: string, sourcePath: string) =>
+  createSecretSync(ns, secretSyncManifest(name, spc, sa, { data: [{ sourcePath, targetKey: 'v' }] }));
 
-async function readyOf(name: string): Promise<{ status: string; reason: string; message: string } | undefined> {
-  const ss = (await custom.getNamespacedCustomObject({
-    ...{ group: 'secret-sync.x-k8s.io', version: 'v1alpha1', plural: 'secretsyncs', namespace: ns, name },
-  })) as { status?: { conditions?: { type: string; status: string; reason: string; message: string }[] } };
-  return ss.status?.conditions?.find((c) => c.type === 'Ready');
-}
+/** The Ready condition once it is False. */
+const refusal = (name: string) =>
+  eventually('a refusal', async () => {
+    const r = readyOf(await getSecretSync(ns, name));
+    return r?.status === 'False' ? r : undefined;
+  });
 
 before(async () => {
   await fx.ready;
@@ -93,9 +81,7 @@ after(async () => {
 it("reads as the SecretSync's ServiceAccount agency, with a token the controller requested", async () => {
   await sync('team-db', 'team-db', 'team', 'team-db');
   await eventually('the Secret', async () =>
-    Buffer.from((await readSecret(ns, 'team-db'))?.data?.v ?? '', 'base64').toString() === 'team-db-v1'
-      ? true
-      : undefined,
+    (await secretValue(ns, 'team-db', 'v')) === 'team-db-v1' ? true : undefined,
   );
   const reads = fx.emulator.store.requestLog.filter((r) => r.what.startsWith('GET team-db'));
   assert.ok(reads.length > 0);
@@ -107,10 +93,7 @@ it("reads as the SecretSync's ServiceAccount agency, with a token the controller
 
 it("is refused what the agency may not read, and never falls back to the controller's own keys", async () => {
   await sync('not-theirs', 'not-theirs', 'team', 'not-theirs');
-  const ready = await eventually('a refusal', async () => {
-    const r = await readyOf('not-theirs');
-    return r?.status === 'False' ? r : undefined;
-  });
+  const ready = await refusal('not-theirs');
   assert.equal(ready.reason, 'RemoteSecretStoreFetchFailed');
   assert.equal(await readSecret(ns, 'not-theirs'), undefined);
   const reads = fx.emulator.store.requestLog.filter((r) => r.what.startsWith('GET not-theirs'));
@@ -122,10 +105,7 @@ it("is refused what the agency may not read, and never falls back to the control
 
 it('holds the volume limits: a secret over --max-file-bytes is refused, naming the limit', async () => {
   await sync('big', 'big', 'plain', 'big');
-  const ready = await eventually('a refusal', async () => {
-    const r = await readyOf('big');
-    return r?.status === 'False' ? r : undefined;
-  });
+  const ready = await refusal('big');
   assert.equal(ready.reason, 'LimitExceeded');
   assert.match(ready.message, /4096/);
   assert.equal(await readSecret(ns, 'big'), undefined);

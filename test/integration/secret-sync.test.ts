@@ -17,7 +17,16 @@ import {
   eventually,
   kubectl,
   readSecret,
+  secretValue,
 } from '../helpers/cluster.js';
+import {
+  createSecretSync,
+  getSecretSync,
+  readyOf,
+  SECRETSYNCS,
+  secretSyncManifest,
+  waitReady,
+} from '../helpers/secret-syncs.js';
 import { SyncProcess } from '../helpers/sync-process.js';
 import { withDriver } from '../helpers/with-driver.js';
 
@@ -36,45 +45,17 @@ const fx = withDriver({
   ],
 });
 
-const SS = { group: 'secret-sync.x-k8s.io', version: 'v1alpha1', plural: 'secretsyncs' };
 let controller: SyncProcess;
 let ns: string;
 
-/** An upstream SecretSync manifest, as its docs write one. */
-function secretSync(name: string, spc: string, sa: string, extra: Record<string, unknown> = {}) {
-  return {
-    apiVersion: 'secret-sync.x-k8s.io/v1alpha1',
-    kind: 'SecretSync',
-    metadata: { name },
-    spec: {
-      serviceAccountName: sa,
-      secretProviderClassName: spc,
-      secretObject: { type: 'Opaque', data: [{ sourcePath: 'password', targetKey: 'password' }] },
-      ...extra,
-    },
-  };
-}
-
-async function createSync(namespace: string, body: ReturnType<typeof secretSync>) {
-  return custom.createNamespacedCustomObject({ ...SS, namespace, body });
-}
-
-async function getSync(namespace: string, name: string): Promise<any> {
-  return custom.getNamespacedCustomObject({ ...SS, namespace, name });
-}
-
-function ready(ss: any) {
-  return ss?.status?.conditions?.find((c: { type: string }) => c.type === 'Ready');
-}
-
-async function waitReady(namespace: string, name: string, status: 'True' | 'False', reason?: string) {
-  return eventually(`SecretSync ${name} Ready=${status}${reason ? ` (${reason})` : ''}`, async () => {
-    const ss = await getSync(namespace, name);
-    const c = ready(ss);
-    return c?.status === status && (!reason || c.reason === reason) ? ss : undefined;
-  });
-}
-
+/** An upstream SecretSync manifest; `secretObject` replaces the default one. */
+const secretSync = (name: string, spc: string, sa: string, extra: { secretObject?: Record<string, unknown> } = {}) =>
+  secretSyncManifest(
+    name,
+    spc,
+    sa,
+    extra.secretObject ?? { type: 'Opaque', data: [{ sourcePath: 'password', targetKey: 'password' }] },
+  );
 const decoded = (s: { data?: Record<string, string> } | undefined, key: string) =>
   s?.data?.[key] === undefined ? undefined : Buffer.from(s.data[key], 'base64').toString();
 
@@ -114,7 +95,7 @@ after(async () => {
 
 describe('a SecretSync', () => {
   it('creates its Secret, owned by it, with the status upstream describes and a Ready condition', async () => {
-    const made = await createSync(
+    const made = await createSecretSync(
       ns,
       secretSync('db-creds', 'db', 'app', {
         secretObject: {
@@ -169,7 +150,7 @@ it("the README's SecretSync manifest applies unchanged with kubectl and syncs", 
     await writeFile(file, manifest);
     await kubectl('apply', '-n', own, '-f', file);
     await waitReady(own, 'db-creds', 'True');
-    assert.ok(decoded(await readSecret(own, 'db-creds'), 'password')?.startsWith('db-password-'));
+    assert.ok((await secretValue(own, 'db-creds', 'password'))?.startsWith('db-password-'));
   } finally {
     await deleteNamespace(own);
   }
@@ -212,34 +193,34 @@ describe('a SecretSync over time', () => {
       '{"spec":{"forceSynchronization":"now-1"}}',
     );
     await eventually('a forced write', async () =>
-      decoded(await readSecret(ns, 'db-creds'), 'password') === 'db-password-v1' ? true : undefined,
+      (await secretValue(ns, 'db-creds', 'password')) === 'db-password-v1' ? true : undefined,
     );
   });
 
   it('rotates: a new CSMS version reaches the Secret within the rotation interval', async () => {
     fx.emulator.store.addVersion('db', { secret_string: '{"user":"app","password":"db-password-v2"}' });
     await eventually('the rotated password', async () =>
-      decoded(await readSecret(ns, 'db-creds'), 'password') === 'db-password-v2' ? true : undefined,
+      (await secretValue(ns, 'db-creds', 'password')) === 'db-password-v2' ? true : undefined,
     );
   });
   it('writes nothing, not even its status, while nothing changes', async () => {
     await waitReady(ns, 'db-creds', 'True');
     const secretRv = (await readSecret(ns, 'db-creds'))!.metadata!.resourceVersion;
-    const syncRv = (await getSync(ns, 'db-creds')).metadata.resourceVersion;
+    const syncRv = (await getSecretSync(ns, 'db-creds')).metadata.resourceVersion;
     const unchanged = await controller.metric('secretsync_sync_total', { outcome: 'unchanged' });
     // Three rotation cycles (1 s each) that each read and compare.
     await eventually('three unchanged syncs', async () =>
       (await controller.metric('secretsync_sync_total', { outcome: 'unchanged' })) >= unchanged + 3 ? true : undefined,
     );
     assert.equal((await readSecret(ns, 'db-creds'))!.metadata!.resourceVersion, secretRv);
-    assert.equal((await getSync(ns, 'db-creds')).metadata.resourceVersion, syncRv);
+    assert.equal((await getSecretSync(ns, 'db-creds')).metadata.resourceVersion, syncRv);
   });
 });
 
 describe('a failed read', () => {
   it('keeps the last good Secret when a read fails, says so, and recovers', async () => {
     await createSpc(ns, 'flaky', '- objectName: flaky\n  objectType: csms\n  objectVersion: latest\n');
-    await createSync(
+    await createSecretSync(
       ns,
       secretSync('flaky', 'flaky', 'app', {
         secretObject: { data: [{ sourcePath: 'flaky', targetKey: 'value' }] },
@@ -249,21 +230,21 @@ describe('a failed read', () => {
     for (let i = 0; i < 50; i++) fx.emulator.store.addFault({ status: 503, secret: 'flaky' });
     fx.emulator.store.addVersion('flaky', { secret_string: 'flaky-v2' });
     const failed = await waitReady(ns, 'flaky', 'False', 'RemoteSecretStoreFetchFailed');
-    assert.match(ready(failed).message, /keeps the values of the last good sync/);
+    assert.match(readyOf(failed)!.message, /keeps the values of the last good sync/);
     assert.equal(failed.status.conditions.find((c: any) => c.type === 'SecretUpdated').status, 'False');
-    assert.equal(decoded(await readSecret(ns, 'flaky'), 'value'), 'flaky-v1');
+    assert.equal(await secretValue(ns, 'flaky', 'value'), 'flaky-v1');
     fx.emulator.store.clearFaults();
     await waitReady(ns, 'flaky', 'True');
-    assert.equal(decoded(await readSecret(ns, 'flaky'), 'value'), 'flaky-v2');
+    assert.equal(await secretValue(ns, 'flaky', 'value'), 'flaky-v2');
   });
 });
 
 describe('a SecretSync is refused', () => {
   it('by the ServiceAccount allow-list, creating nothing', async () => {
     await createServiceAccount(ns, 'narrow', ['api']);
-    await createSync(ns, secretSync('narrow', 'db', 'narrow'));
+    await createSecretSync(ns, secretSync('narrow', 'db', 'narrow'));
     const ss = await waitReady(ns, 'narrow', 'False', 'ServiceAccountNotAllowed');
-    assert.match(ready(ss).message, new RegExp(`secret "db" is not allowed for ServiceAccount ${ns}/narrow`));
+    assert.match(readyOf(ss)!.message, new RegExp(`secret "db" is not allowed for ServiceAccount ${ns}/narrow`));
     assert.equal(ss.status.conditions.find((c: any) => c.type === 'SecretCreated').status, 'False');
     assert.equal(await readSecret(ns, 'narrow'), undefined);
     const events = await core.listNamespacedEvent({ namespace: ns, fieldSelector: 'involvedObject.name=narrow' });
@@ -274,21 +255,21 @@ describe('a SecretSync is refused', () => {
   it("by the Namespace permit (policy enforce), whatever the team's allow-list says", async () => {
     await createServiceAccount(ns, 'wide', ['other']);
     await createSpc(ns, 'other', '- objectName: other\n  objectType: csms\n  objectVersion: latest\n');
-    await createSync(
+    await createSecretSync(
       ns,
       secretSync('other', 'other', 'wide', {
         secretObject: { data: [{ sourcePath: 'other', targetKey: 'v' }] },
       }),
     );
     const ss = await waitReady(ns, 'other', 'False', 'NamespaceNotPermitted');
-    assert.match(ready(ss).message, new RegExp(`Namespace ${ns} does not permit CSMS secret "other"`));
+    assert.match(readyOf(ss)!.message, new RegExp(`Namespace ${ns} does not permit CSMS secret "other"`));
     assert.equal(await readSecret(ns, 'other'), undefined);
   });
 });
 
 describe('a SecretSync is refused for its own spec', () => {
   it('for a Secret type Kubernetes fills with a token', async () => {
-    await createSync(
+    await createSecretSync(
       ns,
       secretSync('token', 'db', 'app', {
         secretObject: {
@@ -298,23 +279,23 @@ describe('a SecretSync is refused for its own spec', () => {
       }),
     );
     const ss = await waitReady(ns, 'token', 'False', 'UserInputValidationFailed');
-    assert.match(ready(ss).message, /kubernetes\.io\/service-account-token is a type Kubernetes fills with a token/);
+    assert.match(readyOf(ss)!.message, /kubernetes\.io\/service-account-token is a type Kubernetes fills with a token/);
     assert.equal(await readSecret(ns, 'token'), undefined);
   });
 
   it('for a spec over what the controller keeps, before reading anything', async () => {
-    await createSync(
+    await createSecretSync(
       ns,
       secretSync('padded', 'db', 'app', {
         secretObject: { data: [{ sourcePath: 'password', targetKey: 'p' }], annotations: { pad: 'x'.repeat(200_000) } },
       }),
     );
     const ss = await waitReady(ns, 'padded', 'False', 'UserInputValidationFailed');
-    assert.match(ready(ss).message, /spec is \d+ bytes, more than the 131072 the controller reads/);
+    assert.match(readyOf(ss)!.message, /spec is \d+ bytes, more than the 131072 the controller reads/);
   });
 
   it('for a sourcePath that is no file of the SPC, naming the files there are', async () => {
-    await createSync(
+    await createSecretSync(
       ns,
       secretSync('typo', 'db', 'app', {
         secretObject: { data: [{ sourcePath: 'passwrd', targetKey: 'password' }] },
@@ -322,7 +303,7 @@ describe('a SecretSync is refused for its own spec', () => {
     );
     const ss = await waitReady(ns, 'typo', 'False', 'UserInputValidationFailed');
     assert.match(
-      ready(ss).message,
+      readyOf(ss)!.message,
       /sourcePath "passwrd" is not a file of SecretProviderClass .*; use one of: db, password, user/,
     );
   });
@@ -336,10 +317,10 @@ describe('Secrets the controller does not own', () => {
       namespace: ns,
       body: { metadata: { name: 'theirs' }, stringData: { keep: 'mine' } },
     });
-    await createSync(ns, secretSync('theirs', 'db', 'app'));
+    await createSecretSync(ns, secretSync('theirs', 'db', 'app'));
     const ss = await waitReady(ns, 'theirs', 'False', 'ControllerPatchError');
     assert.match(
-      ready(ss).message,
+      readyOf(ss)!.message,
       new RegExp(`Secret ${ns}/theirs already exists and is not SecretSync ${ns}/theirs's`),
     );
     assert.deepEqual(await values('theirs'), { keep: Buffer.from('mine').toString('base64') });
@@ -359,7 +340,7 @@ describe('Secrets the controller does not own', () => {
         stringData: { keep: 'mine' },
       },
     });
-    await createSync(ns, secretSync('forged', 'db', 'app'));
+    await createSecretSync(ns, secretSync('forged', 'db', 'app'));
     await waitReady(ns, 'forged', 'False', 'ControllerPatchError');
     assert.deepEqual(await values('forged'), { keep: Buffer.from('mine').toString('base64') });
   });
@@ -376,11 +357,11 @@ describe('Secrets the controller does not own', () => {
         stringData: { keep: 'driver' },
       },
     });
-    await createSync(ns, secretSync('from-spc', 'db', 'app'));
+    await createSecretSync(ns, secretSync('from-spc', 'db', 'app'));
     await waitReady(ns, 'from-spc', 'False', 'ControllerPatchError');
     assert.deepEqual(await values('from-spc'), { keep: Buffer.from('driver').toString('base64') });
     // A SecretSync may not mark its Secret as the driver's.
-    await createSync(
+    await createSecretSync(
       ns,
       secretSync('posing', 'db', 'app', {
         secretObject: {
@@ -390,14 +371,14 @@ describe('Secrets the controller does not own', () => {
       }),
     );
     const ss = await waitReady(ns, 'posing', 'False', 'UserInputValidationFailed');
-    assert.match(ready(ss).message, /sets "secrets-store\.csi\.k8s\.io\/managed", which marks who owns a Secret/);
+    assert.match(readyOf(ss)!.message, /sets "secrets-store\.csi\.k8s\.io\/managed", which marks who owns a Secret/);
   });
 });
 
 it('no secret value appears in its log, its Events or any SecretSync status', async () => {
   const secretValues = ['db-password-v1', 'db-password-v2', VALUES.api, VALUES.other, 'flaky-v1', 'flaky-v2'];
   const events = JSON.stringify((await core.listNamespacedEvent({ namespace: ns })).items);
-  const statuses = JSON.stringify(await custom.listNamespacedCustomObject({ ...SS, namespace: ns }));
+  const statuses = JSON.stringify(await custom.listNamespacedCustomObject({ ...SECRETSYNCS, namespace: ns }));
   // As written and as a Secret's data holds it.
   for (const v of secretValues.flatMap((x) => [x, Buffer.from(x).toString('base64')])) {
     assert.ok(!controller.logs.includes(v), `log holds ${v}`);
